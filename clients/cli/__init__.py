@@ -16,7 +16,7 @@ from clients.cli._common import CLIError
 
 app = typer.Typer(
     name="shancheng",
-    help="Shancheng (山城) Data Exchange: verifiable data trading with SM2/SM3/SM4 and an EVM anchor.",
+    help="Shancheng (山城) Data Exchange: verifiable data trading, SM2/SM3/SM4 + an EVM anchor.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
