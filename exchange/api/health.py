@@ -1,0 +1,91 @@
+"""``GET /health``: is the database reachable, and is the anchor chain?"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from fastapi import APIRouter, Request, Response
+from pydantic import BaseModel
+from sqlalchemy import Engine, text
+from sqlalchemy.exc import SQLAlchemyError
+from starlette.concurrency import run_in_threadpool
+
+from contracts.chain import ChainClient
+from contracts.errors import ChainError
+from exchange.db import redact_url
+
+router = APIRouter(tags=["operations"])
+
+
+class DatabaseStatus(BaseModel):
+    ok: bool
+    backend: str
+    url: str
+    detail: str | None = None
+
+
+class ChainStatus(BaseModel):
+    ok: bool
+    configured: bool
+    rpc_url: str | None = None
+    chain_id: int | None = None
+    block_number: int | None = None
+    registry_address: str | None = None
+    registry_deployed: bool | None = None
+    detail: str | None = None
+
+
+class Health(BaseModel):
+    status: Literal["ok", "degraded"]
+    database: DatabaseStatus
+    chain: ChainStatus
+
+
+def database_status(engine: Engine) -> DatabaseStatus:
+    url = redact_url(engine.url.render_as_string(hide_password=False))
+    try:
+        with engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+    except SQLAlchemyError as exc:
+        detail = str(getattr(exc, "orig", None) or exc)
+        return DatabaseStatus(ok=False, backend=engine.dialect.name, url=url, detail=detail)
+    return DatabaseStatus(ok=True, backend=engine.dialect.name, url=url)
+
+
+def chain_status(rpc_url: str | None, registry_address: str | None) -> ChainStatus:
+    if not rpc_url:
+        return ChainStatus(ok=False, configured=False, detail="no chain RPC URL configured")
+    status = ChainStatus(
+        ok=False, configured=True, rpc_url=rpc_url, registry_address=registry_address
+    )
+    try:
+        chain = ChainClient(rpc_url, timeout=3.0)
+        status.chain_id = chain.chain_id()
+        status.block_number = chain.block_number()
+        if registry_address:
+            status.registry_deployed = len(chain.code_at(registry_address)) > 0
+    except ChainError as exc:
+        status.detail = str(exc)
+        return status
+    if registry_address and not status.registry_deployed:
+        status.detail = f"no contract at {registry_address}"
+        return status
+    status.ok = True
+    return status
+
+
+@router.get(
+    "/health",
+    response_model=Health,
+    summary="Database and chain status",
+    responses={503: {"model": Health, "description": "Database or configured chain unreachable"}},
+)
+async def get_health(request: Request, response: Response) -> Health:
+    """200 when the database answers and the configured chain (if any) holds the registry."""
+    settings = request.app.state.settings
+    database = await run_in_threadpool(database_status, request.app.state.engine)
+    chain = await run_in_threadpool(chain_status, settings.rpc_url, settings.registry_address)
+    healthy = database.ok and (chain.ok or not chain.configured)
+    if not healthy:
+        response.status_code = 503
+    return Health(status="ok" if healthy else "degraded", database=database, chain=chain)
