@@ -1,9 +1,247 @@
-"""Placeholder: filled in by the foundation work."""
+"""``shancheng keys new|pub``, ``sm3``, ``sign``, ``verify``: the GM crypto at the shell.
+
+Signatures are SM2 with SM3 and the default distinguishing ID
+``1234567812345678``, DER-encoded then base64 on the command line; they
+interoperate with ``openssl pkeyutl -rawin -digest sm3 -pkeyopt distid:1234567812345678``.
+"""
 
 from __future__ import annotations
 
+import base64
+import binascii
+import os
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, NoReturn
+
 import typer
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+
+from clients.cli._common import CLIError, stderr, stdout
+from ledger.errors import (
+    InvalidSignature,
+    KeyFormatError,
+    KeyPasswordError,
+)
+from ledger.sm2 import SM2PrivateKey, SM2PublicKey
+from ledger.sm3 import sm3_file
+
+PROGRESS_THRESHOLD = 64 << 20
+"""Files at least this large get a progress bar (when stderr is a terminal)."""
+
+EXIT_INVALID = 1
+
+PasswordFileOption = Annotated[
+    Path | None, typer.Option("--password-file", help="File holding the key's password.")
+]
+
+keys_app = typer.Typer(
+    name="keys",
+    help="SM2 key pairs: create one, show its public key.",
+    no_args_is_help=True,
+)
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _os_error(path: Path, what: str, exc: OSError) -> NoReturn:
+    if isinstance(exc, FileNotFoundError):
+        raise CLIError(f"{what} not found: {path}") from None
+    if isinstance(exc, IsADirectoryError):
+        raise CLIError(f"{what} is a directory: {path}") from None
+    if isinstance(exc, PermissionError):
+        raise CLIError(f"cannot read {what} {path}: permission denied") from None
+    raise CLIError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
+
+
+def _read(path: Path, what: str) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        _os_error(path, what, exc)
+
+
+def _password(path: Path | None) -> bytes | None:
+    """The password in ``path`` (one trailing newline dropped), or ``None``."""
+    if path is None:
+        return None
+    secret = _read(path, "password file")
+    if secret.endswith(b"\r\n"):
+        secret = secret[:-2]
+    elif secret.endswith(b"\n"):
+        secret = secret[:-1]
+    if not secret:
+        raise CLIError(f"password file is empty: {path}")
+    return secret
+
+
+def _load_private(path: Path, password_file: Path | None) -> SM2PrivateKey:
+    pem = _read(path, "private key")
+    password = _password(password_file)
+    try:
+        return SM2PrivateKey.from_pem(pem, password)
+    except KeyPasswordError as exc:
+        if password is None:
+            raise CLIError(f"{path}: the key is encrypted; pass --password-file") from None
+        raise CLIError(f"{path}: {exc}") from None
+    except KeyFormatError as exc:  # malformed, or not SM2
+        raise CLIError(f"{path}: {exc}") from None
+
+
+def _load_public(path: Path) -> SM2PublicKey:
+    pem = _read(path, "public key")
+    try:
+        return SM2PublicKey.from_pem(pem)
+    except KeyFormatError as exc:  # malformed, or not SM2
+        raise CLIError(f"{path}: {exc}") from None
+
+
+def _emit(text: str) -> None:
+    """Print machine-readable output: no markup, no highlighting, no wrapping."""
+    stdout.print(text, markup=False, highlight=False, soft_wrap=True)
+
+
+def _write_private(out: Path, pem: bytes, *, force: bool) -> None:
+    """Write ``pem`` to ``out`` with mode 0600; refuse to overwrite unless ``force``."""
+    if out.is_dir():
+        raise CLIError(f"{out} is a directory")
+    if out.exists() and not force:
+        raise CLIError(f"{out} already exists (use --force to overwrite)")
+    target = out if not force else out.with_name(f".{out.name}.{secrets.token_hex(6)}.tmp")
+    try:
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        raise CLIError(f"{out} already exists (use --force to overwrite)") from None
+    except FileNotFoundError:
+        raise CLIError(f"directory not found: {out.parent}") from None
+    except OSError as exc:
+        raise CLIError(f"cannot write {out}: {exc.strerror or exc}") from None
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            os.fchmod(handle.fileno(), 0o600)
+            handle.write(pem)
+        if target != out:
+            os.replace(target, out)
+    except OSError as exc:
+        target.unlink(missing_ok=True)
+        raise CLIError(f"cannot write {out}: {exc.strerror or exc}") from None
+
+
+@contextmanager
+def _progress(size: int) -> Iterator[Progress | None]:
+    if size < PROGRESS_THRESHOLD or not stderr.is_terminal:
+        yield None
+        return
+    with Progress(
+        TextColumn("[bold]SM3[/] {task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        console=stderr,
+        transient=True,
+    ) as progress:
+        yield progress
+
+
+# --------------------------------------------------------------------------- commands
+
+
+@keys_app.command("new")
+def keys_new(
+    out: Annotated[Path, typer.Option("--out", help="Where to write the PKCS#8 PEM private key.")],
+    password_file: Annotated[
+        Path | None,
+        typer.Option("--password-file", help="Encrypt the key with the password in this file."),
+    ] = None,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
+) -> None:
+    """Create an SM2 key pair; print its key id (SM3 of the public key)."""
+    password = _password(password_file)
+    key = SM2PrivateKey.generate()
+    _write_private(out, key.to_pem(password), force=force)
+    stderr.print(f"wrote SM2 private key to {out} (mode 0600)", markup=False, highlight=False)
+    _emit(key.key_id())
+
+
+@keys_app.command("pub")
+def keys_pub(
+    key: Annotated[Path, typer.Argument(help="PEM private key file.")],
+    password_file: PasswordFileOption = None,
+) -> None:
+    """Print the public key (SubjectPublicKeyInfo PEM) of a private key."""
+    private = _load_private(key, password_file)
+    _emit(private.public_key().to_pem().decode("ascii").rstrip("\n"))
+
+
+def sm3_cmd(
+    file: Annotated[Path, typer.Argument(help="File to hash (streamed).")],
+) -> None:
+    """Print the SM3 digest (hex) of a file."""
+    try:
+        if file.is_dir():
+            raise CLIError(f"file is a directory: {file}")
+        size = file.stat().st_size
+        with _progress(size) as progress:
+            if progress is None:
+                digest = sm3_file(file)
+            else:
+                task = progress.add_task(file.name, total=size)
+                digest = sm3_file(file, progress=lambda n: progress.advance(task, n))
+    except OSError as exc:
+        _os_error(file, "file", exc)
+    _emit(digest.hex())
+
+
+def sign_cmd(
+    file: Annotated[Path, typer.Argument(help="File to sign.")],
+    key: Annotated[Path, typer.Option("--key", help="PEM private key file.")],
+    password_file: PasswordFileOption = None,
+) -> None:
+    """Sign a file (SM2/SM3, ID 1234567812345678); print the DER signature in base64."""
+    private = _load_private(key, password_file)
+    data = _read(file, "file")
+    _emit(base64.b64encode(private.sign(data)).decode("ascii"))
+
+
+def verify_cmd(
+    file: Annotated[Path, typer.Argument(help="Signed file.")],
+    pub: Annotated[Path, typer.Option("--pub", help="PEM public key file.")],
+    sig: Annotated[Path, typer.Option("--sig", help="File holding the base64 DER signature.")],
+) -> None:
+    """Verify a signature made by 'shancheng sign': exit 0 if valid, 1 if not."""
+    public = _load_public(pub)
+    text = _read(sig, "signature file")
+    data = _read(file, "file")
+    try:
+        signature = base64.b64decode(b"".join(text.split()), validate=True)
+    except (binascii.Error, ValueError):
+        raise CLIError(
+            f"invalid signature: {sig} does not hold base64", exit_code=EXIT_INVALID
+        ) from None
+    try:
+        public.verify(signature, data)
+    except InvalidSignature:
+        raise CLIError("invalid signature", exit_code=EXIT_INVALID) from None
+    _emit("valid")
+
+
+# --------------------------------------------------------------------------- wiring
 
 
 def register(app: typer.Typer) -> None:
-    del app
+    """Add the crypto commands to ``app``."""
+    app.add_typer(keys_app, name="keys")
+    app.command("sm3")(sm3_cmd)
+    app.command("sign")(sign_cmd)
+    app.command("verify")(verify_cmd)
