@@ -23,6 +23,7 @@ app = typer.Typer(
 )
 
 _DEBUG = {"on": False}
+_GROUPS_REGISTERED = {"done": False}
 
 
 @app.callback()
@@ -33,10 +34,14 @@ def _root(
 
 
 def _register_groups() -> None:
+    """Add every command group to :data:`app` once (tests call this too)."""
+    if _GROUPS_REGISTERED["done"]:
+        return
     # Imported here so each module can import `app` without a cycle.
     from clients.cli import commands
 
     commands.register(app)
+    _GROUPS_REGISTERED["done"] = True
 
 
 def main() -> None:
@@ -46,5 +51,5 @@ def main() -> None:
     except CLIError as exc:
         if _DEBUG["on"]:
             raise
-        _common.stderr.print(f"[bold red]error:[/] {exc.message}", highlight=False)
+        _common.stderr.print(f"[bold red]error:[/] {exc.message}", highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)

@@ -8,11 +8,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
-import uvicorn
 from rich.table import Table
 
 from clients.cli._common import CLIError, stderr, stdout
-from devnet.deploy import DeployError, ensure_registry
 from devnet.launcher import Devnet, DevnetConfig, DevnetError
 
 if TYPE_CHECKING:
@@ -26,6 +24,8 @@ def serve(
     port: int = typer.Option(8000, help="TCP port."),
 ) -> None:
     """Serve the exchange API with the configuration from SHANCHENG_* variables."""
+    import uvicorn
+
     from exchange.app import create_app
 
     _require_free_port(host, port, "the exchange API")
@@ -45,6 +45,9 @@ def run(
 
     Ctrl-C stops everything this command started.
     """
+    # Imported here: web3 and FastAPI take a second to import, and every
+    # other command would pay for it.
+    from devnet.deploy import DeployError, ensure_registry
     from exchange.app import create_app
     from exchange.settings import Settings
 
@@ -74,6 +77,8 @@ def run(
             database_url=os.environ.get("SHANCHENG_DATABASE_URL") or os.environ.get("DATABASE_URL"),
         )
         _print_map(settings, port, node, deployment.registry_address, reused)
+        import uvicorn
+
         uvicorn.run(create_app(settings), host="127.0.0.1", port=port, log_level="info")
     finally:
         if started_here:
