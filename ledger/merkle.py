@@ -48,6 +48,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from ledger.errors import VerificationError
 from ledger.sm3 import DIGEST_SIZE, sm3
 
 __all__ = [
@@ -98,7 +99,7 @@ NODE_PREFIX = b"\x01"
 # --------------------------------------------------------------------------- errors
 
 
-class ProofError(Exception):
+class ProofError(VerificationError):
     """Base of every Merkle verification failure raised by this module."""
 
 
