@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import functools
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from typing import Protocol
 
 from fastapi import FastAPI
+from sqlalchemy import Engine
+from sqlmodel import Session
 
-from exchange.api import health
+from exchange.anchoring.service import AnchoringService
+from exchange.api import health, log, receipts
 from exchange.db import make_engine
 from exchange.errors import install_error_handlers
+from exchange.keys import load_log_key
+from exchange.log.models import create_log_tables
+from exchange.log.sequencer import Sequencer
 from exchange.settings import Settings
 
 API_DESCRIPTION = """
@@ -20,25 +28,90 @@ chain, so any receipt can be verified without trusting the exchange.
 Errors are JSON objects `{"code": "...", "message": "..."}` with a matching HTTP status.
 """
 
+OPENAPI_TAGS = [
+    {"name": "operations", "description": "Health and service facts."},
+    {
+        "name": "log",
+        "description": "The SM3 Merkle log: append signed records, read signed "
+        "checkpoints, entries, inclusion and consistency proofs (RFC 9162), anchors.",
+    },
+    {"name": "receipts", "description": "Receipt bundles (v1) for offline audit."},
+]
+
+
+class BackgroundService(Protocol):
+    """A worker thread that lives as long as the app: the starter starts it."""
+
+    def stop(self) -> None: ...
+
+
+ServiceStarter = Callable[[FastAPI], BackgroundService | None]
+"""Starts one background service for the app, or returns ``None`` when it is not wanted."""
+
+
+def _start_sequencer(app: FastAPI) -> BackgroundService | None:
+    settings: Settings = app.state.settings
+    if not settings.sequencer_enabled:
+        return None
+    sequencer = Sequencer(
+        app.state.session_factory,
+        app.state.log_key,
+        interval=settings.sequencer_interval,
+        max_batch=settings.sequencer_max_batch,
+    )
+    sequencer.start()
+    app.state.sequencer = sequencer
+    return sequencer
+
+
+def _start_anchoring(app: FastAPI) -> BackgroundService | None:
+    # None when no chain is configured or another worker holds the lock.
+    anchoring = AnchoringService.start_in_app(app.state.settings, app.state.engine)
+    app.state.anchoring = anchoring
+    return anchoring
+
+
+DEFAULT_SERVICES: tuple[ServiceStarter, ...] = (_start_sequencer, _start_anchoring)
+"""Started in this order when the app starts, stopped in reverse when it stops."""
+
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    engine: Engine = app.state.engine
+    started: list[BackgroundService] = []
+    try:
+        for starter in app.state.service_starters:
+            service = starter(app)
+            if service is not None:
+                started.append(service)
+        yield
+    finally:
+        for service in reversed(started):
+            service.stop()
+        engine.dispose()
+
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     engine = make_engine(settings.resolved_database_url)
-
-    @asynccontextmanager
-    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        yield
-        engine.dispose()
+    create_log_tables(engine)
 
     app = FastAPI(
         title="Shancheng Data Exchange",
         version="0.1.0",
         description=API_DESCRIPTION,
-        lifespan=lifespan,
-        openapi_tags=[{"name": "operations", "description": "Health and service facts."}],
+        lifespan=_lifespan,
+        openapi_tags=OPENAPI_TAGS,
     )
     app.state.settings = settings
     app.state.engine = engine
+    app.state.session_factory = functools.partial(Session, engine)
+    app.state.log_key = load_log_key(settings)
+    app.state.service_starters = list(DEFAULT_SERVICES)
+    app.state.sequencer = None
+    app.state.anchoring = None
     install_error_handlers(app)
     app.include_router(health.router)
+    app.include_router(log.router)
+    app.include_router(receipts.router)
     return app

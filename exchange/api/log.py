@@ -1,0 +1,267 @@
+"""The verifiable log over REST: append, checkpoints, entries, proofs, anchors, log key.
+
+Every error is ``{"code", "message"}``; the codes are listed per route in the
+OpenAPI document. Entries and proofs are served for integrated tree sizes
+only (up to the latest checkpoint).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from sqlalchemy import select
+from sqlmodel import Session, col
+
+from exchange.anchoring.models import AnchorRow
+from exchange.log import queries
+from exchange.log.errors import InvalidIndexError
+from exchange.log.schemas import (
+    AnchorBody,
+    Appended,
+    AppendRequest,
+    BatchAppended,
+    BatchAppendRequest,
+    CheckpointBody,
+    ConsistencyProofBody,
+    Entry,
+    ErrorBody,
+    InclusionProofBody,
+    LogKey,
+    PromiseBody,
+)
+from exchange.log.service import Accepted, append, append_many, parse_submission
+from ledger.records import MAX_SAFE_INTEGER
+from ledger.sm2 import SM2PrivateKey
+
+__all__ = ["SessionDep", "get_session", "router"]
+
+router = APIRouter(tags=["log"])
+
+_HEX_HASH = re.compile(r"[0-9a-fA-F]{64}")
+
+
+def get_session(request: Request) -> Iterator[Session]:
+    with Session(request.app.state.engine) as session:
+        yield session
+
+
+SessionDep = Annotated[Session, Depends(get_session)]
+
+
+def _log_key(request: Request) -> SM2PrivateKey:
+    key: SM2PrivateKey = request.app.state.log_key
+    return key
+
+
+def _errors(*statuses: int, **descriptions: str) -> dict[int | str, dict[str, Any]]:
+    text = dict(descriptions)
+    return {
+        status: {"model": ErrorBody, "description": text.get(f"e{status}", "Error")}
+        for status in statuses
+    }
+
+
+def _appended(accepted: Accepted) -> Appended:
+    promise = accepted.promise.to_dict()
+    return Appended(
+        index=accepted.index,
+        leaf_hash=promise["leaf_hash"],
+        promise=PromiseBody(**promise),
+    )
+
+
+@router.get(
+    "/.well-known/shancheng/log-key",
+    response_model=LogKey,
+    summary="The log's SM2 public key",
+)
+def get_log_key(request: Request) -> LogKey:
+    """The key that signs promises and checkpoints; auditors pin it."""
+    public = _log_key(request).public_key()
+    return LogKey(key_id=public.key_id(), public_key=public.to_pem().decode("ascii"))
+
+
+@router.post(
+    "/log/records",
+    status_code=201,
+    response_model=Appended,
+    summary="Append a signed record",
+    responses=_errors(
+        400,
+        409,
+        422,
+        e400="invalid_record, invalid_public_key, invalid_signature or actor_mismatch",
+        e409="duplicate_record: the same signed record is already in the log",
+        e422="invalid_request: the body is not the expected JSON",
+    ),
+)
+def post_record(body: AppendRequest, session: SessionDep, request: Request) -> Appended:
+    """Verify the actor's SM2 signature, store the record at the next index and
+    return the log's signed promise to integrate it."""
+    signed, public_key = parse_submission(body.record, body.public_key)
+    _, promise = append(session, signed, public_key, _log_key(request))
+    return Appended(
+        index=promise.index,
+        leaf_hash=promise.leaf_hash.hex(),
+        promise=PromiseBody(**promise.to_dict()),
+    )
+
+
+@router.post(
+    "/log/records:batch",
+    status_code=201,
+    response_model=BatchAppended,
+    summary="Append several signed records at once",
+    responses=_errors(
+        400,
+        409,
+        422,
+        e400="as for one record; the message names the failing position",
+        e409="duplicate_record",
+        e422="invalid_request",
+    ),
+)
+def post_records(body: BatchAppendRequest, session: SessionDep, request: Request) -> BatchAppended:
+    """All or nothing: the records get consecutive indexes in the order given."""
+    items = [parse_submission(item.record, item.public_key) for item in body.records]
+    accepted = append_many(session, items, _log_key(request))
+    return BatchAppended(appended=[_appended(a) for a in accepted])
+
+
+@router.get(
+    "/log/checkpoint",
+    response_model=CheckpointBody,
+    summary="The latest signed checkpoint",
+    responses=_errors(404, e404="no_checkpoint: nothing integrated yet"),
+)
+def get_latest_checkpoint(session: SessionDep) -> dict[str, Any]:
+    return queries.require_latest_checkpoint(session).to_dict()
+
+
+@router.get(
+    "/log/checkpoints/{tree_size}",
+    response_model=CheckpointBody,
+    summary="The checkpoint of one tree size",
+    responses=_errors(404, e404="checkpoint_not_found"),
+)
+def get_checkpoint(tree_size: int, session: SessionDep) -> dict[str, Any]:
+    return queries.checkpoint_at(session, tree_size).to_dict()
+
+
+@router.get(
+    "/log/entries/{index}",
+    response_model=Entry,
+    summary="An integrated entry",
+    responses=_errors(
+        400, 404, e400="invalid_index (negative)", e404="entry_not_found (or not integrated)"
+    ),
+)
+def get_entry(index: int, session: SessionDep) -> Entry:
+    """The signed record as stored, the actor's key and the log's promise."""
+    entry = queries.entry_at(session, index)
+    return Entry(
+        index=entry.index,
+        leaf_hash=entry.leaf_hash.hex(),
+        record=queries.entry_record(entry),
+        public_key=entry.actor_public_key,
+        promise=PromiseBody(**queries.promise_of(entry).to_dict()),
+    )
+
+
+@router.get(
+    "/log/proofs/inclusion",
+    response_model=InclusionProofBody,
+    summary="Inclusion proof of an entry in a checkpointed tree",
+    responses=_errors(
+        400,
+        404,
+        e400="invalid_index, invalid_tree_size (< 1 or beyond the latest checkpoint)",
+        e404="entry_not_found, or no_checkpoint when tree_size is omitted",
+    ),
+)
+def get_inclusion_proof(
+    session: SessionDep,
+    tree_size: Annotated[
+        int | None, Query(description="Tree size; default: the latest checkpoint's.")
+    ] = None,
+    index: Annotated[int | None, Query(description="Leaf index.")] = None,
+    leaf_hash: Annotated[
+        str | None, Query(description="Leaf hash (hex), instead of index.")
+    ] = None,
+) -> InclusionProofBody:
+    """RFC 9162 audit path; verify with ``ledger.merkle.verify_inclusion`` against the
+    checkpoint of ``tree_size``."""
+    digest = None
+    if leaf_hash is not None:
+        if not _HEX_HASH.fullmatch(leaf_hash):
+            raise InvalidIndexError("leaf_hash must be 64 hex digits")
+        digest = bytes.fromhex(leaf_hash)
+    if (index is None) == (digest is None):
+        raise InvalidIndexError("give exactly one of index and leaf_hash")
+    if tree_size is None:
+        tree_size = queries.require_latest_checkpoint(session).tree_size
+    proof = queries.inclusion_proof(session, tree_size, index=index, leaf_hash=digest)
+    return InclusionProofBody(
+        index=proof.index,
+        tree_size=proof.tree_size,
+        leaf_hash=proof.leaf_hash.hex(),
+        hashes=[h.hex() for h in proof.hashes],
+    )
+
+
+@router.get(
+    "/log/proofs/consistency",
+    response_model=ConsistencyProofBody,
+    summary="Consistency proof between two checkpointed tree sizes",
+    responses=_errors(400, e400="invalid_tree_size or invalid_range (first > second)"),
+)
+def get_consistency_proof(
+    session: SessionDep,
+    first: Annotated[int, Query(description="The older tree size (>= 1).")],
+    second: Annotated[int, Query(description="The newer tree size (<= latest checkpoint).")],
+) -> ConsistencyProofBody:
+    """RFC 9162 consistency proof; verify with ``ledger.merkle.verify_consistency``."""
+    proof = queries.consistency_proof(session, first, second)
+    return ConsistencyProofBody(
+        first=proof.first, second=proof.second, hashes=[h.hex() for h in proof.hashes]
+    )
+
+
+@router.get(
+    "/log/anchors",
+    response_model=list[AnchorBody],
+    summary="Checkpoints chosen for anchoring and their chain state",
+)
+def get_anchors(
+    session: SessionDep,
+    start: Annotated[
+        int, Query(ge=0, le=MAX_SAFE_INTEGER, description="Smallest tree size to list.")
+    ] = 0,
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
+) -> list[AnchorBody]:
+    rows = (
+        session.execute(
+            select(AnchorRow)
+            .where(col(AnchorRow.tree_size) >= start)
+            .order_by(col(AnchorRow.tree_size))
+            .limit(limit)
+        )
+        .scalars()
+        .all()
+    )
+    return [
+        AnchorBody(
+            tree_size=row.tree_size,
+            root=row.root.hex(),
+            state=row.state,
+            chain_id=row.chain_id,
+            registry_address=row.registry_address,
+            tx_hash=row.tx_hash,
+            block_number=row.block_number,
+            block_hash=row.block_hash,
+        )
+        for row in rows
+    ]

@@ -1,0 +1,38 @@
+"""``GET /receipts/{index}``: the receipt bundle (v1) proving one entry against the chain."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+from exchange.api.log import SessionDep
+from exchange.log.receipts import build_receipt
+from exchange.log.schemas import BundleBody, ErrorBody
+from ledger.sm2 import SM2PrivateKey
+
+__all__ = ["router"]
+
+router = APIRouter(tags=["receipts"])
+
+
+@router.get(
+    "/receipts/{index}",
+    response_model=BundleBody,
+    summary="Receipt bundle of an entry",
+    responses={
+        404: {"model": ErrorBody, "description": "entry_not_found"},
+        409: {
+            "model": ErrorBody,
+            "description": "receipt_pending: no anchored checkpoint covers the entry yet",
+        },
+    },
+)
+def get_receipt(index: int, session: SessionDep, request: Request) -> JSONResponse:
+    """Everything an auditor needs, offline from the exchange: the signed record, the
+    actor's key, the promise, the inclusion proof at the earliest anchored checkpoint
+    covering the entry, that checkpoint, the log key and the anchor transaction.
+    Verify with ``shancheng audit verify``."""
+    log_key: SM2PrivateKey = request.app.state.log_key
+    bundle = build_receipt(session, index, log_key.public_key())
+    # Returned as built (not re-serialised through the response model).
+    return JSONResponse(bundle.to_dict())

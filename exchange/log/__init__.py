@@ -1,0 +1,1 @@
+"""The verifiable log service: append, sequencing, proofs, receipts."""
