@@ -1,0 +1,1 @@
+"""Anchoring the log's checkpoints to the AnchorRegistry contract."""
