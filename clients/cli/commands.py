@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from clients.cli import contracts_cmd, crypto_cmd, devnet_cmd, serve_cmd
+from clients.cli import anchor_cmd, audit_cmd, contracts_cmd, crypto_cmd, devnet_cmd, serve_cmd
 
 
 def register(app: typer.Typer) -> None:
@@ -12,3 +12,5 @@ def register(app: typer.Typer) -> None:
     devnet_cmd.register(app)
     contracts_cmd.register(app)
     serve_cmd.register(app)
+    anchor_cmd.register(app)
+    audit_cmd.register(app)

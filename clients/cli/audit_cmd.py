@@ -1,0 +1,242 @@
+"""``shancheng audit verify|log``: check receipts and the log against the chain.
+
+Exit codes: 0 every check passed; 1 a check failed (the failing step is named
+with its expected and actual values); 2 the audit could not run (unusable
+input: a missing or malformed bundle, an unknown bundle version, a bad key
+file or address; or the chain / exchange could not be read).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.markup import escape
+
+from clients.cli._common import CLIError, stdout
+
+audit_app = typer.Typer(
+    name="audit",
+    help="Verify receipt bundles and the exchange's log against the chain.",
+    no_args_is_help=True,
+)
+
+EXIT_FAILED = 1
+EXIT_UNUSABLE = 2
+
+_ADDRESS = re.compile(r"0x[0-9a-fA-F]{40}")
+_MARKS = {"passed": "[green]✓[/]", "failed": "[bold red]✗[/]", "skipped": "[dim]–[/]"}
+
+RpcOption = Annotated[
+    str | None, typer.Option("--rpc", help="JSON-RPC URL of the chain holding the registry.")
+]
+RegistryOption = Annotated[
+    str | None, typer.Option("--registry", help="Address of the AnchorRegistry you trust.")
+]
+LogKeyOption = Annotated[
+    Path | None,
+    typer.Option("--log-key", help="PEM file of the exchange's log public key to pin."),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print a JSON report instead.")]
+
+
+def _say(text: str) -> None:
+    """One line of rich markup, never wrapped (hashes stay on one line)."""
+    stdout.print(text, highlight=False, soft_wrap=True)
+
+
+def _load_log_key(path: Path | None) -> Any:
+    from ledger.errors import KeyFormatError
+    from ledger.sm2 import SM2PublicKey
+
+    if path is None:
+        return None
+    try:
+        return SM2PublicKey.from_pem(path.read_bytes())
+    except FileNotFoundError:
+        raise CLIError(f"log key file not found: {path}", EXIT_UNUSABLE) from None
+    except OSError as exc:
+        raise CLIError(f"cannot read log key file {path}: {exc.strerror}", EXIT_UNUSABLE) from None
+    except KeyFormatError as exc:
+        raise CLIError(f"{path} is not an SM2 public key PEM: {exc}", EXIT_UNUSABLE) from None
+
+
+def _require_chain(rpc: str | None, registry: str | None, hint: str) -> tuple[str, str]:
+    if rpc is None or registry is None:
+        missing = " and ".join(o for o, v in (("--rpc", rpc), ("--registry", registry)) if not v)
+        raise CLIError(f"{missing} required{hint}", EXIT_UNUSABLE)
+    return rpc, _check_address(registry)
+
+
+def _check_address(registry: str) -> str:
+    if not _ADDRESS.fullmatch(registry):
+        raise CLIError(
+            f"--registry {registry!r} is not a 0x-prefixed 20-byte hex address", EXIT_UNUSABLE
+        )
+    return registry
+
+
+def _print_steps(steps: list[Any]) -> None:
+    for step in steps:
+        mark = _MARKS[step.status.value]
+        line = f"{mark} [bold]{step.name}[/]"
+        if step.detail:
+            line += f"  {escape(step.detail)}"
+        _say(line)
+        if step.status.value == "failed" and (step.expected or step.actual):
+            _say(f"    expected: {escape(str(step.expected))}")
+            _say(f"    actual:   {escape(str(step.actual))}")
+
+
+def _failure_text(exc: Any) -> str:
+    text = f"audit failed at step {exc.step}: {exc.message}"
+    if exc.expected is not None or exc.actual is not None:
+        text += f" (expected {exc.expected}, actual {exc.actual})"
+    return text
+
+
+def _failure_dict(exc: Any) -> dict[str, Any]:
+    return {
+        "step": exc.step,
+        "message": exc.message,
+        "expected": exc.expected,
+        "actual": exc.actual,
+    }
+
+
+def _emit_json(data: dict[str, Any]) -> None:
+    typer.echo(json.dumps(data, indent=2, ensure_ascii=False))
+
+
+@audit_app.command("verify")
+def verify_command(
+    bundle: Annotated[Path, typer.Argument(help="The receipt bundle (JSON) to verify.")],
+    rpc: RpcOption = None,
+    registry: RegistryOption = None,
+    offline: Annotated[
+        bool, typer.Option("--offline", help="Check everything but the chain (no --rpc needed).")
+    ] = False,
+    log_key: LogKeyOption = None,
+    min_confirmations: Annotated[
+        int,
+        typer.Option("--min-confirmations", min=1, help="Confirmations for the anchor to count."),
+    ] = 1,
+    as_json: JsonOption = False,
+) -> None:
+    """Verify a receipt: signature → leaf hash → inclusion → checkpoint → chain anchor."""
+    from clients.audit import verify_bundle_file
+    from ledger.audit import AuditError, AuditInconclusiveError
+    from ledger.bundle import BundleFormatError
+
+    if not offline:
+        rpc, registry = _require_chain(rpc, registry, " (or --offline)")
+    elif registry is not None:
+        _check_address(registry)
+    trusted = _load_log_key(log_key)
+    try:
+        report = verify_bundle_file(
+            bundle,
+            rpc,
+            registry,
+            offline=offline,
+            trusted_log_key=trusted,
+            min_confirmations=min_confirmations,
+        )
+    except FileNotFoundError:
+        raise CLIError(f"bundle not found: {bundle}", EXIT_UNUSABLE) from None
+    except IsADirectoryError:
+        raise CLIError(f"bundle is a directory: {bundle}", EXIT_UNUSABLE) from None
+    except OSError as exc:
+        raise CLIError(f"cannot read bundle {bundle}: {exc.strerror}", EXIT_UNUSABLE) from None
+    except BundleFormatError as exc:
+        raise CLIError(f"{bundle} is not a usable bundle: {exc}", EXIT_UNUSABLE) from None
+    except AuditError as exc:
+        if as_json:
+            _emit_json({**exc.report.to_dict(), "failure": _failure_dict(exc)})
+        else:
+            _print_steps(exc.report.steps)
+        raise CLIError(_failure_text(exc), EXIT_FAILED) from None
+    except AuditInconclusiveError as exc:
+        if exc.report is not None and not as_json:
+            _print_steps(exc.report.steps)
+        raise CLIError(f"audit inconclusive: {exc}", EXIT_UNUSABLE) from None
+    if as_json:
+        _emit_json(report.to_dict())
+        return
+    _print_steps(report.steps)
+    if offline:
+        _say("all offline checks passed (the chain was not consulted)")
+    else:
+        _say("[bold green]receipt verified against the chain[/]")
+
+
+@audit_app.command("log")
+def log_command(
+    exchange: Annotated[
+        str, typer.Option("--exchange", help="Base URL of the exchange (public GET endpoints).")
+    ],
+    rpc: RpcOption = None,
+    registry: RegistryOption = None,
+    spot_checks: Annotated[
+        int, typer.Option("--spot-checks", min=0, help="Random entries to check in full.")
+    ] = 8,
+    log_key: LogKeyOption = None,
+    from_block: Annotated[
+        int,
+        typer.Option("--from-block", min=0, help="First block to search for anchors."),
+    ] = 0,
+    as_json: JsonOption = False,
+) -> None:
+    """Walk every anchored checkpoint: roots, consistency proofs, spot-checked entries."""
+    from clients.audit import walk_log
+    from ledger.audit import AuditError, AuditInconclusiveError
+
+    rpc, registry = _require_chain(rpc, registry, "")
+    trusted = _load_log_key(log_key)
+    try:
+        report = walk_log(
+            exchange,
+            rpc,
+            registry,
+            spot_checks=spot_checks,
+            trusted_log_key=trusted,
+            from_block=from_block,
+        )
+    except AuditError as exc:
+        if as_json:
+            _emit_json({"ok": False, **exc.report.to_dict(), "failure": _failure_dict(exc)})
+        else:
+            _print_checks(exc.report.checks)
+            _say(f"[bold red]✗[/] [bold]{exc.step}[/]  {escape(exc.message)}")
+            if exc.expected is not None or exc.actual is not None:
+                _say(f"    expected: {escape(str(exc.expected))}")
+                _say(f"    actual:   {escape(str(exc.actual))}")
+        raise CLIError(_failure_text(exc), EXIT_FAILED) from None
+    except AuditInconclusiveError as exc:
+        raise CLIError(f"audit inconclusive: {exc}", EXIT_UNUSABLE) from None
+    if as_json:
+        _emit_json({"ok": True, **report.to_dict()})
+        return
+    _print_checks(report.checks)
+    if not report.anchors:
+        _say("nothing is anchored in this registry yet: nothing to check")
+        return
+    _say(
+        f"[bold green]log consistent[/] with {len(report.anchors)} anchored checkpoint(s) "
+        f"up to tree size {report.anchors[-1].tree_size}; "
+        f"{len(report.spot_checked)} entries spot-checked",
+    )
+
+
+def _print_checks(checks: list[Any]) -> None:
+    for check in checks:
+        _say(
+            f"[green]✓[/] [bold]{check.step}[/]  {escape(check.subject)}: {escape(check.detail)}",
+        )
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(audit_app, name="audit")
