@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -17,6 +18,7 @@ if TYPE_CHECKING:
     from exchange.settings import Settings
 
 DEFAULT_CHAIN_PORT = 8545
+DEFAULT_BLOCK_TIME = 1.0
 
 
 def serve(
@@ -40,6 +42,11 @@ def run(
     chain_port: int = typer.Option(
         DEFAULT_CHAIN_PORT, help="Port of the devnet on 127.0.0.1 (a free one if taken)."
     ),
+    block_time: float = typer.Option(
+        DEFAULT_BLOCK_TIME,
+        help="Seconds between devnet blocks, so anchors gather confirmations; 0 mines "
+        "one block per transaction.",
+    ),
 ) -> None:
     """Start the local devnet, deploy (or reuse) the contracts and serve the exchange.
 
@@ -52,13 +59,15 @@ def run(
     from exchange.settings import Settings
 
     _require_free_port("127.0.0.1", port, "the exchange API")
-    devnet_config = DevnetConfig(state_dir=data_dir / "devnet", port=chain_port)
+    devnet_config = DevnetConfig(
+        state_dir=data_dir / "devnet", port=chain_port, block_time=block_time or None
+    )
     node = Devnet.attach(devnet_config)
     started_here = node is None
     if node is None:
         if not _port_is_free("127.0.0.1", chain_port):
             stderr.print(f"port {chain_port} is taken; the devnet takes a free port instead")
-            devnet_config = DevnetConfig(state_dir=data_dir / "devnet", port=None)
+            devnet_config = replace(devnet_config, port=None)
         try:
             node = Devnet(devnet_config).start()
         except DevnetError as exc:
