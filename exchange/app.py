@@ -7,15 +7,21 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Protocol
 
+import anyio
 from fastapi import FastAPI
 from sqlalchemy import Engine
 from sqlmodel import Session
 
 from exchange.anchoring.service import AnchoringService
 from exchange.api import health, log, receipts
+from exchange.api import listings as listings_api
+from exchange.api import participants as participants_api
+from exchange.auth.setup import install_auth
 from exchange.db import make_engine
 from exchange.errors import install_error_handlers
 from exchange.keys import load_log_key
+from exchange.listings.search_index import create_search_tables
+from exchange.log.appender import Appender
 from exchange.log.models import create_log_tables
 from exchange.log.sequencer import Sequencer
 from exchange.settings import Settings
@@ -36,6 +42,17 @@ OPENAPI_TAGS = [
         "checkpoints, entries, inclusion and consistency proofs (RFC 9162), anchors.",
     },
     {"name": "receipts", "description": "Receipt bundles (v1) for offline audit."},
+    {
+        "name": "participants",
+        "description": "Register an SM2 key as provider, buyer or auditor; operator approval "
+        "and suspension. Requests are signed with RFC 9421 HTTP Message Signatures, "
+        "alg sm2-sm3 (docs/api-auth.md).",
+    },
+    {
+        "name": "listings",
+        "description": "Data product registration (数据产品登记): draft, submit, review, "
+        "publish or reject, delist, content versions. Each change is a signed record.",
+    },
 ]
 
 
@@ -47,6 +64,23 @@ class BackgroundService(Protocol):
 
 ServiceStarter = Callable[[FastAPI], BackgroundService | None]
 """Starts one background service for the app, or returns ``None`` when it is not wanted."""
+
+
+def _start_appender(app: FastAPI) -> BackgroundService | None:
+    settings: Settings = app.state.settings
+    appender = Appender(
+        app.state.session_factory,
+        app.state.log_key,
+        max_batch=settings.append_max_batch,
+        linger=settings.append_linger_ms / 1000,
+        verifiers=settings.append_verifiers,
+    )
+    appender.start()
+    app.state.appender = appender
+    # Requests wait for one of the appender's verifier slots on the event loop, not
+    # in a worker thread (see exchange.api.log); the limiter belongs to this loop.
+    app.state.append_limiter = anyio.CapacityLimiter(appender.verifiers)
+    return appender
 
 
 def _start_sequencer(app: FastAPI) -> BackgroundService | None:
@@ -71,8 +105,9 @@ def _start_anchoring(app: FastAPI) -> BackgroundService | None:
     return anchoring
 
 
-DEFAULT_SERVICES: tuple[ServiceStarter, ...] = (_start_sequencer, _start_anchoring)
-"""Started in this order when the app starts, stopped in reverse when it stops."""
+DEFAULT_SERVICES: tuple[ServiceStarter, ...] = (_start_appender, _start_sequencer, _start_anchoring)
+"""Started in this order when the app starts, stopped in reverse when it stops (the
+appender last: it commits the appends still queued before the app stops)."""
 
 
 @asynccontextmanager
@@ -108,10 +143,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.session_factory = functools.partial(Session, engine)
     app.state.log_key = load_log_key(settings)
     app.state.service_starters = list(DEFAULT_SERVICES)
+    app.state.appender = None
+    app.state.append_limiter = None
     app.state.sequencer = None
     app.state.anchoring = None
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(log.router)
     app.include_router(receipts.router)
+    # participants, request authentication, listings (exchange/auth, participants, listings)
+    install_auth(app, settings, engine)
+    create_search_tables(engine)  # the listing search index (exchange/listings/search_index)
+    app.include_router(participants_api.router)
+    app.include_router(listings_api.router)
+    # accounts, quotes, orders with escrow, idempotency keys (exchange/accounts, orders)
+    from exchange.orders.setup import install_orders
+
+    install_orders(app, engine)
     return app

@@ -29,6 +29,25 @@ class Settings(BaseSettings):
         default=None,
         description="File holding the password of the log key (first line); optional.",
     )
+    append_max_batch: int = Field(
+        default=1000,
+        ge=1,
+        le=100_000,
+        description="Most records the appender commits in one transaction (group commit).",
+    )
+    append_linger_ms: float = Field(
+        default=2.0,
+        ge=0,
+        le=1000,
+        description="Most milliseconds the appender waits for appends being verified "
+        "before it commits what is queued (never when no other append is under way).",
+    )
+    append_verifiers: int | None = Field(
+        default=None,
+        ge=1,
+        le=1024,
+        description="Most appends parsed and SM2-verified at once; default: the CPU count.",
+    )
     sequencer_enabled: bool = Field(
         default=True, description="Run the sequencer thread inside the API process."
     )
@@ -61,6 +80,52 @@ class Settings(BaseSettings):
     )
     anchor_poll_s: float = Field(
         default=2.0, gt=0, description="Seconds between the anchoring worker's passes."
+    )
+
+    # -- participants, request authentication, listings (exchange/auth, participants, listings)
+    operator_public_keys: list[str] = Field(
+        default_factory=list,
+        description="SM2 public keys (SubjectPublicKeyInfo PEM) of the operators; "
+        "from the environment as a JSON list of strings.",
+    )
+    operator_keys_file: Path | None = Field(
+        default=None, description="A file of operator public key PEM blocks (added to the list)."
+    )
+    auth_clock_skew_s: int = Field(
+        default=300,
+        ge=1,
+        le=3600,
+        description="Most seconds a request signature's created (and a record's timestamp) "
+        "may differ from the server clock; nonces are remembered this long.",
+    )
+    public_origin: str | None = Field(
+        default=None,
+        description="Scheme://host[:port][/prefix] clients address (behind a proxy); the "
+        "signed @target-uri is checked against it. Default: the request's scheme and Host.",
+    )
+    listing_sample_max_bytes: int = Field(
+        default=64 * 1024,
+        ge=1,
+        description="Most bytes (RFC 8785 JSON) of a listing's sample rows.",
+    )
+
+    # -- money and content (exchange/pricing, quotes, settlement, content) -------------
+    platform_fee_bp: int = Field(
+        default=0, ge=0, le=10_000, description="Platform fee in basis points of each sale."
+    )
+    quote_ttl_s: int = Field(
+        default=900, ge=1, le=7 * 24 * 3600, description="Seconds a signed quote stays valid."
+    )
+    content_dir: Path | None = Field(
+        default=None, description="Encrypted content store; default: data_dir/content."
+    )
+    content_master_key_file: Path | None = Field(
+        default=None,
+        description="SM4 master key wrapping content keys (hex, mode 0600); default: "
+        "data_dir/content-master.key, generated on first use. See docs/custody.md.",
+    )
+    content_max_bytes: int = Field(
+        default=64 * 1024**3, ge=1, description="Largest dataset upload in bytes."
     )
 
     @property

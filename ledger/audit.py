@@ -7,8 +7,10 @@ actual values:
 1. ``actor_signature``: the actor's public key is the record's actor (its key
    id equals ``record.actor``) and its SM2 signature over the record holds.
 2. ``leaf_hash``: the leaf hash computed from the signed record equals the
-   promise's, the promise is signed by the log key, and the promise's index is
-   the inclusion proof's index.
+   promise's; the promise's batch proof places that leaf at the promise's
+   index in its append batch, and the batch statement (with the batch root
+   the proof yields) is signed by the log key; the promise's index is the
+   inclusion proof's index.
 3. ``inclusion``: the inclusion proof is for the checkpoint's tree size and
    leads from the leaf hash to the checkpoint's root.
 4. ``checkpoint_signature``: the checkpoint is signed by the log key; with a
@@ -36,7 +38,7 @@ from enum import StrEnum
 from typing import Any, Final, Protocol
 
 from ledger.bundle import Bundle
-from ledger.checkpoint import KeyMismatchError
+from ledger.checkpoint import KeyMismatchError, PromiseProofError
 from ledger.errors import InvalidSignature, LedgerError, VerificationError
 from ledger.merkle import (
     HashSizeError,
@@ -315,6 +317,15 @@ def verify_bundle(
                 leaf,
                 promise.leaf_hash,
             )
+        try:
+            promise.batch_root()
+        except PromiseProofError as exc:
+            raise AuditError(
+                "leaf_hash",
+                f"the promise's batch proof does not place the leaf in its batch: {exc.reason}",
+                exc.expected,
+                exc.actual,
+            ) from None
         _check_signed("leaf_hash", "promise", lambda: promise.verify(bundle.log_public_key))
         if promise.index != bundle.inclusion.index:
             raise AuditError(

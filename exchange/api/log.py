@@ -7,16 +7,22 @@ only (up to the latest checkpoint).
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Iterator
+from concurrent.futures import Future
 from typing import Annotated, Any
 
+import anyio
+import anyio.to_thread
 from fastapi import APIRouter, Depends, Query, Request
 from sqlalchemy import select
 from sqlmodel import Session, col
 
 from exchange.anchoring.models import AnchorRow
+from exchange.errors import ExchangeError
 from exchange.log import queries
+from exchange.log.appender import Appender, LogUnavailableError
 from exchange.log.errors import InvalidIndexError
 from exchange.log.schemas import (
     AnchorBody,
@@ -32,7 +38,12 @@ from exchange.log.schemas import (
     LogKey,
     PromiseBody,
 )
-from exchange.log.service import Accepted, append, append_many, parse_submission
+from exchange.log.service import (
+    Accepted,
+    check_submission,
+    parse_submission,
+    refuse_repeats,
+)
 from ledger.records import MAX_SAFE_INTEGER
 from ledger.sm2 import SM2PrivateKey
 
@@ -84,6 +95,52 @@ def get_log_key(request: Request) -> LogKey:
     return LogKey(key_id=public.key_id(), public_key=public.to_pem().decode("ascii"))
 
 
+def _appender(request: Request) -> Appender:
+    appender: Appender | None = request.app.state.appender
+    if appender is None:
+        raise LogUnavailableError("the log appender is not running")
+    return appender
+
+
+def _prepare_and_submit(
+    appender: Appender, items: list[AppendRequest], numbered: bool
+) -> Future[list[Accepted]]:
+    """Parse and verify ``items`` and hand them to the appender (runs in a worker
+    thread: SM2 verification releases the GIL, so requests verify in parallel)."""
+    with appender.reserve() as reservation:
+        submissions = []
+        for position, item in enumerate(items):
+            try:
+                signed, public_key = parse_submission(item.record, item.public_key)
+                submissions.append(check_submission(signed, public_key))
+            except ExchangeError as exc:
+                if not numbered:
+                    raise
+                raise type(exc)(f"records[{position}]: {exc.message}") from None
+        refuse_repeats(submissions)
+        return reservation.submit(submissions)
+
+
+async def _append(
+    request: Request, items: list[AppendRequest], *, numbered: bool
+) -> list[Accepted]:
+    """Verify ``items`` in a worker thread, then store them through the appender
+    (group commit) and await the outcome: all or nothing, consecutive indexes.
+
+    At most ``appender.verifiers`` requests hold a worker thread for this at a
+    time (the appender admits no more anyway); the others wait here, on the
+    event loop, leaving the threadpool to other requests."""
+    appender = _appender(request)
+    state = request.app.state
+    limiter: anyio.CapacityLimiter | None = getattr(state, "append_limiter", None)
+    if limiter is None:  # an appender not started by the app's lifespan
+        limiter = state.append_limiter = anyio.CapacityLimiter(appender.verifiers)
+    future = await anyio.to_thread.run_sync(
+        _prepare_and_submit, appender, items, numbered, limiter=limiter
+    )
+    return await asyncio.wrap_future(future)
+
+
 @router.post(
     "/log/records",
     status_code=201,
@@ -93,21 +150,23 @@ def get_log_key(request: Request) -> LogKey:
         400,
         409,
         422,
+        503,
         e400="invalid_record, invalid_public_key, invalid_signature or actor_mismatch",
         e409="duplicate_record: the same signed record is already in the log",
         e422="invalid_request: the body is not the expected JSON",
+        e503="shutting_down (the server is stopping) or log_busy (the database write "
+        "lock could not be had in time): retry",
     ),
 )
-def post_record(body: AppendRequest, session: SessionDep, request: Request) -> Appended:
+async def post_record(body: AppendRequest, request: Request) -> Appended:
     """Verify the actor's SM2 signature, store the record at the next index and
-    return the log's signed promise to integrate it."""
-    signed, public_key = parse_submission(body.record, body.public_key)
-    _, promise = append(session, signed, public_key, _log_key(request))
-    return Appended(
-        index=promise.index,
-        leaf_hash=promise.leaf_hash.hex(),
-        promise=PromiseBody(**promise.to_dict()),
-    )
+    return the log's signed promise to integrate it.
+
+    Concurrent appends are committed together (one transaction, one promise-batch
+    signature, one durable commit); each gets its own promise, which carries the
+    inclusion proof of its leaf in the batch."""
+    [accepted] = await _append(request, [body], numbered=False)
+    return _appended(accepted)
 
 
 @router.post(
@@ -119,15 +178,16 @@ def post_record(body: AppendRequest, session: SessionDep, request: Request) -> A
         400,
         409,
         422,
+        503,
         e400="as for one record; the message names the failing position",
         e409="duplicate_record",
         e422="invalid_request",
+        e503="shutting_down or log_busy: retry",
     ),
 )
-def post_records(body: BatchAppendRequest, session: SessionDep, request: Request) -> BatchAppended:
+async def post_records(body: BatchAppendRequest, request: Request) -> BatchAppended:
     """All or nothing: the records get consecutive indexes in the order given."""
-    items = [parse_submission(item.record, item.public_key) for item in body.records]
-    accepted = append_many(session, items, _log_key(request))
+    accepted = await _append(request, body.records, numbered=True)
     return BatchAppended(appended=[_appended(a) for a in accepted])
 
 
@@ -167,7 +227,7 @@ def get_entry(index: int, session: SessionDep) -> Entry:
         leaf_hash=entry.leaf_hash.hex(),
         record=queries.entry_record(entry),
         public_key=entry.actor_public_key,
-        promise=PromiseBody(**queries.promise_of(entry).to_dict()),
+        promise=PromiseBody(**queries.promise_of(session, entry).to_dict()),
     )
 
 

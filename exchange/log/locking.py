@@ -10,7 +10,9 @@ Several API worker processes may share one database; the log's invariants
   honoured and its ``COMMIT`` issued by ``commit()``. The commit runs with
   ``synchronous=FULL`` (the engine's default is ``NORMAL``, which in WAL mode
   may lose the last commits on power loss: a promise is a commitment, so its
-  entry must survive that).
+  entry must survive that). A connection that ran one stays at ``FULL`` (its
+  later commits are durable too), which spares the group-committing appender
+  two statements per transaction.
 * PostgreSQL: ``pg_advisory_xact_lock(key)`` inside the transaction, one key
   per purpose, so appends and sequencing do not wait on each other. Under
   READ COMMITTED every statement after the lock sees what the previous holder
@@ -62,11 +64,13 @@ def exclusive_transaction(session: Session, lock: LogLock) -> Iterator[None]:
     if dialect == "sqlite":
         if raw.in_transaction:
             raise RuntimeError("exclusive_transaction needs a session without pending writes")
+        info = connection.connection.info
         try:
-            raw.execute("PRAGMA synchronous=FULL")
+            if not info.get(_SQLITE_FULL):
+                raw.execute("PRAGMA synchronous=FULL")
+                info[_SQLITE_FULL] = True
             raw.execute("BEGIN IMMEDIATE")
         except Exception as exc:  # sqlite3.OperationalError: database is locked
-            _restore_sqlite(raw)
             session.rollback()
             raise LogBusyError(f"the log database is busy: {exc}") from None
     elif dialect == "postgresql":
@@ -80,21 +84,17 @@ def exclusive_transaction(session: Session, lock: LogLock) -> Iterator[None]:
     try:
         yield
         if dialect == "sqlite":
-            # Commit on the driver connection while it is still ours, so that the
-            # synchronous level can be restored before the pool hands it out again;
+            # Commit on the driver connection (the one that ran BEGIN IMMEDIATE);
             # the session's own commit below then finds no open transaction.
             session.flush()
             raw.commit()
-            _restore_sqlite(raw)
         session.commit()
     except BaseException:
         if dialect == "sqlite":
             raw.rollback()
-            _restore_sqlite(raw)
         session.rollback()
         raise
 
 
-def _restore_sqlite(raw: Any) -> None:
-    if not raw.in_transaction:
-        raw.execute("PRAGMA synchronous=NORMAL")
+_SQLITE_FULL = "shancheng.synchronous_full"
+"""Key in a pooled SQLite connection's ``info``: it runs with ``synchronous=FULL``."""

@@ -8,7 +8,7 @@ it is the rowid).
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Engine, Integer
+from sqlalchemy import BigInteger, Engine, Integer, inspect
 from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 from sqlmodel import Field, SQLModel
 
@@ -16,8 +16,35 @@ _ROWID = BigInteger().with_variant(Integer(), "sqlite")
 _NO_AUTOINCREMENT = {"autoincrement": False}
 
 
+MAX_PROMISE_BATCH = 1024
+"""Most entries one promise batch covers: one append transaction signs one batch
+per (up to) this many entries, so that serving a promise, which recomputes its
+batch proof from the batch's stored leaf hashes, reads at most this many."""
+
+
+class PromiseBatchRow(SQLModel, table=True):
+    """The log's one signature over an append batch (``ledger.checkpoint.PromiseBatch``):
+    the entries ``first_index … first_index + size - 1``, whose leaf hashes have the
+    RFC 9162 root ``batch_root``, were accepted at ``timestamp``."""
+
+    __tablename__ = "promise_batch"
+
+    first_index: int = Field(sa_type=_ROWID, primary_key=True, sa_column_kwargs=_NO_AUTOINCREMENT)
+    size: int
+    batch_root: bytes
+    timestamp: int = Field(sa_type=BigInteger)
+    """Milliseconds since the epoch: when the batch was accepted (its promises' timestamp)."""
+    log_key_id: str
+    """Key id of the log key that signed."""
+    signature: bytes
+
+
 class LogEntry(SQLModel, table=True):
-    """One accepted record: its position in the log is ``index`` (gap-free, from 0)."""
+    """One accepted record: its position in the log is ``index`` (gap-free, from 0).
+
+    Its promise is its batch's signature (``batch_first_index``) plus the
+    inclusion proof of its leaf hash in the batch, recomputed on read from the
+    batch's leaf hashes (see ``exchange.log.queries.promise_of``)."""
 
     __tablename__ = "log_entry"
 
@@ -29,11 +56,8 @@ class LogEntry(SQLModel, table=True):
     actor_key_id: str = Field(index=True)
     actor_public_key: str
     """PEM of the actor's SM2 public key, as it was when the record was accepted."""
-    accepted_at: int = Field(sa_type=BigInteger)
-    """Milliseconds since the epoch; the promise's timestamp."""
-    log_key_id: str
-    """Key id of the log key that signed the promise."""
-    promise_signature: bytes
+    batch_first_index: int = Field(sa_type=BigInteger, foreign_key="promise_batch.first_index")
+    """The promise batch that covers this entry (its ``first_index``)."""
 
 
 class TreeNode(SQLModel, table=True):
@@ -66,18 +90,34 @@ def create_log_tables(engine: Engine) -> None:
     """
     import exchange.anchoring.models  # noqa: F401  (registers the "anchor" table)
 
-    names = ("log_entry", "tree_node", "checkpoint", "anchor")
+    names = ("promise_batch", "log_entry", "tree_node", "checkpoint", "anchor")
     tables = [SQLModel.metadata.tables[name] for name in names]
     for attempt in range(3):
         try:
             SQLModel.metadata.create_all(engine, tables=tables)
-            return
+            break
         except (OperationalError, ProgrammingError, IntegrityError):
             if attempt == 2:
                 raise
+    _check_schema(engine)
+
+
+class LogSchemaError(RuntimeError):
+    """The database holds log tables of an older, incompatible layout."""
+
+
+def _check_schema(engine: Engine) -> None:
+    columns = {column["name"] for column in inspect(engine).get_columns("log_entry")}
+    if "batch_first_index" not in columns:
+        raise LogSchemaError(
+            f"the log database {engine.url.render_as_string(hide_password=True)} was "
+            "created by an older version (log_entry has per-entry promise signatures, "
+            "not promise batches); move it aside and start again"
+        )
 
 
 # Core views of the tables, for the hot paths (no ORM unit-of-work or entity loading).
+promise_batch_table = SQLModel.metadata.tables["promise_batch"]
 log_entry_table = SQLModel.metadata.tables["log_entry"]
 tree_node_table = SQLModel.metadata.tables["tree_node"]
 checkpoint_table = SQLModel.metadata.tables["checkpoint"]

@@ -27,10 +27,18 @@ from exchange.log.errors import (
     InvalidTreeSizeError,
     NoCheckpointError,
 )
-from exchange.log.models import CheckpointRow, LogEntry, checkpoint_table
+from exchange.log.models import (
+    MAX_PROMISE_BATCH,
+    CheckpointRow,
+    LogEntry,
+    PromiseBatchRow,
+    checkpoint_table,
+    log_entry_table,
+)
 from exchange.log.nodes import StoredTree
 from ledger.checkpoint import Checkpoint, Promise
 from ledger.merkle import NodeID, NodeNotFoundError, consistency_plan, inclusion_plan
+from ledger.merkle import inclusion_proof as merkle_inclusion_proof
 from ledger.records import MAX_SAFE_INTEGER, RecordFormatError
 
 __all__ = [
@@ -104,15 +112,47 @@ def checkpoint_at(session: Session, tree_size: int) -> Checkpoint:
     return checkpoint_from_row(row)
 
 
-def promise_of(entry: LogEntry) -> Promise:
-    """The promise the log returned when it accepted ``entry``."""
+def promise_of(session: Session, entry: LogEntry) -> Promise:
+    """The promise the log returned when it accepted ``entry``: its batch's signed
+    statement plus the inclusion proof of its leaf in the batch, recomputed from
+    the leaf hashes the database holds for the batch's indexes.
+
+    What the database holds is served unverified (checking is the auditor's
+    job): when it no longer holds the batch as signed — the entry moved out of
+    its batch's range, entries of the batch are missing — the proof is left
+    empty, and the promise fails verification instead of this request.
+    Raises :class:`CorruptEntryError` (500) only when there is no promise to
+    serve at all (the batch row is missing or malformed).
+    """
+    first = entry.batch_first_index
+    batch = session.get(PromiseBatchRow, first) if _storable(first) else None
+    if batch is None:
+        raise CorruptEntryError(f"the promise batch {first} of entry {entry.index} is missing")
+    proof: list[bytes] = []
+    position = entry.index - first
+    if 0 <= position < batch.size <= MAX_PROMISE_BATCH:
+        entries = log_entry_table.c
+        rows = (
+            session.connection()
+            .execute(
+                select(entries.index, entries.leaf_hash)
+                .where(entries.index >= first, entries.index < first + batch.size)
+                .order_by(entries.index)
+            )
+            .all()
+        )
+        if [index for index, _ in rows] == list(range(first, first + batch.size)):
+            proof = merkle_inclusion_proof(position, [bytes(digest) for _, digest in rows])
     try:
         return Promise(
-            entry.leaf_hash,
-            entry.index,
-            entry.accepted_at,
-            entry.log_key_id,
-            entry.promise_signature,
+            leaf_hash=entry.leaf_hash,
+            index=entry.index,
+            timestamp=batch.timestamp,
+            log_key_id=batch.log_key_id,
+            batch_first_index=first,
+            batch_size=batch.size,
+            batch_proof=tuple(proof),
+            signature=batch.signature,
         )
     except RecordFormatError as exc:
         raise CorruptEntryError(f"the promise of entry {entry.index} is malformed: {exc}") from None

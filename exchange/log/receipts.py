@@ -76,7 +76,7 @@ def build_receipt(session: Session, index: int, log_public_key: SM2PublicKey) ->
         return Bundle(
             record=SignedRecord.from_dict(entry_record(entry)),
             actor_public_key=SM2PublicKey.from_pem(entry.actor_public_key),
-            promise=promise_of(entry),
+            promise=promise_of(session, entry),
             log_public_key=log_public_key,
             inclusion=InclusionProof(proof.index, proof.tree_size, tuple(proof.hashes)),
             checkpoint=checkpoint,

@@ -49,11 +49,23 @@ class BatchAppendRequest(BaseModel):
 
 
 class PromiseBody(BaseModel):
+    """``ledger.checkpoint.Promise.to_dict()``: verify with ``Promise.verify(log_key)``."""
+
     leaf_hash: str
     index: int
     timestamp: int
     log_key_id: str
-    signature: str
+    batch_first_index: int = Field(description="First index of the append batch signed.")
+    batch_size: int = Field(description="Number of entries in that batch.")
+    batch_proof: list[str] = Field(
+        description="RFC 9162 inclusion proof (hex) of the leaf at index - batch_first_index "
+        "in the batch's tree; its root is the signed batch_root."
+    )
+    signature: str = Field(
+        description='Base64 DER SM2 signature over RFC 8785 of {"kind": '
+        '"shancheng.promise-batch.v1", "first_index", "size", "batch_root", "timestamp", '
+        '"log_key_id"}.'
+    )
 
 
 class Appended(BaseModel):

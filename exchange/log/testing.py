@@ -75,11 +75,27 @@ def isolated_database(postgres_url: str | None, directory: Path) -> Iterator[Log
 
 
 def append_worker(
-    url: str, log_key_pem: bytes, count: int, barrier: Any, results: Any, batch: int = 1
+    url: str,
+    log_key_pem: bytes,
+    count: int,
+    barrier: Any,
+    results: Any,
+    batch: int = 1,
+    threads: int = 0,
 ) -> None:
-    """Body of a worker process: wait at ``barrier``, append ``count`` records one
-    by one (or ``batch`` at a time), put ``[(index, promise_dict), ...]`` on ``results``."""
-    from exchange.log.service import append, append_many
+    """Body of a worker process: wait at ``barrier``, append ``count`` records, put
+    ``[(index, promise_dict), ...]`` on ``results``.
+
+    With ``threads == 0`` the records go one by one through ``append`` (or
+    ``batch`` at a time through ``append_many``). With ``threads > 0`` that many
+    threads of this process verify their records and submit them, ``batch`` per
+    submission, to one :class:`~exchange.log.appender.Appender` (group commit),
+    as the API's request handlers do.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    from exchange.log.appender import Appender
+    from exchange.log.service import append, append_many, check_submission
     from ledger.records import sign_record
     from ledger.sm2 import SM2PrivateKey
 
@@ -89,12 +105,30 @@ def append_worker(
         sign_record(actor, "test.appended", {"n": n, "nonce": secrets.token_hex(8)})
         for n in range(count)
     ]
+    chunks = [signed[begin : begin + batch] for begin in range(0, count, batch)]
     engine = make_engine(url)
     out: list[tuple[int, dict[str, Any]]] = []
     try:
+        if threads > 0:
+            appender = Appender(functools.partial(Session, engine), log_key)
+            appender.start()
+
+            def submit(chunk: list[Any]) -> list[tuple[int, dict[str, Any]]]:
+                with appender.reserve() as reservation:
+                    checked = [check_submission(s, actor.public_key()) for s in chunk]
+                    future = reservation.submit(checked)
+                return [(a.index, a.promise.to_dict()) for a in future.result()]
+
+            barrier.wait()
+            try:
+                with ThreadPoolExecutor(threads) as pool:
+                    for done in pool.map(submit, chunks):
+                        out.extend(done)
+            finally:
+                appender.stop()
+            return
         barrier.wait()
-        for begin in range(0, count, batch):
-            chunk = signed[begin : begin + batch]
+        for chunk in chunks:
             with Session(engine) as session:
                 if batch == 1:
                     entry, promise = append(session, chunk[0], actor.public_key(), log_key)

@@ -6,16 +6,19 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from fastapi import FastAPI
+from sqlalchemy import func, select
 from sqlmodel import Session
 
 from exchange.anchoring.models import AnchorRow, AnchorState
 from exchange.app import create_app
+from exchange.log.models import PromiseBatchRow
 from exchange.log.sequencer import integrate_pending
 from exchange.log.testing import LogDatabase, isolated_database
 from exchange.settings import Settings
@@ -181,8 +184,82 @@ def test_bad_appends_are_refused_with_clear_codes(
         assert _error(
             http.post("/log/records:batch", json=batch), 400, "invalid_signature"
         ).startswith("records[1]:")
+        batch = {"records": [_body(actor, 12), _body(actor, 13), no_signature]}
+        assert _error(
+            http.post("/log/records:batch", json=batch), 400, "invalid_record"
+        ).startswith("records[2]: malformed record")
+        twice = _body(actor, 14)
+        assert "records[1] repeats records[0]" in _error(
+            http.post("/log/records:batch", json={"records": [twice, twice]}),
+            409,
+            "duplicate_record",
+        )
+        assert "index 0" in _error(
+            http.post("/log/records:batch", json={"records": [_body(actor, 15), good]}),
+            409,
+            "duplicate_record",
+        )
         # Nothing of the refused batch was stored: the next index is 1.
         assert http.post("/log/records", json=_body(actor, 11)).json()["index"] == 1
+
+
+def test_concurrent_http_appends_are_group_committed(
+    app: FastAPI, log_db: LogDatabase, actor: SM2PrivateKey, live_server: Any
+) -> None:
+    """8 client threads append at once over HTTP: every index once, no gaps, every
+    promise verifies, and the log signed fewer promise batches than records."""
+    threads, per_thread = 8, 30
+    bodies = [[_body(actor, t * 1000 + n) for n in range(per_thread)] for t in range(threads)]
+
+    with live_server(app) as url:
+        log_key = SM2PublicKey.from_pem(
+            httpx.get(f"{url}/.well-known/shancheng/log-key").json()["public_key"]
+        )
+
+        def client(mine: list[dict[str, Any]]) -> list[dict[str, Any]]:
+            answers = []
+            with httpx.Client(base_url=url, timeout=60) as http:
+                for body in mine:
+                    response = http.post("/log/records", json=body)
+                    assert response.status_code == 201, response.text
+                    answers.append(response.json())
+            return answers
+
+        with ThreadPoolExecutor(threads) as pool:
+            answers = [a for done in pool.map(client, bodies) for a in done]
+        assert app.state.appender.stats.records == threads * per_thread
+
+    total = threads * per_thread
+    assert sorted(a["index"] for a in answers) == list(range(total))
+    sent = {SignedRecord.from_dict(b["record"]).leaf_hash() for mine in bodies for b in mine}
+    for answer in answers:
+        promise = Promise.from_dict(answer["promise"])
+        promise.verify(log_key)
+        assert promise.index == answer["index"] and promise.leaf_hash.hex() == answer["leaf_hash"]
+        assert promise.leaf_hash in sent
+    with Session(log_db.engine) as session:
+        batches = session.execute(select(func.count()).select_from(PromiseBatchRow)).scalar_one()
+        largest = session.execute(select(func.max(PromiseBatchRow.size))).scalar_one()
+    assert batches < total, "no two appends were ever committed together"
+    assert largest > 1
+    assert len({a["promise"]["signature"] for a in answers}) == batches
+
+
+def test_a_stopping_server_refuses_appends_with_503(
+    app: FastAPI, actor: SM2PrivateKey, live_server: Any
+) -> None:
+    with live_server(app) as url, httpx.Client(base_url=url) as http:
+        assert http.post("/log/records", json=_body(actor, 1)).status_code == 201
+        app.state.appender.stop()  # what the lifespan does when the server stops
+        assert "shutting" in _error(
+            http.post("/log/records", json=_body(actor, 2)), 503, "shutting_down"
+        )
+        _error(
+            http.post("/log/records:batch", json={"records": [_body(actor, 3)]}),
+            503,
+            "shutting_down",
+        )
+        assert http.get("/log/anchors").status_code == 200  # reads go on
 
 
 def test_reads_validate_their_parameters(
@@ -320,7 +397,10 @@ def test_the_openapi_document_describes_the_log(app: FastAPI, live_server: Any) 
         for operation in paths[path].values():
             assert operation["summary"] and operation["tags"]
     append = paths["/log/records"]["post"]
-    assert {"201", "400", "409", "422"} <= set(append["responses"])
+    assert {"201", "400", "409", "422", "503"} <= set(append["responses"])
+    assert "shutting_down" in append["responses"]["503"]["description"]
+    promise = spec["components"]["schemas"]["PromiseBody"]["properties"]
+    assert {"batch_first_index", "batch_size", "batch_proof"} <= set(promise)
     assert "invalid_signature" in append["responses"]["400"]["description"]
     assert "409" in paths["/receipts/{index}"]["get"]["responses"]
     assert {t["name"] for t in spec["tags"]} >= {"log", "receipts"}

@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import delete, update
+from sqlalchemy import delete, select, update
 from sqlmodel import Session, col
 
 from clients.audit import ChainAnchorSource
@@ -22,14 +22,15 @@ from contracts.chain import DEVNET_TEST_ACCOUNTS, ChainClient
 from devnet.launcher import Devnet
 from exchange.anchoring.models import AnchorRow, AnchorState
 from exchange.app import create_app
-from exchange.log.models import CheckpointRow, LogEntry, TreeNode
+from exchange.log.models import CheckpointRow, LogEntry, PromiseBatchRow, TreeNode
 from exchange.log.sequencer import integrate_pending
 from exchange.log.service import append_many
 from exchange.log.testing import LogDatabase, isolated_database
 from exchange.settings import Settings
 from ledger.audit import AuditError, OnChainAnchor, StepStatus, verify_bundle
 from ledger.bundle import Bundle
-from ledger.checkpoint import sign_checkpoint
+from ledger.checkpoint import sign_checkpoint, sign_promise_batch
+from ledger.merkle import inclusion_proof_size
 from ledger.records import SignedRecord, sign_record
 from ledger.sm2 import SM2PrivateKey
 
@@ -230,6 +231,45 @@ def test_tampered_databases_are_caught_at_the_right_step(
             session.commit()
         response = httpx.get(f"{url}/receipts/7")
         assert response.status_code == 404 and response.json()["code"] == "entry_not_found"
+
+
+def test_a_tampered_promise_batch_is_caught_at_the_leaf_hash_step(
+    app: FastAPI, log_db: LogDatabase, live_server: Any
+) -> None:
+    signed = _fill(app, 6, max_batch=6)  # one append_many: one promise batch of 6
+    _anchor(app, 6, AnchorState.FINAL)
+    engine = log_db.engine
+    with Session(engine) as session:
+        [batch] = session.execute(select(PromiseBatchRow)).scalars().all()
+        original = (batch.signature, batch.log_key_id)
+    with live_server(app) as url:
+        for index in range(6):
+            bundle = _receipt(url, index)
+            assert bundle.promise.batch_first_index == 0 and bundle.promise.batch_size == 6
+            assert len(bundle.promise.batch_proof) == inclusion_proof_size(index, 6)
+            verify_bundle(bundle, anchors=None, trusted_log_key=app.state.log_key.public_key())
+
+        # The batch re-signed by another key (over the same leaves, same statement).
+        forger = SM2PrivateKey.generate()
+        forged, _ = sign_promise_batch(forger, 0, [s.leaf_hash() for s in signed], batch.timestamp)
+        _set_batch(engine, signature=forged.signature, log_key_id=forged.log_key_id)
+        assert _failed_step(_receipt(url, 3)) == "leaf_hash"
+
+        # Only the signature swapped for the forger's: it no longer verifies.
+        _set_batch(engine, signature=forged.signature, log_key_id=original[1])
+        assert _failed_step(_receipt(url, 1)) == "leaf_hash"
+
+        # The batch said to be larger than it was: the statement is not the signed one.
+        _set_batch(engine, signature=original[0], log_key_id=original[1])
+        verify_bundle(_receipt(url, 2), anchors=None)
+        _set_batch(engine, size=7)
+        assert _failed_step(_receipt(url, 2)) == "leaf_hash"
+
+
+def _set_batch(engine: Any, **values: Any) -> None:
+    with Session(engine) as session:
+        session.execute(update(PromiseBatchRow).values(**values))
+        session.commit()
 
 
 @pytest.mark.chain

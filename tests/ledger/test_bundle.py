@@ -33,7 +33,7 @@ from ledger.bundle import (
     InclusionProof,
     UnsupportedBundleVersionError,
 )
-from ledger.checkpoint import sign_checkpoint, sign_promise
+from ledger.checkpoint import Promise, sign_checkpoint, sign_promise, sign_promises
 from ledger.errors import VerificationError
 from ledger.merkle import InMemoryTree
 from ledger.records import RecordFormatError, SignedRecord, sign_record
@@ -64,6 +64,10 @@ class FakeAnchors:
         return self.anchors.get((chain_id, registry_address.lower(), tree_size))
 
 
+BATCHES = [(0, 1), (1, 3), (4, 3)]
+"""How the records were appended: (first index, size) of each promise batch."""
+
+
 @dataclasses.dataclass
 class Log:
     log_key: SM2PrivateKey
@@ -71,10 +75,18 @@ class Log:
     records: list[SignedRecord]
     tree: InMemoryTree
 
+    def promises(self, key: SM2PrivateKey | None = None) -> list[Promise]:
+        """Every record's promise, signed per batch by ``key`` (default: the log key)."""
+        out: list[Promise] = []
+        for first, size in BATCHES:
+            leaves = [r.leaf_hash() for r in self.records[first : first + size]]
+            out += sign_promises(key or self.log_key, first, leaves, 1_700_000_000_000 + first)
+        return out
+
     def bundle(self, index: int, tree_size: int | None = None) -> Bundle:
         size = self.tree.size if tree_size is None else tree_size
         record = self.records[index]
-        promise = sign_promise(self.log_key, record.leaf_hash(), index, 1_700_000_000_000 + index)
+        promise = self.promises()[index]
         checkpoint = sign_checkpoint(self.log_key, size, self.tree.root(size), 1_700_000_100_000)
         return Bundle(
             record=record,
@@ -189,11 +201,15 @@ def _resign_all_with(key: SM2PrivateKey) -> Callable[[Bundle, Log], Bundle]:
         return dataclasses.replace(
             b,
             log_public_key=key.public_key(),
-            promise=sign_promise(key, p.leaf_hash, p.index, p.timestamp),
+            promise=log.promises(key)[p.index],
             checkpoint=sign_checkpoint(key, c.tree_size, c.root, c.timestamp),
         )
 
     return mutate
+
+
+def _replace_promise(b: Bundle, **changes: Any) -> Bundle:
+    return dataclasses.replace(b, promise=dataclasses.replace(b.promise, **changes))
 
 
 MALLORY = SM2PrivateKey.generate()
@@ -287,6 +303,53 @@ TAMPER_CASES: list[tuple[str, Mutation, str]] = [
             promise=sign_promise(
                 MALLORY, b.promise.leaf_hash, b.promise.index, b.promise.timestamp
             ),
+        ),
+        "leaf_hash",
+    ),
+    (
+        "promise batch proof node flipped",
+        lambda b, _: _replace_promise(
+            b, batch_proof=(_flip(b.promise.batch_proof[0]), *b.promise.batch_proof[1:])
+        ),
+        "leaf_hash",
+    ),
+    (
+        "promise batch proof node dropped",
+        lambda b, _: _replace_promise(b, batch_proof=b.promise.batch_proof[:-1]),
+        "leaf_hash",
+    ),
+    (
+        "promise batch proof node added",
+        lambda b, _: _replace_promise(
+            b, batch_proof=(*b.promise.batch_proof, b.promise.batch_proof[0])
+        ),
+        "leaf_hash",
+    ),
+    (
+        "promise batch first index edited",
+        lambda b, _: _replace_promise(b, batch_first_index=b.promise.batch_first_index - 1),
+        "leaf_hash",
+    ),
+    (
+        "promise batch size edited",
+        lambda b, _: _replace_promise(b, batch_size=b.promise.batch_size + 1),
+        "leaf_hash",
+    ),
+    (
+        "promise of another batch, relabelled for this leaf",
+        lambda b, log: _replace_promise(
+            dataclasses.replace(b, promise=log.promises()[2]),
+            leaf_hash=b.promise.leaf_hash,
+            index=b.promise.index,
+        ),
+        "leaf_hash",
+    ),
+    (
+        "promise of a batch neighbour, relabelled for this leaf",
+        lambda b, log: _replace_promise(
+            dataclasses.replace(b, promise=log.promises()[b.promise.index + 1]),
+            leaf_hash=b.promise.leaf_hash,
+            index=b.promise.index,
         ),
         "leaf_hash",
     ),
@@ -582,6 +645,23 @@ def test_failure_details_name_expected_and_actual(bundle: Bundle, log: Log) -> N
     assert err.value.report.to_dict()["steps"][1]["expected"] == err.value.expected
 
 
+def test_a_misshapen_promise_proof_names_the_node_counts(bundle: Bundle) -> None:
+    tampered = _replace_promise(bundle, batch_proof=bundle.promise.batch_proof[:1])
+    with pytest.raises(AuditError) as err:
+        verify_bundle(tampered, anchors=None)
+    assert err.value.step == "leaf_hash"
+    assert "batch proof" in err.value.message
+    assert (err.value.expected, err.value.actual) == ("2", "1")
+
+
+def test_the_promise_batch_is_not_the_checkpoint(log: Log) -> None:
+    """A promise's batch root is the root of its batch alone, not of the log."""
+    bundle = log.bundle(5)
+    assert bundle.promise.batch_first_index == 4
+    assert bundle.promise.batch_root() != bundle.checkpoint.root
+    assert verify_bundle(bundle, anchors=log.anchors()).ok
+
+
 # --------------------------------------------------------------------------- parsing
 
 
@@ -627,6 +707,9 @@ MALFORMED: list[tuple[str, Any, str]] = [
     ),
     ("promise.index", -1, "promise.index"),
     ("promise.leaf_hash", "00", "promise.leaf_hash"),
+    ("promise.batch_size", 0, "promise.batch_size"),
+    ("promise.batch_proof", ["zz" * 32], "promise.batch_proof[0]"),
+    ("promise.batch_proof", "ab", "promise.batch_proof"),
     ("inclusion.hashes", "ab", "inclusion.hashes"),
     ("inclusion.hashes", ["zz" * 32], "inclusion.hashes[0]"),
     ("inclusion.hashes", ["AB" * 32], "inclusion.hashes[0]"),
@@ -699,6 +782,9 @@ def test_documented_example_verifies_offline() -> None:
     text = DOC.read_text(encoding="utf-8")
     assert bundle.record.record.canonical_bytes().decode() in text
     assert bundle.checkpoint.signed_bytes().decode() in text
+    assert bundle.promise.signed_bytes().decode() in text
+    # The example's promise is from a batch of several records: it has a proof.
+    assert bundle.promise.batch_size > 1 and bundle.promise.batch_proof
 
 
 def test_documented_fields_are_the_bundle_fields(bundle: Bundle) -> None:
