@@ -1,0 +1,348 @@
+"""Listings over REST: the registration flow (数据产品登记) and simple listing.
+
+Each POST/PUT takes ``{"record": <signed record>}`` whose type names the
+action (``listing.drafted``, ``listing.edited``, ``listing.submitted``,
+``listing.review_started``, ``listing.published``, ``listing.rejected``,
+``listing.delisted``, ``listing.version_added``); the response carries the
+listing and ``"log": {"index", "leaf_hash", "promise"}``. ``GET /listings/search``
+searches published listings (exchange/listings/search.py).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Path, Query, Request
+
+from exchange.auth.deps import OptionalParticipant, SessionDep, require_role
+from exchange.auth.verifier import Authenticator
+from exchange.listings import search, service
+from exchange.listings.models import ListingState
+from exchange.listings.schemas import (
+    ListingChanged,
+    ListingPage,
+    ListingPublic,
+    ListingVersionPublic,
+    VersionAdded,
+)
+from exchange.listings.search import SearchPage
+from exchange.log.schemas import ErrorBody
+from exchange.participants.models import Principal, Role
+from exchange.pricing import MAX_AMOUNT_FEN
+from exchange.records import ActionRequest, log_receipt
+from ledger.sm2 import SM2PublicKey
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/listings", tags=["listings"])
+
+ListingIdPath = Annotated[str, Path(max_length=36, description="The listing's UUID.")]
+Provider = Annotated[Principal, Depends(require_role(Role.PROVIDER))]
+Operator = Annotated[Principal, Depends(require_role(Role.OPERATOR))]
+ProviderOrOperator = Annotated[Principal, Depends(require_role(Role.PROVIDER, Role.OPERATOR))]
+
+_COMMON = {
+    400: "invalid_record, invalid_signature",
+    401: "unauthenticated, unknown_key, signature_invalid, stale_signature, replayed_nonce, "
+    "digest_mismatch",
+    403: "participant_suspended, role_forbidden, actor_mismatch",
+    404: "listing_not_found (also for a listing you may not see)",
+    409: "duplicate_record, concurrent_update",
+    422: "invalid_request, wrong_record_type, stale_record, invalid_payload, target_mismatch",
+}
+
+
+def _errors(**extra: str) -> dict[int | str, dict[str, Any]]:
+    out: dict[int | str, dict[str, Any]] = {}
+    for status, text in _COMMON.items():
+        more = extra.get(f"e{status}")
+        out[status] = {
+            "model": ErrorBody,
+            "description": f"{text}, {more}" if more else text,
+        }
+    if "e413" in extra:
+        out[413] = {"model": ErrorBody, "description": extra["e413"]}
+    return out
+
+
+def _ctx(request: Request, session: SessionDep, principal: Principal) -> service.ListingContext:
+    authenticator: Authenticator = request.app.state.authenticator
+    if principal.is_operator:
+        key = authenticator.operators[principal.key_id]
+    else:
+        key = SM2PublicKey.from_pem(principal.public_key_pem)
+    return service.ListingContext(
+        session=session,
+        principal=principal,
+        public_key=key,
+        log_key=request.app.state.log_key,
+        skew_s=authenticator.skew_s,
+        sample_max_bytes=request.app.state.settings.listing_sample_max_bytes,
+    )
+
+
+def _changed(result: tuple[ListingPublic, Any]) -> ListingChanged:
+    listing, accepted = result
+    return ListingChanged(listing=listing, log=log_receipt(accepted))
+
+
+_CONTENT_ERRORS = (
+    "core_data_forbidden, invalid_shares, unknown_provider, invalid_sample, invalid_pricing"
+)
+
+
+@router.post(
+    "",
+    status_code=201,
+    response_model=ListingChanged,
+    summary="Draft a listing (providers)",
+    responses=_errors(e409="listing_exists", e422=_CONTENT_ERRORS, e413="sample_too_large"),
+)
+def create_listing(
+    body: ActionRequest, principal: Provider, session: SessionDep, request: Request
+) -> ListingChanged:
+    """A ``listing.drafted`` record: ``{"listing_id": <new UUID>, title, …}``.
+    Unverified providers may draft; 核心 data is refused at once."""
+    return _changed(service.draft(_ctx(request, session, principal), body))
+
+
+@router.put(
+    "/{listing_id}",
+    response_model=ListingChanged,
+    summary="Edit a draft (or a rejected listing, which becomes a draft again)",
+    responses=_errors(
+        e403="not_owner", e409="invalid_state", e422=_CONTENT_ERRORS, e413="sample_too_large"
+    ),
+)
+def edit_listing(
+    listing_id: ListingIdPath,
+    body: ActionRequest,
+    principal: Provider,
+    session: SessionDep,
+    request: Request,
+) -> ListingChanged:
+    """A ``listing.edited`` record with the full new content."""
+    return _changed(service.edit(_ctx(request, session, principal), listing_id, body))
+
+
+@router.post(
+    "/{listing_id}/submit",
+    response_model=ListingChanged,
+    summary="Submit a draft for review (its owner)",
+    responses=_errors(e403="not_owner, provider_unverified", e409="invalid_state"),
+)
+def submit_listing(
+    listing_id: ListingIdPath,
+    body: ActionRequest,
+    principal: Provider,
+    session: SessionDep,
+    request: Request,
+) -> ListingChanged:
+    return _changed(service.submit(_ctx(request, session, principal), listing_id, body))
+
+
+@router.post(
+    "/{listing_id}/review",
+    response_model=ListingChanged,
+    summary="Start the compliance review (operators)",
+    responses=_errors(e409="invalid_state"),
+)
+def start_review(
+    listing_id: ListingIdPath,
+    body: ActionRequest,
+    principal: Operator,
+    session: SessionDep,
+    request: Request,
+) -> ListingChanged:
+    return _changed(service.start_review(_ctx(request, session, principal), listing_id, body))
+
+
+@router.post(
+    "/{listing_id}/publish",
+    response_model=ListingChanged,
+    summary="Publish after review (operators)",
+    responses=_errors(e409="invalid_state", e422="declarations_incomplete"),
+)
+def publish_listing(
+    listing_id: ListingIdPath,
+    body: ActionRequest,
+    principal: Operator,
+    session: SessionDep,
+    request: Request,
+) -> ListingChanged:
+    """Refused (422 ``declarations_incomplete``) unless classification (一般/重要),
+    personal information (and its legal basis when true), source legality,
+    licence and permitted purposes are declared."""
+    return _changed(service.publish(_ctx(request, session, principal), listing_id, body))
+
+
+@router.post(
+    "/{listing_id}/reject",
+    response_model=ListingChanged,
+    summary="Reject after review, with a reason (operators)",
+    responses=_errors(e409="invalid_state"),
+)
+def reject_listing(
+    listing_id: ListingIdPath,
+    body: ActionRequest,
+    principal: Operator,
+    session: SessionDep,
+    request: Request,
+) -> ListingChanged:
+    return _changed(service.reject(_ctx(request, session, principal), listing_id, body))
+
+
+@router.post(
+    "/{listing_id}/delist",
+    response_model=ListingChanged,
+    summary="Delist a published listing (its owner or an operator)",
+    responses=_errors(e403="not_owner", e409="invalid_state"),
+)
+def delist_listing(
+    listing_id: ListingIdPath,
+    body: ActionRequest,
+    principal: ProviderOrOperator,
+    session: SessionDep,
+    request: Request,
+) -> ListingChanged:
+    return _changed(service.delist(_ctx(request, session, principal), listing_id, body))
+
+
+@router.post(
+    "/{listing_id}/versions",
+    status_code=201,
+    response_model=VersionAdded,
+    summary="Declare a new content version of a published listing (its owner)",
+    responses=_errors(e403="not_owner", e409="invalid_state, version_conflict"),
+)
+def add_version(
+    listing_id: ListingIdPath,
+    body: ActionRequest,
+    principal: Provider,
+    session: SessionDep,
+    request: Request,
+) -> VersionAdded:
+    """A ``listing.version_added`` record: the next version number and its SM3 digest."""
+    listing, version, accepted = service.add_version(
+        _ctx(request, session, principal), listing_id, body
+    )
+    return VersionAdded(listing=listing, version=version, log=log_receipt(accepted))
+
+
+@router.get(
+    "/search",
+    response_model=SearchPage,
+    summary="Search published listings: full text, filters, sort, cursor pages, facets",
+    responses={
+        400: {"model": ErrorBody, "description": "invalid_cursor"},
+        422: {
+            "model": ErrorBody,
+            "description": "invalid_request (a parameter out of range), invalid_query "
+            "(too many terms or tags, NUL characters, min_price > max_price, "
+            "sort=relevance without q)",
+        },
+    },
+)
+def search_listings(
+    session: SessionDep,
+    q: Annotated[
+        str | None,
+        Query(
+            max_length=200,
+            description="Terms (space separated), each matched as a substring of the title, "
+            "tags or description, case-insensitively; all must match. No query syntax.",
+            examples=["重庆 交通"],
+        ),
+    ] = None,
+    category: Annotated[str | None, Query(max_length=100)] = None,
+    classification: search.SearchClassification | None = None,
+    pricing_model: search.PricingModel | None = None,
+    min_price: Annotated[
+        int | None, Query(ge=0, le=MAX_AMOUNT_FEN, description="Fen, inclusive, on price_fen.")
+    ] = None,
+    max_price: Annotated[
+        int | None, Query(ge=0, le=MAX_AMOUNT_FEN, description="Fen, inclusive, on price_fen.")
+    ] = None,
+    provider: Annotated[
+        str | None, Query(pattern=r"^[0-9a-f]{64}$", description="A provider's key id.")
+    ] = None,
+    tag: Annotated[
+        list[str] | None, Query(description="Repeatable; listings carrying all of them.")
+    ] = None,
+    sort: Annotated[
+        search.Sort | None, Query(description="Default: relevance with q, else newest.")
+    ] = None,
+    cursor: Annotated[str | None, Query(max_length=2000)] = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    facets: bool = True,
+    facet_limit: Annotated[int, Query(ge=1, le=50)] = 10,
+) -> SearchPage:
+    """Published listings only (never drafts, listings under review or delisted ones).
+    See ``exchange/listings/search.py`` for the matching, relevance, price and cursor
+    rules."""
+    if tag is not None and any(len(t) > 50 for t in tag):
+        raise search.InvalidQueryError("a tag has at most 50 characters")
+    return search.search(
+        session,
+        search.SearchParams(
+            q=q,
+            category=category,
+            classification=classification,
+            pricing_model=pricing_model,
+            min_price=min_price,
+            max_price=max_price,
+            provider=provider,
+            tags=tuple(tag or ()),
+            sort=sort,
+            cursor=cursor,
+            limit=limit,
+            facets=facets,
+            facet_limit=facet_limit,
+        ),
+    )
+
+
+@router.get(
+    "/{listing_id}/versions",
+    response_model=list[ListingVersionPublic],
+    summary="A listing's content versions",
+    responses=_errors(),
+)
+def list_versions(
+    listing_id: ListingIdPath, principal: OptionalParticipant, session: SessionDep
+) -> list[ListingVersionPublic]:
+    return service.versions(session, listing_id, principal)
+
+
+@router.get(
+    "/{listing_id}",
+    response_model=ListingPublic,
+    summary="A listing (public when published or delisted)",
+    responses=_errors(),
+)
+def get_listing(
+    listing_id: ListingIdPath, principal: OptionalParticipant, session: SessionDep
+) -> ListingPublic:
+    """Drafts and listings under review are visible to their providers and operators
+    only (a signed request); anyone else gets 404."""
+    return service.get(session, listing_id, principal)
+
+
+@router.get(
+    "",
+    response_model=ListingPage,
+    summary="Listings you may see, filtered by provider and state",
+    responses=_errors(),
+)
+def list_listings(
+    principal: OptionalParticipant,
+    session: SessionDep,
+    provider: Annotated[str | None, Query(pattern=r"^[0-9a-f]{64}$")] = None,
+    state: ListingState | None = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+) -> ListingPage:
+    items, next_offset = service.search(
+        session, principal, provider=provider, state=state, limit=limit, offset=offset
+    )
+    return ListingPage(items=items, next_offset=next_offset)

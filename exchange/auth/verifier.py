@@ -1,0 +1,271 @@
+"""Authenticating requests: RFC 9421 HTTP Message Signatures, algorithm ``sm2-sm3``.
+
+A request must carry exactly one signature that covers ``@method``,
+``@target-uri`` and ``content-digest`` and has the parameters ``created``,
+``nonce``, ``keyid`` (the participant's key id) and ``alg="sm2-sm3"``. The
+checks, in order, each with its 401 code (``docs/api-auth.md``):
+
+1. headers present and well formed, parameters and coverage as above → ``unauthenticated``
+2. ``|now - created| <= skew`` → ``stale_signature``
+3. ``keyid`` is an operator or a registered participant → ``unknown_key``
+4. the SM2 signature over the signature base verifies → ``signature_invalid``
+5. the body matches the signed ``Content-Digest`` (sm3 or sha-256) → ``digest_mismatch``
+6. (key id, nonce) not seen before → ``replayed_nonce``; it is then stored in
+   ``auth_nonce`` until ``created + skew`` (after which the request would be
+   stale anyway) so the refusal holds across worker processes; expired
+   nonces are pruned at most once a second per process.
+
+The signature is verified before the nonce is stored, so nobody can burn
+another participant's nonces.
+"""
+
+from __future__ import annotations
+
+import datetime
+import re
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from types import SimpleNamespace
+from typing import Any, Final
+
+import http_sf
+from http_message_signatures import (
+    HTTPMessageSignaturesException,
+    HTTPMessageVerifier,
+    HTTPSignatureKeyResolver,
+)
+from sqlalchemy import Engine, delete, insert
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session
+
+from exchange.auth.algorithm import (
+    ALGORITHM_ID,
+    REQUIRED_COMPONENTS,
+    SM2_SM3,
+    DigestFormatError,
+    digest_matches,
+    parse_content_digest,
+)
+from exchange.auth.errors import (
+    AuthenticationError,
+    BadSignatureError,
+    DigestMismatchError,
+    ReplayedNonceError,
+    StaleSignatureError,
+    UnknownKeyError,
+)
+from exchange.auth.models import auth_nonce_table
+from exchange.participants.models import Participant, ParticipantStatus, Principal, Role
+from ledger.errors import KeyFormatError
+from ledger.records import KEY_ID_PATTERN
+from ledger.sm2 import SM2PublicKey
+
+__all__ = ["Authenticator", "RequestParts", "load_operator_keys"]
+
+NONCE_PATTERN: Final = re.compile(r"[A-Za-z0-9_\-.~+/=]{16,128}")
+"""A nonce: 16 to 128 token characters (the SDK sends 128 random bits, base64url)."""
+
+_PRUNE_EVERY_S: Final = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class RequestParts:
+    """What authentication reads of a request."""
+
+    method: str
+    target_uri: str
+    headers: Iterable[tuple[str, str]]
+    body: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class _SignatureInput:
+    key_id: str
+    created: int
+    nonce: str
+
+
+class _Headers:
+    def __init__(self, items: Iterable[tuple[str, str]]) -> None:
+        self._items = list(items)
+
+    def items(self) -> list[tuple[str, str]]:
+        return self._items
+
+
+class _Resolver(HTTPSignatureKeyResolver):
+    def __init__(self, key_id: str, key: SM2PublicKey) -> None:
+        self._key_id = key_id
+        self._key = key
+
+    def resolve_public_key(self, key_id: str) -> SM2PublicKey | None:
+        return self._key if key_id == self._key_id else None
+
+    def resolve_private_key(self, key_id: str) -> Any:
+        raise KeyError(key_id)
+
+
+def load_operator_keys(pems: Iterable[str]) -> dict[str, SM2PublicKey]:
+    """Key id → key of the configured operators; each text may hold several PEM
+    blocks. Raises :class:`ValueError` naming a block that is not an SM2 key."""
+    keys: dict[str, SM2PublicKey] = {}
+    for text in pems:
+        blocks = re.findall(
+            r"-----BEGIN PUBLIC KEY-----.+?-----END PUBLIC KEY-----", text, flags=re.DOTALL
+        )
+        if not blocks:
+            raise ValueError("an operator key entry holds no PUBLIC KEY PEM block")
+        for block in blocks:
+            try:
+                key = SM2PublicKey.from_pem(block)
+            except KeyFormatError as exc:
+                raise ValueError(f"operator key is not an SM2 public key: {exc}") from None
+            keys[key.key_id()] = key
+    return keys
+
+
+class Authenticator:
+    """Checks request signatures against operators and the participant table."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        operators: Mapping[str, SM2PublicKey],
+        *,
+        skew_s: int,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.engine = engine
+        self.operators = dict(operators)
+        self.skew_s = skew_s
+        self._clock = clock
+        self._last_prune = 0.0
+        self._prune_lock = threading.Lock()
+
+    # -- the checks
+
+    def authenticate(self, request: RequestParts) -> Principal:
+        """Return who signed ``request``; raise an :class:`AuthenticationError` subclass."""
+        headers = _Headers(request.headers)
+        fields = {name.lower(): value for name, value in headers.items()}
+        signature_input = self._parse(fields)
+        now = self._clock()
+        if abs(now - signature_input.created) > self.skew_s:
+            raise StaleSignatureError(
+                f"signature created at {signature_input.created}, server time {int(now)}: "
+                f"more than {self.skew_s} s apart"
+            )
+        principal, key = self._lookup(signature_input.key_id)
+        verifier = HTTPMessageVerifier(
+            signature_algorithm=SM2_SM3, key_resolver=_Resolver(principal.key_id, key)
+        )
+        verifier.max_clock_skew = datetime.timedelta(seconds=self.skew_s)
+        message = SimpleNamespace(method=request.method, url=request.target_uri, headers=headers)
+        try:
+            verifier.verify(
+                message,
+                max_age=datetime.timedelta(seconds=self.skew_s),
+                require_components=REQUIRED_COMPONENTS,
+            )
+        except HTTPMessageSignaturesException as exc:
+            raise BadSignatureError(f"the request signature does not verify: {exc}") from None
+        try:
+            digests = parse_content_digest(fields["content-digest"])
+        except DigestFormatError as exc:
+            raise AuthenticationError(str(exc)) from None
+        if not digest_matches(digests, request.body):
+            raise DigestMismatchError("the body does not match its signed Content-Digest")
+        self._remember_nonce(signature_input, now)
+        return principal
+
+    def _parse(self, fields: Mapping[str, str]) -> _SignatureInput:
+        if "signature-input" not in fields or "signature" not in fields:
+            raise AuthenticationError(
+                "the request is not signed: send Signature-Input and Signature "
+                "(RFC 9421, alg sm2-sm3; see docs/api-auth.md)"
+            )
+        if "content-digest" not in fields:
+            raise AuthenticationError("the request has no Content-Digest")
+        try:
+            inputs: Any = http_sf.parse(
+                fields["signature-input"].encode("ascii"), tltype="dictionary"
+            )
+            signatures: Any = http_sf.parse(
+                fields["signature"].encode("ascii"), tltype="dictionary"
+            )
+        except (ValueError, TypeError, UnicodeEncodeError):
+            raise AuthenticationError("malformed Signature-Input or Signature") from None
+        if len(inputs) != 1 or set(inputs) != set(signatures):
+            raise AuthenticationError("send exactly one signature, with the same label in both")
+        [(members, params)] = list(inputs.values())
+        params = dict(params)
+        if not isinstance(members, list):
+            raise AuthenticationError("Signature-Input must be an inner list of components")
+        covered = {m[0] for m in members if isinstance(m, tuple)}
+        missing = [c for c in REQUIRED_COMPONENTS if c not in covered]
+        if missing:
+            raise AuthenticationError(f"the signature must cover {', '.join(missing)}")
+        if params.get("alg") != ALGORITHM_ID:
+            raise AuthenticationError(f'the signature must have alg="{ALGORITHM_ID}"')
+        key_id = params.get("keyid")
+        if not isinstance(key_id, str) or not KEY_ID_PATTERN.fullmatch(key_id):
+            raise AuthenticationError("keyid must be a key id (64 lowercase hex digits)")
+        created = params.get("created")
+        if isinstance(created, bool) or not isinstance(created, int):
+            raise AuthenticationError("the signature needs an integer created parameter")
+        nonce = params.get("nonce")
+        if not isinstance(nonce, str) or not NONCE_PATTERN.fullmatch(nonce):
+            raise AuthenticationError("the signature needs a nonce of 16 to 128 token characters")
+        return _SignatureInput(key_id=key_id, created=created, nonce=nonce)
+
+    def _lookup(self, key_id: str) -> tuple[Principal, SM2PublicKey]:
+        operator = self.operators.get(key_id)
+        if operator is not None:
+            return self.operator_principal(key_id), operator
+        with Session(self.engine) as session:
+            row = session.get(Participant, key_id)
+        if row is None:
+            raise UnknownKeyError(f"no participant or operator has key id {key_id}")
+        return Principal.of(row), SM2PublicKey.from_pem(row.public_key)
+
+    def operator_principal(self, key_id: str) -> Principal:
+        key = self.operators[key_id]
+        return Principal(
+            key_id=key_id,
+            role=Role.OPERATOR,
+            status=ParticipantStatus.ACTIVE,
+            display_name="operator",
+            public_key_pem=key.to_pem().decode("ascii"),
+        )
+
+    def _remember_nonce(self, signature_input: _SignatureInput, now: float) -> None:
+        now_ms = int(now * 1000)
+        expires = (signature_input.created + self.skew_s + 1) * 1000
+        with Session(self.engine) as session:
+            if self._should_prune(now):
+                session.execute(
+                    delete(auth_nonce_table).where(auth_nonce_table.c.expires_at < now_ms)
+                )
+            try:
+                session.execute(
+                    insert(auth_nonce_table).values(
+                        key_id=signature_input.key_id,
+                        nonce=signature_input.nonce,
+                        expires_at=expires,
+                    )
+                )
+                session.commit()
+            except IntegrityError:
+                session.rollback()
+                raise ReplayedNonceError(
+                    "this nonce was already used by this key; sign each request afresh"
+                ) from None
+
+    def _should_prune(self, now: float) -> bool:
+        with self._prune_lock:
+            if now - self._last_prune < _PRUNE_EVERY_S:
+                return False
+            self._last_prune = now
+            return True

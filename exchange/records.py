@@ -1,0 +1,197 @@
+"""Signed actions: a client-signed record that changes state, applied atomically
+with its log entry.
+
+A state-changing request carries ``{"record": <SignedRecord.to_dict()>}``
+whose ``type`` names the action and whose ``payload`` carries its data. The
+server never signs for a participant; it checks (:func:`check_action`):
+
+* the record is well formed (400 ``invalid_record``) and of the endpoint's
+  type (422 ``wrong_record_type``);
+* its ``actor`` is the authenticated participant (403 ``actor_mismatch``);
+* its ``timestamp`` is within the auth skew of the server clock (422 ``stale_record``);
+* the actor's SM2 signature verifies (400 ``invalid_signature``);
+* the payload fits the action's schema (422 ``invalid_payload``; :func:`payload_of`).
+
+Then :func:`commit_with_record` stages the state change and stores the
+record in ONE database transaction: the change is staged on the session
+(no flush) and :func:`exchange.log.service.store` flushes it inside the log's
+exclusive write transaction, after inserting the entry and before the one
+commit. So there is no state change without its record and no record without
+its change. Checks that read state run before the log's lock; rows carry an
+optimistic ``row_version`` so that a change that lost a race fails at flush
+(409 ``concurrent_update``) and nothing is stored.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm.exc import StaleDataError
+from sqlmodel import Session
+
+from exchange.auth.errors import ForbiddenError
+from exchange.errors import ConflictError, ExchangeError
+from exchange.log.schemas import Appended, PromiseBody
+from exchange.log.service import Accepted, Submission, check_submission, store
+from exchange.participants.models import Principal
+from ledger.records import RecordFormatError, SignedRecord, thaw
+from ledger.sm2 import SM2PrivateKey, SM2PublicKey
+
+__all__ = [
+    "ActionRequest",
+    "ActorMismatchError",
+    "InvalidPayloadError",
+    "SignedAction",
+    "check_action",
+    "commit_with_record",
+    "log_receipt",
+    "payload_of",
+]
+
+_T = TypeVar("_T")
+_M = TypeVar("_M", bound=BaseModel)
+
+
+class InvalidRecordError(ExchangeError):
+    code = "invalid_record"
+
+
+class WrongRecordTypeError(ExchangeError):
+    status = 422
+    code = "wrong_record_type"
+
+
+class ActorMismatchError(ForbiddenError):
+    code = "actor_mismatch"
+
+
+class StaleRecordError(ExchangeError):
+    status = 422
+    code = "stale_record"
+
+
+class InvalidPayloadError(ExchangeError):
+    status = 422
+    code = "invalid_payload"
+
+
+class ConcurrentUpdateError(ConflictError):
+    code = "concurrent_update"
+
+
+class ActionRequest(BaseModel):
+    """The body of every state-changing request."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    record: dict[str, Any] = Field(
+        description='The client-signed record, `{"record": {type, schema_version, actor, '
+        'timestamp, payload}, "signature": base64}` (ledger.records.SignedRecord.to_dict()).',
+    )
+
+
+class SignedAction:
+    """A checked signed record and the key that signed it."""
+
+    __slots__ = ("public_key", "signed", "submission")
+
+    def __init__(self, signed: SignedRecord, public_key: SM2PublicKey) -> None:
+        self.signed = signed
+        self.public_key = public_key
+        try:
+            self.submission: Submission = check_submission(signed, public_key)
+        except ExchangeError as exc:
+            if exc.code == "actor_mismatch":
+                raise ActorMismatchError(exc.message) from None
+            raise
+
+    @property
+    def payload(self) -> dict[str, Any]:
+        payload: dict[str, Any] = thaw(self.signed.record.payload)
+        return payload
+
+
+def check_action(
+    body: ActionRequest,
+    *,
+    record_type: str,
+    public_key: SM2PublicKey,
+    principal: Principal | None,
+    skew_s: int,
+) -> SignedAction:
+    """Parse and check a signed action (see the module docstring). ``principal`` is
+    the authenticated signer (``None`` only for registration, whose record is
+    checked against the key it registers)."""
+    try:
+        signed = SignedRecord.from_dict(body.record)
+    except RecordFormatError as exc:
+        raise InvalidRecordError(f"malformed record: {exc}") from None
+    record = signed.record
+    if record.type != record_type:
+        raise WrongRecordTypeError(f"this endpoint takes a {record_type} record, not {record.type}")
+    if principal is not None and record.actor != principal.key_id:
+        raise ActorMismatchError(
+            f"the record is by {record.actor}, but the request is signed by {principal.key_id}"
+        )
+    now_ms = time.time_ns() // 1_000_000
+    if abs(now_ms - record.timestamp) > skew_s * 1000:
+        raise StaleRecordError(
+            f"record timestamp {record.timestamp} is more than {skew_s} s from the server "
+            f"clock ({now_ms})"
+        )
+    return SignedAction(signed, public_key)
+
+
+def payload_of(action: SignedAction, model: type[_M]) -> _M:
+    """Validate the record's payload against ``model``; 422 ``invalid_payload``."""
+    try:
+        return model.model_validate(action.payload)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in ("payload", *first["loc"]))
+        raise InvalidPayloadError(f"{where}: {first['msg']}") from None
+
+
+def commit_with_record(
+    session: Session,
+    action: SignedAction,
+    log_key: SM2PrivateKey,
+    stage: Callable[[], _T],
+) -> tuple[_T, Accepted]:
+    """Run ``stage`` (which reads, checks and adds/changes ORM objects on
+    ``session`` without flushing; it raises a domain error to refuse), then store
+    the action's record; the staged changes are flushed and committed in the
+    log's append transaction, all or nothing.
+
+    Raises ``stage``'s errors, ``DuplicateRecordError`` (409, the same record
+    again), :class:`ConcurrentUpdateError` (409) or ``ConflictError`` (409, a
+    unique key taken meanwhile). Nothing is stored then.
+    """
+    try:
+        with session.no_autoflush:
+            result = stage()
+        [accepted] = store(session, [action.submission], log_key)
+    except StaleDataError:
+        session.rollback()
+        raise ConcurrentUpdateError(
+            "the resource changed while this request was applied; read it and try again"
+        ) from None
+    except IntegrityError as exc:
+        session.rollback()
+        raise ConflictError(f"conflicting write: {exc.orig}") from None
+    except BaseException:
+        session.rollback()
+        raise
+    return result, accepted
+
+
+def log_receipt(accepted: Accepted) -> Appended:
+    """The ``"log"`` part of a response: index, leaf hash and the log's promise."""
+    promise = accepted.promise.to_dict()
+    return Appended(
+        index=accepted.index, leaf_hash=promise["leaf_hash"], promise=PromiseBody(**promise)
+    )

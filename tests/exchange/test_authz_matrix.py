@@ -1,0 +1,350 @@
+"""The authorisation matrix: every participants/listings endpoint × every role
+(anonymous, the owner, another provider, a buyer, an auditor, an operator, a
+suspended participant) on someone's resource, with the exact status and code.
+
+Each cell gets a fresh resource in the state the endpoint needs; the record in
+the body is signed by the same key that signs the request, so what is tested is
+who may act, not whether the record matches the signer (see test_participants)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from test_auth_support import Exchange, listing_content, running_exchange, serve
+
+from ledger.sm2 import SM2PrivateKey
+
+ROLES = ("anonymous", "owner", "other_provider", "buyer", "auditor", "operator", "suspended")
+
+
+@dataclass
+class World:
+    ex: Exchange
+    keys: dict[str, SM2PrivateKey]
+
+    @property
+    def owner(self) -> SM2PrivateKey:
+        return self.keys["owner"]
+
+    def listing(self, state: str) -> str:
+        listing_id = self.ex.draft(self.owner)
+        path = {
+            "draft": [],
+            "submitted": [(self.owner, "submit")],
+            "under_review": [(self.owner, "submit"), (self.ex.operator, "review")],
+            "published": [
+                (self.owner, "submit"),
+                (self.ex.operator, "review"),
+                (self.ex.operator, "publish"),
+            ],
+        }[state]
+        for key, action in path:
+            assert self.ex.step(key, listing_id, action).status_code == 200
+        return listing_id
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    tmp: Path = tmp_path_factory.mktemp("authz")
+    with running_exchange(serve, tmp) as ex:
+        keys = {
+            "owner": ex.provider("owner"),
+            "other_provider": ex.provider("other"),
+            "buyer": ex.register("buyer"),
+            "auditor": ex.register("auditor"),
+            "operator": ex.operator,
+            "suspended": ex.provider("suspended"),
+        }
+        suspended = keys["suspended"].key_id()
+        response = ex.act(
+            ex.operator,
+            "POST",
+            f"/participants/{suspended}/suspend",
+            "participant.suspended",
+            {"participant": suspended, "reason": "matrix"},
+        )
+        assert response.status_code == 200
+        yield World(ex, keys)
+
+
+Request = tuple[str, str, str | None, Callable[[SM2PrivateKey], dict[str, Any]] | None]
+"""method, path, record type (None: no body), payload for the acting key."""
+
+
+def _register(w: World) -> Request:
+    def payload(key: SM2PrivateKey) -> dict[str, Any]:
+        return {
+            "display_name": "again",
+            "role": "buyer",
+            "public_key": key.public_key().to_pem().decode(),
+        }
+
+    return "POST", "/participants", "participant.registered", payload
+
+
+def _participant_action(action: str) -> Callable[[World], Request]:
+    def build(w: World) -> Request:
+        target = w.ex.register("provider").key_id()
+        record_type = f"participant.{'approved' if action == 'approve' else 'suspended'}"
+        extra = {} if action == "approve" else {"reason": "matrix"}
+        return (
+            "POST",
+            f"/participants/{target}/{action}",
+            record_type,
+            lambda _k: {"participant": target, **extra},
+        )
+
+    return build
+
+
+def _draft(w: World) -> Request:
+    def payload(key: SM2PrivateKey) -> dict[str, Any]:
+        return {"listing_id": str(uuid.uuid4()), **listing_content(key.key_id())}
+
+    return "POST", "/listings", "listing.drafted", payload
+
+
+def _edit(w: World) -> Request:
+    listing_id = w.listing("draft")
+    content = listing_content(w.owner.key_id())
+    return (
+        "PUT",
+        f"/listings/{listing_id}",
+        "listing.edited",
+        lambda _k: {"listing_id": listing_id, **content},
+    )
+
+
+def _step(state: str, action: str, record_type: str, **extra: Any) -> Callable[[World], Request]:
+    def build(w: World) -> Request:
+        listing_id = w.listing(state)
+        return (
+            "POST",
+            f"/listings/{listing_id}/{action}",
+            record_type,
+            lambda _k: {"listing_id": listing_id, **extra},
+        )
+
+    return build
+
+
+def _version(w: World) -> Request:
+    listing_id = w.listing("published")
+    body = {
+        "listing_id": listing_id,
+        "version": 2,
+        "content_digest": "cd" * 32,
+        "row_count": 5,
+        "byte_size": 50,
+        "format": "csv",
+    }
+    return "POST", f"/listings/{listing_id}/versions", "listing.version_added", lambda _k: body
+
+
+def _get(path: Callable[[World], str]) -> Callable[[World], Request]:
+    return lambda w: ("GET", path(w), None, None)
+
+
+OK = (200, None)
+CREATED = (201, None)
+UNAUTH = (401, "unauthenticated")
+ROLE = (403, "role_forbidden")
+SUSPENDED = (403, "participant_suspended")
+HIDDEN = (404, "listing_not_found")
+NOT_OWNER = (403, "not_owner")
+TAKEN = (409, "already_registered")
+
+
+def _row(**cells: tuple[int, str | None]) -> dict[str, tuple[int, str | None]]:
+    assert set(cells) == set(ROLES), cells
+    return cells
+
+
+OPERATORS_ONLY = _row(
+    anonymous=UNAUTH,
+    owner=ROLE,
+    other_provider=ROLE,
+    buyer=ROLE,
+    auditor=ROLE,
+    operator=OK,
+    suspended=SUSPENDED,
+)
+
+MATRIX: dict[str, tuple[Callable[[World], Request], dict[str, tuple[int, str | None]]]] = {
+    "register": (
+        _register,
+        _row(
+            anonymous=CREATED,
+            owner=TAKEN,
+            other_provider=TAKEN,
+            buyer=TAKEN,
+            auditor=TAKEN,
+            operator=TAKEN,
+            suspended=TAKEN,
+        ),
+    ),
+    "me": (
+        _get(lambda w: "/participants/me"),
+        _row(
+            anonymous=UNAUTH,
+            owner=OK,
+            other_provider=OK,
+            buyer=OK,
+            auditor=OK,
+            operator=OK,
+            suspended=SUSPENDED,
+        ),
+    ),
+    "public profile": (
+        _get(lambda w: f"/participants/{w.owner.key_id()}"),
+        _row(
+            anonymous=OK,
+            owner=OK,
+            other_provider=OK,
+            buyer=OK,
+            auditor=OK,
+            operator=OK,
+            suspended=OK,  # public and unauthenticated: a signature is not even read
+        ),
+    ),
+    "approve": (_participant_action("approve"), OPERATORS_ONLY),
+    "suspend": (_participant_action("suspend"), OPERATORS_ONLY),
+    "draft": (
+        _draft,
+        _row(
+            anonymous=UNAUTH,
+            owner=CREATED,
+            other_provider=CREATED,
+            buyer=ROLE,
+            auditor=ROLE,
+            operator=ROLE,
+            suspended=SUSPENDED,
+        ),
+    ),
+    "edit someone's draft": (
+        _edit,
+        _row(
+            anonymous=UNAUTH,
+            owner=OK,
+            other_provider=HIDDEN,
+            buyer=ROLE,
+            auditor=ROLE,
+            operator=ROLE,
+            suspended=SUSPENDED,
+        ),
+    ),
+    "submit": (
+        _step("draft", "submit", "listing.submitted"),
+        _row(
+            anonymous=UNAUTH,
+            owner=OK,
+            other_provider=HIDDEN,
+            buyer=ROLE,
+            auditor=ROLE,
+            operator=ROLE,
+            suspended=SUSPENDED,
+        ),
+    ),
+    "start review": (_step("submitted", "review", "listing.review_started"), OPERATORS_ONLY),
+    "publish": (_step("under_review", "publish", "listing.published"), OPERATORS_ONLY),
+    "reject": (_step("under_review", "reject", "listing.rejected", reason="no"), OPERATORS_ONLY),
+    "delist": (
+        _step("published", "delist", "listing.delisted", reason="done"),
+        _row(
+            anonymous=UNAUTH,
+            owner=OK,
+            other_provider=NOT_OWNER,
+            buyer=ROLE,
+            auditor=ROLE,
+            operator=OK,
+            suspended=SUSPENDED,
+        ),
+    ),
+    "add version": (
+        _version,
+        _row(
+            anonymous=UNAUTH,
+            owner=CREATED,
+            other_provider=NOT_OWNER,
+            buyer=ROLE,
+            auditor=ROLE,
+            operator=ROLE,
+            suspended=SUSPENDED,
+        ),
+    ),
+    "read a draft": (
+        _get(lambda w: f"/listings/{w.listing('draft')}"),
+        _row(
+            anonymous=HIDDEN,
+            owner=OK,
+            other_provider=HIDDEN,
+            buyer=HIDDEN,
+            auditor=HIDDEN,
+            operator=OK,
+            suspended=SUSPENDED,
+        ),
+    ),
+    "read a draft's versions": (
+        _get(lambda w: f"/listings/{w.listing('draft')}/versions"),
+        _row(
+            anonymous=HIDDEN,
+            owner=OK,
+            other_provider=HIDDEN,
+            buyer=HIDDEN,
+            auditor=HIDDEN,
+            operator=OK,
+            suspended=SUSPENDED,
+        ),
+    ),
+    "read a published listing": (
+        _get(lambda w: f"/listings/{w.listing('published')}"),
+        _row(
+            anonymous=OK,
+            owner=OK,
+            other_provider=OK,
+            buyer=OK,
+            auditor=OK,
+            operator=OK,
+            suspended=SUSPENDED,
+        ),
+    ),
+    "list listings": (
+        _get(lambda w: "/listings"),
+        _row(
+            anonymous=OK,
+            owner=OK,
+            other_provider=OK,
+            buyer=OK,
+            auditor=OK,
+            operator=OK,
+            suspended=SUSPENDED,
+        ),
+    ),
+}
+
+CELLS = [(endpoint, role) for endpoint in MATRIX for role in ROLES]
+
+
+@pytest.mark.parametrize(("endpoint", "role"), CELLS, ids=[f"{e}-{r}" for e, r in CELLS])
+def test_authz_matrix(world: World, endpoint: str, role: str) -> None:
+    build, expected = MATRIX[endpoint]
+    method, path, record_type, payload = build(world)
+    key = None if role == "anonymous" else world.keys[role]
+    # The anonymous caller registers a fresh key; everyone else signs as themselves.
+    signer = key or SM2PrivateKey.generate()
+    body = None
+    if record_type is not None and payload is not None:
+        body = world.ex.signed_body(signer, record_type, payload(signer))
+    before = world.ex.log_size()
+    response = world.ex.http(key).request(method, path, json=body)
+    status, code = expected[role]
+    assert response.status_code == status, response.text
+    if code is not None:
+        assert response.json() == {"code": code, "message": response.json()["message"]}
+    changed = method != "GET" and status < 300
+    assert world.ex.log_size() == before + (1 if changed else 0)
