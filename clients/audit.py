@@ -8,8 +8,9 @@ public GET endpoints, for the data that must match them.
   over a JSON-RPC endpoint: the root stored in ``AnchorRegistry`` for a tree
   size, the ``Anchored`` event's transaction and block, and its confirmations
   (``head - block + 1``).
-* :func:`verify_bundle_file` audits one receipt bundle file (the
-  ``shancheng audit verify`` command): :func:`ledger.audit.verify_bundle`
+* :func:`audit_bundle` audits one receipt bundle (:func:`verify_bundle_file`
+  reads it from a file: the ``shancheng audit verify`` command; the SDK's
+  ``verify_receipt`` passes it in memory): :func:`ledger.audit.verify_bundle`
   with a :class:`ChainAnchorSource`, or offline.
 * :func:`walk_log` audits the log (``shancheng audit log``): every anchored
   checkpoint on chain against the exchange's checkpoint of that size, every
@@ -60,6 +61,7 @@ __all__ = [
     "ChainAnchorSource",
     "LogAuditReport",
     "LogCheck",
+    "audit_bundle",
     "verify_bundle_file",
     "walk_log",
 ]
@@ -151,8 +153,8 @@ def _anchored_roots(
 # --------------------------------------------------------------------------- bundles
 
 
-def verify_bundle_file(
-    path: str | Path,
+def audit_bundle(
+    bundle: Bundle,
     rpc_url: str | None = None,
     registry: str | None = None,
     *,
@@ -161,15 +163,14 @@ def verify_bundle_file(
     min_confirmations: int = 1,
     timeout: float = 10.0,
 ) -> AuditReport:
-    """Audit the bundle in the JSON file at ``path``.
+    """Audit a parsed ``bundle``: the one code path behind ``shancheng audit verify``,
+    :func:`verify_bundle_file` and the SDK's ``verify_receipt``.
 
     Online (the default) it needs ``rpc_url`` and the trusted ``registry``
     address; ``offline`` runs every step but ``chain_anchor``. Raises
-    ``OSError`` (unreadable file), :class:`ledger.bundle.BundleFormatError`
-    (not a v1 bundle), :class:`ledger.audit.AuditError` (a step failed) or
+    :class:`ledger.audit.AuditError` (a step failed) or
     :class:`ledger.audit.AuditInconclusiveError` (the chain could not be read).
     """
-    bundle = Bundle.from_json(Path(path).read_bytes())
     if offline:
         return verify_bundle(
             bundle, anchors=None, trusted_log_key=trusted_log_key, trusted_registry=registry
@@ -182,6 +183,33 @@ def verify_bundle_file(
         trusted_log_key=trusted_log_key,
         trusted_registry=registry,
         min_confirmations=min_confirmations,
+    )
+
+
+def verify_bundle_file(
+    path: str | Path,
+    rpc_url: str | None = None,
+    registry: str | None = None,
+    *,
+    offline: bool = False,
+    trusted_log_key: SM2PublicKey | None = None,
+    min_confirmations: int = 1,
+    timeout: float = 10.0,
+) -> AuditReport:
+    """Audit the bundle in the JSON file at ``path`` (:func:`audit_bundle`).
+
+    Raises ``OSError`` (unreadable file), :class:`ledger.bundle.BundleFormatError`
+    (not a v1 bundle), and what :func:`audit_bundle` raises.
+    """
+    bundle = Bundle.from_json(Path(path).read_bytes())
+    return audit_bundle(
+        bundle,
+        rpc_url,
+        registry,
+        offline=offline,
+        trusted_log_key=trusted_log_key,
+        min_confirmations=min_confirmations,
+        timeout=timeout,
     )
 
 

@@ -52,7 +52,7 @@ def _live_server(app: Any) -> Iterator[str]:
         thread.join(timeout=20)
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def live_server() -> Any:
     """``with live_server(app) as base_url: ...`` runs ``app`` on a real uvicorn."""
     return _live_server

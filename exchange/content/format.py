@@ -14,20 +14,21 @@ per content anyway). The exchange never decrypts for delivery: it serves the
 stored ciphertext bytes as they are, so HTTP Range requests work on them and
 a download can resume at any byte offset; the buyer decrypts the whole file
 with :func:`decrypt_file` and checks the SM3 digest committed in the listing.
+
+The format and the buyer side live in :mod:`ledger.delivery` (pure, so the
+SDK decrypts without importing server code); this module re-exports them
+with the exchange's error types.
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
-import secrets
+from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO, Final
+from typing import BinaryIO
 
 from exchange.content.errors import DigestMismatchError, InvalidContentIdError
-from ledger import sm4
-from ledger.records import canonical_json
-from ledger.sm3 import SM3Hasher
+from ledger import delivery
+from ledger.delivery import CONTENT_KIND, content_aad
 
 __all__ = [
     "CONTENT_KIND",
@@ -36,13 +37,6 @@ __all__ = [
     "decrypt_file",
     "decrypt_stream",
 ]
-
-CONTENT_KIND: Final = "shancheng.content.v1"
-
-
-def content_aad(listing_id: str, version: int) -> bytes:
-    """The associated data sealed into every chunk of a listing version's content."""
-    return canonical_json({"kind": CONTENT_KIND, "listing_id": listing_id, "version": version})
 
 
 def check_digest(value: object) -> str:
@@ -56,17 +50,13 @@ def check_digest(value: object) -> str:
     return value.lower()
 
 
-class _HashingWriter:
-    """A write-only file that hashes what passes through it."""
-
-    def __init__(self, dst: BinaryIO) -> None:
-        self._dst = dst
-        self.hasher = SM3Hasher()
-
-    def write(self, data: bytes) -> int:
-        self.hasher.update(data)
-        self._dst.write(data)
-        return len(data)
+def _translated(call: Callable[[], str]) -> str:
+    """Run a :mod:`ledger.delivery` call, raising this package's
+    :class:`DigestMismatchError` (an API error) for the ledger's."""
+    try:
+        return call()
+    except delivery.DigestMismatchError as exc:
+        raise DigestMismatchError(exc.expected, exc.actual) from None
 
 
 def decrypt_stream(
@@ -78,21 +68,15 @@ def decrypt_stream(
     version: int,
     expected_sm3_hex: str | None = None,
 ) -> str:
-    """Decrypt a downloaded ciphertext stream into ``dst``; return the plaintext's SM3 hex.
-
-    Raises :class:`ledger.errors.DecryptionError` on any tampering,
-    truncation, reordering, wrong key or wrong listing version, and
-    :class:`DigestMismatchError` if ``expected_sm3_hex`` is given and differs.
-    On either error ``dst`` holds unauthenticated partial output: discard it
-    (:func:`decrypt_file` with a path does that for you).
-    """
+    """:func:`ledger.delivery.decrypt_stream` (the buyer side lives in ``ledger`` so the
+    SDK needs no server code); a bad ``expected_sm3_hex`` is an
+    :class:`InvalidContentIdError`, a mismatch this package's :class:`DigestMismatchError`."""
     expected = None if expected_sm3_hex is None else check_digest(expected_sm3_hex)
-    writer = _HashingWriter(dst)
-    sm4.decrypt_stream(key, src, writer, content_aad(listing_id, version))  # type: ignore[arg-type]
-    actual = writer.hasher.hexdigest()
-    if expected is not None and actual != expected:
-        raise DigestMismatchError(expected, actual)
-    return actual
+    return _translated(
+        lambda: delivery.decrypt_stream(
+            key, src, dst, listing_id=listing_id, version=version, expected_sm3_hex=expected
+        )
+    )
 
 
 def decrypt_file(
@@ -104,49 +88,11 @@ def decrypt_file(
     version: int,
     expected_sm3_hex: str | None = None,
 ) -> str:
-    """Decrypt a downloaded ciphertext file, streaming; return the plaintext's SM3 hex.
-
-    ``src``/``dst`` are paths or binary files. With a ``dst`` path the
-    plaintext goes to a temporary file beside it, renamed into place only
-    once every chunk authenticated and (if ``expected_sm3_hex`` is given)
-    the digest matched; on failure nothing is left at ``dst``. Memory stays
-    constant (one chunk). Errors as :func:`decrypt_stream`.
-    """
-    if isinstance(src, str | Path):
-        with open(src, "rb") as handle:
-            return decrypt_file(
-                key,
-                handle,
-                dst,
-                listing_id=listing_id,
-                version=version,
-                expected_sm3_hex=expected_sm3_hex,
-            )
-    if not isinstance(dst, str | Path):
-        return decrypt_stream(
-            key,
-            src,
-            dst,
-            listing_id=listing_id,
-            version=version,
-            expected_sm3_hex=expected_sm3_hex,
+    """:func:`ledger.delivery.decrypt_file`, errors as :func:`decrypt_stream`: with a
+    ``dst`` path nothing is left there on failure."""
+    expected = None if expected_sm3_hex is None else check_digest(expected_sm3_hex)
+    return _translated(
+        lambda: delivery.decrypt_file(
+            key, src, dst, listing_id=listing_id, version=version, expected_sm3_hex=expected
         )
-    target = Path(dst)
-    temporary = target.with_name(f".{target.name}.{secrets.token_hex(8)}.part")
-    try:
-        with open(temporary, "xb") as out:
-            digest = decrypt_stream(
-                key,
-                src,
-                out,
-                listing_id=listing_id,
-                version=version,
-                expected_sm3_hex=expected_sm3_hex,
-            )
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(temporary, target)
-        return digest
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            temporary.unlink()
+    )

@@ -1,0 +1,91 @@
+"""What the SDK raises. Everything derives from :class:`ClientError`.
+
+* :class:`APIError`: the exchange answered with an error status; ``status_code``,
+  ``code`` and ``message`` are its ``{"code", "message"}`` body (an error
+  without such a body, e.g. from a proxy, gets ``code="http_error"``).
+  Some codes have subclasses (:class:`ReceiptPendingError`), so callers can
+  catch the situation rather than compare strings.
+* :class:`TransportError`: no answer at all (connection refused, timeout,
+  broken connection); the httpx exception is ``cause`` (and ``__cause__``).
+* :class:`ResponseFormatError`: a success status whose body is not what the
+  API documents.
+* :class:`ResponseVerificationError`: a signed answer (promise, checkpoint,
+  entry) that does not verify against the log key, or does not belong to
+  what was asked. Also a :class:`ledger.errors.VerificationError`.
+* :class:`MissingKeyError`: the call needs the client's SM2 key and there is none.
+* :class:`ClientConfigError`: :meth:`from_env` found an unusable configuration.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+import httpx
+
+from ledger.errors import VerificationError
+
+__all__ = [
+    "APIError",
+    "ClientConfigError",
+    "ClientError",
+    "MissingKeyError",
+    "ReceiptPendingError",
+    "ResponseFormatError",
+    "ResponseVerificationError",
+    "TransportError",
+    "api_error",
+]
+
+
+class ClientError(Exception):
+    """Base of every error the SDK raises."""
+
+
+class APIError(ClientError):
+    """The exchange refused the request: HTTP ``status_code`` with ``{"code", "message"}``."""
+
+    def __init__(self, status_code: int, code: str, message: str) -> None:
+        self.status_code = status_code
+        self.code = code
+        self.message = message
+        super().__init__(f"HTTP {status_code} {code}: {message}")
+
+
+class ReceiptPendingError(APIError):
+    """No anchored checkpoint covers the entry yet (409 ``receipt_pending``): ask again later
+    (or use ``wait_for_receipt``)."""
+
+
+class TransportError(ClientError):
+    """The request got no HTTP answer; ``cause`` is httpx's exception."""
+
+    def __init__(self, message: str, cause: httpx.TransportError) -> None:
+        self.cause = cause
+        super().__init__(message)
+
+
+class ResponseFormatError(ClientError):
+    """A success response whose body does not have the documented shape."""
+
+
+class ResponseVerificationError(ClientError, VerificationError):
+    """A signed response does not verify, or answers another question than the one asked."""
+
+
+class MissingKeyError(ClientError):
+    """The operation signs with the client's SM2 key, and the client was made without one."""
+
+
+class ClientConfigError(ClientError):
+    """The environment (or configuration) does not describe a usable client."""
+
+
+_BY_CODE: Final[dict[str, type[APIError]]] = {
+    "receipt_pending": ReceiptPendingError,
+}
+"""Error codes with their own class; marketplace codes (``insufficient_funds``, …) add rows."""
+
+
+def api_error(status_code: int, code: str, message: str) -> APIError:
+    """The :class:`APIError` (or subclass, by ``code``) for an error response."""
+    return _BY_CODE.get(code, APIError)(status_code, code, message)
