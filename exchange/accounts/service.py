@@ -1,0 +1,265 @@
+"""Balances and deposits.
+
+Every balance change is a SQL ``UPDATE`` run *inside* the log's append
+transaction (:func:`at_flush`): :func:`exchange.records.commit_with_record`
+flushes the staged rows after the log entry is inserted and before the one
+commit, and :func:`at_flush` runs its function at that flush, on the same
+connection. A debit is conditional (``WHERE available >= amount``, rowcount
+checked), never read-then-write, so two orders of one buyer cannot both spend
+the same fen; a refusal raised there rolls back the record and every row.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import Connection, event, func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, col
+
+from exchange.accounts.models import Account, AccountMovement, MovementKind
+from exchange.accounts.schemas import (
+    AccountPublic,
+    AccountView,
+    DepositCredited,
+    DepositPayload,
+    MovementPublic,
+)
+from exchange.errors import ExchangeError, NotFoundError
+from exchange.idempotency import IdempotencyKey, Idempotent
+from exchange.log.models import LogEntry
+from exchange.log.queries import promise_of
+from exchange.log.schemas import Appended, PromiseBody
+from exchange.participants.models import Participant
+from exchange.records import SignedAction, commit_with_record, log_receipt, payload_of
+from ledger.sm2 import SM2PrivateKey
+
+__all__ = [
+    "InsufficientFundsError",
+    "account_public",
+    "account_view",
+    "at_flush",
+    "credit",
+    "deposit",
+    "derived_balance",
+    "ensure_account",
+    "hold",
+    "movement",
+    "rebuild_deposit",
+    "receipt_for",
+]
+
+
+class InsufficientFundsError(ExchangeError):
+    status = 402
+    code = "insufficient_funds"
+
+
+class ParticipantNotFoundError(NotFoundError):
+    code = "participant_not_found"
+
+
+class TargetMismatchError(ExchangeError):
+    status = 422
+    code = "target_mismatch"
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+@contextmanager
+def at_flush(session: Session, fn: Callable[[Connection], None]) -> Iterator[None]:
+    """Run ``fn(connection)`` once, at the start of the session's next flush (inside
+    the transaction that flush belongs to). Raising there aborts the flush and the
+    transaction. The hook is removed when the block ends."""
+    done = False
+
+    def hook(sess: Session, _context: Any, _instances: Any) -> None:
+        nonlocal done
+        if not done:
+            done = True
+            fn(sess.connection())
+
+    event.listen(session, "before_flush", hook)
+    try:
+        yield
+    finally:
+        event.remove(session, "before_flush", hook)
+
+
+def ensure_account(session: Session, key_id: str) -> None:
+    """Create ``key_id``'s zero account if missing and commit (so that the effect's
+    transaction only ever UPDATEs balances). Precondition: nothing is pending on
+    ``session`` (call it before staging the effect)."""
+    if session.get(Account, key_id) is not None:
+        return
+    session.add(Account(key_id=key_id, available=0, held=0, created_at=now_ms()))
+    try:
+        session.commit()
+    except IntegrityError:  # created meanwhile by another request
+        session.rollback()
+
+
+def hold(connection: Connection, key_id: str, amount: int) -> None:
+    """Move ``amount`` from available to held, only if available covers it."""
+    result = connection.execute(
+        update(Account)
+        .where(col(Account.key_id) == key_id, col(Account.available) >= amount)
+        .values(available=col(Account.available) - amount, held=col(Account.held) + amount)
+    )
+    if result.rowcount != 1:
+        raise InsufficientFundsError(f"the account's available balance is below {amount} fen")
+
+
+def credit(connection: Connection, key_id: str, amount: int) -> None:
+    connection.execute(
+        update(Account)
+        .where(col(Account.key_id) == key_id)
+        .values(available=col(Account.available) + amount)
+    )
+
+
+def movement(
+    key_id: str,
+    kind: MovementKind,
+    amount: int,
+    *,
+    leaf_hash: bytes,
+    order_id: str | None = None,
+    reference: str | None = None,
+) -> AccountMovement:
+    """The ledger row of one balance change (deltas follow from ``kind``)."""
+    deltas = {
+        MovementKind.DEPOSIT: (amount, 0),
+        MovementKind.ESCROW_HOLD: (-amount, amount),
+        MovementKind.ESCROW_RELEASE: (0, -amount),
+        MovementKind.REFUND: (amount, -amount),
+        MovementKind.PAYOUT: (amount, 0),
+        MovementKind.FEE: (amount, 0),
+    }
+    available_delta, held_delta = deltas[kind]
+    return AccountMovement(
+        key_id=key_id,
+        kind=kind.value,
+        amount=amount,
+        available_delta=available_delta,
+        held_delta=held_delta,
+        order_id=order_id,
+        reference=reference,
+        leaf_hash=leaf_hash.hex(),
+        created_at=now_ms(),
+    )
+
+
+def account_public(session: Session, key_id: str) -> AccountPublic:
+    row = session.get(Account, key_id, populate_existing=True)
+    if row is None:
+        return AccountPublic(key_id=key_id, available=0, held=0)
+    return AccountPublic(key_id=key_id, available=row.available, held=row.held)
+
+
+def movement_public(row: AccountMovement) -> MovementPublic:
+    assert row.id is not None
+    return MovementPublic(**row.model_dump())
+
+
+def account_view(session: Session, key_id: str, *, limit: int) -> AccountView:
+    rows = (
+        session.execute(
+            select(AccountMovement)
+            .where(col(AccountMovement.key_id) == key_id)
+            .order_by(col(AccountMovement.id).desc())
+            .limit(limit)
+        )
+        .scalars()
+        .all()
+    )
+    return AccountView(
+        account=account_public(session, key_id), movements=[movement_public(r) for r in rows]
+    )
+
+
+def derived_balance(session: Session, key_id: str) -> tuple[int, int]:
+    """(available, held) summed from the movement ledger (an audit of the balance row)."""
+    available, held = session.execute(
+        select(
+            func.coalesce(func.sum(AccountMovement.available_delta), 0),
+            func.coalesce(func.sum(AccountMovement.held_delta), 0),
+        ).where(col(AccountMovement.key_id) == key_id)
+    ).one()
+    return int(available), int(held)
+
+
+def deposit(
+    session: Session,
+    action: SignedAction,
+    key_id: str,
+    log_key: SM2PrivateKey,
+    idempotent: Idempotent,
+) -> DepositCredited:
+    """Apply a checked ``deposit.credited`` action (an operator's) for ``key_id``."""
+    payload = payload_of(action, DepositPayload)
+    if payload.participant != key_id:
+        raise TargetMismatchError(
+            f"the record credits {payload.participant}, the request names {key_id}"
+        )
+    if session.get(Participant, key_id) is None:
+        raise ParticipantNotFoundError(f"no participant {key_id}")
+    ensure_account(session, key_id)
+    leaf_hash = action.submission.leaf_hash
+    row = movement(
+        key_id,
+        MovementKind.DEPOSIT,
+        payload.amount,
+        leaf_hash=action.submission.leaf_hash,
+        reference=payload.reference,
+    )
+
+    def stage() -> AccountMovement:
+        session.add(row)
+        idempotent.stage(session, resource_id=key_id, leaf_hash=leaf_hash, status_code=201)
+        return row
+
+    with at_flush(session, lambda connection: credit(connection, key_id, payload.amount)):
+        _, accepted = commit_with_record(session, action, log_key, stage)
+    session.refresh(row)
+    return DepositCredited(
+        account=account_public(session, key_id),
+        movement=movement_public(row),
+        log=log_receipt(accepted),
+    )
+
+
+def receipt_for(session: Session, leaf_hash_hex: str) -> Appended:
+    entry = (
+        session.execute(
+            select(LogEntry).where(col(LogEntry.leaf_hash) == bytes.fromhex(leaf_hash_hex))
+        )
+        .scalars()
+        .one()
+    )
+    promise = promise_of(session, entry).to_dict()
+    return Appended(
+        index=entry.index, leaf_hash=promise["leaf_hash"], promise=PromiseBody(**promise)
+    )
+
+
+def rebuild_deposit(session: Session, row: IdempotencyKey) -> DepositCredited:
+    """The response of a deposit made under an idempotency key whose response was
+    not stored (a crash right after the commit)."""
+    moved = (
+        session.execute(
+            select(AccountMovement).where(col(AccountMovement.leaf_hash) == row.leaf_hash)
+        )
+        .scalars()
+        .one()
+    )
+    return DepositCredited(
+        account=account_public(session, moved.key_id),
+        movement=movement_public(moved),
+        log=receipt_for(session, row.leaf_hash),
+    )

@@ -1,0 +1,58 @@
+"""Quotes over REST: ``POST /listings/{id}/quotes`` (buyers).
+
+A quote is the exchange's own statement (signed with its log key, see
+``exchange.quotes``), not a participant's record: nothing is logged.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Path, Request
+
+from exchange.auth.deps import SessionDep, require_role
+from exchange.log.schemas import ErrorBody
+from exchange.orders import service
+from exchange.orders.schemas import QuoteIssued, QuoteRequest
+from exchange.participants.models import Principal, Role
+
+__all__ = ["router"]
+
+router = APIRouter(tags=["orders"])
+
+Buyer = Annotated[Principal, Depends(require_role(Role.BUYER))]
+
+
+@router.post(
+    "/listings/{listing_id}/quotes",
+    status_code=201,
+    response_model=QuoteIssued,
+    summary="Quote a published listing's current version for you (buyers)",
+    responses={
+        401: {"model": ErrorBody, "description": "unauthenticated (and the other 401 codes)"},
+        403: {"model": ErrorBody, "description": "participant_suspended, role_forbidden"},
+        404: {"model": ErrorBody, "description": "listing_not_found"},
+        409: {"model": ErrorBody, "description": "listing_not_published, sold_out"},
+        422: {"model": ErrorBody, "description": "invalid_request, invalid_terms"},
+    },
+)
+def quote_listing(
+    listing_id: Annotated[str, Path(max_length=36)],
+    body: QuoteRequest,
+    principal: Buyer,
+    session: SessionDep,
+    request: Request,
+) -> QuoteIssued:
+    """Body ``{"terms": {"rows"?, "periods"?, "licence"?}}``: ``rows`` for tiered,
+    ``periods`` for subscription pricing. The quote binds the listing, its current
+    version and content digest, you, the terms and the amount (fen) until
+    ``expires_at`` (``quote_ttl_s``)."""
+    quote = service.issue(
+        session,
+        principal,
+        listing_id,
+        body.terms,
+        request.app.state.log_key,
+        request.app.state.settings.quote_ttl_s,
+    )
+    return QuoteIssued(quote=quote.to_dict())

@@ -1,0 +1,1 @@
+"""Quotes, orders with escrow, and limited offers (seats) that never oversell."""

@@ -1,0 +1,100 @@
+"""Order tables.
+
+An :class:`Order` fixes what was bought (listing, ``version``,
+``content_digest``, ``terms``) and for how much; later content versions never
+change it. Its money is in escrow (``escrow``, fen, part of the buyer's held
+balance) until settlement or refund. States (``OrderState``)::
+
+    placed (paid, escrow held) ─► delivered ─► accepted ─► settled
+                                      │
+                                      └──────► disputed ─► settled | refunded
+
+``acceptance_deadline`` is set at delivery (auto-accept after it);
+``access_expires_at`` is the end of a subscription's paid period (set at
+placement: ``created_at + periods × period_days``), ``None`` for one-off sales.
+``row_version`` is the optimistic lock of later transitions (``exchange.records``).
+
+:class:`OfferSeats` counts the sales of a limited offer (``seats`` /
+``exclusive`` pricing) per listing version; a sale increments ``sold`` with a
+conditional UPDATE (``WHERE sold < limit``) in the order's transaction.
+:class:`UsedQuote` makes a quote single-use (primary key, conditional insert).
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, CheckConstraint, Column, Engine, Integer
+from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
+from sqlmodel import Field, SQLModel
+
+
+class OrderState(StrEnum):
+    PLACED = "placed"
+    DELIVERED = "delivered"
+    ACCEPTED = "accepted"
+    DISPUTED = "disputed"
+    SETTLED = "settled"
+    REFUNDED = "refunded"
+
+
+_order_row_version = Column("row_version", Integer, nullable=False)
+
+
+class Order(SQLModel, table=True):
+    __tablename__ = "orders"  # "order" is an SQL keyword
+    __mapper_args__ = {"version_id_col": _order_row_version}
+    __table_args__ = (
+        CheckConstraint("amount >= 0", name="orders_amount_not_negative"),
+        CheckConstraint("escrow >= 0 AND escrow <= amount", name="orders_escrow_in_range"),
+    )
+
+    id: str = Field(primary_key=True, max_length=36)
+    buyer_key_id: str = Field(index=True, max_length=64)
+    listing_id: str = Field(index=True, max_length=36)
+    version: int
+    content_digest: str = Field(max_length=64)
+    quote_id: str = Field(unique=True, max_length=32)
+    terms: dict[str, Any] = Field(sa_type=JSON)
+    amount: int = Field(sa_type=BigInteger)
+    escrow: int = Field(sa_type=BigInteger)
+    """Fen of this order still held in the buyer's escrow."""
+    state: str = Field(index=True, max_length=16)
+    created_at: int = Field(sa_type=BigInteger)
+    updated_at: int = Field(sa_type=BigInteger)
+    acceptance_deadline: int | None = Field(default=None, sa_type=BigInteger)
+    access_expires_at: int | None = Field(default=None, sa_type=BigInteger)
+    placed_leaf_hash: str = Field(max_length=64)
+    """Hex leaf hash of the buyer's ``order.placed`` record."""
+    row_version: int = Field(default=1, sa_column=_order_row_version)
+
+
+class OfferSeats(SQLModel, table=True):
+    __tablename__ = "offer_seats"
+    __table_args__ = (CheckConstraint("sold >= 0", name="offer_seats_sold_not_negative"),)
+
+    listing_id: str = Field(primary_key=True, max_length=36)
+    version: int = Field(primary_key=True)
+    sold: int = 0
+
+
+class UsedQuote(SQLModel, table=True):
+    __tablename__ = "used_quote"
+
+    quote_id: str = Field(primary_key=True, max_length=32)
+    order_id: str = Field(max_length=36)
+
+
+TABLES = ("orders", "offer_seats", "used_quote")
+
+
+def create_order_tables(engine: Engine) -> None:
+    tables = [SQLModel.metadata.tables[name] for name in TABLES]
+    for attempt in range(3):
+        try:
+            SQLModel.metadata.create_all(engine, tables=tables)
+            return
+        except (OperationalError, ProgrammingError, IntegrityError):
+            if attempt == 2:
+                raise

@@ -1,0 +1,349 @@
+"""Quotes and order placement with escrow; limited offers never oversell.
+
+Placing an order (``order.placed``, signed by the buyer) checks the quote
+(:func:`exchange.quotes.verify_quote`: the exchange's signature, the buyer,
+the listing's current version, content digest and price, unexpired), then, in
+ONE transaction with the log record (``commit_with_record`` +
+:func:`exchange.accounts.service.at_flush`):
+
+1. marks the quote used: conditional insert into ``used_quote``
+   (409 ``quote_used`` if it is there);
+2. re-reads the listing: still published at that version (409 ``listing_not_published``);
+3. for a limited offer, ``UPDATE offer_seats SET sold = sold + 1 WHERE … AND
+   sold < limit``; no row updated → 409 ``sold_out``;
+4. moves the amount from available to held: ``UPDATE account … WHERE
+   available >= amount``; no row → 402 ``insufficient_funds``;
+5. inserts the order, the ``escrow_hold`` movement and the idempotency key.
+
+Any refusal rolls back everything, the log entry included. Cheap pre-checks
+before the transaction give the same codes early; the conditional statements
+are what make them hold under concurrency (on SQLite and PostgreSQL alike).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import Connection, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, col
+
+from exchange.accounts.models import Account, MovementKind
+from exchange.accounts.service import (
+    InsufficientFundsError,
+    account_public,
+    at_flush,
+    ensure_account,
+    hold,
+    movement,
+    now_ms,
+    receipt_for,
+)
+from exchange.errors import ConflictError, ExchangeError, NotFoundError
+from exchange.idempotency import IdempotencyKey, Idempotent
+from exchange.listings.models import Listing, ListingProvider, ListingState
+from exchange.orders.models import OfferSeats, Order, OrderState, UsedQuote
+from exchange.orders.schemas import OrderPage, OrderPayload, OrderPlaced, OrderPublic, TermsIn
+from exchange.participants.models import Principal
+from exchange.pricing import SubscriptionPricing, TermsError, parse_pricing, price
+from exchange.quotes import Quote, QuoteTerms, issue_quote, verify_quote
+from exchange.records import SignedAction, commit_with_record, log_receipt, payload_of
+from ledger.sm2 import SM2PrivateKey
+
+__all__ = ["get_order", "issue", "list_orders", "place", "rebuild_placed"]
+
+DAY_MS = 86_400_000
+
+
+class ListingNotFoundError(NotFoundError):
+    code = "listing_not_found"
+
+
+class ListingNotPublishedError(ConflictError):
+    code = "listing_not_published"
+
+
+class OrderNotFoundError(NotFoundError):
+    code = "order_not_found"
+
+
+class OrderExistsError(ConflictError):
+    code = "order_exists"
+
+
+class QuoteUsedError(ConflictError):
+    code = "quote_used"
+
+
+class SoldOutError(ConflictError):
+    code = "sold_out"
+
+
+class InvalidRoleFilterError(ExchangeError):
+    status = 422
+    code = "invalid_request"
+
+
+# --------------------------------------------------------------------------- quotes
+
+
+def _published(session: Session, listing_id: str, principal: Principal | None) -> Listing:
+    row = session.get(Listing, listing_id)
+    visible = row is not None and (
+        row.state in (ListingState.PUBLISHED, ListingState.DELISTED)
+        or (principal is not None and principal.is_operator)
+        or (
+            principal is not None
+            and session.get(ListingProvider, (listing_id, principal.key_id)) is not None
+        )
+    )
+    if row is None or not visible:
+        raise ListingNotFoundError(f"no listing {listing_id}")
+    if row.state != ListingState.PUBLISHED:
+        raise ListingNotPublishedError(f"listing {listing_id} is {row.state}, not published")
+    return row
+
+
+def _seats_left(session: Session, listing: Listing, limit: int | None) -> None:
+    if limit is None:
+        return
+    seats = session.get(OfferSeats, (listing.id, listing.version))
+    if seats is not None and seats.sold >= limit:
+        raise SoldOutError(f"all {limit} seat(s) of listing {listing.id} are sold")
+
+
+def issue(
+    session: Session,
+    principal: Principal,
+    listing_id: str,
+    terms_in: TermsIn,
+    log_key: SM2PrivateKey,
+    ttl_s: int,
+) -> Quote:
+    """A quote for ``principal`` on the listing's current version (see exchange.quotes)."""
+    listing = _published(session, listing_id, principal)
+    pricing = parse_pricing(listing.pricing)
+    licence = listing.licence or "standard"
+    if terms_in.licence is not None and terms_in.licence != licence:
+        raise TermsError(f"this listing is offered under {licence!r} only")
+    amount = price(pricing, rows=terms_in.rows, periods=terms_in.periods)
+    _seats_left(session, listing, pricing.seat_limit)
+    return issue_quote(
+        log_key,
+        listing_id=listing.id,
+        listing_version=listing.version,
+        content_digest=listing.content_digest,
+        buyer_key_id=principal.key_id,
+        terms=QuoteTerms(rows=terms_in.rows, periods=terms_in.periods, licence=licence),
+        amount=amount,
+        now=now_ms(),
+        ttl_ms=ttl_s * 1000,
+    )
+
+
+# --------------------------------------------------------------------------- orders
+
+
+def order_public(row: Order) -> OrderPublic:
+    return OrderPublic(
+        id=row.id,
+        buyer=row.buyer_key_id,
+        listing_id=row.listing_id,
+        version=row.version,
+        content_digest=row.content_digest,
+        quote_id=row.quote_id,
+        terms=row.terms,
+        amount=row.amount,
+        escrow=row.escrow,
+        state=row.state,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        acceptance_deadline=row.acceptance_deadline,
+        access_expires_at=row.access_expires_at,
+        placed_leaf_hash=row.placed_leaf_hash,
+    )
+
+
+def _mark_quote_used(connection: Connection, quote_id: str, order_id: str) -> None:
+    insert = pg_insert if connection.dialect.name == "postgresql" else sqlite_insert
+    result = connection.execute(
+        insert(UsedQuote)
+        .values(quote_id=quote_id, order_id=order_id)
+        .on_conflict_do_nothing(index_elements=["quote_id"])
+        .returning(col(UsedQuote.quote_id))
+    )
+    if result.first() is None:  # (rowcount of ON CONFLICT DO NOTHING is -1 on psycopg)
+        raise QuoteUsedError(f"quote {quote_id} was already used for an order")
+
+
+def _take_seat(connection: Connection, listing_id: str, version: int, limit: int) -> None:
+    result = connection.execute(
+        update(OfferSeats)
+        .where(
+            col(OfferSeats.listing_id) == listing_id,
+            col(OfferSeats.version) == version,
+            col(OfferSeats.sold) < limit,
+        )
+        .values(sold=col(OfferSeats.sold) + 1)
+    )
+    if result.rowcount != 1:
+        raise SoldOutError(f"all {limit} seat(s) of listing {listing_id} are sold")
+
+
+def _ensure_seats(session: Session, listing_id: str, version: int) -> None:
+    """Create the offer's seat counter if missing and commit (see ``ensure_account``)."""
+    if session.get(OfferSeats, (listing_id, version)) is not None:
+        return
+    session.add(OfferSeats(listing_id=listing_id, version=version, sold=0))
+    try:
+        session.commit()
+    except IntegrityError:
+        session.rollback()
+
+
+def place(
+    session: Session,
+    action: SignedAction,
+    log_key: SM2PrivateKey,
+    idempotent: Idempotent,
+) -> OrderPlaced:
+    """Apply a checked ``order.placed`` action (see the module docstring)."""
+    payload = payload_of(action, OrderPayload)
+    quote = Quote.from_dict(payload.quote, path="payload.quote")
+    buyer = action.signed.record.actor
+    listing = session.get(Listing, quote.listing_id)
+    if listing is None or listing.state not in (ListingState.PUBLISHED, ListingState.DELISTED):
+        raise ListingNotFoundError(f"no listing {quote.listing_id}")
+    if listing.state != ListingState.PUBLISHED:
+        raise ListingNotPublishedError(f"listing {listing.id} is {listing.state}, not published")
+    pricing = parse_pricing(listing.pricing)
+    now = now_ms()
+    amount = price(pricing, rows=quote.terms.rows, periods=quote.terms.periods)
+    verify_quote(
+        log_key.public_key(),
+        quote,
+        now=now,
+        buyer_key_id=buyer,
+        listing_id=listing.id,
+        version=listing.version,
+        amount=amount,
+        content_digest=listing.content_digest,
+    )
+    if session.get(Order, payload.order_id) is not None:
+        raise OrderExistsError(f"order {payload.order_id} exists")
+    if session.get(UsedQuote, quote.quote_id) is not None:
+        raise QuoteUsedError(f"quote {quote.quote_id} was already used for an order")
+    limit = pricing.seat_limit
+    _seats_left(session, listing, limit)
+    account = session.get(Account, buyer)
+    if amount > (account.available if account is not None else 0):
+        raise InsufficientFundsError(f"the order costs {amount} fen; your balance is lower")
+    if limit is not None:
+        _ensure_seats(session, listing.id, listing.version)
+    ensure_account(session, buyer)
+
+    leaf_hash = action.submission.leaf_hash
+    expires = None
+    if isinstance(pricing, SubscriptionPricing):
+        assert quote.terms.periods is not None
+        expires = now + quote.terms.periods * pricing.period_days * DAY_MS
+    order = Order(
+        id=payload.order_id,
+        buyer_key_id=buyer,
+        listing_id=listing.id,
+        version=listing.version,
+        content_digest=listing.content_digest,
+        quote_id=quote.quote_id,
+        terms=quote.terms.to_dict(),
+        amount=amount,
+        escrow=amount,
+        state=OrderState.PLACED.value,
+        created_at=now,
+        updated_at=now,
+        access_expires_at=expires,
+        placed_leaf_hash=leaf_hash.hex(),
+    )
+    listing_id, version = listing.id, listing.version
+
+    def stage() -> Order:
+        session.add(order)
+        if amount > 0:
+            session.add(
+                movement(
+                    buyer,
+                    MovementKind.ESCROW_HOLD,
+                    amount,
+                    leaf_hash=leaf_hash,
+                    order_id=order.id,
+                    reference=f"order {order.id}",
+                )
+            )
+        idempotent.stage(session, resource_id=order.id, leaf_hash=leaf_hash, status_code=201)
+        return order
+
+    def in_transaction(connection: Connection) -> None:
+        _mark_quote_used(connection, quote.quote_id, order.id)
+        state = connection.execute(
+            select(col(Listing.state), col(Listing.version)).where(col(Listing.id) == listing_id)
+        ).one()
+        if state[0] != ListingState.PUBLISHED or state[1] != version:
+            raise ListingNotPublishedError(f"listing {listing_id} changed; request a new quote")
+        if limit is not None:
+            _take_seat(connection, listing_id, version, limit)
+        if amount > 0:
+            hold(connection, buyer, amount)
+
+    with at_flush(session, in_transaction):
+        _, accepted = commit_with_record(session, action, log_key, stage)
+    return OrderPlaced(
+        order=order_public(order),
+        account=account_public(session, buyer),
+        log=log_receipt(accepted),
+    )
+
+
+def rebuild_placed(session: Session, row: IdempotencyKey) -> OrderPlaced:
+    """The response of an order placed under an idempotency key whose response
+    was not stored (a crash right after the commit)."""
+    order = session.get(Order, row.resource_id)
+    assert order is not None
+    return OrderPlaced(
+        order=order_public(order),
+        account=account_public(session, order.buyer_key_id),
+        log=receipt_for(session, row.leaf_hash),
+    )
+
+
+def _can_see(session: Session, order: Order, principal: Principal) -> bool:
+    if principal.is_operator or order.buyer_key_id == principal.key_id:
+        return True
+    return session.get(ListingProvider, (order.listing_id, principal.key_id)) is not None
+
+
+def get_order(session: Session, principal: Principal, order_id: str) -> OrderPublic:
+    """The buyer, the listing's providers and operators see an order; others get 404."""
+    row = session.get(Order, order_id)
+    if row is None or not _can_see(session, row, principal):
+        raise OrderNotFoundError(f"no order {order_id}")
+    return order_public(row)
+
+
+def list_orders(
+    session: Session, principal: Principal, *, role: str, limit: int, offset: int
+) -> OrderPage:
+    """Own orders only: as ``buyer`` (placed by the caller) or as ``provider``
+    (of listings the caller provides). Newest first."""
+    query = select(Order)
+    if role == "buyer":
+        query = query.where(col(Order.buyer_key_id) == principal.key_id)
+    else:
+        own = select(col(ListingProvider.listing_id)).where(
+            col(ListingProvider.provider_key_id) == principal.key_id
+        )
+        query = query.where(col(Order.listing_id).in_(own))
+    query = query.order_by(col(Order.created_at).desc(), col(Order.id)).offset(offset)
+    rows = session.execute(query.limit(limit + 1)).scalars().all()
+    return OrderPage(
+        items=[order_public(r) for r in rows[:limit]],
+        next_offset=offset + limit if len(rows) > limit else None,
+    )
