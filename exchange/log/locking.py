@@ -75,7 +75,10 @@ def exclusive_transaction(session: Session, lock: LogLock) -> Iterator[None]:
             raise LogBusyError(f"the log database is busy: {exc}") from None
     elif dialect == "postgresql":
         try:
-            session.execute(select(func.pg_advisory_xact_lock(int(lock))))
+            # no_autoflush: changes a caller staged (exchange.records) must be
+            # written after the lock is held, not before, as on SQLite.
+            with session.no_autoflush:
+                session.execute(select(func.pg_advisory_xact_lock(int(lock))))
         except OperationalError as exc:
             session.rollback()
             raise LogBusyError(f"the log database is busy: {exc.orig}") from None
