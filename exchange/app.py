@@ -20,6 +20,7 @@ from exchange.auth.setup import install_auth
 from exchange.db import make_engine
 from exchange.errors import install_error_handlers
 from exchange.keys import load_log_key
+from exchange.limits import install_body_limit
 from exchange.listings.search_index import create_search_tables
 from exchange.log.appender import Appender
 from exchange.log.models import create_log_tables
@@ -148,6 +149,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.sequencer = None
     app.state.anchoring = None
     install_error_handlers(app)
+    install_body_limit(app, settings.max_request_bytes)
     app.include_router(health.router)
     app.include_router(log.router)
     app.include_router(receipts.router)

@@ -29,6 +29,10 @@ class ConflictError(ExchangeError):
     code = "conflict"
 
 
+_FASTAPI_BODY_ERROR = "There was an error parsing the body"
+"""The detail of the 400 FastAPI raises when it cannot decode a request body."""
+
+
 def error_body(code: str, message: str) -> dict[str, str]:
     return {"code": code, "message": message}
 
@@ -47,7 +51,15 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        if exc.status_code == 400 and exc.detail == _FASTAPI_BODY_ERROR:
+            # A body FastAPI could not decode (e.g. not UTF-8) is malformed JSON, like
+            # the json_invalid case FastAPI already reports as a validation error.
+            return JSONResponse(
+                error_body("invalid_request", "body: not valid JSON"), status_code=422
+            )
+        code = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}.get(
+            exc.status_code, "http_error"
+        )
         return JSONResponse(
             error_body(code, str(exc.detail)), status_code=exc.status_code, headers=exc.headers
         )

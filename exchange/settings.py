@@ -124,6 +124,12 @@ class Settings(BaseSettings):
         description="SM4 master key wrapping content keys (hex, mode 0600); default: "
         "data_dir/content-master.key, generated on first use. See docs/custody.md.",
     )
+    max_request_bytes: int = Field(
+        default=1024 * 1024,
+        ge=1,
+        description="Largest request body in bytes (413 payload_too_large); routes that "
+        "stream large bodies (content uploads) set their own limit (exchange.limits).",
+    )
     content_max_bytes: int = Field(
         default=64 * 1024**3, ge=1, description="Largest dataset upload in bytes."
     )

@@ -1,6 +1,7 @@
-"""The authorisation matrix: every participants/listings endpoint × every role
-(anonymous, the owner, another provider, a buyer, an auditor, an operator, a
-suspended participant) on someone's resource, with the exact status and code.
+"""The authorisation matrix: every participants/listings/accounts/quotes/orders
+endpoint × every role (anonymous, the owner, another provider, a buyer, an
+auditor, an operator, a suspended participant) on someone's resource, with the
+exact status and code.
 
 Each cell gets a fresh resource in the state the endpoint needs; the record in
 the body is signed by the same key that signs the request, so what is tested is
@@ -47,6 +48,32 @@ class World:
             assert self.ex.step(key, listing_id, action).status_code == 200
         return listing_id
 
+    def deposit(self, who: SM2PrivateKey, amount: int) -> None:
+        target = who.key_id()
+        payload = {"participant": target, "amount": amount, "reference": "matrix"}
+        body = self.ex.signed_body(self.ex.operator, "deposit.credited", payload)
+        response = self.ex.http(self.ex.operator).post(f"/accounts/{target}/deposits", json=body)
+        assert response.status_code == 201, response.text
+
+    def quote(self, listing_id: str) -> dict[str, Any]:
+        """A funded quote for the matrix's buyer on ``listing_id``."""
+        buyer = self.keys["buyer"]
+        response = self.ex.http(buyer).post(f"/listings/{listing_id}/quotes", json={"terms": {}})
+        assert response.status_code == 201, response.text
+        quote: dict[str, Any] = response.json()["quote"]
+        self.deposit(buyer, quote["amount"])
+        return quote
+
+    def order(self) -> str:
+        """An order of the matrix's buyer on one of the owner's listings."""
+        buyer = self.keys["buyer"]
+        order_id = str(uuid.uuid4())
+        payload = {"order_id": order_id, "quote": self.quote(self.listing("published"))}
+        body = self.ex.signed_body(buyer, "order.placed", payload)
+        response = self.ex.http(buyer).post("/orders", json=body)
+        assert response.status_code == 201, response.text
+        return order_id
+
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
@@ -73,7 +100,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
 
 
 Request = tuple[str, str, str | None, Callable[[SM2PrivateKey], dict[str, Any]] | None]
-"""method, path, record type (None: no body), payload for the acting key."""
+"""method, path, record type (None: the payload, if any, is the plain JSON body and
+nothing is logged), payload for the acting key."""
 
 
 def _register(w: World) -> Request:
@@ -146,6 +174,31 @@ def _version(w: World) -> Request:
     return "POST", f"/listings/{listing_id}/versions", "listing.version_added", lambda _k: body
 
 
+def _deposit(w: World) -> Request:
+    target = w.keys["buyer"].key_id()
+    return (
+        "POST",
+        f"/accounts/{target}/deposits",
+        "deposit.credited",
+        lambda _k: {"participant": target, "amount": 100, "reference": "matrix"},
+    )
+
+
+def _quote(w: World) -> Request:
+    listing_id = w.listing("published")
+    return "POST", f"/listings/{listing_id}/quotes", None, lambda _k: {"terms": {}}
+
+
+def _place_order(w: World) -> Request:
+    quote = w.quote(w.listing("published"))  # issued to (and funded for) the buyer
+    return (
+        "POST",
+        "/orders",
+        "order.placed",
+        lambda _k: {"order_id": str(uuid.uuid4()), "quote": quote},
+    )
+
+
 def _get(path: Callable[[World], str]) -> Callable[[World], Request]:
     return lambda w: ("GET", path(w), None, None)
 
@@ -158,12 +211,23 @@ SUSPENDED = (403, "participant_suspended")
 HIDDEN = (404, "listing_not_found")
 NOT_OWNER = (403, "not_owner")
 TAKEN = (409, "already_registered")
+NO_ORDER = (404, "order_not_found")
 
 
 def _row(**cells: tuple[int, str | None]) -> dict[str, tuple[int, str | None]]:
     assert set(cells) == set(ROLES), cells
     return cells
 
+
+ANY_PARTICIPANT = _row(
+    anonymous=UNAUTH,
+    owner=OK,
+    other_provider=OK,
+    buyer=OK,
+    auditor=OK,
+    operator=OK,
+    suspended=SUSPENDED,
+)
 
 OPERATORS_ONLY = _row(
     anonymous=UNAUTH,
@@ -325,6 +389,49 @@ MATRIX: dict[str, tuple[Callable[[World], Request], dict[str, tuple[int, str | N
             suspended=SUSPENDED,
         ),
     ),
+    "credit a deposit": (_deposit, {**OPERATORS_ONLY, "operator": CREATED}),
+    "my account": (_get(lambda w: "/accounts/me"), ANY_PARTICIPANT),
+    "someone's account": (
+        _get(lambda w: f"/accounts/{w.keys['buyer'].key_id()}"),
+        OPERATORS_ONLY,
+    ),
+    "quote": (
+        _quote,
+        _row(
+            anonymous=UNAUTH,
+            owner=ROLE,
+            other_provider=ROLE,
+            buyer=CREATED,
+            auditor=ROLE,
+            operator=ROLE,
+            suspended=SUSPENDED,
+        ),
+    ),
+    "place an order": (
+        _place_order,
+        _row(
+            anonymous=UNAUTH,
+            owner=ROLE,
+            other_provider=ROLE,
+            buyer=CREATED,
+            auditor=ROLE,
+            operator=ROLE,
+            suspended=SUSPENDED,
+        ),
+    ),
+    "read someone's order": (
+        _get(lambda w: f"/orders/{w.order()}"),
+        _row(
+            anonymous=UNAUTH,
+            owner=OK,  # the listing's provider
+            other_provider=NO_ORDER,
+            buyer=OK,
+            auditor=NO_ORDER,
+            operator=OK,
+            suspended=SUSPENDED,
+        ),
+    ),
+    "list orders": (_get(lambda w: "/orders"), ANY_PARTICIPANT),
 }
 
 CELLS = [(endpoint, role) for endpoint in MATRIX for role in ROLES]
@@ -340,11 +447,13 @@ def test_authz_matrix(world: World, endpoint: str, role: str) -> None:
     body = None
     if record_type is not None and payload is not None:
         body = world.ex.signed_body(signer, record_type, payload(signer))
+    elif payload is not None:
+        body = payload(signer)
     before = world.ex.log_size()
     response = world.ex.http(key).request(method, path, json=body)
     status, code = expected[role]
     assert response.status_code == status, response.text
     if code is not None:
         assert response.json() == {"code": code, "message": response.json()["message"]}
-    changed = method != "GET" and status < 300
+    changed = record_type is not None and status < 300
     assert world.ex.log_size() == before + (1 if changed else 0)

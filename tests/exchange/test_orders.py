@@ -4,6 +4,7 @@ real uvicorn with signed requests (SQLite; money paths also on PostgreSQL when
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import uuid
 from collections.abc import Iterator
@@ -154,6 +155,32 @@ def test_order_refusals_write_nothing(ex: Exchange) -> None:
         ex.http(buyer).post(f"/listings/{listing_id}/quotes", json={}), 409, "listing_not_published"
     )
     assert ex.log_size() == before and balances(ex, buyer) == (30_000, 0)
+
+
+def test_expired_quote_is_refused(ex: Exchange) -> None:
+    owner, buyer = ex.provider(), ex.register("buyer")
+    listing_id = publish(ex, owner)
+    assert deposit(ex, buyer, 50_000).status_code == 201
+    issued = Quote.from_dict(quote(ex, buyer, listing_id))
+    # the same quote, genuinely signed by the exchange, but issued two hours ago for one
+    ttl = issued.expires_at - issued.issued_at
+    past = dataclasses.replace(
+        issued,
+        issued_at=issued.issued_at - 7_200_000,
+        expires_at=issued.issued_at - 7_200_000 + ttl,
+    )
+    log_key = ex.app.state.log_key
+    expired = dataclasses.replace(past, signature=log_key.sign(past.signed_bytes())).to_dict()
+    before, orders = ex.log_size(), ex.http(buyer).get("/orders").json()["items"]
+
+    error(place(ex, buyer, order_body(buyer, expired)), 409, "quote_expired")
+    assert ex.log_size() == before
+    assert ex.http(buyer).get("/orders").json()["items"] == orders == []
+    assert balances(ex, buyer) == (50_000, 0)
+    movements = ex.http(buyer).get("/accounts/me").json()["movements"]
+    assert [m["kind"] for m in movements] == ["deposit"]
+    # the quote as issued still buys
+    assert place(ex, buyer, order_body(buyer, issued.to_dict())).status_code == 201
 
 
 def test_quote_refusals(ex: Exchange) -> None:
