@@ -21,6 +21,7 @@ from sqlmodel import Session, col
 
 from exchange.anchoring.models import AnchorRow
 from exchange.errors import ExchangeError
+from exchange.limits import body_limit
 from exchange.log import queries
 from exchange.log.appender import Appender, LogUnavailableError
 from exchange.log.errors import InvalidIndexError
@@ -48,6 +49,8 @@ from ledger.records import MAX_SAFE_INTEGER
 from ledger.sm2 import SM2PrivateKey
 
 __all__ = ["SessionDep", "get_session", "router"]
+
+MAX_BATCH_BODY_BYTES = 8 << 20
 
 router = APIRouter(tags=["log"])
 
@@ -185,6 +188,7 @@ async def post_record(body: AppendRequest, request: Request) -> Appended:
         e503="shutting_down or log_busy: retry",
     ),
 )
+@body_limit(MAX_BATCH_BODY_BYTES)  # a full batch with its PEM keys is a few MiB
 async def post_records(body: BatchAppendRequest, request: Request) -> BatchAppended:
     """All or nothing: the records get consecutive indexes in the order given."""
     accepted = await _append(request, body.records, numbered=True)
