@@ -504,9 +504,26 @@ def _hits(session: Session, found: list[tuple[str, int | None, int]]) -> list[Se
     if not found:
         return []
     ids = [listing_id for listing_id, _, _ in found]
+    # only the columns a hit shows (not the schema or the sample rows), no ORM objects
+    shown = [
+        col(Listing.id),
+        col(Listing.title),
+        col(Listing.description),
+        col(Listing.category),
+        col(Listing.tags),
+        col(Listing.classification),
+        col(Listing.owner_key_id),
+        col(Listing.pricing),
+        col(Listing.format),
+        col(Listing.row_count),
+        col(Listing.byte_size),
+        col(Listing.version),
+        col(Listing.update_frequency),
+        col(Listing.published_at),
+        col(Listing.updated_at),
+    ]
     listings = {
-        row.id: row
-        for row in session.execute(select(Listing).where(col(Listing.id).in_(ids))).scalars()
+        row.id: row for row in session.execute(select(*shown).where(col(Listing.id).in_(ids))).all()
     }
     providers: dict[str, list[str]] = {listing_id: [] for listing_id in ids}
     for listing_id, key_id in session.execute(
