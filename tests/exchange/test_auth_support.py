@@ -5,8 +5,6 @@ participants that sign their requests (RFC 9421 sm2-sm3) and their records."""
 from __future__ import annotations
 
 import os
-import threading
-import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -15,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import uvicorn
 from fastapi import FastAPI
 
 from clients.signing import SM2RequestSigner
@@ -193,26 +190,6 @@ class Exchange:
         assert signed.record.type == record_type
         assert signed.record.actor == key.key_id()
         signed.verify(key.public_key())
-
-
-@contextmanager
-def serve(app: Any) -> Iterator[str]:
-    """Like the ``live_server`` fixture (tests/conftest.py), for module-scoped fixtures."""
-    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, name="uvicorn-test", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=20)
 
 
 @contextmanager

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_auth_support import Exchange, listing_content, running_exchange, serve
+from test_auth_support import Exchange, listing_content, running_exchange
 
 from ledger.sm2 import SM2PrivateKey
 
@@ -76,9 +76,9 @@ class World:
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+def world(tmp_path_factory: pytest.TempPathFactory, live_server: Any) -> Iterator[World]:
     tmp: Path = tmp_path_factory.mktemp("authz")
-    with running_exchange(serve, tmp) as ex:
+    with running_exchange(live_server, tmp) as ex:
         keys = {
             "owner": ex.provider("owner"),
             "other_provider": ex.provider("other"),
