@@ -25,6 +25,7 @@ from exchange.listings.search_index import create_search_tables
 from exchange.log.appender import Appender
 from exchange.log.models import create_log_tables
 from exchange.log.sequencer import Sequencer
+from exchange.migrations import ensure_schema
 from exchange.settings import Settings
 
 API_DESCRIPTION = """
@@ -130,6 +131,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     engine = make_engine(settings.resolved_database_url)
+    ensure_schema(engine)  # Alembic: migrate to head (a fresh database is marked at head)
     create_log_tables(engine)
 
     app = FastAPI(

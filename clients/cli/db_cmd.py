@@ -1,0 +1,127 @@
+"""``shancheng db upgrade`` and ``shancheng db current``: the database's Alembic migrations."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import typer
+
+from clients.cli._common import CLIError, stdout
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+db_app = typer.Typer(
+    name="db",
+    help="Database schema: Alembic migrations (SQLite by default, PostgreSQL by URL).",
+    no_args_is_help=True,
+)
+
+_DATABASE_URL = typer.Option(
+    None,
+    "--database-url",
+    help="SQLAlchemy URL (default: SHANCHENG_DATABASE_URL or DATABASE_URL, "
+    "else the SQLite file in the data directory).",
+)
+_DATA_DIR = typer.Option(
+    None, "--data-dir", help="Data directory (the default SQLite database lives there)."
+)
+
+
+def _resolve_url(database_url: str | None, data_dir: Path | None) -> str:
+    if database_url:
+        return database_url
+    from exchange.settings import Settings
+
+    try:
+        settings = Settings() if data_dir is None else Settings(data_dir=data_dir)
+    except ValueError as exc:
+        raise CLIError(f"invalid settings: {exc}") from exc
+    return settings.resolved_database_url
+
+
+def _engine(url: str) -> Engine:
+    from exchange.db import make_engine
+
+    try:
+        return make_engine(url)
+    except Exception as exc:  # a malformed URL or a missing driver
+        raise CLIError(f"bad database URL: {_one_line(exc)}") from exc
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(getattr(exc, "orig", None) or exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _fail(what: str, redacted: str, exc: Exception) -> CLIError:
+    return CLIError(f"{what} {redacted} failed: {_one_line(exc)}")
+
+
+def upgrade(
+    database_url: str | None = _DATABASE_URL,
+    data_dir: Path | None = _DATA_DIR,
+    revision: str = typer.Option("head", "--revision", help="Target revision."),
+) -> None:
+    """Migrate the database to --revision (default: the newest). Running it again is a no-op.
+
+    A database made by an earlier version without migrations is completed and marked
+    at head instead.
+    """
+    from alembic.util import CommandError
+    from sqlalchemy import inspect
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from exchange import migrations
+    from exchange.db import redact_url
+
+    url = _resolve_url(database_url, data_dir)
+    engine = _engine(url)
+    redacted = redact_url(url)
+    try:
+        before = migrations.current(engine)
+        if revision == "head" and before is None and inspect(engine).get_table_names():
+            migrations.ensure_schema(engine)  # unversioned tables: complete them, stamp head
+        else:
+            migrations.upgrade(engine, revision)
+        after = migrations.current(engine)
+    except (SQLAlchemyError, CommandError, OSError) as exc:
+        raise _fail("upgrading", redacted, exc) from exc
+    finally:
+        engine.dispose()
+    if before == after:
+        stdout.print(f"{redacted}: already at {after or 'base'}", highlight=False, soft_wrap=True)
+    else:
+        stdout.print(
+            f"{redacted}: upgraded {before or 'base'} -> {after}", highlight=False, soft_wrap=True
+        )
+
+
+def current(
+    database_url: str | None = _DATABASE_URL,
+    data_dir: Path | None = _DATA_DIR,
+) -> None:
+    """Print the database's revision (``none`` when it is not under migrations) and head."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from exchange import migrations
+    from exchange.db import redact_url
+
+    url = _resolve_url(database_url, data_dir)
+    engine = _engine(url)
+    try:
+        revision = migrations.current(engine)
+    except SQLAlchemyError as exc:
+        raise _fail("reading", redact_url(url), exc) from exc
+    finally:
+        engine.dispose()
+    head = migrations.head()
+    state = "up to date" if revision == head else "behind: run `shancheng db upgrade`"
+    stdout.print(f"{revision or 'none'} (head {head}; {state})", highlight=False)
+
+
+def register(app: typer.Typer) -> None:
+    db_app.command("upgrade")(upgrade)
+    db_app.command("current")(current)
+    app.add_typer(db_app, name="db")

@@ -1,0 +1,170 @@
+"""Alembic migrations of the exchange's database (``shancheng db upgrade``).
+
+The Alembic configuration is built here, in code (no ``alembic.ini``): the
+scripts live in this package, so an installed copy migrates as a checkout does.
+
+* :func:`upgrade` / :func:`current` / :func:`stamp`: what ``shancheng db`` runs.
+* :func:`ensure_schema`: what ``create_app`` runs at start-up. A fresh database
+  (or one Alembic already manages) is brought to head by the migrations, so it
+  is marked at head; a database made by an earlier version of the app without
+  Alembic (its tables present, no ``alembic_version``) gets any missing tables
+  and is then stamped at head.
+
+Concurrent upgrades (several workers starting at once) are serialised: the
+migration transaction takes ``pg_advisory_xact_lock`` on PostgreSQL and
+``BEGIN IMMEDIATE`` (the write lock) on SQLite, so the loser finds head.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import Engine, inspect
+from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
+from sqlmodel import SQLModel
+
+__all__ = [
+    "MODEL_MODULES",
+    "VERSION_TABLE",
+    "current",
+    "ensure_schema",
+    "head",
+    "include_object",
+    "load_models",
+    "make_config",
+    "revision",
+    "stamp",
+    "upgrade",
+]
+
+VERSION_TABLE = "alembic_version"
+
+MODEL_MODULES = (
+    "exchange.log.models",
+    "exchange.anchoring.models",
+    "exchange.auth.models",
+    "exchange.participants.models",
+    "exchange.listings.models",
+    "exchange.listings.search_index",
+    "exchange.accounts.models",
+    "exchange.orders.models",
+    "exchange.idempotency",
+)
+"""Every module that declares tables (``SQLModel, table=True``): importing them all
+fills ``SQLModel.metadata`` with the whole schema."""
+
+_SCRIPT_LOCATION = Path(__file__).resolve().parent
+
+
+def load_models() -> None:
+    """Import every models module, so ``SQLModel.metadata`` holds every table."""
+    import importlib
+
+    for name in MODEL_MODULES:
+        importlib.import_module(name)
+
+
+def include_object(
+    obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any
+) -> bool:
+    """For autogenerate: leave out what the migrations make with raw SQL, which the
+    models cannot describe (SQLite's FTS5 table and its shadow tables, PostgreSQL's
+    trigram index)."""
+    if type_ == "table" and name is not None and name.startswith("listing_search_fts"):
+        return False
+    return not (type_ == "index" and name == "listing_search_doc_trgm")
+
+
+def make_config(engine: Engine) -> Config:
+    """An Alembic ``Config`` for this package's scripts, migrating ``engine``."""
+    config = Config()
+    config.set_main_option("script_location", str(_SCRIPT_LOCATION))
+    config.set_main_option(
+        "sqlalchemy.url", engine.url.render_as_string(hide_password=False).replace("%", "%%")
+    )
+    config.attributes["engine"] = engine
+    return config
+
+
+def _engine(target: str | Engine) -> tuple[Engine, bool]:
+    if isinstance(target, Engine):
+        return target, False
+    from exchange.db import make_engine
+
+    return make_engine(target), True
+
+
+def upgrade(target: str | Engine, revision: str = "head") -> None:
+    """Migrate the database (a URL or an engine) up to ``revision``."""
+    engine, owned = _engine(target)
+    try:
+        command.upgrade(make_config(engine), revision)
+    finally:
+        if owned:
+            engine.dispose()
+
+
+def stamp(target: str | Engine, revision: str = "head") -> None:
+    """Mark the database as being at ``revision`` without running migrations."""
+    engine, owned = _engine(target)
+    try:
+        command.stamp(make_config(engine), revision)
+    finally:
+        if owned:
+            engine.dispose()
+
+
+def current(target: str | Engine) -> str | None:
+    """The database's revision, or ``None`` when Alembic has not marked it."""
+    engine, owned = _engine(target)
+    try:
+        with engine.connect() as connection:
+            heads = MigrationContext.configure(connection).get_current_heads()
+        return ",".join(heads) if heads else None
+    finally:
+        if owned:
+            engine.dispose()
+
+
+def head() -> str:
+    """The newest revision of the scripts."""
+    from alembic.script import ScriptDirectory
+
+    script = ScriptDirectory(str(_SCRIPT_LOCATION))
+    revision = script.get_current_head()
+    assert revision is not None
+    return revision
+
+
+def revision(target: str | Engine, message: str, autogenerate: bool = True) -> None:
+    """Write a new revision script (for developers; ``target`` must be at head):
+    with ``autogenerate`` its operations are what the models need beyond it."""
+    engine, owned = _engine(target)
+    try:
+        command.revision(make_config(engine), message=message, autogenerate=autogenerate)
+    finally:
+        if owned:
+            engine.dispose()
+
+
+def ensure_schema(engine: Engine) -> None:
+    """Bring the database to head at start-up (see the module docstring)."""
+    load_models()
+    existing = set(inspect(engine).get_table_names())
+    ours = set(SQLModel.metadata.tables)
+    if VERSION_TABLE in existing or not existing & ours:
+        upgrade(engine)
+        return
+    # Made by an earlier app without Alembic: create what is missing, mark it at head.
+    for attempt in range(3):
+        try:
+            SQLModel.metadata.create_all(engine)
+            break
+        except (OperationalError, ProgrammingError, IntegrityError):
+            if attempt == 2:
+                raise
+    stamp(engine)
