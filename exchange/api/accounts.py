@@ -7,17 +7,17 @@ amount in fen) and an optional ``Idempotency-Key`` header.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request
 from fastapi.responses import JSONResponse
 
 from exchange.accounts import service
 from exchange.accounts.schemas import AccountView, DepositCredited
+from exchange.api.responses import signed_errors
 from exchange.auth.deps import CurrentParticipant, SessionDep, require_role
 from exchange.auth.verifier import Authenticator
 from exchange.idempotency import Idempotent, run
-from exchange.log.schemas import ErrorBody
 from exchange.participants.models import Principal, Role
 from exchange.records import ActionRequest, check_action
 
@@ -38,26 +38,13 @@ IdempotencyHeader = Annotated[
 ]
 Limit = Annotated[int, Query(ge=1, le=500, description="Most recent movements to show.")]
 
-_AUTH = {
-    401: "unauthenticated, unknown_key, signature_invalid, stale_signature, replayed_nonce, "
-    "digest_mismatch",
-    403: "participant_suspended, role_forbidden",
-}
-
-
-def _errors(extra: dict[int, str]) -> dict[int | str, dict[str, Any]]:
-    merged = dict(_AUTH)
-    for status, text in extra.items():
-        merged[status] = f"{merged[status]}, {text}" if status in merged else text
-    return {s: {"model": ErrorBody, "description": t} for s, t in merged.items()}
-
 
 @router.post(
     "/{key_id}/deposits",
     status_code=201,
     response_model=DepositCredited,
     summary="Credit a deposit to a participant's account (operators)",
-    responses=_errors(
+    responses=signed_errors(
         {
             400: "invalid_record, invalid_signature",
             403: "actor_mismatch",
@@ -102,7 +89,7 @@ def credit_deposit(
     "/me",
     response_model=AccountView,
     summary="Your balances (available, held) and recent movements",
-    responses=_errors({}),
+    responses=signed_errors({}),
 )
 def my_account(
     principal: CurrentParticipant, session: SessionDep, limit: Limit = 50
@@ -114,7 +101,7 @@ def my_account(
     "/{key_id}",
     response_model=AccountView,
     summary="A participant's balances and recent movements (operators)",
-    responses=_errors({}),
+    responses=signed_errors({}),
 )
 def participant_account(
     key_id: KeyIdPath, principal: Operator, session: SessionDep, limit: Limit = 50

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request
 from fastapi.responses import JSONResponse
 
+from exchange.api.responses import signed_errors
 from exchange.auth.deps import CurrentParticipant, SessionDep, require_role
 from exchange.auth.verifier import Authenticator
 from exchange.idempotency import Idempotent, run
-from exchange.log.schemas import ErrorBody
 from exchange.orders import service
 from exchange.orders.schemas import OrderPage, OrderPlaced, OrderPublic
 from exchange.participants.models import Principal, Role
@@ -23,26 +23,13 @@ router = APIRouter(prefix="/orders", tags=["orders"])
 
 Buyer = Annotated[Principal, Depends(require_role(Role.BUYER))]
 
-_AUTH = {
-    401: "unauthenticated, unknown_key, signature_invalid, stale_signature, replayed_nonce, "
-    "digest_mismatch",
-    403: "participant_suspended, role_forbidden",
-}
-
-
-def _errors(extra: dict[int, str]) -> dict[int | str, dict[str, Any]]:
-    merged = dict(_AUTH)
-    for status, text in extra.items():
-        merged[status] = f"{merged[status]}, {text}" if status in merged else text
-    return {s: {"model": ErrorBody, "description": t} for s, t in merged.items()}
-
 
 @router.post(
     "",
     status_code=201,
     response_model=OrderPlaced,
     summary="Place an order from a quote; the price moves into escrow (buyers)",
-    responses=_errors(
+    responses=signed_errors(
         {
             400: "invalid_record, invalid_signature",
             402: "insufficient_funds",
@@ -89,7 +76,7 @@ def place_order(
     "/{order_id}",
     response_model=OrderPublic,
     summary="An order (its buyer, the listing's providers, operators)",
-    responses=_errors({404: "order_not_found (also for an order you may not see)"}),
+    responses=signed_errors({404: "order_not_found (also for an order you may not see)"}),
 )
 def get_order(
     order_id: Annotated[str, Path(max_length=36)],
@@ -103,7 +90,7 @@ def get_order(
     "",
     response_model=OrderPage,
     summary="Your orders: as buyer, or on your listings as provider",
-    responses=_errors({422: "invalid_request"}),
+    responses=signed_errors({422: "invalid_request"}),
 )
 def list_orders(
     principal: CurrentParticipant,
