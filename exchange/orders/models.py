@@ -12,6 +12,11 @@ balance) until settlement or refund. States (``OrderState``)::
 ``acceptance_deadline`` is set at delivery (auto-accept after it);
 ``access_expires_at`` is the end of a subscription's paid period (set at
 placement: ``created_at + periods × period_days``), ``None`` for one-off sales.
+``delivered_at`` is when the first envelope was issued. ``revoked_at`` /
+``revocation_reason`` are set when a provider revokes the buyer's access
+(downloads refused from then on; the unused part is refunded).
+``renews_order_id`` names the order a subscription renewal extends (its paid
+period starts where that order's ends, or now if that has passed).
 ``row_version`` is the optimistic lock of later transitions (``exchange.records``).
 
 :class:`OfferSeats` counts the sales of a limited offer (``seats`` /
@@ -67,6 +72,10 @@ class Order(SQLModel, table=True):
     access_expires_at: int | None = Field(default=None, sa_type=BigInteger)
     placed_leaf_hash: str = Field(max_length=64)
     """Hex leaf hash of the buyer's ``order.placed`` record."""
+    delivered_at: int | None = Field(default=None, sa_type=BigInteger)
+    revoked_at: int | None = Field(default=None, sa_type=BigInteger)
+    revocation_reason: str | None = Field(default=None, max_length=500)
+    renews_order_id: str | None = Field(default=None, index=True, max_length=36)
     row_version: int = Field(default=1, sa_column=_order_row_version)
 
 
