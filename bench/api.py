@@ -1,9 +1,10 @@
 """API benchmarks against a real uvicorn server started by this run.
 
-.venv/bin/python bench/api.py [--sizes 10000,100000] [--seconds 2] [--database-url URL]
+.venv/bin/python bench/api.py [--sizes 10000,100000] [--seconds 2] [--parts search,orders]
+    [--buyers 400] [--order-clients 8] [--database-url URL]
 
-Parts (each a function ``part_<name>(ctx) -> list[Figure]``; add a part to
-``PARTS`` to extend the run, e.g. order placement):
+Parts (each a function ``part_<name>(ctx)`` that adds its figures with
+``ctx.figure``; add a part to ``PARTS`` to extend the run):
 
 * ``search``: seeds published listings directly into the database (bulk rows
   plus the search index rows, no per-listing HTTP) up to 10k and then 100k,
@@ -13,6 +14,19 @@ Parts (each a function ``part_<name>(ctx) -> list[Figure]``; add a part to
   endpoint of the same app) as the ratio baseline. For every case: p50/p99
   latency of one client issuing requests back to back (keep-alive), and
   requests/s with ``--clients`` concurrent clients.
+* ``orders``: one provider publishes a fixed-price listing through the API;
+  ``--buyers`` buyers register, are funded by operator deposits
+  (``deposit.credited``) and each get a quote. Each buyer's order is then
+  prepared whole before the clock starts: the buyer-signed ``order.placed``
+  record, an ``Idempotency-Key`` and the RFC 9421 request signature
+  (``clients.signing``), so the client's own SM2 work does not compete with the
+  server for the CPU while it is measured; the server's verification of both
+  signatures and the quote's is measured. ``--order-clients`` threads (one
+  keep-alive connection each) send the ``POST /orders`` once each (after one
+  unmeasured warm-up order per thread), and the same number of ``GET`` requests
+  of the trivial endpoint is sent the same way just before as the ratio
+  baseline: requests/s over the whole batch and the p50/p99 latency of its
+  requests. Every order must answer 201 with the price in escrow.
 
 The server is one uvicorn process (one worker) on 127.0.0.1, started in a
 child process and stopped at the end; the database is a temporary SQLite file
@@ -45,11 +59,14 @@ import httpx
 from sqlalchemy import Engine, insert
 from sqlmodel import SQLModel
 
+from clients.signing import SM2RequestSigner
 from exchange.db import make_engine
 from exchange.listings.models import Listing
 from exchange.listings.search_index import (
     index_values,
 )
+from ledger.records import sign_record
+from ledger.sm2 import SM2PrivateKey
 
 TRIVIAL = "/.well-known/shancheng/log-key"
 TABLES = SQLModel.metadata.tables
@@ -156,6 +173,7 @@ class Context:
     args: argparse.Namespace
     engine: Engine
     url: str
+    operator: SM2PrivateKey  # configured as the exchange's operator
     figures: list[tuple[str, float, str]] = field(default_factory=list)
 
     def figure(self, name: str, value: float, unit: str) -> None:
@@ -377,7 +395,230 @@ def part_search(ctx: Context) -> None:
         )
 
 
-PARTS: dict[str, Callable[[Context], None]] = {"search": part_search}
+# ---------------------------------------------------------------- order placement
+
+ORDER_PRICE = 19_900  # fen
+
+
+def _signed(key: SM2PrivateKey, record_type: str, payload: dict[str, Any]) -> dict[str, Any]:
+    return {"record": sign_record(key, record_type, payload).to_dict()}
+
+
+def _expect(response: httpx.Response, status: int) -> dict[str, Any]:
+    """The JSON body of ``response``, which must have ``status`` (else the run stops)."""
+    if response.status_code != status:
+        raise RuntimeError(
+            f"{response.request.method} {response.request.url.path}: "
+            f"{response.status_code} {response.text}"
+        )
+    body: dict[str, Any] = response.json()
+    return body
+
+
+class Actor:
+    """A participant talking to the exchange with signed requests."""
+
+    def __init__(self, url: str, key: SM2PrivateKey | None = None) -> None:
+        self.key = key or SM2PrivateKey.generate()
+        self.http = httpx.Client(base_url=url, auth=SM2RequestSigner(self.key), timeout=30)
+
+    def act(
+        self, path: str, record_type: str, payload: dict[str, Any], status: int = 200
+    ) -> dict[str, Any]:
+        return _expect(self.http.post(path, json=_signed(self.key, record_type, payload)), status)
+
+    def register(self, role: str, name: str) -> None:
+        payload = {
+            "display_name": name,
+            "role": role,
+            "public_key": self.key.public_key().to_pem().decode(),
+        }
+        body = _signed(self.key, "participant.registered", payload)
+        _expect(httpx.post(self.http.base_url.join("/participants"), json=body), 201)
+
+    def close(self) -> None:
+        self.http.close()
+
+
+def publish_listing(operator: Actor, provider: Actor) -> str:
+    """A fixed-price listing taken through draft → submit → review → publish."""
+    provider.register("provider", "bench provider")
+    key_id = provider.key.key_id()
+    operator.act(f"/participants/{key_id}/approve", "participant.approved", {"participant": key_id})
+    listing_id = str(uuid.uuid4())
+    content = {
+        "listing_id": listing_id,
+        "title": "重庆公交客流 2025 (bench)",
+        "description": "Hourly boardings per stop.",
+        "category": "transport",
+        "tags": ["bus", "chongqing"],
+        "providers": [{"key_id": key_id, "share_bps": 10_000}],
+        "columns": [{"name": "stop", "type": "string"}, {"name": "boardings", "type": "integer"}],
+        "sample_rows": [{"stop": "解放碑", "boardings": 1200}],
+        "row_count": 1_000_000,
+        "byte_size": 52_000_000,
+        "content_digest": "ab" * 32,
+        "format": "csv",
+        "update_frequency": "monthly",
+        "licence": "Shancheng standard data licence v1",
+        "usage_terms": "No re-identification.",
+        "pricing": {"model": "fixed", "price": ORDER_PRICE},
+        "declarations": {
+            "classification": "一般",
+            "personal_information": False,
+            "source_legality": "Collected by the operator under contract 2025-17.",
+            "permitted_purposes": ["research"],
+        },
+    }
+    provider.act("/listings", "listing.drafted", content, status=201)
+    for actor, action, record_type in (
+        (provider, "submit", "listing.submitted"),
+        (operator, "review", "listing.review_started"),
+        (operator, "publish", "listing.published"),
+    ):
+        actor.act(f"/listings/{listing_id}/{action}", record_type, {"listing_id": listing_id})
+    return listing_id
+
+
+def quoted_buyer(
+    url: str, operator: Actor, listing_id: str, n: int
+) -> tuple[Actor, dict[str, Any]]:
+    """A registered buyer, funded with the price by an operator deposit, and its quote."""
+    buyer = Actor(url)
+    buyer.register("buyer", f"bench buyer {n}")
+    key_id = buyer.key.key_id()
+    deposit = {"participant": key_id, "amount": ORDER_PRICE, "reference": f"bench-{n}"}
+    operator.act(f"/accounts/{key_id}/deposits", "deposit.credited", deposit, status=201)
+    quote: dict[str, Any] = _expect(
+        buyer.http.post(f"/listings/{listing_id}/quotes", json={"terms": {}}), 201
+    )["quote"]
+    return buyer, quote
+
+
+def order_request(url: str, buyer: SM2PrivateKey, quote: dict[str, Any]) -> httpx.Request:
+    """``POST /orders`` ready to send: buyer-signed record, Idempotency-Key, RFC 9421
+    signature (its ``created`` is now: send it within ``auth_clock_skew_s``)."""
+    body = _signed(buyer, "order.placed", {"order_id": str(uuid.uuid4()), "quote": quote})
+    request = httpx.Request(
+        "POST", url + "/orders", json=body, headers={"Idempotency-Key": str(uuid.uuid4())}
+    )
+    SM2RequestSigner(buyer).sign(request)
+    return request
+
+
+@dataclass
+class Batch:
+    """Outcome of sending a batch of prepared requests concurrently."""
+
+    measured: Measured
+    statuses: dict[int, int]  # status → count
+    bodies: list[dict[str, Any]]  # of the responses with the expected status
+
+
+def send_batch(url: str, requests: list[httpx.Request], clients: int, expected: int) -> Batch:
+    """Send each prepared request once, spread over ``clients`` threads with one
+    keep-alive connection each (opened before the clock starts); latency of each
+    request and requests/s over the batch (answers with ``expected`` status only)."""
+    slices = [requests[i::clients] for i in range(clients)]
+    latencies: list[list[float]] = [[] for _ in range(clients)]
+    responses: list[list[httpx.Response]] = [[] for _ in range(clients)]
+    start = threading.Barrier(clients + 1)
+
+    def worker(i: int) -> None:
+        with httpx.Client(base_url=url, timeout=60) as client:
+            client.get(TRIVIAL).raise_for_status()  # open the connection
+            start.wait()
+            for request in slices[i]:
+                began = time.perf_counter()
+                response = client.send(request)
+                latencies[i].append(time.perf_counter() - began)
+                responses[i].append(response)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(clients)]
+    for t in threads:
+        t.start()
+    start.wait()
+    began = time.perf_counter()
+    for t in threads:
+        t.join()
+    elapsed = time.perf_counter() - began
+    every = sorted(x for part in latencies for x in part)
+    answered = [r for part in responses for r in part]
+    if len(answered) != len(requests):
+        raise RuntimeError(f"{len(requests) - len(answered)} requests were not answered")
+    statuses: dict[int, int] = {}
+    for r in answered:
+        statuses[r.status_code] = statuses.get(r.status_code, 0) + 1
+    ok = [r.json() for r in answered if r.status_code == expected]
+    return Batch(
+        measured=Measured(
+            p50_ms=statistics.median(every) * 1000,
+            p99_ms=every[min(len(every) - 1, int(len(every) * 0.99))] * 1000,
+            rps=len(ok) / elapsed,
+            requests=len(every),
+        ),
+        statuses=statuses,
+        bodies=ok,
+    )
+
+
+def part_orders(ctx: Context) -> None:
+    args = ctx.args
+    operator = Actor(ctx.url, ctx.operator)
+    provider = Actor(ctx.url)
+    buyers: list[Actor] = []
+    try:
+        began = time.perf_counter()
+        listing_id = publish_listing(operator, provider)
+        quotes: list[dict[str, Any]] = []
+        warmup = args.order_clients  # one unmeasured order per client thread first
+        for n in range(warmup + args.buyers):
+            buyer, quote = quoted_buyer(ctx.url, operator, listing_id, n)
+            buyers.append(buyer)
+            quotes.append(quote)
+        print(
+            f"\norders: {warmup + args.buyers} buyers registered, funded and quoted in "
+            f"{time.perf_counter() - began:.1f} s; {args.order_clients} client threads"
+        )
+        orders = [order_request(ctx.url, b.key, q) for b, q in zip(buyers, quotes, strict=True)]
+        warm = send_batch(ctx.url, orders[:warmup], args.order_clients, 201)
+        orders = orders[warmup:]
+        trivial_requests = [httpx.Request("GET", ctx.url + TRIVIAL) for _ in orders]
+        trivial = send_batch(ctx.url, trivial_requests, args.order_clients, 200)
+        placed = send_batch(ctx.url, orders, args.order_clients, 201)
+    finally:
+        for actor in (operator, provider, *buyers):
+            actor.close()
+    for name, batch in ((f"trivial {TRIVIAL}", trivial), ("POST /orders", placed)):
+        m = batch.measured
+        print(
+            f"  {name:52} p50 {m.p50_ms:7.2f} ms  p99 {m.p99_ms:7.2f} ms  "
+            f"{m.rps:8.0f} req/s  ({m.requests} requests)"
+        )
+    wrong = [b for b in placed.bodies if b["order"]["state"] != "placed"]
+    wrong += [b for b in placed.bodies if b["order"]["escrow"] != ORDER_PRICE]
+    if (
+        warm.statuses != {201: warmup}
+        or placed.statuses != {201: len(orders)}
+        or wrong
+        or trivial.statuses != {200: len(orders)}
+    ):
+        raise RuntimeError(
+            f"orders answered {warm.statuses} (warm-up), {placed.statuses}; "
+            f"trivial {trivial.statuses}"
+        )
+    ratio = placed.measured.p50_ms / trivial.measured.p50_ms
+    print(
+        f"  POST /orders p50 is x{ratio:.1f} the trivial endpoint's; "
+        f"its rate {placed.measured.rps / trivial.measured.rps:.1%} of the trivial rate"
+    )
+    ctx.figure("order_rps", placed.measured.rps, "req/s")
+    ctx.figure("order_p50_ms", placed.measured.p50_ms, "ms")
+    ctx.figure("order_p99_ms", placed.measured.p99_ms, "ms")
+    ctx.figure("order_vs_trivial", ratio, "ratio")
+
+
+PARTS: dict[str, Callable[[Context], None]] = {"search": part_search, "orders": part_orders}
 
 
 def main() -> None:
@@ -386,17 +627,27 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=2.0, help="per measurement loop")
     parser.add_argument("--clients", type=int, default=4, help="concurrent clients for req/s")
     parser.add_argument("--parts", default=",".join(PARTS), help="which parts to run")
+    parser.add_argument("--buyers", type=int, default=400, help="orders placed (one per buyer)")
+    parser.add_argument(
+        "--order-clients", type=int, default=8, help="concurrent client threads for orders"
+    )
     parser.add_argument("--database-url", default=None, help="default: a temporary SQLite file")
     args = parser.parse_args()
     args.sizes = [int(s) for s in args.sizes.split(",")]
     with tempfile.TemporaryDirectory(prefix="bench-api-") as tmp:
         url = args.database_url or f"sqlite:///{Path(tmp) / 'exchange.db'}"
-        settings_kw = {"data_dir": Path(tmp), "database_url": url, "sequencer_enabled": False}
+        operator = SM2PrivateKey.generate()
+        settings_kw = {
+            "data_dir": Path(tmp),
+            "database_url": url,
+            "sequencer_enabled": False,
+            "operator_public_keys": [operator.public_key().to_pem().decode()],
+        }
         print(f"database: {url.split('@')[-1]}; the server is one uvicorn worker on 127.0.0.1")
         with running_server(settings_kw) as base_url:  # creates the tables on start
             engine = make_engine(url)
             try:
-                ctx = Context(args=args, engine=engine, url=base_url)
+                ctx = Context(args=args, engine=engine, url=base_url, operator=operator)
                 for name in args.parts.split(","):
                     PARTS[name](ctx)
             finally:
