@@ -65,10 +65,10 @@ class BodySizeLimit:
         """The limit of the route ``scope`` reaches (the default if it set none)."""
         application = scope.get("app")
         router = getattr(application, "router", None)
-        for route in getattr(router, "routes", ()):
-            match, _ = route.matches(scope)
+        for route in _flat_routes(getattr(router, "routes", ())):
+            match, child_scope = route.matches(scope)
             if match is Match.FULL:
-                endpoint = getattr(route, "endpoint", None)
+                endpoint = child_scope.get("endpoint") or getattr(route, "endpoint", None)
                 value = getattr(endpoint, _ATTRIBUTE, _UNSET)
                 return self.max_bytes if value is _UNSET else value  # type: ignore[return-value]
         return self.max_bytes
@@ -115,6 +115,17 @@ class BodySizeLimit:
             if started:
                 raise
             await _refuse(send, exc.limit)
+
+
+def _flat_routes(routes: Any) -> Any:
+    """The app's routes with included routers expanded into their routes: since
+    newer FastAPI ``include_router`` keeps one nested entry per router (whose
+    ``matches`` names no endpoint) instead of copying its routes into the app."""
+    try:
+        from fastapi.routing import iter_route_contexts
+    except ImportError:  # an older FastAPI: the routes are already flat
+        return routes
+    return iter_route_contexts(routes)
 
 
 def _content_length(scope: Scope) -> int | None:

@@ -10,7 +10,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-from typing import Any, Final
+from collections.abc import Callable
+from typing import Any, Final, Protocol
 
 import http_sf
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
@@ -46,18 +47,14 @@ class SM2_SM3(HTTPSignatureAlgorithm):
         self.public_key.verify(encode_dss_signature(r, s), message)
 
 
-def _sm3(body: bytes) -> bytes:
-    hasher = SM3Hasher()
-    hasher.update(body)
-    return hasher.digest()
+class _Hasher(Protocol):
+    def update(self, data: bytes, /) -> None: ...
+    def digest(self) -> bytes: ...
 
 
-def _sha256(body: bytes) -> bytes:
-    return hashlib.sha256(body).digest()
-
-
-DIGESTS: Final = {"sm3": _sm3, "sha-256": _sha256}
-"""Content-Digest algorithms the server checks (clients send ``sm3``)."""
+DIGESTS: Final[dict[str, Callable[[], _Hasher]]] = {"sm3": SM3Hasher, "sha-256": hashlib.sha256}
+"""Content-Digest algorithms the server checks (clients send ``sm3``): name → a
+fresh incremental hasher."""
 
 
 class DigestFormatError(ValueError):
@@ -87,11 +84,39 @@ def parse_content_digest(value: str) -> dict[str, bytes]:
     return digests
 
 
+class BodyDigest:
+    """The body's digests, computed as it is read, to check against the members of
+    its ``Content-Digest`` (from :func:`parse_content_digest`).
+
+    The one digest check of the server: :func:`digest_matches` feeds a whole
+    body at once, a streamed upload feeds each chunk as it arrives.
+    """
+
+    def __init__(self, expected: dict[str, bytes]) -> None:
+        self._expected = dict(expected)
+        self._hashers = {name: DIGESTS[name]() for name in self._expected}
+
+    def update(self, data: bytes) -> None:
+        for hasher in self._hashers.values():
+            hasher.update(data)
+
+    def matches(self) -> bool:
+        """Whether every expected digest is that of the bytes fed so far (call once, at the end)."""
+        return all(
+            hmac.compare_digest(self._hashers[name].digest(), value)
+            for name, value in self._expected.items()
+        )
+
+
 def digest_matches(digests: dict[str, bytes], body: bytes) -> bool:
     """Whether every given digest is the body's."""
-    return all(hmac.compare_digest(DIGESTS[name](body), value) for name, value in digests.items())
+    check = BodyDigest(digests)
+    check.update(body)
+    return check.matches()
 
 
 def content_digest(body: bytes) -> str:
     """``sm3=:<base64>:`` of ``body`` (what the SDK sends)."""
-    return f"sm3=:{base64.b64encode(_sm3(body)).decode('ascii')}:"
+    hasher = SM3Hasher()
+    hasher.update(body)
+    return f"sm3=:{base64.b64encode(hasher.digest()).decode('ascii')}:"

@@ -7,11 +7,17 @@
     def create(principal: Annotated[Principal, Depends(require_role(Role.PROVIDER))]) -> ...
 
 Tests may swap ``current_participant`` through ``app.dependency_overrides``.
+
+An endpoint that streams a large body (a content upload) must not let the
+body be read whole: it takes :data:`StreamingParticipant` instead, which
+authenticates the headers at once and hands over the body check
+(:class:`~exchange.auth.verifier.StreamedBody`) to run while it streams.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Coroutine, Iterator
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
@@ -19,18 +25,22 @@ from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
 
 from exchange.auth.errors import AuthenticationError, RoleError, SuspendedError
-from exchange.auth.verifier import Authenticator, RequestParts
+from exchange.auth.verifier import Authenticator, RequestHead, RequestParts, StreamedBody
 from exchange.participants.models import ParticipantStatus, Principal, Role
 
 __all__ = [
     "CurrentParticipant",
     "OptionalParticipant",
     "SessionDep",
+    "SignedStream",
+    "StreamingParticipant",
+    "check_role",
     "current_participant",
     "get_session",
     "optional_participant",
     "request_parts",
     "require_role",
+    "streaming_participant",
     "target_uri",
 ]
 
@@ -91,16 +101,43 @@ CurrentParticipant = Annotated[Principal, Depends(current_participant)]
 OptionalParticipant = Annotated[Principal | None, Depends(optional_participant)]
 
 
+@dataclass(frozen=True, slots=True)
+class SignedStream:
+    """A request authenticated by its signed headers; ``body`` must check its
+    streamed bytes (``update`` each chunk, ``verify`` at the end) before the
+    endpoint keeps any of them."""
+
+    principal: Principal
+    body: StreamedBody
+
+
+async def streaming_participant(request: Request) -> SignedStream:
+    """Like :func:`current_participant` for an endpoint that streams its body:
+    the signature is checked over the headers now, the body is left unread."""
+    head = RequestHead(
+        method=request.method, target_uri=target_uri(request), headers=request.headers.items()
+    )
+    principal, body = await run_in_threadpool(_authenticator(request).authenticate_head, head)
+    return SignedStream(_active(principal), body)
+
+
+StreamingParticipant = Annotated[SignedStream, Depends(streaming_participant)]
+
+
+def check_role(principal: Principal, *roles: Role) -> Principal:
+    """``principal``, refused (403 ``role_forbidden``) unless its role is one of ``roles``."""
+    if principal.role not in roles:
+        names = " or ".join(sorted(r.value for r in roles))
+        raise RoleError(f"this needs the {names} role; you are {principal.role.value}")
+    return principal
+
+
 def require_role(*roles: Role) -> Callable[..., Coroutine[Any, Any, Principal]]:
     """A dependency: the current participant, refused (403 ``role_forbidden``)
     unless its role is one of ``roles``."""
-    allowed = frozenset(roles)
-    names = " or ".join(sorted(r.value for r in allowed))
 
     async def guard(principal: CurrentParticipant) -> Principal:
-        if principal.role not in allowed:
-            raise RoleError(f"this needs the {names} role; you are {principal.role.value}")
-        return principal
+        return check_role(principal, *roles)
 
     return guard
 

@@ -17,6 +17,12 @@ checks, in order, each with its 401 code (``docs/api-auth.md``):
 
 The signature is verified before the nonce is stored, so nobody can burn
 another participant's nonces.
+
+A body too large to hold (a content upload) is authenticated by
+:meth:`Authenticator.authenticate_head`: checks 1-4 and 6 on the headers
+before the body is read (the signature covers ``content-digest``), then check
+5 while the body streams (:class:`StreamedBody`); the endpoint keeps nothing
+unless :meth:`StreamedBody.verify` passed at the end.
 """
 
 from __future__ import annotations
@@ -44,6 +50,7 @@ from exchange.auth.algorithm import (
     ALGORITHM_ID,
     REQUIRED_COMPONENTS,
     SM2_SM3,
+    BodyDigest,
     DigestFormatError,
     digest_matches,
     parse_content_digest,
@@ -62,7 +69,7 @@ from ledger.errors import KeyFormatError
 from ledger.records import KEY_ID_PATTERN
 from ledger.sm2 import SM2PublicKey
 
-__all__ = ["Authenticator", "RequestParts", "load_operator_keys"]
+__all__ = ["Authenticator", "RequestHead", "RequestParts", "StreamedBody", "load_operator_keys"]
 
 NONCE_PATTERN: Final = re.compile(r"[A-Za-z0-9_\-.~+/=]{16,128}")
 """A nonce: 16 to 128 token characters (the SDK sends 128 random bits, base64url)."""
@@ -81,10 +88,46 @@ class RequestParts:
 
 
 @dataclass(frozen=True, slots=True)
+class RequestHead:
+    """What authentication reads of a request whose body is streamed (not yet read)."""
+
+    method: str
+    target_uri: str
+    headers: Iterable[tuple[str, str]]
+
+
+@dataclass(frozen=True, slots=True)
 class _SignatureInput:
     key_id: str
     created: int
     nonce: str
+
+
+@dataclass(frozen=True, slots=True)
+class _VerifiedHead:
+    principal: Principal
+    signature_input: _SignatureInput
+    digests: dict[str, bytes]
+    now: float
+
+
+class StreamedBody:
+    """The body of a request authenticated by its headers, checked against its
+    signed ``Content-Digest`` as it streams: feed every chunk, in order, to
+    :meth:`update`, then call :meth:`verify` before keeping anything of it."""
+
+    def __init__(self, digests: dict[str, bytes]) -> None:
+        self._digest = BodyDigest(digests)
+        self.size = 0
+
+    def update(self, chunk: bytes) -> None:
+        self._digest.update(chunk)
+        self.size += len(chunk)
+
+    def verify(self) -> None:
+        """Raise :class:`DigestMismatchError` (401) unless the bytes fed match."""
+        if not self._digest.matches():
+            raise DigestMismatchError("the body does not match its signed Content-Digest")
 
 
 class _Headers:
@@ -148,7 +191,27 @@ class Authenticator:
 
     def authenticate(self, request: RequestParts) -> Principal:
         """Return who signed ``request``; raise an :class:`AuthenticationError` subclass."""
-        headers = _Headers(request.headers)
+        head = self._verify_head(request.method, request.target_uri, request.headers)
+        if not digest_matches(head.digests, request.body):
+            raise DigestMismatchError("the body does not match its signed Content-Digest")
+        self._remember_nonce(head.signature_input, head.now)
+        return head.principal
+
+    def authenticate_head(self, request: RequestHead) -> tuple[Principal, StreamedBody]:
+        """Who signed ``request``, from its headers alone (checks 1-4 and 6 of the
+        module docstring), and its body still to check (5) as it streams.
+
+        Raises an :class:`AuthenticationError` subclass; the nonce is spent once
+        the signature verified, so a replay is refused even while the first
+        upload still streams."""
+        head = self._verify_head(request.method, request.target_uri, request.headers)
+        self._remember_nonce(head.signature_input, head.now)
+        return head.principal, StreamedBody(head.digests)
+
+    def _verify_head(
+        self, method: str, target_uri: str, header_items: Iterable[tuple[str, str]]
+    ) -> _VerifiedHead:
+        headers = _Headers(header_items)
         fields = {name.lower(): value for name, value in headers.items()}
         signature_input = self._parse(fields)
         now = self._clock()
@@ -162,7 +225,7 @@ class Authenticator:
             signature_algorithm=SM2_SM3, key_resolver=_Resolver(principal.key_id, key)
         )
         verifier.max_clock_skew = datetime.timedelta(seconds=self.skew_s)
-        message = SimpleNamespace(method=request.method, url=request.target_uri, headers=headers)
+        message = SimpleNamespace(method=method, url=target_uri, headers=headers)
         try:
             verifier.verify(
                 message,
@@ -175,10 +238,7 @@ class Authenticator:
             digests = parse_content_digest(fields["content-digest"])
         except DigestFormatError as exc:
             raise AuthenticationError(str(exc)) from None
-        if not digest_matches(digests, request.body):
-            raise DigestMismatchError("the body does not match its signed Content-Digest")
-        self._remember_nonce(signature_input, now)
-        return principal
+        return _VerifiedHead(principal, signature_input, digests, now)
 
     def _parse(self, fields: Mapping[str, str]) -> _SignatureInput:
         if "signature-input" not in fields or "signature" not in fields:

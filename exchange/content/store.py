@@ -76,6 +76,7 @@ __all__ = [
     "ContentStore",
     "Delivery",
     "StoredContent",
+    "blocking_chunks",
     "content_store_from_settings",
 ]
 
@@ -223,6 +224,14 @@ class _FromAsync:
 
     async def _anext(self) -> bytes:
         return await self._iterator.__anext__()
+
+
+def blocking_chunks(stream: AsyncIterable[bytes]) -> Iterator[bytes]:
+    """A blocking iterator over an async byte stream, for code running in a worker
+    thread started by :func:`anyio.to_thread.run_sync` (each chunk is awaited on
+    the event loop): what :meth:`ContentStore.ingest_async` feeds :meth:`ContentStore.ingest`,
+    for callers that filter the chunks in the worker thread first."""
+    return _FromAsync(stream)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,143 @@
+"""Content upload over REST: a provider streams a listing version's dataset.
+
+``PUT /listings/{listing_id}/versions/{version}/content`` takes the raw bytes
+(``application/octet-stream``), never whole in memory: the body-size
+middleware is switched off for it (``body_limit(None)``; its own limit is
+``settings.content_max_bytes``), the signature is checked over the headers
+before the body is read (``StreamingParticipant``), and the body streams in a
+worker thread through the Content-Digest check into the encrypted store
+(see :mod:`exchange.delivery.upload`).
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Annotated, Any
+
+import anyio
+import anyio.to_thread
+from fastapi import APIRouter, Path, Request
+from fastapi.responses import JSONResponse
+from sqlmodel import Session
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect
+
+from exchange.api.responses import signed_errors
+from exchange.auth.deps import StreamingParticipant, check_role
+from exchange.content import ContentTooLargeError
+from exchange.content.store import blocking_chunks
+from exchange.delivery.errors import UploadIncompleteError
+from exchange.delivery.schemas import ContentUploaded
+from exchange.delivery.setup import ContentStoreDep
+from exchange.delivery.upload import store_upload, upload_target
+from exchange.limits import body_limit
+from exchange.participants.models import Principal, Role
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/listings", tags=["content"])
+
+UPLOAD_THREADS = 16
+"""Most uploads streaming at once per worker process. Each holds a worker thread
+for its whole duration, so they get their own limiter rather than starving the
+thread pool every synchronous endpoint runs in; further uploads wait (their
+bodies held back by TCP flow control)."""
+
+_MAX_VERSION = 2**31 - 1
+
+_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "description": "The dataset's exact bytes (their SM3 must be the version's "
+        "content_digest). Sign the request with a Content-Digest computed beforehand "
+        "(clients.signing.content_digest_of_file): it is checked as the body streams.",
+        "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+    }
+}
+
+
+def _limiter(request: Request) -> anyio.CapacityLimiter:
+    state = request.app.state
+    limiter: anyio.CapacityLimiter | None = getattr(state, "upload_limiter", None)
+    if limiter is None:  # created on the event loop, where it is used
+        limiter = anyio.CapacityLimiter(UPLOAD_THREADS)
+        state.upload_limiter = limiter
+    return limiter
+
+
+def _target(request: Request, principal: Principal, listing_id: str, version: int) -> str:
+    with Session(request.app.state.engine) as session:
+        return upload_target(session, principal, listing_id, version)
+
+
+def _declared_length(request: Request) -> int | None:
+    try:
+        return int(request.headers["content-length"])
+    except (KeyError, ValueError):
+        return None
+
+
+@router.put(
+    "/{listing_id}/versions/{version}/content",
+    status_code=201,
+    response_model=ContentUploaded,
+    summary="Upload a listing version's dataset, streamed (the listing's providers)",
+    openapi_extra=_BODY,
+    responses={
+        200: {"model": ContentUploaded, "description": "The same content was already stored."},
+        **signed_errors(
+            {
+                400: "upload_incomplete (the client went away)",
+                403: "not_a_provider",
+                404: "listing_not_found, version_not_found",
+                409: "listing_delisted, content_exists",
+                413: "content_too_large (settings.content_max_bytes)",
+                422: "invalid_request, content_digest_mismatch (the bytes are not those "
+                "the listing version commits to)",
+            }
+        ),
+    },
+)
+@body_limit(None)
+async def upload_content(
+    listing_id: Annotated[str, Path(max_length=36, description="The listing's UUID.")],
+    version: Annotated[int, Path(ge=1, le=_MAX_VERSION)],
+    request: Request,
+    signed: StreamingParticipant,
+    store: ContentStoreDep,
+) -> ContentUploaded | JSONResponse:
+    """The body is the dataset. Its SM3 must equal the listing version's committed
+    ``content_digest`` (422 ``content_digest_mismatch`` otherwise) and it must match
+    the request's signed ``Content-Digest`` (401 ``digest_mismatch``): both are
+    checked as it streams and nothing is kept unless both hold. Stored SM4-GCM
+    encrypted (docs/custody.md). 201 when stored; 200 when the same content was
+    already there (an idempotent retry). Any listing state but delisted."""
+    principal = check_role(signed.principal, Role.PROVIDER)
+    expected = await run_in_threadpool(_target, request, principal, listing_id, version)
+    max_bytes: int = request.app.state.settings.content_max_bytes
+    declared = _declared_length(request)
+    if declared is not None and declared > max_bytes:
+        raise ContentTooLargeError(max_bytes)
+    ingest = functools.partial(
+        store_upload,
+        store,
+        listing_id,
+        version,
+        blocking_chunks(request.stream()),
+        signed.body,
+        expected,
+        max_bytes,
+    )
+    try:
+        content, created = await anyio.to_thread.run_sync(ingest, limiter=_limiter(request))
+    except ClientDisconnect:
+        raise UploadIncompleteError("the client disconnected before the end of the body") from None
+    uploaded = ContentUploaded(
+        listing_id=content.listing_id,
+        version=content.version,
+        sm3=content.sm3_hex,
+        size=content.plaintext_size,
+    )
+    if created:
+        return uploaded
+    return JSONResponse(uploaded.model_dump(), status_code=200)

@@ -1,0 +1,206 @@
+"""Delivery over REST: the buyer's envelope and the ciphertext download.
+
+``POST /orders/{id}/delivery`` issues the content key SM2-encrypted to the
+buyer (``delivery.issued``, logged by the exchange); ``GET
+/orders/{id}/content`` streams the stored SM4-GCM ciphertext, with single
+byte ranges (RFC 9110 §14) so a download resumes where it stopped. The buyer
+decrypts with ``ledger.delivery.decrypt_file`` (see docs/custody.md).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Depends, Header, Path, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+
+from exchange.accounts.service import now_ms
+from exchange.api.responses import signed_errors
+from exchange.auth.deps import SessionDep, require_role
+from exchange.content import RangeNotSatisfiableError, content_range, parse_range
+from exchange.content.store import Delivery
+from exchange.delivery import service
+from exchange.delivery.schemas import DeliveryIssued, DeliveryRequest
+from exchange.delivery.setup import ContentStoreDep
+from exchange.errors import error_body
+from exchange.participants.models import Principal, Role
+from ledger.sm3 import sm3
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/orders", tags=["delivery"])
+
+Buyer = Annotated[Principal, Depends(require_role(Role.BUYER))]
+OrderIdPath = Annotated[str, Path(max_length=36, description="The order's UUID.")]
+
+_ACCESS_ERRORS = {
+    403: "access_revoked, access_expired",
+    404: "order_not_found (also for an order that is not yours)",
+}
+
+_CIPHERTEXT = {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}
+_DOWNLOAD_HEADERS = {
+    "Accept-Ranges": {"schema": {"type": "string"}, "description": "bytes"},
+    "ETag": {"schema": {"type": "string"}, "description": "Names this stored ciphertext."},
+    "Content-Length": {"schema": {"type": "integer"}},
+}
+
+
+@router.post(
+    "/{order_id}/delivery",
+    response_model=DeliveryIssued,
+    summary="Receive the content key in an SM2 envelope (the order's buyer)",
+    responses=signed_errors(
+        {
+            **_ACCESS_ERRORS,
+            409: "order_closed (refunded), content_not_available (not uploaded yet), "
+            "concurrent_update",
+            422: "invalid_request",
+        }
+    ),
+)
+def request_delivery(
+    order_id: OrderIdPath,
+    principal: Buyer,
+    session: SessionDep,
+    store: ContentStoreDep,
+    request: Request,
+    body: Annotated[DeliveryRequest | None, Body()] = None,
+) -> DeliveryIssued:
+    """Sign the request; the body is `{}` or empty, you sign no record. The exchange
+    logs a `delivery.issued` record signed by its log key (`{order_id, buyer,
+    listing_id, version, content_digest, envelope_sm3}`) and answers with the
+    envelope: the content key SM2-encrypted to your registered public key. The
+    first delivery moves the order from placed to delivered and opens the
+    acceptance window (`acceptance_deadline`); later calls issue a fresh
+    envelope and change nothing else."""
+    del body  # nothing in it; declared so that a body other than {} is refused
+    return service.issue(
+        session,
+        store,
+        request.app.state.log_key,
+        principal,
+        order_id,
+        acceptance_window_s=request.app.state.settings.acceptance_window_s,
+        now_ms=now_ms(),
+    )
+
+
+def _etag(delivery: Delivery) -> str:
+    """Names the stored ciphertext, not just the plaintext: content stored again
+    (a fresh key) gets a new tag, so a resumed download never mixes two."""
+    content = delivery.content
+    tag = sm3(b"shancheng.ciphertext.v1\x00" + content.sm3_hex.encode() + content.wrapped_key)
+    return f'"{tag.hex()}"'
+
+
+def _download(
+    method: str, delivery: Delivery, range_header: str | None, if_range: str | None
+) -> Response:
+    size = delivery.size
+    etag = _etag(delivery)
+    headers = {"Accept-Ranges": "bytes", "ETag": etag}
+    if if_range is not None and if_range.strip() != etag:
+        range_header = None  # the client's part is of another ciphertext: send it whole
+    try:
+        span = parse_range(range_header, size)
+    except RangeNotSatisfiableError as exc:
+        return JSONResponse(
+            error_body(exc.code, exc.message),
+            status_code=416,
+            headers={**headers, "Content-Range": f"bytes */{size}"},
+        )
+    status = 200 if span is None else 206
+    start, end = span or (0, size)
+    if span is not None:
+        headers["Content-Range"] = content_range(start, end, size)
+    headers["Content-Length"] = str(end - start)
+    if method == "HEAD":
+        return Response(status_code=status, headers=headers, media_type="application/octet-stream")
+    return StreamingResponse(
+        delivery.read_range(start, end),
+        status_code=status,
+        headers=headers,
+        media_type="application/octet-stream",
+    )
+
+
+def _serve(
+    order_id: str,
+    principal: Principal,
+    session: SessionDep,
+    store: ContentStoreDep,
+    request: Request,
+    range_header: str | None,
+    if_range: str | None,
+) -> Response:
+    delivery = service.open_download(session, store, principal, order_id, now_ms=now_ms())
+    session.close()  # the stream may take long: hold no connection meanwhile
+    return _download(request.method, delivery, range_header, if_range)
+
+
+_GET_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "The whole ciphertext.",
+        "content": _CIPHERTEXT,
+        "headers": _DOWNLOAD_HEADERS,
+    },
+    206: {
+        "description": "The requested byte range (Content-Range: bytes a-b/size).",
+        "content": _CIPHERTEXT,
+        "headers": {**_DOWNLOAD_HEADERS, "Content-Range": {"schema": {"type": "string"}}},
+    },
+    **signed_errors(
+        {
+            **_ACCESS_ERRORS,
+            409: "order_closed, not_delivered (request the envelope first), content_not_available",
+            416: "range_not_satisfiable (Content-Range: bytes */size)",
+        }
+    ),
+}
+
+
+@router.get(
+    "/{order_id}/content",
+    response_class=StreamingResponse,
+    summary="Download the order's ciphertext, HTTP Range supported (the order's buyer)",
+    responses=_GET_RESPONSES,
+)
+def download_content(
+    order_id: OrderIdPath,
+    principal: Buyer,
+    session: SessionDep,
+    store: ContentStoreDep,
+    request: Request,
+    range_header: Annotated[
+        str | None,
+        Header(
+            alias="Range",
+            description="One range: bytes=a-b, bytes=a- or bytes=-n (others are ignored).",
+        ),
+    ] = None,
+    if_range: Annotated[
+        str | None,
+        Header(alias="If-Range", description="An ETag: the range applies only if it matches."),
+    ] = None,
+) -> Response:
+    """The stored SM4-GCM ciphertext (the chunked format of ledger.sm4.encrypt_stream),
+    exactly as stored: decrypt it with the key from your envelope
+    (ledger.delivery.decrypt_file, then check the SM3 against the order's
+    content_digest). Needs an envelope issued before (POST .../delivery). A
+    download resumes with `Range: bytes=<bytes you have>-` (and `If-Range: <ETag>`)."""
+    return _serve(order_id, principal, session, store, request, range_header, if_range)
+
+
+@router.head("/{order_id}/content", include_in_schema=False)
+def download_content_head(
+    order_id: OrderIdPath,
+    principal: Buyer,
+    session: SessionDep,
+    store: ContentStoreDep,
+    request: Request,
+    range_header: Annotated[str | None, Header(alias="Range")] = None,
+    if_range: Annotated[str | None, Header(alias="If-Range")] = None,
+) -> Response:
+    """The headers of the download (size, ETag, range) without its body."""
+    return _serve(order_id, principal, session, store, request, range_header, if_range)
