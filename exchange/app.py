@@ -107,7 +107,29 @@ def _start_anchoring(app: FastAPI) -> BackgroundService | None:
     return anchoring
 
 
-DEFAULT_SERVICES: tuple[ServiceStarter, ...] = (_start_appender, _start_sequencer, _start_anchoring)
+def _start_auto_accept(app: FastAPI) -> BackgroundService | None:
+    # Delivered orders past their acceptance deadline: accepted and settled by the
+    # exchange (exchange.orders.lifecycle); safe to run in every worker process.
+    from exchange.orders.lifecycle import AutoAcceptor
+
+    settings: Settings = app.state.settings
+    acceptor = AutoAcceptor(
+        app.state.session_factory,
+        app.state.log_key,
+        settings,
+        interval=settings.auto_accept_interval_s,
+    )
+    acceptor.start()
+    app.state.auto_acceptor = acceptor
+    return acceptor
+
+
+DEFAULT_SERVICES: tuple[ServiceStarter, ...] = (
+    _start_appender,
+    _start_sequencer,
+    _start_auto_accept,
+    _start_anchoring,
+)
 """Started in this order when the app starts, stopped in reverse when it stops (the
 appender last: it commits the appends still queued before the app stops)."""
 
@@ -150,6 +172,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.append_limiter = None
     app.state.sequencer = None
     app.state.anchoring = None
+    app.state.auto_acceptor = None
     install_error_handlers(app)
     install_body_limit(app, settings.max_request_bytes)
     app.include_router(health.router)
@@ -164,4 +187,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     from exchange.orders.setup import install_orders
 
     install_orders(app, engine)
+    # content upload, delivery envelopes, ciphertext download (exchange/delivery, api/content)
+    from exchange.delivery.setup import install_delivery
+
+    install_delivery(app)
     return app

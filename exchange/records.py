@@ -25,7 +25,7 @@ optimistic ``row_version`` so that a change that lost a race fails at flush
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -38,7 +38,7 @@ from exchange.errors import ConflictError, ExchangeError
 from exchange.log.schemas import Appended, PromiseBody
 from exchange.log.service import Accepted, Submission, check_submission, store
 from exchange.participants.models import Principal
-from ledger.records import RecordFormatError, SignedRecord, thaw
+from ledger.records import RecordFormatError, SignedRecord, sign_record, thaw
 from ledger.sm2 import SM2PrivateKey, SM2PublicKey
 
 __all__ = [
@@ -47,7 +47,10 @@ __all__ = [
     "InvalidPayloadError",
     "SignedAction",
     "check_action",
+    "commit_with_exchange_record",
     "commit_with_record",
+    "commit_with_records",
+    "exchange_action",
     "log_receipt",
     "payload_of",
 ]
@@ -171,10 +174,24 @@ def commit_with_record(
     again), :class:`ConcurrentUpdateError` (409) or ``ConflictError`` (409, a
     unique key taken meanwhile). Nothing is stored then.
     """
+    result, [accepted] = commit_with_records(session, [action], log_key, stage)
+    return result, accepted
+
+
+def commit_with_records(
+    session: Session,
+    actions: Sequence[SignedAction],
+    log_key: SM2PrivateKey,
+    stage: Callable[[], _T],
+) -> tuple[_T, list[Accepted]]:
+    """:func:`commit_with_record` for several records that must be stored together
+    with one change (consecutive log indexes, one transaction): a buyer's
+    ``order.accepted`` and the exchange's ``settlement.paid``, for instance.
+    Returns ``stage``'s result and the records' entries, in order."""
     try:
         with session.no_autoflush:
             result = stage()
-        [accepted] = store(session, [action.submission], log_key)
+        accepted = store(session, [action.submission for action in actions], log_key)
     except StaleDataError:
         session.rollback()
         raise ConcurrentUpdateError(
@@ -187,6 +204,39 @@ def commit_with_record(
         session.rollback()
         raise
     return result, accepted
+
+
+def commit_with_exchange_record(
+    session: Session,
+    log_key: SM2PrivateKey,
+    record_type: str,
+    payload: Mapping[str, Any],
+    stage: Callable[[], _T],
+) -> tuple[_T, Accepted]:
+    """:func:`commit_with_record` for a record the exchange itself originates
+    (``delivery.issued``, ``settlement.paid``, ``order.auto_accepted``, ...).
+
+    Such a record is not a participant's action, so there is no client record
+    to check: the exchange signs ``payload`` as ``record_type`` with the log key
+    (actor = the log key's id, timestamp = now) and stores it atomically with
+    what ``stage`` stages, exactly like a participant's record. Use it only for
+    what the exchange decides on its own; never to act for a participant.
+
+    Raises ``RecordFormatError`` for a malformed type or payload (a programming
+    error) and whatever :func:`commit_with_record` raises; nothing is stored then.
+    """
+    action = exchange_action(log_key, record_type, payload)
+    return commit_with_record(session, action, log_key, stage)
+
+
+def exchange_action(
+    log_key: SM2PrivateKey, record_type: str, payload: Mapping[str, Any]
+) -> SignedAction:
+    """A record the exchange originates, signed now with the log key (actor = the
+    log key's id), to store with :func:`commit_with_records` next to the record
+    that caused it (its leaf hash is known before the commit, for the rows that
+    must name it)."""
+    return SignedAction(sign_record(log_key, record_type, payload), log_key.public_key())
 
 
 def log_receipt(accepted: Accepted) -> Appended:

@@ -133,6 +133,18 @@ class Settings(BaseSettings):
     content_max_bytes: int = Field(
         default=64 * 1024**3, ge=1, description="Largest dataset upload in bytes."
     )
+    acceptance_window_s: int = Field(
+        default=7 * 24 * 3600,
+        ge=1,
+        description="Seconds a buyer has, from the first delivery, to accept or dispute "
+        "an order (its acceptance_deadline); then it is accepted automatically.",
+    )
+    auto_accept_interval_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="Seconds between the auto-acceptor's passes (delivered orders past "
+        "their acceptance_deadline are accepted by the exchange and settled).",
+    )
 
     @property
     def resolved_database_url(self) -> str:

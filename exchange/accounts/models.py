@@ -32,6 +32,10 @@ class MovementKind(StrEnum):
     """A provider's share of a settlement: available += amount."""
     FEE = "fee"
     """The platform fee of a settlement (credited to the platform account)."""
+    CLAWBACK = "clawback"
+    """A refund of a settled order taken back from a payee: available -= amount."""
+    SETTLED_REFUND = "settled_refund"
+    """A refund of a settled order paid to the buyer from the clawbacks: available += amount."""
 
 
 PLATFORM_ACCOUNT = "platform"

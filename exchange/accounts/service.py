@@ -43,6 +43,7 @@ __all__ = [
     "account_view",
     "at_flush",
     "credit",
+    "debit",
     "deposit",
     "derived_balance",
     "ensure_account",
@@ -50,12 +51,22 @@ __all__ = [
     "movement",
     "rebuild_deposit",
     "receipt_for",
+    "refund_held",
+    "release_held",
 ]
 
 
 class InsufficientFundsError(ExchangeError):
     status = 402
     code = "insufficient_funds"
+
+
+class EscrowMismatchError(ExchangeError):
+    """The balance row holds less escrow than the order says (never happens when every
+    change goes through this module; refused rather than driven negative)."""
+
+    status = 409
+    code = "escrow_mismatch"
 
 
 class ParticipantNotFoundError(NotFoundError):
@@ -123,6 +134,44 @@ def credit(connection: Connection, key_id: str, amount: int) -> None:
     )
 
 
+def release_held(connection: Connection, key_id: str, amount: int) -> None:
+    """Take ``amount`` out of held (settlement of escrow); the escrow must cover it."""
+    result = connection.execute(
+        update(Account)
+        .where(col(Account.key_id) == key_id, col(Account.held) >= amount)
+        .values(held=col(Account.held) - amount)
+    )
+    if result.rowcount != 1:
+        raise EscrowMismatchError(f"the account {key_id} holds less than {amount} fen")
+
+
+def refund_held(connection: Connection, key_id: str, amount: int) -> None:
+    """Move ``amount`` from held back to available (a refund of escrow)."""
+    result = connection.execute(
+        update(Account)
+        .where(col(Account.key_id) == key_id, col(Account.held) >= amount)
+        .values(held=col(Account.held) - amount, available=col(Account.available) + amount)
+    )
+    if result.rowcount != 1:
+        raise EscrowMismatchError(f"the account {key_id} holds less than {amount} fen")
+
+
+def debit(
+    connection: Connection,
+    key_id: str,
+    amount: int,
+    error: Callable[[str], ExchangeError] = InsufficientFundsError,
+) -> None:
+    """Take ``amount`` from available, only if available covers it; else raise ``error``."""
+    result = connection.execute(
+        update(Account)
+        .where(col(Account.key_id) == key_id, col(Account.available) >= amount)
+        .values(available=col(Account.available) - amount)
+    )
+    if result.rowcount != 1:
+        raise error(f"the available balance of {key_id} is below {amount} fen")
+
+
 def movement(
     key_id: str,
     kind: MovementKind,
@@ -140,6 +189,8 @@ def movement(
         MovementKind.REFUND: (amount, -amount),
         MovementKind.PAYOUT: (amount, 0),
         MovementKind.FEE: (amount, 0),
+        MovementKind.CLAWBACK: (-amount, 0),
+        MovementKind.SETTLED_REFUND: (amount, 0),
     }
     available_delta, held_delta = deltas[kind]
     return AccountMovement(

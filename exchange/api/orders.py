@@ -1,7 +1,10 @@
-"""Orders over REST: place (``order.placed``, buyer-signed, escrow), read, list."""
+"""Orders over REST: place (``order.placed``, buyer-signed, escrow), read, list; and
+their lifecycle (exchange.orders.lifecycle): accept (+ settlement), dispute,
+resolve (operators), revoke (providers)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request
@@ -10,18 +13,35 @@ from fastapi.responses import JSONResponse
 from exchange.api.responses import signed_errors
 from exchange.auth.deps import CurrentParticipant, SessionDep, require_role
 from exchange.auth.verifier import Authenticator
+from exchange.errors import ExchangeError
 from exchange.idempotency import Idempotent, run
-from exchange.orders import service
-from exchange.orders.schemas import OrderPage, OrderPlaced, OrderPublic
+from exchange.orders import lifecycle, service
+from exchange.orders.schemas import OrderChanged, OrderPage, OrderPlaced, OrderPublic
 from exchange.participants.models import Principal, Role
-from exchange.records import ActionRequest, check_action
+from exchange.records import ActionRequest, SignedAction, check_action
 from ledger.sm2 import SM2PublicKey
 
 __all__ = ["router"]
 
+
+class TargetMismatchError(ExchangeError):
+    status = 422
+    code = "target_mismatch"
+
+
 router = APIRouter(prefix="/orders", tags=["orders"])
 
 Buyer = Annotated[Principal, Depends(require_role(Role.BUYER))]
+Operator = Annotated[Principal, Depends(require_role(Role.OPERATOR))]
+Provider = Annotated[Principal, Depends(require_role(Role.PROVIDER))]
+OrderIdPath = Annotated[str, Path(max_length=36)]
+IdempotencyHeader = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        description="Optional; the same key and body return the stored response.",
+    ),
+]
 
 
 @router.post(
@@ -36,7 +56,7 @@ Buyer = Annotated[Principal, Depends(require_role(Role.BUYER))]
             403: "actor_mismatch",
             404: "listing_not_found",
             409: "quote_used, sold_out, quote_expired, listing_not_published, order_exists, "
-            "duplicate_record, concurrent_update",
+            "not_renewable, duplicate_record, concurrent_update",
             422: "invalid_request, wrong_record_type, stale_record, invalid_payload, "
             "invalid_quote, invalid_quote_signature, quote_mismatch, invalid_terms, "
             "invalid_idempotency_key, idempotency_key_reused",
@@ -52,7 +72,11 @@ def place_order(
 ) -> OrderPlaced | JSONResponse:
     """An ``order.placed`` record signed by the buyer: ``{"order_id": <new UUID>,
     "quote": <the quote as issued>}``. The quote must be this exchange's, for you,
-    unexpired, unused, and still match the listing's version, digest and price."""
+    unexpired, unused, and still match the listing's version, digest and price.
+
+    A renewal adds ``"renews": <your earlier subscription order on this listing>``
+    (not revoked, not refunded, not already renewed): the new paid period starts
+    where that one ends, or now if it has ended."""
     del idempotency_key  # read by Idempotent from the request (documented here)
     authenticator: Authenticator = request.app.state.authenticator
     idempotent = Idempotent(request, principal.key_id, body)
@@ -100,3 +124,199 @@ def list_orders(
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
 ) -> OrderPage:
     return service.list_orders(session, principal, role=role, limit=limit, offset=offset)
+
+
+def _action(
+    body: ActionRequest, principal: Principal, request: Request, record_type: str
+) -> SignedAction:
+    authenticator: Authenticator = request.app.state.authenticator
+    public_key = (
+        authenticator.operators[principal.key_id]
+        if principal.is_operator
+        else SM2PublicKey.from_pem(principal.public_key_pem)
+    )
+    return check_action(
+        body,
+        record_type=record_type,
+        public_key=public_key,
+        principal=principal,
+        skew_s=authenticator.skew_s,
+    )
+
+
+def _idempotent_change(
+    session: SessionDep,
+    request: Request,
+    principal: Principal,
+    body: ActionRequest,
+    effect: Callable[[Idempotent], OrderChanged],
+) -> OrderChanged | JSONResponse:
+    idempotent = Idempotent(request, principal.key_id, body)
+    result = run(
+        session,
+        idempotent,
+        lambda row: lifecycle.rebuild_changed(session, row),
+        lambda: effect(idempotent),
+    )
+    assert isinstance(result, OrderChanged | JSONResponse)
+    return result
+
+
+_DECISION_409 = (
+    "not_delivered, acceptance_closed, order_not_open, duplicate_record, concurrent_update"
+)
+
+
+@router.post(
+    "/{order_id}/accept",
+    response_model=OrderChanged,
+    summary="Accept a delivered order; it is settled at once (its buyer)",
+    responses=signed_errors(
+        {
+            400: "invalid_record, invalid_signature",
+            403: "actor_mismatch",
+            404: "order_not_found",
+            409: _DECISION_409,
+            422: "invalid_request, wrong_record_type, stale_record, invalid_payload, "
+            "target_mismatch, invalid_idempotency_key, idempotency_key_reused",
+        }
+    ),
+)
+def accept_order(
+    order_id: OrderIdPath,
+    body: ActionRequest,
+    principal: Buyer,
+    session: SessionDep,
+    request: Request,
+    idempotency_key: IdempotencyHeader = None,
+) -> OrderChanged | JSONResponse:
+    """An ``order.accepted`` record signed by the buyer: ``{"order_id"}``, while the
+    order is delivered and before its ``acceptance_deadline``. In the same
+    transaction the exchange settles: a ``settlement.paid`` record signed by its log
+    key (``{order_id, amount, platform_fee, payouts, remainder_rule}``), the escrow
+    released, each provider's share and the platform fee credited (docs/money.md)."""
+    del idempotency_key  # read by Idempotent from the request (documented here)
+
+    def effect(idempotent: Idempotent) -> OrderChanged:
+        action = _action(body, principal, request, "order.accepted")
+        _check_target(action, order_id)
+        return lifecycle.accept(
+            session, action, request.app.state.log_key, request.app.state.settings, idempotent
+        )
+
+    return _idempotent_change(session, request, principal, body, effect)
+
+
+@router.post(
+    "/{order_id}/dispute",
+    response_model=OrderChanged,
+    summary="Dispute a delivered order; its escrow stays frozen (its buyer)",
+    responses=signed_errors(
+        {
+            400: "invalid_record, invalid_signature",
+            403: "actor_mismatch",
+            404: "order_not_found",
+            409: _DECISION_409,
+            422: "invalid_request, wrong_record_type, stale_record, invalid_payload, "
+            "target_mismatch",
+        }
+    ),
+)
+def dispute_order(
+    order_id: OrderIdPath,
+    body: ActionRequest,
+    principal: Buyer,
+    session: SessionDep,
+    request: Request,
+) -> OrderChanged:
+    """An ``order.disputed`` record signed by the buyer: ``{"order_id", "reason"}``
+    (1 to 1000 characters), while the order is delivered and before its
+    ``acceptance_deadline``. An operator then resolves it."""
+    action = _action(body, principal, request, "order.disputed")
+    _check_target(action, order_id)
+    return lifecycle.dispute(session, action, request.app.state.log_key)
+
+
+@router.post(
+    "/{order_id}/resolve",
+    response_model=OrderChanged,
+    summary="Resolve a dispute: refund the buyer or release to the providers (operators)",
+    responses=signed_errors(
+        {
+            400: "invalid_record, invalid_signature",
+            403: "actor_mismatch",
+            404: "order_not_found",
+            409: "not_disputed, duplicate_record, concurrent_update",
+            422: "invalid_request, wrong_record_type, stale_record, invalid_payload, "
+            "target_mismatch, invalid_idempotency_key, idempotency_key_reused",
+        }
+    ),
+)
+def resolve_dispute(
+    order_id: OrderIdPath,
+    body: ActionRequest,
+    principal: Operator,
+    session: SessionDep,
+    request: Request,
+    idempotency_key: IdempotencyHeader = None,
+) -> OrderChanged | JSONResponse:
+    """A ``dispute.resolved`` record signed by an operator: ``{"order_id", "outcome":
+    "refund" | "release", "note"}``. ``refund`` returns the escrow to the buyer
+    (state refunded); ``release`` settles it as an acceptance does (state settled,
+    with the exchange's ``settlement.paid`` record)."""
+    del idempotency_key  # read by Idempotent from the request (documented here)
+
+    def effect(idempotent: Idempotent) -> OrderChanged:
+        action = _action(body, principal, request, "dispute.resolved")
+        _check_target(action, order_id)
+        return lifecycle.resolve(
+            session, action, request.app.state.log_key, request.app.state.settings, idempotent
+        )
+
+    return _idempotent_change(session, request, principal, body, effect)
+
+
+@router.post(
+    "/{order_id}/revoke",
+    response_model=OrderChanged,
+    summary="Revoke the buyer's access and refund the unused part (the listing's providers)",
+    responses=signed_errors(
+        {
+            400: "invalid_record, invalid_signature",
+            403: "actor_mismatch, not_provider",
+            404: "order_not_found",
+            409: "already_revoked, order_closed, insufficient_funds (a payee cannot cover "
+            "its clawback), duplicate_record, concurrent_update",
+            422: "invalid_request, wrong_record_type, stale_record, invalid_payload, "
+            "target_mismatch, invalid_idempotency_key, idempotency_key_reused",
+        }
+    ),
+)
+def revoke_access(
+    order_id: OrderIdPath,
+    body: ActionRequest,
+    principal: Provider,
+    session: SessionDep,
+    request: Request,
+    idempotency_key: IdempotencyHeader = None,
+) -> OrderChanged | JSONResponse:
+    """An ``access.revoked`` record signed by a provider of the order's listing:
+    ``{"order_id", "reason"}`` (1 to 500 characters). Downloads are refused from
+    then on. Refund (docs/money.md): a subscription's unused part, pro rata; a
+    one-off order's whole escrow if not settled yet, nothing once settled. Money
+    already paid out is clawed back from the payees in proportion to their parts;
+    if one of them cannot cover it, nothing happens (409 ``insufficient_funds``)."""
+    del idempotency_key  # read by Idempotent from the request (documented here)
+
+    def effect(idempotent: Idempotent) -> OrderChanged:
+        action = _action(body, principal, request, "access.revoked")
+        _check_target(action, order_id)
+        return lifecycle.revoke(session, action, request.app.state.log_key, idempotent)
+
+    return _idempotent_change(session, request, principal, body, effect)
+
+
+def _check_target(action: SignedAction, order_id: str) -> None:
+    named = action.payload.get("order_id")
+    if isinstance(named, str) and named != order_id:  # a malformed one: invalid_payload
+        raise TargetMismatchError(f"the record names order {named}, the request {order_id}")

@@ -1,12 +1,18 @@
 """Payloads and JSON shapes of quotes and orders.
 
 Record ``order.placed`` (signed by the buyer): ``{"order_id": <new UUID>,
-"quote": <exchange.quotes.Quote.to_dict()>}``.
+"quote": <exchange.quotes.Quote.to_dict()>, "renews": <order id>}`` (``renews``
+optional: a subscription renewal). The lifecycle records (exchange.orders.lifecycle):
+``order.accepted`` ``{order_id}`` and ``order.disputed`` ``{order_id, reason}``
+(buyer), ``dispute.resolved`` ``{order_id, outcome, note}`` (operator),
+``access.revoked`` ``{order_id, reason}`` (provider), and the exchange's own
+``order.auto_accepted`` ``{order_id, acceptance_deadline}`` and
+``settlement.paid`` ``{order_id, amount, platform_fee, payouts, remainder_rule}``.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StringConstraints
 
@@ -54,6 +60,76 @@ class OrderPayload(BaseModel):
 
     order_id: OrderId
     quote: dict[str, Any]
+    renews: OrderId | None = Field(
+        default=None,
+        description="The buyer's subscription order this one renews: its paid period "
+        "starts where that one's ends (or now, if that has passed).",
+    )
+
+
+Reason = Annotated[str, StringConstraints(min_length=1, max_length=1000)]
+
+
+class OrderRefPayload(BaseModel):
+    """``order.accepted`` (buyer)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    order_id: OrderId
+
+
+class DisputePayload(BaseModel):
+    """``order.disputed`` (buyer): the escrow stays frozen until an operator resolves."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    order_id: OrderId
+    reason: Reason
+
+
+class ResolvePayload(BaseModel):
+    """``dispute.resolved`` (operator): ``refund`` the escrow to the buyer or
+    ``release`` it to the providers (settlement)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    order_id: OrderId
+    outcome: Literal["refund", "release"]
+    note: Reason
+
+
+class RevokePayload(BaseModel):
+    """``access.revoked`` (a provider of the order's listing)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    order_id: OrderId
+    reason: Annotated[str, StringConstraints(min_length=1, max_length=500)]
+
+
+class SettlementPublic(BaseModel):
+    amount: int = Field(description="Fen settled (the escrow released).")
+    platform_fee: int = Field(description="Fen to the platform: floor(amount × fee_bp / 10000).")
+    payouts: dict[str, int] = Field(
+        description="Fen per provider key id (largest-remainder split of amount − fee)."
+    )
+
+
+class SettlementPaid(SettlementPublic):
+    remainder_rule: str = Field(
+        description="How the fractions of a fen were given out (docs/money.md).",
+        examples=["largest_remainder"],
+    )
+    log: Appended = Field(description="The exchange-signed settlement.paid record.")
+
+
+class RefundPublic(BaseModel):
+    amount: int = Field(description="Fen returned to the buyer in all.")
+    from_escrow: int = Field(description="Part of it that was still in escrow.")
+    clawbacks: dict[str, int] = Field(
+        description="Part of it taken back from the payees of a settled order "
+        '(provider key ids, "platform" for the fee).'
+    )
 
 
 class OrderPublic(BaseModel):
@@ -72,6 +148,15 @@ class OrderPublic(BaseModel):
     acceptance_deadline: int | None
     access_expires_at: int | None
     placed_leaf_hash: str
+    delivered_at: int | None = Field(default=None, description="First envelope issued (ms).")
+    revoked_at: int | None = Field(default=None, description="Access revoked (ms).")
+    revocation_reason: str | None = None
+    renews_order_id: str | None = Field(
+        default=None, description="The subscription order this one renews."
+    )
+    settlement: SettlementPublic | None = Field(
+        default=None, description="The settlement's breakdown, once settled."
+    )
 
 
 class OrderPlaced(BaseModel):
@@ -83,3 +168,16 @@ class OrderPlaced(BaseModel):
 class OrderPage(BaseModel):
     items: list[OrderPublic]
     next_offset: int | None
+
+
+class OrderChanged(BaseModel):
+    """An order after a lifecycle action (accept, dispute, resolve, revoke)."""
+
+    order: OrderPublic
+    log: Appended = Field(description="The record of the action.")
+    settlement: SettlementPaid | None = Field(
+        default=None, description="When the action settled the order."
+    )
+    refund: RefundPublic | None = Field(
+        default=None, description="When the action returned money to the buyer."
+    )

@@ -15,6 +15,11 @@ ONE transaction with the log record (``commit_with_record`` +
    available >= amount``; no row → 402 ``insufficient_funds``;
 5. inserts the order, the ``escrow_hold`` movement and the idempotency key.
 
+A renewal (``renews``: an earlier order id) must name the same buyer's
+subscription to the same listing, neither revoked nor refunded nor already
+renewed by a live order (409 ``not_renewable``, re-checked inside the
+transaction); its paid period starts at ``max(now, previous.access_expires_at)``.
+
 Any refusal rolls back everything, the log entry included. Cheap pre-checks
 before the transaction give the same codes early; the conditional statements
 are what make them hold under concurrency (on SQLite and PostgreSQL alike).
@@ -43,7 +48,15 @@ from exchange.errors import ConflictError, ExchangeError, NotFoundError
 from exchange.idempotency import IdempotencyKey, Idempotent
 from exchange.listings.models import Listing, ListingProvider, ListingState
 from exchange.orders.models import OfferSeats, Order, OrderState, UsedQuote
-from exchange.orders.schemas import OrderPage, OrderPayload, OrderPlaced, OrderPublic, TermsIn
+from exchange.orders.schemas import (
+    OrderPage,
+    OrderPayload,
+    OrderPlaced,
+    OrderPublic,
+    SettlementPublic,
+    TermsIn,
+)
+from exchange.orders.settle import settlements_of
 from exchange.participants.models import Principal
 from exchange.pricing import SubscriptionPricing, TermsError, parse_pricing, price
 from exchange.quotes import Quote, QuoteTerms, issue_quote, verify_quote
@@ -77,6 +90,10 @@ class QuoteUsedError(ConflictError):
 
 class SoldOutError(ConflictError):
     code = "sold_out"
+
+
+class NotRenewableError(ConflictError):
+    code = "not_renewable"
 
 
 class InvalidRoleFilterError(ExchangeError):
@@ -144,7 +161,9 @@ def issue(
 # --------------------------------------------------------------------------- orders
 
 
-def order_public(row: Order) -> OrderPublic:
+def order_public(row: Order, settlement: SettlementPublic | None = None) -> OrderPublic:
+    """The order's JSON; ``settlement`` is its breakdown once settled
+    (:func:`exchange.orders.settle.settlements_of`)."""
     return OrderPublic(
         id=row.id,
         buyer=row.buyer_key_id,
@@ -161,6 +180,11 @@ def order_public(row: Order) -> OrderPublic:
         acceptance_deadline=row.acceptance_deadline,
         access_expires_at=row.access_expires_at,
         placed_leaf_hash=row.placed_leaf_hash,
+        delivered_at=row.delivered_at,
+        revoked_at=row.revoked_at,
+        revocation_reason=row.revocation_reason,
+        renews_order_id=row.renews_order_id,
+        settlement=settlement,
     )
 
 
@@ -201,6 +225,77 @@ def _ensure_seats(session: Session, listing_id: str, version: int) -> None:
         session.rollback()
 
 
+def _renewed(session: Session, previous_id: str, buyer: str, listing_id: str) -> Order:
+    """The order a renewal extends, if it may be renewed (else 409 ``not_renewable``)."""
+    previous = session.get(Order, previous_id)
+    if previous is None or previous.buyer_key_id != buyer:
+        raise NotRenewableError(f"you have no order {previous_id} to renew")
+    _check_renewable(
+        previous.id,
+        listing_id=previous.listing_id,
+        expires=previous.access_expires_at,
+        revoked=previous.revoked_at,
+        state=previous.state,
+        wanted_listing=listing_id,
+    )
+    return previous
+
+
+def _check_renewable(
+    previous_id: str,
+    *,
+    listing_id: str,
+    expires: int | None,
+    revoked: int | None,
+    state: str,
+    wanted_listing: str,
+) -> None:
+    if listing_id != wanted_listing:
+        raise NotRenewableError(f"order {previous_id} is for another listing")
+    if expires is None:
+        raise NotRenewableError(f"order {previous_id} is not a subscription")
+    if revoked is not None:
+        raise NotRenewableError(f"access to order {previous_id} was revoked")
+    if state == OrderState.REFUNDED:
+        raise NotRenewableError(f"order {previous_id} was refunded")
+
+
+def _recheck_renewal(connection: Connection, previous_id: str, order_id: str, listing: str) -> None:
+    """Inside the order's transaction (the log's write lock is held): the renewed
+    order was not revoked or refunded meanwhile, and no other live order renews it."""
+    row = connection.execute(
+        select(
+            col(Order.listing_id),
+            col(Order.access_expires_at),
+            col(Order.revoked_at),
+            col(Order.state),
+        ).where(col(Order.id) == previous_id)
+    ).one()
+    _check_renewable(
+        previous_id,
+        listing_id=row[0],
+        expires=row[1],
+        revoked=row[2],
+        state=row[3],
+        wanted_listing=listing,
+    )
+    _not_renewed_yet(connection, previous_id, order_id)
+
+
+def _not_renewed_yet(connection: Connection, previous_id: str, order_id: str) -> None:
+    other = connection.execute(
+        select(col(Order.id)).where(
+            col(Order.renews_order_id) == previous_id,
+            col(Order.id) != order_id,
+            col(Order.state) != OrderState.REFUNDED.value,
+        )
+    ).first()
+    if other is not None:
+        raise NotRenewableError(
+            f"order {previous_id} is already renewed by order {other[0]}; renew that one"
+        )
+
+
 def place(
     session: Session,
     action: SignedAction,
@@ -231,6 +326,12 @@ def place(
     )
     if session.get(Order, payload.order_id) is not None:
         raise OrderExistsError(f"order {payload.order_id} exists")
+    previous = None
+    if payload.renews is not None:
+        if not isinstance(pricing, SubscriptionPricing):
+            raise NotRenewableError(f"listing {listing.id} is not sold by subscription")
+        previous = _renewed(session, payload.renews, buyer, listing.id)
+        _not_renewed_yet(session.connection(), previous.id, payload.order_id)
     if session.get(UsedQuote, quote.quote_id) is not None:
         raise QuoteUsedError(f"quote {quote.quote_id} was already used for an order")
     limit = pricing.seat_limit
@@ -246,7 +347,11 @@ def place(
     expires = None
     if isinstance(pricing, SubscriptionPricing):
         assert quote.terms.periods is not None
-        expires = now + quote.terms.periods * pricing.period_days * DAY_MS
+        start = now
+        if previous is not None and previous.access_expires_at is not None:
+            start = max(now, previous.access_expires_at)
+        expires = start + quote.terms.periods * pricing.period_days * DAY_MS
+    renews = None if previous is None else previous.id
     order = Order(
         id=payload.order_id,
         buyer_key_id=buyer,
@@ -262,6 +367,7 @@ def place(
         updated_at=now,
         access_expires_at=expires,
         placed_leaf_hash=leaf_hash.hex(),
+        renews_order_id=renews,
     )
     listing_id, version = listing.id, listing.version
 
@@ -290,6 +396,8 @@ def place(
             raise ListingNotPublishedError(f"listing {listing_id} changed; request a new quote")
         if limit is not None:
             _take_seat(connection, listing_id, version, limit)
+        if renews is not None:
+            _recheck_renewal(connection, renews, order.id, listing_id)
         if amount > 0:
             hold(connection, buyer, amount)
 
@@ -325,7 +433,7 @@ def get_order(session: Session, principal: Principal, order_id: str) -> OrderPub
     row = session.get(Order, order_id)
     if row is None or not _can_see(session, row, principal):
         raise OrderNotFoundError(f"no order {order_id}")
-    return order_public(row)
+    return order_public(row, settlements_of(session, [row]).get(row.id))
 
 
 def list_orders(
@@ -343,7 +451,9 @@ def list_orders(
         query = query.where(col(Order.listing_id).in_(own))
     query = query.order_by(col(Order.created_at).desc(), col(Order.id)).offset(offset)
     rows = session.execute(query.limit(limit + 1)).scalars().all()
+    page = rows[:limit]
+    settled = settlements_of(session, page)
     return OrderPage(
-        items=[order_public(r) for r in rows[:limit]],
+        items=[order_public(r, settled.get(r.id)) for r in page],
         next_offset=offset + limit if len(rows) > limit else None,
     )

@@ -1,5 +1,5 @@
-"""The authorisation matrix: every participants/listings/accounts/quotes/orders
-endpoint × every role (anonymous, the owner, another provider, a buyer, an
+"""The authorisation matrix: every participants/listings/accounts/quotes/orders/
+content/delivery endpoint × every role (anonymous, the owner, another provider, a buyer, an
 auditor, an operator, a suspended participant) on someone's resource, with the
 exact status and code.
 
@@ -9,6 +9,7 @@ who may act, not whether the record matches the signer (see test_participants)."
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ import pytest
 from test_auth_support import Exchange, listing_content, running_exchange
 
 from ledger.sm2 import SM2PrivateKey
+from ledger.sm3 import sm3
 
 ROLES = ("anonymous", "owner", "other_provider", "buyer", "auditor", "operator", "suspended")
 
@@ -32,8 +34,8 @@ class World:
     def owner(self) -> SM2PrivateKey:
         return self.keys["owner"]
 
-    def listing(self, state: str) -> str:
-        listing_id = self.ex.draft(self.owner)
+    def listing(self, state: str, **overrides: Any) -> str:
+        listing_id = self.ex.draft(self.owner, **overrides)
         path = {
             "draft": [],
             "submitted": [(self.owner, "submit")],
@@ -64,11 +66,30 @@ class World:
         self.deposit(buyer, quote["amount"])
         return quote
 
-    def order(self) -> str:
+    def content_listing(self) -> tuple[str, bytes]:
+        """A published listing of the owner's and the bytes it commits to (not uploaded)."""
+        data = os.urandom(1000)
+        return self.listing("published", content_digest=sm3(data).hex(), byte_size=1000), data
+
+    def delivered_order(self, *, envelope: bool) -> str:
+        """An order of the matrix's buyer whose content is uploaded, with an envelope
+        issued (``envelope``) or not yet."""
+        listing_id, data = self.content_listing()
+        path = f"/listings/{listing_id}/versions/1/content"
+        response = self.ex.http(self.owner).put(path, content=data)
+        assert response.status_code == 201, response.text
+        order_id = self.order(listing_id)
+        if envelope:
+            response = self.ex.http(self.keys["buyer"]).post(f"/orders/{order_id}/delivery")
+            assert response.status_code == 200, response.text
+        return order_id
+
+    def order(self, listing_id: str | None = None) -> str:
         """An order of the matrix's buyer on one of the owner's listings."""
         buyer = self.keys["buyer"]
         order_id = str(uuid.uuid4())
-        payload = {"order_id": order_id, "quote": self.quote(self.listing("published"))}
+        listing_id = listing_id or self.listing("published")
+        payload = {"order_id": order_id, "quote": self.quote(listing_id)}
         body = self.ex.signed_body(buyer, "order.placed", payload)
         response = self.ex.http(buyer).post("/orders", json=body)
         assert response.status_code == 201, response.text
@@ -99,9 +120,10 @@ def world(tmp_path_factory: pytest.TempPathFactory, live_server: Any) -> Iterato
         yield World(ex, keys)
 
 
-Request = tuple[str, str, str | None, Callable[[SM2PrivateKey], dict[str, Any]] | None]
-"""method, path, record type (None: the payload, if any, is the plain JSON body and
-nothing is logged), payload for the acting key."""
+Request = tuple[str, str, str | None, Callable[[SM2PrivateKey], dict[str, Any] | bytes] | None]
+"""method, path, record type (None: the payload, if any, is the plain body — JSON,
+or raw bytes — and nothing is logged unless the endpoint is in EXCHANGE_LOGGED),
+payload for the acting key."""
 
 
 def _register(w: World) -> Request:
@@ -199,6 +221,40 @@ def _place_order(w: World) -> Request:
     )
 
 
+def _upload(w: World) -> Request:
+    listing_id, data = w.content_listing()
+    return "PUT", f"/listings/{listing_id}/versions/1/content", None, lambda _k: data
+
+
+def _request_delivery(w: World) -> Request:
+    return "POST", f"/orders/{w.delivered_order(envelope=False)}/delivery", None, lambda _k: {}
+
+
+def _on_order(
+    action: str, record_type: str, order: Callable[[World], str], **extra: Any
+) -> Callable[[World], Request]:
+    def build(w: World) -> Request:
+        order_id = order(w)
+        payload = {"order_id": order_id, **extra}
+        return "POST", f"/orders/{order_id}/{action}", record_type, lambda _k: payload
+
+    return build
+
+
+def _disputed_order(w: World) -> str:
+    order_id = w.delivered_order(envelope=True)
+    buyer = w.keys["buyer"]
+    payload = {"order_id": order_id, "reason": "matrix"}
+    body = w.ex.signed_body(buyer, "order.disputed", payload)
+    response = w.ex.http(buyer).post(f"/orders/{order_id}/dispute", json=body)
+    assert response.status_code == 200, response.text
+    return order_id
+
+
+def _delivered(w: World) -> str:
+    return w.delivered_order(envelope=True)
+
+
 def _get(path: Callable[[World], str]) -> Callable[[World], Request]:
     return lambda w: ("GET", path(w), None, None)
 
@@ -226,6 +282,16 @@ ANY_PARTICIPANT = _row(
     buyer=OK,
     auditor=OK,
     operator=OK,
+    suspended=SUSPENDED,
+)
+
+BUYER_ONLY = _row(
+    anonymous=UNAUTH,
+    owner=ROLE,
+    other_provider=ROLE,
+    buyer=OK,
+    auditor=ROLE,
+    operator=ROLE,
     suspended=SUSPENDED,
 )
 
@@ -432,7 +498,50 @@ MATRIX: dict[str, tuple[Callable[[World], Request], dict[str, tuple[int, str | N
         ),
     ),
     "list orders": (_get(lambda w: "/orders"), ANY_PARTICIPANT),
+    "upload content": (
+        _upload,
+        _row(
+            anonymous=UNAUTH,
+            owner=CREATED,
+            other_provider=(403, "not_a_provider"),
+            buyer=ROLE,
+            auditor=ROLE,
+            operator=ROLE,
+            suspended=SUSPENDED,
+        ),
+    ),
+    "request delivery": (_request_delivery, BUYER_ONLY),  # (another buyer: test_delivery)
+    "accept an order": (_on_order("accept", "order.accepted", _delivered), BUYER_ONLY),
+    "dispute an order": (
+        _on_order("dispute", "order.disputed", _delivered, reason="matrix"),
+        BUYER_ONLY,
+    ),
+    "resolve a dispute": (
+        _on_order("resolve", "dispute.resolved", _disputed_order, outcome="refund", note="m"),
+        OPERATORS_ONLY,
+    ),
+    "revoke access": (
+        _on_order("revoke", "access.revoked", lambda w: w.order(), reason="matrix"),
+        _row(
+            anonymous=UNAUTH,
+            owner=OK,  # a provider of the order's listing
+            other_provider=(403, "not_provider"),
+            buyer=ROLE,
+            auditor=ROLE,
+            operator=ROLE,
+            suspended=SUSPENDED,
+        ),
+    ),
+    "download content": (
+        _get(lambda w: f"/orders/{w.delivered_order(envelope=True)}/content"),
+        BUYER_ONLY,
+    ),
 }
+
+EXCHANGE_LOGGED = {"request delivery"}
+"""Endpoints whose success the exchange itself logs (a record signed by its log key)."""
+RECORDS_LOGGED = {"accept an order": 2}
+"""Records a success logs when not one (acceptance: the buyer's and settlement.paid)."""
 
 CELLS = [(endpoint, role) for endpoint in MATRIX for role in ROLES]
 
@@ -444,16 +553,21 @@ def test_authz_matrix(world: World, endpoint: str, role: str) -> None:
     key = None if role == "anonymous" else world.keys[role]
     # The anonymous caller registers a fresh key; everyone else signs as themselves.
     signer = key or SM2PrivateKey.generate()
-    body = None
+    body: dict[str, Any] | bytes | None = None
     if record_type is not None and payload is not None:
-        body = world.ex.signed_body(signer, record_type, payload(signer))
+        content = payload(signer)
+        assert isinstance(content, dict)
+        body = world.ex.signed_body(signer, record_type, content)
     elif payload is not None:
         body = payload(signer)
     before = world.ex.log_size()
-    response = world.ex.http(key).request(method, path, json=body)
+    if isinstance(body, bytes):
+        response = world.ex.http(key).request(method, path, content=body)
+    else:
+        response = world.ex.http(key).request(method, path, json=body)
     status, code = expected[role]
     assert response.status_code == status, response.text
     if code is not None:
         assert response.json() == {"code": code, "message": response.json()["message"]}
-    changed = record_type is not None and status < 300
-    assert world.ex.log_size() == before + (1 if changed else 0)
+    changed = (record_type is not None or endpoint in EXCHANGE_LOGGED) and status < 300
+    assert world.ex.log_size() == before + (RECORDS_LOGGED.get(endpoint, 1) if changed else 0)
