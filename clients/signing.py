@@ -19,8 +19,11 @@ as RFC 9421 does for ECDSA, not DER.
 ``httpx.Client``/``AsyncClient`` (or per request). It signs the exact bytes
 httpx sends. A streamed body (an iterator or file) cannot be hashed before it
 is sent without reading it twice, so for those set ``Content-Digest`` yourself
-(e.g. from :func:`content_digest_of_file`, which streams the file through SM3)
-and the signer covers that header as given; a streamed request without one is
+and the signer covers that header as given (it never recomputes it, nor reads
+the body): :func:`content_digest_of_file` streams a file through SM3, and
+:func:`content_digest_of_sm3` formats a digest already computed (the SDK's
+upload hashes the file once and sends that digest, which the exchange checks
+while it receives the bytes). A streamed request without a Content-Digest is
 refused with :class:`SigningError` rather than sent unsigned.
 """
 
@@ -48,7 +51,7 @@ from http_message_signatures import (
 )
 
 from ledger.sm2 import SM2PrivateKey, SM2PublicKey
-from ledger.sm3 import SM3Hasher, sm3, sm3_file
+from ledger.sm3 import DIGEST_SIZE, SM3Hasher, sm3, sm3_file
 
 __all__ = [
     "ALGORITHM_ID",
@@ -59,6 +62,7 @@ __all__ = [
     "SigningError",
     "content_digest",
     "content_digest_of_file",
+    "content_digest_of_sm3",
     "der_to_raw",
     "raw_to_der",
 ]
@@ -123,14 +127,23 @@ class SM2_SM3(HTTPSignatureAlgorithm):
         self.public_key.verify(raw_to_der(signature), message)
 
 
+def content_digest_of_sm3(digest: bytes) -> str:
+    """The RFC 9530 ``Content-Digest`` value for a body whose SM3 ``digest`` (32 bytes)
+    was computed elsewhere, e.g. while streaming the file once: ``sm3=:<base64>:``.
+    Raises :class:`ValueError` for anything but 32 bytes."""
+    if not isinstance(digest, bytes) or len(digest) != DIGEST_SIZE:
+        raise ValueError(f"an SM3 digest is {DIGEST_SIZE} bytes")
+    return f"{DIGEST_ALGORITHM}=:{base64.b64encode(digest).decode('ascii')}:"
+
+
 def content_digest(body: bytes) -> str:
     """The RFC 9530 ``Content-Digest`` value of ``body``: ``sm3=:<base64>:``."""
-    return f"{DIGEST_ALGORITHM}=:{base64.b64encode(sm3(body)).decode('ascii')}:"
+    return content_digest_of_sm3(sm3(body))
 
 
 def content_digest_of_file(path: str | Path) -> str:
     """``Content-Digest`` of a file's bytes, streamed through SM3 (never whole in memory)."""
-    return f"{DIGEST_ALGORITHM}=:{base64.b64encode(sm3_file(path)).decode('ascii')}:"
+    return content_digest_of_sm3(sm3_file(path))
 
 
 class _SM3:
@@ -193,7 +206,11 @@ class SM2RequestSigner(httpx.Auth):
         self._signer = _Signer(signature_algorithm=SM2_SM3, key_resolver=_OneKey(key))
 
     def sign(self, request: httpx.Request) -> None:
-        """Add ``Content-Digest`` (unless present), ``Signature-Input`` and ``Signature``."""
+        """Add ``Content-Digest`` (unless present), ``Signature-Input`` and ``Signature``.
+
+        A ``Content-Digest`` already on the request is covered as given: the body
+        is not read or hashed again (the precomputed path for streamed uploads;
+        the server checks the digest against the bytes it receives)."""
         if "content-digest" not in request.headers:
             try:
                 body = request.content

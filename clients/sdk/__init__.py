@@ -11,24 +11,55 @@
         client.verify_receipt(bundle, rpc_url, registry)
 
 :class:`ExchangeClient` and :class:`AsyncExchangeClient` are twins over one
-base (:mod:`clients.sdk._base`); see ``docs/sdk.md``. The buyer-side
-decryption of a delivered file is :mod:`ledger.delivery` (re-exported here).
+base (:mod:`clients.sdk._base`, :mod:`clients.sdk._marketplace`); see
+``docs/sdk.md``. The buyer-side decryption of a delivered file is
+:mod:`ledger.delivery`, re-exported here raising the SDK's
+:class:`DigestMismatchError`.
 """
 
 from __future__ import annotations
 
 from clients.sdk._base import NO_RETRIES, RetryPolicy, key_from_files
+from clients.sdk._transfer import translate_digest_errors
 from clients.sdk.async_client import AsyncExchangeClient
 from clients.sdk.client import ExchangeClient
 from clients.sdk.errors import (
+    AccessExpiredError,
+    AccessRevokedError,
     APIError,
     ClientConfigError,
     ClientError,
+    DigestMismatchError,
+    InsufficientFundsError,
     MissingKeyError,
+    QuoteExpiredError,
     ReceiptPendingError,
     ResponseFormatError,
     ResponseVerificationError,
+    TransferError,
     TransportError,
+)
+from clients.sdk.market_models import (
+    Account,
+    Balance,
+    Column,
+    ContentUploaded,
+    DecryptedFile,
+    DeliveryEnvelope,
+    FacetCount,
+    Facets,
+    Listing,
+    ListingVersion,
+    Movement,
+    Order,
+    OrderPage,
+    Participant,
+    ProviderShare,
+    Quote,
+    Refund,
+    SearchHit,
+    SearchPage,
+    Settlement,
 )
 from clients.sdk.models import (
     Anchor,
@@ -41,30 +72,58 @@ from clients.sdk.models import (
     InclusionProof,
     LogKey,
 )
-from ledger.delivery import DigestMismatchError, decrypt_delivery, decrypt_file
+from ledger import delivery as _delivery
+
+decrypt_delivery = translate_digest_errors(_delivery.decrypt_delivery)
+decrypt_file = translate_digest_errors(_delivery.decrypt_file)
 
 __all__ = [
     "NO_RETRIES",
     "APIError",
+    "AccessExpiredError",
+    "AccessRevokedError",
+    "Account",
     "Anchor",
     "Appended",
     "AsyncExchangeClient",
+    "Balance",
     "ChainStatus",
     "ClientConfigError",
     "ClientError",
+    "Column",
     "ConsistencyProof",
+    "ContentUploaded",
     "DatabaseStatus",
+    "DecryptedFile",
+    "DeliveryEnvelope",
     "DigestMismatchError",
     "Entry",
     "ExchangeClient",
+    "FacetCount",
+    "Facets",
     "Health",
     "InclusionProof",
+    "InsufficientFundsError",
+    "Listing",
+    "ListingVersion",
     "LogKey",
     "MissingKeyError",
+    "Movement",
+    "Order",
+    "OrderPage",
+    "Participant",
+    "ProviderShare",
+    "Quote",
+    "QuoteExpiredError",
     "ReceiptPendingError",
+    "Refund",
     "ResponseFormatError",
     "ResponseVerificationError",
     "RetryPolicy",
+    "SearchHit",
+    "SearchPage",
+    "Settlement",
+    "TransferError",
     "TransportError",
     "decrypt_delivery",
     "decrypt_file",

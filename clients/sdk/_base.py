@@ -10,10 +10,18 @@ and checks the log's signed answers. :class:`clients.sdk.ExchangeClient` and
 its own way, so an endpoint is one ``_x_call`` builder here plus a
 two-line method in each client.
 
-Retries: only idempotent calls (GET/HEAD) are retried, on a connection that
-could not be made or a 502/503/504 answer, with bounded exponential backoff
-(``Retry-After`` honoured up to the cap). A POST is never retried: it may
-have moved state even when its answer was lost.
+Retries: idempotent calls (GET/HEAD) are retried on a connection that could
+not be made or a 502/503/504 answer, with bounded exponential backoff
+(``Retry-After`` honoured up to the cap). A POST is never retried (it may have
+moved state even when its answer was lost) unless it carries an
+``Idempotency-Key`` (the money-moving calls: deposit, place_order, accept,
+resolve_dispute, revoke): then it is retried with the SAME key and the same
+signed record on any transport error too, and the exchange answers a repeat
+with the stored response instead of acting twice.
+
+The marketplace's builders live in :mod:`clients.sdk._marketplace` (a subclass
+of :class:`BaseClient`, to keep modules small); downloads and uploads in
+:mod:`clients.sdk._transfer`.
 """
 
 from __future__ import annotations
@@ -22,7 +30,7 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final, Generic, Self, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Final, Generic, Self, TypeVar
 
 import httpx
 
@@ -51,6 +59,9 @@ from ledger.errors import InvalidSignature, KeyFormatError
 from ledger.records import ActorMismatchError, RecordFormatError, SignedRecord, sign_record
 from ledger.sm2 import SM2PrivateKey, SM2PublicKey
 
+if TYPE_CHECKING:
+    from clients.sdk._transfer import UploadBody
+
 __all__ = [
     "DEFAULT_TIMEOUT",
     "DEFAULT_URL",
@@ -72,6 +83,7 @@ DEFAULT_URL: Final = "http://127.0.0.1:8000"
 DEFAULT_TIMEOUT: Final = 30.0
 USER_AGENT: Final = "shancheng-sdk/0.1"
 _IDEMPOTENT: Final = frozenset({"GET", "HEAD", "OPTIONS"})
+IDEMPOTENCY_HEADER: Final = "Idempotency-Key"
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,20 +124,35 @@ class Call(Generic[T]):
     ``parse`` gets the response only when its status is in ``ok``; any other
     status becomes an :class:`APIError`. ``signed`` calls carry the client's
     RFC 9421 request signature; the others go unsigned (public endpoints).
+    ``content`` is a streamed request body (an upload). ``verify``, when set,
+    checks the parsed answer against the log key (fetched, or pinned, before
+    the request is sent) and returns it; it raises
+    :class:`ResponseVerificationError`.
     """
 
     method: str
     path: str
     parse: Callable[[httpx.Response], T]
-    params: Mapping[str, str | int] | None = None
+    params: Mapping[str, Any] | None = None
     json: Any = None
     ok: tuple[int, ...] = (200,)
     signed: bool = False
     headers: Mapping[str, str] = field(default_factory=dict)
+    content: UploadBody | None = None
+    verify: Callable[[T, SM2PublicKey], T] | None = None
 
     @property
     def idempotent(self) -> bool:
         return self.method in _IDEMPOTENT
+
+    @property
+    def idempotency_key(self) -> str | None:
+        return self.headers.get(IDEMPOTENCY_HEADER)
+
+    @property
+    def retryable(self) -> bool:
+        """GETs, and POSTs whose repeat the exchange recognises by their Idempotency-Key."""
+        return self.idempotent or (self.idempotency_key is not None and self.content is None)
 
 
 def _json(response: httpx.Response) -> Any:
@@ -218,6 +245,9 @@ def key_from_files(key_file: str | Path, password_file: str | Path | None = None
 
 class BaseClient:
     """Configuration, call builders, retry decisions, decoding and checks (no I/O)."""
+
+    _asynchronous: ClassVar[bool] = False
+    """Whether this client sends with httpx.AsyncClient (streamed bodies differ)."""
 
     def __init__(
         self,
@@ -372,6 +402,9 @@ class BaseClient:
             args["json"] = call.json
         if call.headers:
             args["headers"] = dict(call.headers)
+        if call.content is not None:
+            stream = call.content.asynchronous() if self._asynchronous else call.content.sync()
+            args["content"] = stream
         return args
 
     def _auth_for(self, call: Call[Any]) -> httpx.Auth | None:
@@ -393,10 +426,12 @@ class BaseClient:
     ) -> float | None:
         """Seconds to wait before attempt ``attempt + 1``, or ``None``: do not retry."""
         policy = self.retries
-        if not call.idempotent or attempt >= policy.max_retries:
+        if not call.retryable or attempt >= policy.max_retries:
             return None
         if error is not None:
-            return policy.delay(attempt) if isinstance(error, policy.errors) else None
+            # A keyed POST is safe to repeat even if the first one got through.
+            safe = call.idempotency_key is not None or isinstance(error, policy.errors)
+            return policy.delay(attempt) if safe else None
         assert response is not None
         if response.status_code in call.ok or response.status_code not in policy.statuses:
             return None
@@ -416,6 +451,13 @@ class BaseClient:
             raise ResponseFormatError(
                 f"{call.method} {call.path}: the exchange's answer is malformed: {exc}"
             ) from None
+
+    def _checked(self, call: Call[T], result: T, log_key: SM2PublicKey | None) -> T:
+        """``result`` after ``call.verify`` (if any) against ``log_key``."""
+        if call.verify is None:
+            return result
+        assert log_key is not None, "the client fetches the log key before a verified call"
+        return call.verify(result, log_key)
 
     # ------------------------------------------------------------------ checks
 

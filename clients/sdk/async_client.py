@@ -4,16 +4,31 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 import anyio.to_thread
 import httpx
 
-from clients.sdk._base import DEFAULT_TIMEOUT, USER_AGENT, BaseClient, Call, RetryPolicy
+from clients.sdk._base import DEFAULT_TIMEOUT, USER_AGENT, Call, RetryPolicy
+from clients.sdk._marketplace import MarketplaceCalls
+from clients.sdk._transfer import Progress
 from clients.sdk.errors import ReceiptPendingError
+from clients.sdk.market_models import (
+    Account,
+    ContentUploaded,
+    DecryptedFile,
+    DeliveryEnvelope,
+    Listing,
+    Order,
+    OrderPage,
+    Participant,
+    Quote,
+    SearchPage,
+)
 from clients.sdk.models import (
     Anchor,
     Appended,
@@ -37,7 +52,7 @@ __all__ = ["AsyncExchangeClient"]
 T = TypeVar("T")
 
 
-class AsyncExchangeClient(BaseClient):
+class AsyncExchangeClient(MarketplaceCalls):
     """The async twin of :class:`clients.sdk.ExchangeClient` (same arguments, except
     ``transport`` is an ``httpx.AsyncBaseTransport``, e.g. ``httpx.ASGITransport``).
     Use ``async with``, or ``await client.aclose()``.
@@ -46,6 +61,8 @@ class AsyncExchangeClient(BaseClient):
     :meth:`audit_log` reaches the exchange over the network at ``base_url``
     with its own connection (not through ``transport``).
     """
+
+    _asynchronous = True
 
     def __init__(
         self,
@@ -91,6 +108,7 @@ class AsyncExchangeClient(BaseClient):
 
     async def _send(self, call: Call[T]) -> T:
         auth = self._auth_for(call)
+        log_key = await self._verification_key() if call.verify is not None else None
         attempt = 0
         while True:
             request = self._http.build_request(**self._request_args(call))
@@ -103,7 +121,7 @@ class AsyncExchangeClient(BaseClient):
             else:
                 delay = self._retry_delay(call, attempt, response=response)
                 if delay is None:
-                    return self._decode(call, response)
+                    return self._checked(call, self._decode(call, response), log_key)
                 await response.aclose()
             await anyio.sleep(delay)
             attempt += 1
@@ -173,6 +191,183 @@ class AsyncExchangeClient(BaseClient):
                 if anyio.current_time() >= deadline:
                     raise
             await anyio.sleep(interval)
+
+    # ------------------------------------------------------------------ participants
+
+    async def register(self, display_name: str, role: str) -> Participant:
+        return await self._send(self._register_call(display_name, role))
+
+    async def me(self) -> Participant:
+        return await self._send(self._me_call())
+
+    async def participant(self, key_id: str) -> Participant:
+        return await self._send(self._participant_call(key_id))
+
+    async def approve_participant(self, key_id: str) -> Participant:
+        return await self._send(self._approve_participant_call(key_id))
+
+    async def suspend_participant(self, key_id: str, reason: str) -> Participant:
+        return await self._send(self._suspend_participant_call(key_id, reason))
+
+    # ------------------------------------------------------------------ provider
+
+    async def create_listing(self, fields: Mapping[str, Any]) -> Listing:
+        return await self._send(self._create_listing_call(fields))
+
+    async def update_listing(self, listing_id: str, fields: Mapping[str, Any]) -> Listing:
+        return await self._send(self._update_listing_call(listing_id, fields))
+
+    async def submit_listing(self, listing_id: str) -> Listing:
+        return await self._send(self._submit_listing_call(listing_id))
+
+    async def new_version(self, listing_id: str, fields: Mapping[str, Any]) -> Listing:
+        version = fields.get("version") or (await self.listing(listing_id)).version + 1
+        return await self._send(self._new_version_call(listing_id, version, fields))
+
+    async def delist(self, listing_id: str, reason: str) -> Listing:
+        return await self._send(self._delist_call(listing_id, reason))
+
+    async def listing_from_file(
+        self,
+        path: str | Path,
+        *,
+        file_format: str | None = None,
+        sample_rows: int = 5,
+        **overrides: Any,
+    ) -> dict[str, Any]:
+        return await anyio.to_thread.run_sync(
+            self._listing_fields_from_file, path, file_format, sample_rows, overrides
+        )
+
+    async def upload_content(
+        self,
+        listing_id: str,
+        version: int,
+        path: str | Path,
+        progress: Progress | None = None,
+    ) -> ContentUploaded:
+        build = functools.partial(self._upload_content_call, listing_id, version, path, progress)
+        return await self._send(await anyio.to_thread.run_sync(build))
+
+    async def revoke(
+        self, order_id: str, reason: str, *, idempotency_key: str | None = None
+    ) -> Order:
+        return await self._send(self._revoke_call(order_id, reason, idempotency_key))
+
+    async def sales(self, *, limit: int = 50, offset: int = 0) -> OrderPage:
+        return await self._send(self._orders_call("provider", limit, offset))
+
+    async def account(self, key_id: str | None = None, *, limit: int = 50) -> Account:
+        return await self._send(self._account_call(key_id, limit))
+
+    # ------------------------------------------------------------------ operator
+
+    async def review_listing(self, listing_id: str) -> Listing:
+        return await self._send(self._review_listing_call(listing_id))
+
+    async def publish_listing(self, listing_id: str) -> Listing:
+        return await self._send(self._publish_listing_call(listing_id))
+
+    async def reject_listing(self, listing_id: str, reason: str) -> Listing:
+        return await self._send(self._reject_listing_call(listing_id, reason))
+
+    async def deposit(
+        self,
+        key_id: str,
+        amount_fen: int,
+        reference: str,
+        *,
+        idempotency_key: str | None = None,
+    ) -> Account:
+        return await self._send(self._deposit_call(key_id, amount_fen, reference, idempotency_key))
+
+    async def resolve_dispute(
+        self, order_id: str, outcome: str, note: str, *, idempotency_key: str | None = None
+    ) -> Order:
+        call = self._resolve_dispute_call(order_id, outcome, note, idempotency_key)
+        return await self._send(call)
+
+    # ------------------------------------------------------------------ buyer
+
+    async def search(self, q: str | None = None, **filters: Any) -> SearchPage:
+        return await self._send(self._search_call(q, filters))
+
+    async def listing(self, listing_id: str) -> Listing:
+        return await self._send(self._listing_call(listing_id))
+
+    async def quote(self, listing_id: str, **terms: Any) -> Quote:
+        return await self._send(self._quote_call(listing_id, terms))
+
+    async def place_order(
+        self,
+        quote: Quote | Mapping[str, Any],
+        *,
+        idempotency_key: str | None = None,
+        renews: str | None = None,
+        order_id: str | None = None,
+    ) -> Order:
+        return await self._send(self._place_order_call(quote, idempotency_key, renews, order_id))
+
+    async def orders(self, *, limit: int = 50, offset: int = 0) -> OrderPage:
+        return await self._send(self._orders_call("buyer", limit, offset))
+
+    async def order(self, order_id: str) -> Order:
+        return await self._send(self._order_call(order_id))
+
+    async def request_delivery(self, order_id: str) -> DeliveryEnvelope:
+        return await self._send(self._request_delivery_call(order_id))
+
+    async def download(
+        self,
+        order: str | DeliveryEnvelope,
+        dest_path: str | Path,
+        progress: Progress | None = None,
+        resume: bool = True,
+    ) -> Path:
+        job, call = self._download_job(order, dest_path, progress, resume)
+        auth = self._auth_for(call)
+        with job:
+            while not job.done:
+                try:
+                    request = self._http.build_request("GET", job.path, headers=job.headers())
+                    response = await self._http.send(request, auth=auth, stream=True)
+                    try:
+                        if job.start(response):
+                            async for chunk in response.aiter_bytes():
+                                job.write(chunk)
+                        else:
+                            await response.aread()
+                        job.end(response)
+                    finally:
+                        await response.aclose()
+                except httpx.TransportError as exc:
+                    job.failed(exc)
+                await anyio.sleep(job.delay)
+            return job.finish()
+
+    async def open_delivery(
+        self,
+        envelope: DeliveryEnvelope,
+        ciphertext_path: str | Path,
+        out_path: str | Path,
+        progress: Callable[[int], None] | None = None,
+    ) -> DecryptedFile:
+        return await anyio.to_thread.run_sync(
+            self._open_delivery, envelope, ciphertext_path, out_path, progress
+        )
+
+    async def accept(self, order_id: str, *, idempotency_key: str | None = None) -> Order:
+        return await self._send(self._accept_call(order_id, idempotency_key))
+
+    async def dispute(self, order_id: str, reason: str) -> Order:
+        return await self._send(self._dispute_call(order_id, reason))
+
+    async def renew(
+        self, order_id: str, *, idempotency_key: str | None = None, **terms: Any
+    ) -> Order:
+        previous = await self.order(order_id)
+        quote = await self.quote(previous.listing_id, **terms)
+        return await self.place_order(quote, idempotency_key=idempotency_key, renews=order_id)
 
     # ------------------------------------------------------------------ auditing
 

@@ -4,14 +4,29 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
 
-from clients.sdk._base import DEFAULT_TIMEOUT, USER_AGENT, BaseClient, Call, RetryPolicy
+from clients.sdk._base import DEFAULT_TIMEOUT, USER_AGENT, Call, RetryPolicy
+from clients.sdk._marketplace import MarketplaceCalls
+from clients.sdk._transfer import Progress
 from clients.sdk.errors import ReceiptPendingError
+from clients.sdk.market_models import (
+    Account,
+    ContentUploaded,
+    DecryptedFile,
+    DeliveryEnvelope,
+    Listing,
+    Order,
+    OrderPage,
+    Participant,
+    Quote,
+    SearchPage,
+)
 from clients.sdk.models import (
     Anchor,
     Appended,
@@ -35,7 +50,7 @@ __all__ = ["ExchangeClient"]
 T = TypeVar("T")
 
 
-class ExchangeClient(BaseClient):
+class ExchangeClient(MarketplaceCalls):
     """A participant's (or an auditor's) connection to the exchange.
 
     ``key`` is the participant's SM2 private key: it signs records
@@ -98,6 +113,8 @@ class ExchangeClient(BaseClient):
 
     def _send(self, call: Call[T]) -> T:
         auth = self._auth_for(call)
+        # before writing: a failure to get the log key changes nothing
+        log_key = self._verification_key() if call.verify is not None else None
         attempt = 0
         while True:
             request = self._http.build_request(**self._request_args(call))
@@ -110,7 +127,7 @@ class ExchangeClient(BaseClient):
             else:
                 delay = self._retry_delay(call, attempt, response=response)
                 if delay is None:
-                    return self._decode(call, response)
+                    return self._checked(call, self._decode(call, response), log_key)
                 response.close()
             time.sleep(delay)
             attempt += 1
@@ -194,6 +211,230 @@ class ExchangeClient(BaseClient):
                 if time.monotonic() >= deadline:
                     raise
             time.sleep(interval)
+
+    # ------------------------------------------------------------------ participants
+
+    def register(self, display_name: str, role: str) -> Participant:
+        """Register the client's key as a ``provider``, ``buyer`` or ``auditor`` (the
+        record signed by the key is the proof of possession). Providers start
+        ``unverified`` until an operator approves them."""
+        return self._send(self._register_call(display_name, role))
+
+    def me(self) -> Participant:
+        return self._send(self._me_call())
+
+    def participant(self, key_id: str) -> Participant:
+        """Anyone's public profile."""
+        return self._send(self._participant_call(key_id))
+
+    def approve_participant(self, key_id: str) -> Participant:
+        """Operators: approve an unverified provider."""
+        return self._send(self._approve_participant_call(key_id))
+
+    def suspend_participant(self, key_id: str, reason: str) -> Participant:
+        """Operators: suspend a participant (refused everywhere from then on)."""
+        return self._send(self._suspend_participant_call(key_id, reason))
+
+    # ------------------------------------------------------------------ provider
+
+    def create_listing(self, fields: Mapping[str, Any]) -> Listing:
+        """Draft a listing from its content ``fields`` (title, category, providers,
+        columns, content_digest, pricing, declarations, …; see docs/sdk.md);
+        ``listing_id`` is generated unless given."""
+        return self._send(self._create_listing_call(fields))
+
+    def update_listing(self, listing_id: str, fields: Mapping[str, Any]) -> Listing:
+        """Replace a draft's (or rejected listing's) whole content; start from
+        ``listing(listing_id).content_fields()``."""
+        return self._send(self._update_listing_call(listing_id, fields))
+
+    def submit_listing(self, listing_id: str) -> Listing:
+        return self._send(self._submit_listing_call(listing_id))
+
+    def new_version(self, listing_id: str, fields: Mapping[str, Any]) -> Listing:
+        """Declare the next content version of a published listing: ``fields`` gives
+        content_digest, row_count, byte_size, format (other keys, e.g. from
+        :meth:`listing_from_file`, are ignored) and optionally ``version`` (default:
+        the current one + 1). The answer's ``added_version`` is the new version."""
+        version = fields.get("version") or self.listing(listing_id).version + 1
+        return self._send(self._new_version_call(listing_id, version, fields))
+
+    def delist(self, listing_id: str, reason: str) -> Listing:
+        return self._send(self._delist_call(listing_id, reason))
+
+    def listing_from_file(
+        self,
+        path: str | Path,
+        *,
+        file_format: str | None = None,
+        sample_rows: int = 5,
+        **overrides: Any,
+    ) -> dict[str, Any]:
+        """Listing fields inferred from a dataset file in one streamed pass
+        (content_digest, byte_size, row_count, format, columns, sample_rows; see
+        :func:`clients.datasets.describe_file`), updated with ``overrides``."""
+        return self._listing_fields_from_file(path, file_format, sample_rows, overrides)
+
+    def upload_content(
+        self,
+        listing_id: str,
+        version: int,
+        path: str | Path,
+        progress: Progress | None = None,
+    ) -> ContentUploaded:
+        """Upload a listing version's dataset, streamed: SM3 in one pass, then the
+        bytes with that Content-Digest; ``progress(bytes_sent, total)``. Never
+        retried automatically (call it again: the same bytes answer 200)."""
+        return self._send(self._upload_content_call(listing_id, version, path, progress))
+
+    def revoke(self, order_id: str, reason: str, *, idempotency_key: str | None = None) -> Order:
+        """Revoke a buyer's access to an order on your listing (refund rule in
+        docs/money.md)."""
+        return self._send(self._revoke_call(order_id, reason, idempotency_key))
+
+    def sales(self, *, limit: int = 50, offset: int = 0) -> OrderPage:
+        """Orders on your listings, newest first."""
+        return self._send(self._orders_call("provider", limit, offset))
+
+    def account(self, key_id: str | None = None, *, limit: int = 50) -> Account:
+        """Your balances and latest ``limit`` movements (deposits, escrow, payouts,
+        fees, refunds); operators may name another ``key_id``."""
+        return self._send(self._account_call(key_id, limit))
+
+    # ------------------------------------------------------------------ operator
+
+    def review_listing(self, listing_id: str) -> Listing:
+        return self._send(self._review_listing_call(listing_id))
+
+    def publish_listing(self, listing_id: str) -> Listing:
+        """Publish after review; refused (422 ``declarations_incomplete``) unless the
+        listing declares classification, personal information, source legality,
+        licence and permitted purposes."""
+        return self._send(self._publish_listing_call(listing_id))
+
+    def reject_listing(self, listing_id: str, reason: str) -> Listing:
+        return self._send(self._reject_listing_call(listing_id, reason))
+
+    def deposit(
+        self,
+        key_id: str,
+        amount_fen: int,
+        reference: str,
+        *,
+        idempotency_key: str | None = None,
+    ) -> Account:
+        """Credit ``amount_fen`` to ``key_id``'s account (``reference``: the outside
+        payment). Retried safely with its Idempotency-Key."""
+        return self._send(self._deposit_call(key_id, amount_fen, reference, idempotency_key))
+
+    def resolve_dispute(
+        self, order_id: str, outcome: str, note: str, *, idempotency_key: str | None = None
+    ) -> Order:
+        """``outcome``: ``refund`` (escrow back to the buyer) or ``release`` (settle)."""
+        return self._send(self._resolve_dispute_call(order_id, outcome, note, idempotency_key))
+
+    # ------------------------------------------------------------------ buyer
+
+    def search(self, q: str | None = None, **filters: Any) -> SearchPage:
+        """Published listings: ``q`` terms, filters ``category``, ``classification``,
+        ``pricing_model``, ``min_price``/``max_price`` (fen), ``provider``, ``tag``
+        (a string or a list), ``sort``, ``cursor``, ``limit``, ``facets``,
+        ``facet_limit``."""
+        return self._send(self._search_call(q, filters))
+
+    def listing(self, listing_id: str) -> Listing:
+        return self._send(self._listing_call(listing_id))
+
+    def quote(self, listing_id: str, **terms: Any) -> Quote:
+        """A quote for you: terms ``rows`` (tiered pricing), ``periods``
+        (subscription), ``licence``. Checked to be signed by the log key."""
+        return self._send(self._quote_call(listing_id, terms))
+
+    def place_order(
+        self,
+        quote: Quote | Mapping[str, Any],
+        *,
+        idempotency_key: str | None = None,
+        renews: str | None = None,
+        order_id: str | None = None,
+    ) -> Order:
+        """Order from a quote; its amount moves into escrow (the answer's ``account``
+        is your balance after the hold). ``renews``: the subscription order this
+        one extends. Retried safely with its Idempotency-Key."""
+        return self._send(self._place_order_call(quote, idempotency_key, renews, order_id))
+
+    def orders(self, *, limit: int = 50, offset: int = 0) -> OrderPage:
+        """Your orders as a buyer, newest first."""
+        return self._send(self._orders_call("buyer", limit, offset))
+
+    def order(self, order_id: str) -> Order:
+        return self._send(self._order_call(order_id))
+
+    def request_delivery(self, order_id: str) -> DeliveryEnvelope:
+        """The content key wrapped to your key, sizes and digest (the first request
+        moves the order to ``delivered`` and starts the acceptance window)."""
+        return self._send(self._request_delivery_call(order_id))
+
+    def download(
+        self,
+        order: str | DeliveryEnvelope,
+        dest_path: str | Path,
+        progress: Progress | None = None,
+        resume: bool = True,
+    ) -> Path:
+        """Download the order's ciphertext to ``dest_path`` through ``dest_path.part``,
+        resuming a ``.part`` left before (``resume=False`` starts over) and retrying
+        broken connections; ``progress(bytes_done, total)``. Given the
+        :class:`DeliveryEnvelope`, its ``ciphertext_size`` is checked."""
+        job, call = self._download_job(order, dest_path, progress, resume)
+        auth = self._auth_for(call)
+        with job:
+            while not job.done:
+                try:
+                    request = self._http.build_request("GET", job.path, headers=job.headers())
+                    response = self._http.send(request, auth=auth, stream=True)
+                    try:
+                        if job.start(response):
+                            for chunk in response.iter_bytes():
+                                job.write(chunk)
+                        else:
+                            response.read()
+                        job.end(response)
+                    finally:
+                        response.close()
+                except httpx.TransportError as exc:
+                    job.failed(exc)
+                time.sleep(job.delay)
+            return job.finish()
+
+    def open_delivery(
+        self,
+        envelope: DeliveryEnvelope,
+        ciphertext_path: str | Path,
+        out_path: str | Path,
+        progress: Callable[[int], None] | None = None,
+    ) -> DecryptedFile:
+        """Decrypt a downloaded ciphertext with the envelope's key (unwrapped with the
+        client's key) into ``out_path`` and check the SM3 digest the order commits
+        to. Raises :class:`ledger.errors.DecryptionError` (tampered, truncated, not
+        for this key) or :class:`~clients.sdk.errors.DigestMismatchError`; nothing is
+        left at ``out_path`` then."""
+        return self._open_delivery(envelope, ciphertext_path, out_path, progress)
+
+    def accept(self, order_id: str, *, idempotency_key: str | None = None) -> Order:
+        """Accept a delivered order: the exchange settles it at once (``settlement``)."""
+        return self._send(self._accept_call(order_id, idempotency_key))
+
+    def dispute(self, order_id: str, reason: str) -> Order:
+        """Dispute a delivered order within its acceptance window (escrow frozen)."""
+        return self._send(self._dispute_call(order_id, reason))
+
+    def renew(self, order_id: str, *, idempotency_key: str | None = None, **terms: Any) -> Order:
+        """Extend a subscription: quote its listing with ``terms`` (e.g. ``periods=1``)
+        and order with ``renews=order_id``; the new period starts where it ends."""
+        previous = self.order(order_id)
+        quote = self.quote(previous.listing_id, **terms)
+        return self.place_order(quote, idempotency_key=idempotency_key, renews=order_id)
 
     # ------------------------------------------------------------------ auditing
 

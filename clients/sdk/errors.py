@@ -14,6 +14,12 @@
   what was asked. Also a :class:`ledger.errors.VerificationError`.
 * :class:`MissingKeyError`: the call needs the client's SM2 key and there is none.
 * :class:`ClientConfigError`: :meth:`from_env` found an unusable configuration.
+* :class:`DigestMismatchError`: a delivery decrypted, authenticated, but its plaintext
+  is not the content the order's digest commits to (also a
+  :class:`ledger.delivery.DigestMismatchError`). Tampered or truncated ciphertext
+  is :class:`ledger.errors.DecryptionError` instead.
+* :class:`TransferError`: an upload or download that cannot complete as such (the
+  file changed while it was sent, the answer's ranges do not add up).
 """
 
 from __future__ import annotations
@@ -22,16 +28,23 @@ from typing import Final
 
 import httpx
 
+from ledger import delivery
 from ledger.errors import VerificationError
 
 __all__ = [
     "APIError",
+    "AccessExpiredError",
+    "AccessRevokedError",
     "ClientConfigError",
     "ClientError",
+    "DigestMismatchError",
+    "InsufficientFundsError",
     "MissingKeyError",
+    "QuoteExpiredError",
     "ReceiptPendingError",
     "ResponseFormatError",
     "ResponseVerificationError",
+    "TransferError",
     "TransportError",
     "api_error",
 ]
@@ -54,6 +67,23 @@ class APIError(ClientError):
 class ReceiptPendingError(APIError):
     """No anchored checkpoint covers the entry yet (409 ``receipt_pending``): ask again later
     (or use ``wait_for_receipt``)."""
+
+
+class InsufficientFundsError(APIError):
+    """The buyer's available balance does not cover the order (402 ``insufficient_funds``),
+    or a payee cannot return a clawback (409)."""
+
+
+class QuoteExpiredError(APIError):
+    """The quote's ``expires_at`` passed (409 ``quote_expired``): ask for a new quote."""
+
+
+class AccessRevokedError(APIError):
+    """The provider revoked the buyer's access to this order (403 ``access_revoked``)."""
+
+
+class AccessExpiredError(APIError):
+    """The subscription's paid period is over (403 ``access_expired``): renew it."""
 
 
 class TransportError(ClientError):
@@ -80,10 +110,23 @@ class ClientConfigError(ClientError):
     """The environment (or configuration) does not describe a usable client."""
 
 
+class DigestMismatchError(ClientError, delivery.DigestMismatchError):
+    """The decrypted plaintext's SM3 (``actual``) is not the digest the order commits
+    to (``expected``); nothing is left at the output path."""
+
+
+class TransferError(ClientError):
+    """An upload or download could not be carried out as asked (see the message)."""
+
+
 _BY_CODE: Final[dict[str, type[APIError]]] = {
     "receipt_pending": ReceiptPendingError,
+    "insufficient_funds": InsufficientFundsError,
+    "quote_expired": QuoteExpiredError,
+    "access_revoked": AccessRevokedError,
+    "access_expired": AccessExpiredError,
 }
-"""Error codes with their own class; marketplace codes (``insufficient_funds``, …) add rows."""
+"""Error codes with their own class (catch the situation rather than compare strings)."""
 
 
 def api_error(status_code: int, code: str, message: str) -> APIError:

@@ -1,0 +1,869 @@
+"""Typed answers of the marketplace API (participants, listings, search, quotes,
+orders, accounts, delivery): frozen dataclasses with ``from_dict``.
+
+Parsing is strict about what the SDK relies on (a missing field or a wrong
+type raises :class:`ledger.records.RecordFormatError`, which the client turns
+into :class:`clients.sdk.errors.ResponseFormatError`) and ignores fields it
+does not know, so a server that adds a field does not break older clients.
+Money is integer fen everywhere; times are milliseconds since the epoch.
+
+Every model a writing call returns carries ``log``: the :class:`Appended`
+(index, leaf hash, promise) of the signed record behind the change, already
+checked by the client against the log key (and, for a record the client
+signed, against that record's leaf hash). Reads leave ``log`` as ``None``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Final, TypeVar
+
+from clients.sdk.models import Appended
+from ledger.errors import InvalidSignature, KeyFormatError
+from ledger.records import MAX_SAFE_INTEGER, RecordFormatError, canonical_json
+from ledger.sm2 import SM2PublicKey
+
+__all__ = [
+    "QUOTE_KIND",
+    "Account",
+    "Balance",
+    "Column",
+    "ContentUploaded",
+    "DecryptedFile",
+    "DeliveryEnvelope",
+    "FacetCount",
+    "Facets",
+    "Listing",
+    "ListingVersion",
+    "Movement",
+    "Order",
+    "OrderPage",
+    "Participant",
+    "ProviderShare",
+    "Quote",
+    "Refund",
+    "SearchHit",
+    "SearchPage",
+    "Settlement",
+]
+
+QUOTE_KIND: Final = "shancheng.quote.v1"
+"""Domain separation of the exchange's quote signature (see ``exchange/quotes.py``)."""
+
+_HEX64: Final = re.compile(r"[0-9a-f]{64}")
+_CONTENT_FIELDS: Final = (
+    "title",
+    "description",
+    "category",
+    "tags",
+    "providers",
+    "columns",
+    "sample_rows",
+    "row_count",
+    "byte_size",
+    "content_digest",
+    "format",
+    "update_frequency",
+    "licence",
+    "usage_terms",
+    "pricing",
+    "declarations",
+)
+
+T = TypeVar("T")
+
+
+class _Obj:
+    """A reader of one JSON object: required/optional fields with checked types.
+    Fields not asked for are ignored. Failures name the field's path."""
+
+    __slots__ = ("data", "where")
+
+    def __init__(self, data: Any, where: str) -> None:
+        if not isinstance(data, dict):
+            raise RecordFormatError(
+                f"expected a JSON object, got {type(data).__name__}", path=where
+            )
+        self.data: dict[str, Any] = data
+        self.where = where
+
+    def path(self, key: str) -> str:
+        return f"{self.where}.{key}" if self.where else key
+
+    def has(self, key: str) -> bool:
+        return self.data.get(key) is not None
+
+    def raw(self, key: str) -> Any:
+        if key not in self.data:
+            raise RecordFormatError("missing field", path=self.path(key))
+        return self.data[key]
+
+    def _fail(self, key: str, expected: str) -> RecordFormatError:
+        value = self.data.get(key)
+        return RecordFormatError(
+            f"expected {expected}, got {type(value).__name__}", path=self.path(key)
+        )
+
+    def text(self, key: str) -> str:
+        value = self.raw(key)
+        if not isinstance(value, str):
+            raise self._fail(key, "a string")
+        return value
+
+    def opt_text(self, key: str) -> str | None:
+        return self.text(key) if self.has(key) else None
+
+    def integer(self, key: str, *, minimum: int = 0) -> int:
+        value = self.raw(key)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise self._fail(key, "an integer")
+        if not minimum <= value <= MAX_SAFE_INTEGER:
+            raise RecordFormatError(f"{value} is out of range", path=self.path(key))
+        return value
+
+    def opt_integer(self, key: str, *, minimum: int = 0) -> int | None:
+        return self.integer(key, minimum=minimum) if self.has(key) else None
+
+    def boolean(self, key: str) -> bool:
+        value = self.raw(key)
+        if not isinstance(value, bool):
+            raise self._fail(key, "a boolean")
+        return value
+
+    def hex64(self, key: str) -> str:
+        value = self.text(key)
+        if not _HEX64.fullmatch(value):
+            raise RecordFormatError("expected 64 lowercase hex digits", path=self.path(key))
+        return value
+
+    def mapping(self, key: str) -> dict[str, Any]:
+        value = self.raw(key)
+        if not isinstance(value, dict):
+            raise self._fail(key, "a JSON object")
+        return value
+
+    def obj(self, key: str) -> _Obj:
+        return _Obj(self.raw(key), self.path(key))
+
+    def items(self, key: str, parse: Callable[[Any, str], T]) -> tuple[T, ...]:
+        value = self.raw(key)
+        if not isinstance(value, list):
+            raise self._fail(key, "a JSON list")
+        return tuple(parse(item, f"{self.path(key)}[{i}]") for i, item in enumerate(value))
+
+    def strings(self, key: str) -> tuple[str, ...]:
+        def one(item: Any, where: str) -> str:
+            if not isinstance(item, str):
+                raise RecordFormatError("expected a string", path=where)
+            return item
+
+        return self.items(key, one)
+
+    def log(self, key: str = "log") -> Appended | None:
+        return Appended.from_dict(self.data[key], path=self.path(key)) if self.has(key) else None
+
+
+def _objects(item: Any, where: str) -> dict[str, Any]:
+    return _Obj(item, where).data
+
+
+# --------------------------------------------------------------------------- participants
+
+
+@dataclass(frozen=True, slots=True)
+class Participant:
+    """A participant's public profile; ``status`` is ``unverified``, ``active`` or
+    ``suspended``. ``public_key`` is checked to be the key of ``key_id``."""
+
+    key_id: str
+    display_name: str
+    role: str
+    status: str
+    public_key: SM2PublicKey
+    registered_at: int | None
+    log: Appended | None = None
+
+    @classmethod
+    def from_dict(cls, data: Any, *, path: str = "", log: Appended | None = None) -> Participant:
+        o = _Obj(data, path)
+        key_id = o.hex64("key_id")
+        try:
+            public_key = SM2PublicKey.from_pem(o.text("public_key"))
+        except KeyFormatError as exc:
+            raise RecordFormatError(
+                f"not an SM2 public key: {exc}", path=o.path("public_key")
+            ) from None
+        if public_key.key_id() != key_id:
+            raise RecordFormatError(
+                "the public key is not the key of key_id", path=o.path("key_id")
+            )
+        return cls(
+            key_id=key_id,
+            display_name=o.text("display_name"),
+            role=o.text("role"),
+            status=o.text("status"),
+            public_key=public_key,
+            registered_at=o.opt_integer("registered_at"),
+            log=log,
+        )
+
+    @classmethod
+    def from_changed(cls, data: Any) -> Participant:
+        """``{"participant": …, "log": …}`` (a registration, approval, suspension)."""
+        o = _Obj(data, "")
+        return cls.from_dict(o.raw("participant"), path="participant", log=_required_log(o))
+
+
+def _required_log(o: _Obj) -> Appended:
+    log = o.log()
+    if log is None:
+        raise RecordFormatError("missing field", path=o.path("log"))
+    return log
+
+
+# --------------------------------------------------------------------------- listings
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderShare:
+    key_id: str
+    share_bps: int
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str) -> ProviderShare:
+        o = _Obj(data, where)
+        return cls(o.hex64("key_id"), o.integer("share_bps"))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"key_id": self.key_id, "share_bps": self.share_bps}
+
+
+@dataclass(frozen=True, slots=True)
+class Column:
+    name: str
+    type: str
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str) -> Column:
+        o = _Obj(data, where)
+        return cls(o.text("name"), o.text("type"))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "type": self.type}
+
+
+@dataclass(frozen=True, slots=True)
+class ListingVersion:
+    """One content version of a listing, as committed by its ``listing.version_added``
+    (or ``listing.drafted``) record, whose leaf hash is ``log_leaf_hash``."""
+
+    version: int
+    content_digest: str
+    row_count: int
+    byte_size: int
+    format: str
+    created_at: int
+    log_leaf_hash: str
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str = "") -> ListingVersion:
+        o = _Obj(data, where)
+        return cls(
+            version=o.integer("version", minimum=1),
+            content_digest=o.hex64("content_digest"),
+            row_count=o.integer("row_count"),
+            byte_size=o.integer("byte_size"),
+            format=o.text("format"),
+            created_at=o.integer("created_at"),
+            log_leaf_hash=o.hex64("log_leaf_hash"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Listing:
+    """A listing (``state``: draft, submitted, under_review, published, rejected,
+    delisted). ``version``/``content_digest`` are the current content's.
+    After :meth:`~clients.sdk.ExchangeClient.new_version`, ``added_version`` is the
+    version just declared."""
+
+    id: str
+    state: str
+    owner: str
+    title: str
+    description: str
+    category: str
+    tags: tuple[str, ...]
+    providers: tuple[ProviderShare, ...]
+    columns: tuple[Column, ...]
+    sample_rows: tuple[dict[str, Any], ...]
+    row_count: int
+    byte_size: int
+    content_digest: str
+    format: str
+    update_frequency: str
+    version: int
+    licence: str | None
+    usage_terms: str
+    pricing: dict[str, Any]
+    declarations: dict[str, Any]
+    rejection_reason: str | None
+    delisting_reason: str | None
+    created_at: int
+    updated_at: int
+    published_at: int | None
+    log: Appended | None = None
+    added_version: ListingVersion | None = None
+
+    def content_fields(self) -> dict[str, Any]:
+        """The listing's editable content as the API takes it (``listing.edited``
+        replaces the whole content): change what you need and pass it to
+        :meth:`~clients.sdk.ExchangeClient.update_listing`."""
+        return {
+            "title": self.title,
+            "description": self.description,
+            "category": self.category,
+            "tags": list(self.tags),
+            "providers": [p.to_dict() for p in self.providers],
+            "columns": [c.to_dict() for c in self.columns],
+            "sample_rows": [dict(r) for r in self.sample_rows],
+            "row_count": self.row_count,
+            "byte_size": self.byte_size,
+            "content_digest": self.content_digest,
+            "format": self.format,
+            "update_frequency": self.update_frequency,
+            "licence": self.licence,
+            "usage_terms": self.usage_terms,
+            "pricing": dict(self.pricing),
+            "declarations": dict(self.declarations),
+        }
+
+    @classmethod
+    def from_dict(
+        cls,
+        data: Any,
+        *,
+        path: str = "",
+        log: Appended | None = None,
+        added_version: ListingVersion | None = None,
+    ) -> Listing:
+        o = _Obj(data, path)
+        return cls(
+            id=o.text("id"),
+            state=o.text("state"),
+            owner=o.hex64("owner"),
+            title=o.text("title"),
+            description=o.text("description"),
+            category=o.text("category"),
+            tags=o.strings("tags"),
+            providers=o.items("providers", ProviderShare.from_dict),
+            columns=o.items("columns", Column.from_dict),
+            sample_rows=o.items("sample_rows", _objects),
+            row_count=o.integer("row_count"),
+            byte_size=o.integer("byte_size"),
+            content_digest=o.hex64("content_digest"),
+            format=o.text("format"),
+            update_frequency=o.text("update_frequency"),
+            version=o.integer("version", minimum=1),
+            licence=o.opt_text("licence"),
+            usage_terms=o.text("usage_terms"),
+            pricing=o.mapping("pricing"),
+            declarations=o.mapping("declarations"),
+            rejection_reason=o.opt_text("rejection_reason"),
+            delisting_reason=o.opt_text("delisting_reason"),
+            created_at=o.integer("created_at"),
+            updated_at=o.integer("updated_at"),
+            published_at=o.opt_integer("published_at"),
+            log=log,
+            added_version=added_version,
+        )
+
+    @classmethod
+    def from_changed(cls, data: Any) -> Listing:
+        """``{"listing", "log"}``, or ``{"listing", "version", "log"}`` for a new version."""
+        o = _Obj(data, "")
+        added = (
+            ListingVersion.from_dict(o.raw("version"), "version") if "version" in o.data else None
+        )
+        return cls.from_dict(
+            o.raw("listing"), path="listing", log=_required_log(o), added_version=added
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class FacetCount:
+    value: str
+    count: int
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str) -> FacetCount:
+        o = _Obj(data, where)
+        return cls(o.text("value"), o.integer("count"))
+
+
+@dataclass(frozen=True, slots=True)
+class Facets:
+    """Counts over every listing matching the query (not only the page)."""
+
+    category: tuple[FacetCount, ...]
+    classification: tuple[FacetCount, ...]
+    pricing_model: tuple[FacetCount, ...]
+    tags: tuple[FacetCount, ...]
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str = "facets") -> Facets:
+        o = _Obj(data, where)
+        return cls(
+            category=o.items("category", FacetCount.from_dict),
+            classification=o.items("classification", FacetCount.from_dict),
+            pricing_model=o.items("pricing_model", FacetCount.from_dict),
+            tags=o.items("tags", FacetCount.from_dict),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class SearchHit:
+    """A published listing as search shows it (``listing(id)`` has the rest)."""
+
+    id: str
+    title: str
+    summary: str
+    category: str
+    tags: tuple[str, ...]
+    classification: str | None
+    owner: str
+    providers: tuple[str, ...]
+    pricing: dict[str, Any]
+    price_fen: int
+    format: str
+    row_count: int
+    byte_size: int
+    version: int
+    update_frequency: str
+    published_at: int
+    score: int | None
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str) -> SearchHit:
+        o = _Obj(data, where)
+        return cls(
+            id=o.text("id"),
+            title=o.text("title"),
+            summary=o.text("summary"),
+            category=o.text("category"),
+            tags=o.strings("tags"),
+            classification=o.opt_text("classification"),
+            owner=o.hex64("owner"),
+            providers=o.strings("providers"),
+            pricing=o.mapping("pricing"),
+            price_fen=o.integer("price_fen"),
+            format=o.text("format"),
+            row_count=o.integer("row_count"),
+            byte_size=o.integer("byte_size"),
+            version=o.integer("version", minimum=1),
+            update_frequency=o.text("update_frequency"),
+            published_at=o.integer("published_at"),
+            score=o.opt_integer("score"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class SearchPage:
+    """One page of search results; pass ``next_cursor`` as ``cursor=`` for the next
+    (``None`` at the end). ``facets`` is ``None`` when asked with ``facets=False``."""
+
+    items: tuple[SearchHit, ...]
+    facets: Facets | None
+    next_cursor: str | None
+    total: int
+
+    @classmethod
+    def from_dict(cls, data: Any) -> SearchPage:
+        o = _Obj(data, "")
+        return cls(
+            items=o.items("items", SearchHit.from_dict),
+            facets=Facets.from_dict(o.raw("facets")) if o.has("facets") else None,
+            next_cursor=o.opt_text("next_cursor"),
+            total=o.integer("total"),
+        )
+
+
+# --------------------------------------------------------------------------- quotes
+
+
+@dataclass(frozen=True, slots=True)
+class Quote:
+    """The exchange's signed, expiring offer of ``amount`` fen for one buyer, listing
+    version and terms. Hand it to ``place_order`` unchanged: :meth:`to_dict` is the
+    quote exactly as issued (the exchange checks its signature)."""
+
+    quote_id: str
+    listing_id: str
+    listing_version: int
+    content_digest: str
+    buyer_key_id: str
+    terms: dict[str, Any]
+    amount: int
+    currency: str
+    issued_at: int
+    expires_at: int
+    log_key_id: str
+    signature: bytes
+    raw: dict[str, Any] = field(repr=False, compare=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.raw)
+
+    def verify(self, log_key: SM2PublicKey) -> None:
+        """Raise :class:`ledger.errors.InvalidSignature` unless the exchange's
+        ``log_key`` signed this quote (RFC 8785 of its fields with ``kind``)."""
+        if log_key.key_id() != self.log_key_id:
+            raise InvalidSignature(
+                f"the quote names log key {self.log_key_id}, not {log_key.key_id()}"
+            )
+        unsigned = {k: v for k, v in self.raw.items() if k != "signature"}
+        log_key.verify(self.signature, canonical_json({"kind": QUOTE_KIND, **unsigned}))
+
+    @classmethod
+    def from_dict(cls, data: Any, *, path: str = "quote") -> Quote:
+        o = _Obj(data, path)
+        terms = o.mapping("terms")
+        for key in ("rows", "periods"):
+            value = terms.get(key)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+                raise RecordFormatError("expected an integer or null", path=f"{path}.terms.{key}")
+        signature_text = o.text("signature")
+        try:
+            signature = base64.b64decode(signature_text, validate=True)
+        except (binascii.Error, ValueError):
+            raise RecordFormatError("expected base64", path=o.path("signature")) from None
+        if not signature:
+            raise RecordFormatError("empty signature", path=o.path("signature"))
+        return cls(
+            quote_id=o.text("quote_id"),
+            listing_id=o.text("listing_id"),
+            listing_version=o.integer("listing_version", minimum=1),
+            content_digest=o.hex64("content_digest"),
+            buyer_key_id=o.hex64("buyer_key_id"),
+            terms=terms,
+            amount=o.integer("amount"),
+            currency=o.text("currency"),
+            issued_at=o.integer("issued_at"),
+            expires_at=o.integer("expires_at"),
+            log_key_id=o.hex64("log_key_id"),
+            signature=signature,
+            raw=dict(o.data),
+        )
+
+    @classmethod
+    def from_issued(cls, data: Any) -> Quote:
+        """``{"quote": …}`` as ``POST /listings/{id}/quotes`` answers."""
+        return cls.from_dict(_Obj(data, "").raw("quote"))
+
+
+# --------------------------------------------------------------------------- accounts
+
+
+@dataclass(frozen=True, slots=True)
+class Balance:
+    """Spendable (``available``) and escrowed (``held``) fen."""
+
+    key_id: str
+    available: int
+    held: int
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str = "account") -> Balance:
+        o = _Obj(data, where)
+        return cls(o.hex64("key_id"), o.integer("available"), o.integer("held"))
+
+
+@dataclass(frozen=True, slots=True)
+class Movement:
+    """One change of a balance (``kind``: deposit, escrow_hold, escrow_release, payout,
+    fee, refund, clawback, …), backed by the log record with ``leaf_hash``."""
+
+    id: int
+    kind: str
+    amount: int
+    available_delta: int
+    held_delta: int
+    order_id: str | None
+    reference: str | None
+    leaf_hash: str
+    created_at: int
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str = "movement") -> Movement:
+        o = _Obj(data, where)
+        return cls(
+            id=o.integer("id"),
+            kind=o.text("kind"),
+            amount=o.integer("amount", minimum=-MAX_SAFE_INTEGER),
+            available_delta=o.integer("available_delta", minimum=-MAX_SAFE_INTEGER),
+            held_delta=o.integer("held_delta", minimum=-MAX_SAFE_INTEGER),
+            order_id=o.opt_text("order_id"),
+            reference=o.opt_text("reference"),
+            leaf_hash=o.hex64("leaf_hash"),
+            created_at=o.integer("created_at"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    """Balances and the most recent movements (newest first). After a deposit,
+    ``movements`` is the deposit's one movement and ``log`` its record."""
+
+    key_id: str
+    available: int
+    held: int
+    movements: tuple[Movement, ...]
+    log: Appended | None = None
+
+    @classmethod
+    def from_view(cls, data: Any) -> Account:
+        """``{"account", "movements"}`` (``GET /accounts/…``)."""
+        o = _Obj(data, "")
+        balance = Balance.from_dict(o.raw("account"))
+        movements = o.items("movements", Movement.from_dict)
+        return cls(balance.key_id, balance.available, balance.held, movements)
+
+    @classmethod
+    def from_deposit(cls, data: Any) -> Account:
+        """``{"account", "movement", "log"}`` (``POST /accounts/{key_id}/deposits``)."""
+        o = _Obj(data, "")
+        balance = Balance.from_dict(o.raw("account"))
+        movement = Movement.from_dict(o.raw("movement"))
+        return cls(balance.key_id, balance.available, balance.held, (movement,), _required_log(o))
+
+
+# --------------------------------------------------------------------------- orders
+
+
+@dataclass(frozen=True, slots=True)
+class Settlement:
+    """How an order's price was paid out: ``payouts`` (provider key id → fen) plus
+    ``platform_fee`` make ``amount``. ``log`` is the exchange's ``settlement.paid``
+    record when the answer carries it."""
+
+    amount: int
+    platform_fee: int
+    payouts: dict[str, int]
+    remainder_rule: str | None = None
+    log: Appended | None = None
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str = "settlement") -> Settlement:
+        o = _Obj(data, where)
+        return cls(
+            amount=o.integer("amount"),
+            platform_fee=o.integer("platform_fee"),
+            payouts=_fen_by_payee(o, "payouts"),
+            remainder_rule=o.opt_text("remainder_rule"),
+            log=o.log(),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Refund:
+    """Money an action returned to the buyer: ``amount`` in all, ``from_escrow`` of
+    it still held, the rest clawed back from the payees (``clawbacks``: provider
+    key id, or ``platform``, → fen)."""
+
+    amount: int
+    from_escrow: int
+    clawbacks: dict[str, int]
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str = "refund") -> Refund:
+        o = _Obj(data, where)
+        return cls(
+            amount=o.integer("amount"),
+            from_escrow=o.integer("from_escrow"),
+            clawbacks=_fen_by_payee(o, "clawbacks"),
+        )
+
+
+def _fen_by_payee(o: _Obj, key: str) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for payee, fen in o.mapping(key).items():
+        if isinstance(fen, bool) or not isinstance(fen, int) or not 0 <= fen <= MAX_SAFE_INTEGER:
+            raise RecordFormatError("expected fen (a non-negative integer)", path=o.path(key))
+        out[payee] = fen
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class Order:
+    """An order (``state``: placed, delivered, accepted, disputed, settled, refunded).
+    ``escrow`` is what is still held for it. Revocation is not a state: see
+    ``revoked_at``. ``account`` is the buyer's balance after ``place_order``;
+    ``settlement`` is present once settled (with its ``log`` in the answer that
+    settled it); ``refund`` in the answer of an action that returned money
+    (resolve with ``refund``, revoke)."""
+
+    id: str
+    buyer: str
+    listing_id: str
+    version: int
+    content_digest: str
+    quote_id: str
+    terms: dict[str, Any]
+    amount: int
+    escrow: int
+    state: str
+    created_at: int
+    updated_at: int
+    acceptance_deadline: int | None
+    access_expires_at: int | None
+    placed_leaf_hash: str
+    delivered_at: int | None = None
+    revoked_at: int | None = None
+    revocation_reason: str | None = None
+    renews_order_id: str | None = None
+    settlement: Settlement | None = None
+    refund: Refund | None = None
+    account: Balance | None = None
+    log: Appended | None = None
+
+    @classmethod
+    def from_dict(cls, data: Any, *, path: str = "") -> Order:
+        o = _Obj(data, path)
+        return cls(
+            id=o.text("id"),
+            buyer=o.hex64("buyer"),
+            listing_id=o.text("listing_id"),
+            version=o.integer("version", minimum=1),
+            content_digest=o.hex64("content_digest"),
+            quote_id=o.text("quote_id"),
+            terms=o.mapping("terms"),
+            amount=o.integer("amount"),
+            escrow=o.integer("escrow"),
+            state=o.text("state"),
+            created_at=o.integer("created_at"),
+            updated_at=o.integer("updated_at"),
+            acceptance_deadline=o.opt_integer("acceptance_deadline"),
+            access_expires_at=o.opt_integer("access_expires_at"),
+            placed_leaf_hash=o.hex64("placed_leaf_hash"),
+            delivered_at=o.opt_integer("delivered_at"),
+            revoked_at=o.opt_integer("revoked_at"),
+            revocation_reason=o.opt_text("revocation_reason"),
+            renews_order_id=o.opt_text("renews_order_id"),
+            settlement=Settlement.from_dict(o.raw("settlement"), o.path("settlement"))
+            if o.has("settlement")
+            else None,
+        )
+
+    @classmethod
+    def from_changed(cls, data: Any) -> Order:
+        """``{"order", "log", "account"?, "settlement"?, "refund"?}``: the answer of a
+        signed action on an order (placed, accepted, disputed, resolved, revoked)."""
+        o = _Obj(data, "")
+        order = cls.from_dict(o.raw("order"), path="order")
+        settlement = order.settlement
+        if o.has("settlement"):
+            settlement = Settlement.from_dict(o.raw("settlement"))
+        return replace(
+            order,
+            settlement=settlement,
+            refund=Refund.from_dict(o.raw("refund")) if o.has("refund") else None,
+            account=Balance.from_dict(o.raw("account")) if o.has("account") else None,
+            log=_required_log(o),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class OrderPage:
+    """A page of orders, newest first; ``next_offset`` is ``None`` on the last page."""
+
+    items: tuple[Order, ...]
+    next_offset: int | None
+
+    @classmethod
+    def from_dict(cls, data: Any) -> OrderPage:
+        o = _Obj(data, "")
+        return cls(
+            items=o.items("items", lambda item, where: Order.from_dict(item, path=where)),
+            next_offset=o.opt_integer("next_offset"),
+        )
+
+
+# --------------------------------------------------------------------------- delivery
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryEnvelope:
+    """What the buyer needs to fetch and open an order's content: ``envelope`` is the
+    content key SM2-encrypted to the buyer (GM/T 0009 DER), ``content_digest`` the
+    SM3 of the plaintext the order commits to, ``size``/``ciphertext_size`` in bytes.
+    ``log`` is the exchange's ``delivery.issued`` record (signed by the log key)."""
+
+    order_id: str
+    listing_id: str
+    version: int
+    content_digest: str
+    size: int
+    ciphertext_size: int
+    envelope: bytes = field(repr=False)
+    download_path: str
+    log: Appended | None = None
+
+    @classmethod
+    def from_dict(cls, data: Any) -> DeliveryEnvelope:
+        o = _Obj(data, "")
+        try:
+            envelope = base64.b64decode(o.text("envelope"), validate=True)
+        except (binascii.Error, ValueError):
+            raise RecordFormatError("expected base64", path="envelope") from None
+        if not envelope:
+            raise RecordFormatError("empty envelope", path="envelope")
+        return cls(
+            order_id=o.text("order_id"),
+            listing_id=o.text("listing_id"),
+            version=o.integer("version", minimum=1),
+            content_digest=o.hex64("content_digest"),
+            size=o.integer("size"),
+            ciphertext_size=o.integer("ciphertext_size"),
+            envelope=envelope,
+            download_path=o.text("download_path"),
+            log=_required_log(o),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ContentUploaded:
+    """A listing version's content as the exchange stored it: ``sm3`` (hex) and
+    ``size`` of the plaintext. ``created`` is False when the same bytes were
+    already there (an idempotent retry). No log record: the listing's own record
+    already commits the digest."""
+
+    listing_id: str
+    version: int
+    sm3: str
+    size: int
+    created: bool
+
+    @classmethod
+    def from_dict(cls, data: Any, *, created: bool) -> ContentUploaded:
+        o = _Obj(data, "")
+        return cls(
+            listing_id=o.text("listing_id"),
+            version=o.integer("version", minimum=1),
+            sm3=o.hex64("sm3"),
+            size=o.integer("size"),
+            created=created,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class DecryptedFile:
+    """A delivery opened by ``open_delivery``: the plaintext at ``path``, whose SM3
+    (``sm3``, hex) is the order's committed digest, ``size`` bytes."""
+
+    path: Path
+    sm3: str
+    size: int
