@@ -20,7 +20,6 @@ every ``interval`` seconds in a background thread of the API process.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable
 
@@ -31,6 +30,7 @@ from exchange.log.locking import LogLock, exclusive_transaction
 from exchange.log.models import CheckpointRow, log_entry_table
 from exchange.log.nodes import load_compact_range, save_nodes
 from exchange.log.queries import latest_checkpoint, latest_tree_size
+from exchange.periodic import PeriodicThread
 from ledger.checkpoint import Checkpoint, sign_checkpoint
 from ledger.sm2 import SM2PrivateKey
 
@@ -109,14 +109,10 @@ def integrate_pending(
     return made
 
 
-class Sequencer:
-    """Background thread: :func:`integrate_pending` every ``interval`` seconds.
+class Sequencer(PeriodicThread):
+    """Background thread: :func:`integrate_pending` every ``interval`` seconds."""
 
-    A failing run (database down, lock timeout) is logged and retried on the
-    next tick; nothing is lost because nothing is half-written.
-    """
-
-    name = "sequencer"
+    name = "log-sequencer"
 
     def __init__(
         self,
@@ -126,37 +122,16 @@ class Sequencer:
         interval: float = 1.0,
         max_batch: int = DEFAULT_MAX_BATCH,
     ) -> None:
+        super().__init__(interval)
         self._session_factory = session_factory
         self._log_key = log_key
-        self.interval = interval
         self.max_batch = max_batch
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def start(self) -> None:
-        if self._thread is not None:
-            raise RuntimeError("the sequencer is already running")
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="log-sequencer", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        """Stop after the current run (if any) finishes."""
-        thread, self._thread = self._thread, None
-        if thread is None:
-            return
-        self._stop.set()
-        thread.join()
 
     def run_once(self) -> list[Checkpoint]:
         return integrate_pending(self._session_factory, self._log_key, self.max_batch)
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                while not self._stop.is_set():
-                    if integrate(self._session_factory, self._log_key, self.max_batch) is None:
-                        break
-            except Exception:
-                logger.exception("sequencer run failed; retrying in %.1f s", self.interval)
-            self._stop.wait(self.interval)
+    def tick(self) -> None:
+        # one checkpoint at a time, so that stop() need not wait for a long backlog
+        while not self.stopping:
+            if integrate(self._session_factory, self._log_key, self.max_batch) is None:
+                break

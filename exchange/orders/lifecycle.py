@@ -27,7 +27,6 @@ outcome. Balances move by conditional ``UPDATE`` s at that flush
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable
 
 from sqlalchemy import select
@@ -65,6 +64,7 @@ from exchange.orders.settle import (
     stage_refund,
     stage_settlement,
 )
+from exchange.periodic import PeriodicThread
 from exchange.records import (
     SignedAction,
     commit_with_record,
@@ -421,11 +421,9 @@ def auto_accept_due(
     return settled
 
 
-class AutoAcceptor:
-    """Background thread: :func:`auto_accept_due` every ``interval`` seconds.
-
-    A failing pass (database down, log busy) is logged and retried on the next
-    tick; nothing is half-written (each order is one transaction)."""
+class AutoAcceptor(PeriodicThread):
+    """Background thread: :func:`auto_accept_due` every ``interval`` seconds
+    (each order is one transaction, so a failed pass leaves nothing half done)."""
 
     name = "auto-accept"
 
@@ -438,37 +436,15 @@ class AutoAcceptor:
         interval: float,
         clock: Callable[[], int] = now_ms,
     ) -> None:
+        super().__init__(interval)
         self._session_factory = session_factory
         self._log_key = log_key
         self._settings = settings
-        self.interval = interval
         self._clock = clock
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def start(self) -> None:
-        if self._thread is not None:
-            raise RuntimeError("the auto-acceptor is already running")
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="auto-accept", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        """Stop after the current pass (if any) finishes."""
-        thread, self._thread = self._thread, None
-        if thread is None:
-            return
-        self._stop.set()
-        thread.join()
 
     def run_once(self) -> int:
         with self._session_factory() as session:
             return auto_accept_due(session, self._log_key, self._settings, self._clock())
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.run_once()
-            except Exception:
-                logger.exception("auto-accept pass failed; retrying in %.1f s", self.interval)
-            self._stop.wait(self.interval)
+    def tick(self) -> None:
+        self.run_once()
