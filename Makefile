@@ -29,6 +29,10 @@ $(NPM_STAMP): devnet/package.json devnet/package-lock.json
 run: setup
 	$(BIN)/shancheng run
 
+# The whole story against the exchange `make run` serves (or its own one if none answers).
+demo: setup
+	$(BIN)/shancheng demo
+
 test: setup
 	$(BIN)/python -m pytest
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import time
@@ -87,6 +88,10 @@ def test_run_serves_health_reuses_the_registry_and_stops_cleanly(tmp_path: Path)
     first_output = log.read_text()
     assert "AnchorRegistry" in first_output and "deployed now" in first_output
     assert "Traceback" not in first_output
+    operator_key = tmp_path / "var" / "operator-key.pem"
+    assert "Operator key" in first_output
+    assert stat.S_IMODE(operator_key.stat().st_mode) == 0o600
+    first_key = operator_key.read_bytes()
 
     process = _start(tmp_path / "var", port, chain_port, log)
     health = _wait_healthy(url, process, log)
@@ -94,3 +99,4 @@ def test_run_serves_health_reuses_the_registry_and_stops_cleanly(tmp_path: Path)
     assert isinstance(chain, dict) and chain["registry_address"] == registry
     assert _interrupt(process) == 0
     assert "reused" in log.read_text()[len(first_output) :]
+    assert operator_key.read_bytes() == first_key, "the dev operator key must be kept"

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
-from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -12,9 +10,11 @@ import typer
 from rich.table import Table
 
 from clients.cli._common import CLIError, stderr, stdout
-from devnet.launcher import Devnet, DevnetConfig, DevnetError
+from clients.local_exchange import port_is_free
+from devnet.launcher import DevnetError
 
 if TYPE_CHECKING:
+    from clients.local_exchange import LocalChain
     from exchange.settings import Settings
 
 DEFAULT_CHAIN_PORT = 8545
@@ -54,49 +54,52 @@ def run(
     """
     # Imported here: web3 and FastAPI take a second to import, and every
     # other command would pay for it.
-    from devnet.deploy import DeployError, ensure_registry
+    from clients.local_exchange import dev_operator_key, local_chain, with_operator
+    from devnet.deploy import DeployError
     from exchange.app import create_app
+    from exchange.keys import LogKeyError
     from exchange.settings import Settings
 
     _require_free_port("127.0.0.1", port, "the exchange API")
-    devnet_config = DevnetConfig(
-        state_dir=data_dir / "devnet", port=chain_port, block_time=block_time or None
-    )
-    node = Devnet.attach(devnet_config)
-    started_here = node is None
-    if node is None:
-        if not _port_is_free("127.0.0.1", chain_port):
-            stderr.print(f"port {chain_port} is taken; the devnet takes a free port instead")
-            devnet_config = replace(devnet_config, port=None)
-        try:
-            node = Devnet(devnet_config).start()
-        except DevnetError as exc:
-            raise CLIError(str(exc)) from exc
     try:
-        try:
-            deployment, reused = ensure_registry(
-                node.rpc_url, data_dir / "devnet" / "deployment.json"
+        operator_key_file, operator = dev_operator_key(data_dir)
+    except LogKeyError as exc:
+        raise CLIError(str(exc)) from exc
+
+    def port_taken(taken: int) -> None:
+        stderr.print(f"port {taken} is taken; the devnet takes a free port instead")
+
+    try:
+        with local_chain(
+            data_dir / "devnet",
+            port=chain_port,
+            block_time=block_time or None,
+            on_port_taken=port_taken,
+        ) as chain:
+            settings = with_operator(
+                Settings(
+                    data_dir=data_dir,
+                    rpc_url=chain.rpc_url,
+                    registry_address=chain.registry_address,
+                    database_url=os.environ.get("SHANCHENG_DATABASE_URL")
+                    or os.environ.get("DATABASE_URL"),
+                ),
+                operator,
             )
-        except DeployError as exc:
-            raise CLIError(str(exc)) from exc
-        settings = Settings(
-            data_dir=data_dir,
-            rpc_url=node.rpc_url,
-            registry_address=deployment.registry_address,
-            database_url=os.environ.get("SHANCHENG_DATABASE_URL") or os.environ.get("DATABASE_URL"),
-        )
-        _print_map(settings, port, node, deployment.registry_address, reused)
-        import uvicorn
+            _print_map(settings, port, chain, operator_key_file)
+            import uvicorn
 
-        uvicorn.run(create_app(settings), host="127.0.0.1", port=port, log_level="info")
-    finally:
-        if started_here:
-            node.stop()
-            stdout.print("devnet stopped; chain state kept in " + str(devnet_config.state_file))
+            uvicorn.run(create_app(settings), host="127.0.0.1", port=port, log_level="info")
+        if chain.started_here:
+            stdout.print("devnet stopped; chain state kept in " + str(chain.node.config.state_file))
+    except (DevnetError, DeployError) as exc:
+        raise CLIError(str(exc)) from exc
 
 
-def _print_map(settings: Settings, port: int, node: Devnet, registry: str, reused: bool) -> None:
+def _print_map(settings: Settings, port: int, chain: LocalChain, operator_key: Path) -> None:
     from exchange.db import redact_url
+
+    node, registry, reused = chain.node, chain.registry_address, chain.registry_reused
 
     table = Table(title="Shancheng Data Exchange (local)", show_header=False)
     table.add_row("API", f"http://127.0.0.1:{port}")
@@ -106,6 +109,7 @@ def _print_map(settings: Settings, port: int, node: Devnet, registry: str, reuse
     table.add_row("Chain RPC", f"{node.rpc_url} (chain id {node.chain_id}; {node.state_note})")
     table.add_row("AnchorRegistry", f"{registry} ({'reused' if reused else 'deployed now'})")
     table.add_row("Chain state", str(node.config.state_file))
+    table.add_row("Operator key", f"{operator_key} (dev operator, used by `shancheng demo`)")
     stdout.print(table)
     stdout.print(
         "[yellow]Devnet accounts come from anvil's public test mnemonic: test use only.[/]"
@@ -113,18 +117,8 @@ def _print_map(settings: Settings, port: int, node: Devnet, registry: str, reuse
     stdout.print("Press Ctrl-C to stop everything.")
 
 
-def _port_is_free(host: str, port: int) -> bool:
-    with socket.socket() as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((host, port))
-        except OSError:
-            return False
-    return True
-
-
 def _require_free_port(host: str, port: int, what: str) -> None:
-    if not _port_is_free(host, port):
+    if not port_is_free(host, port):
         raise CLIError(
             f"port {port} on {host} is already in use; choose another for {what} with --port"
         )
