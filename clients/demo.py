@@ -54,6 +54,7 @@ from typing import Any, Final, Protocol, TypeVar
 from clients.datasets import DatasetDescription, DatasetError
 from clients.sdk import (
     NO_RETRIES,
+    PLATFORM_ACCOUNT,
     APIError,
     ClientError,
     DeliveryEnvelope,
@@ -838,12 +839,19 @@ class Demo:
         buyer = self.client("buyer").account()
         account_a = self.client("provider_a").account()
         account_b = self.client("provider_b").account()
+        # the platform account collects every sale's fee: read this order's movements
+        platform = self.client("operator").account(PLATFORM_ACCOUNT, limit=500)
+        fee_received = sum(
+            m.amount for m in platform.movements if m.order_id == self.order_id and m.kind == "fee"
+        )
+        if fee_received != fee:
+            problems.append(f"the platform account received {fee_received} fen, not {fee}")
         self.balances = {
             "buyer": int(buyer.available),
             "buyer_held": int(buyer.held),
             "provider_a": int(account_a.available),
             "provider_b": int(account_b.available),
-            "platform": fee,
+            "platform": fee_received,
             "deposited": self.deposit,
         }
         checks = (

@@ -40,6 +40,7 @@ from clients.sdk.errors import (
     TransportError,
 )
 from clients.sdk.market_models import (
+    PLATFORM_ACCOUNT,
     Account,
     Balance,
     Column,
@@ -79,6 +80,7 @@ decrypt_file = translate_digest_errors(_delivery.decrypt_file)
 
 __all__ = [
     "NO_RETRIES",
+    "PLATFORM_ACCOUNT",
     "APIError",
     "AccessExpiredError",
     "AccessRevokedError",

@@ -29,6 +29,7 @@ from ledger.records import MAX_SAFE_INTEGER, RecordFormatError, canonical_json
 from ledger.sm2 import SM2PublicKey
 
 __all__ = [
+    "PLATFORM_ACCOUNT",
     "QUOTE_KIND",
     "Account",
     "Balance",
@@ -568,6 +569,10 @@ class Quote:
 # --------------------------------------------------------------------------- accounts
 
 
+PLATFORM_ACCOUNT: Final = "platform"
+"""The key id of the exchange's fee account: ``client.account(PLATFORM_ACCOUNT)`` (operators)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Balance:
     """Spendable (``available``) and escrowed (``held``) fen."""
@@ -579,7 +584,8 @@ class Balance:
     @classmethod
     def from_dict(cls, data: Any, where: str = "account") -> Balance:
         o = _Obj(data, where)
-        return cls(o.hex64("key_id"), o.integer("available"), o.integer("held"))
+        key_id = PLATFORM_ACCOUNT if o.data.get("key_id") == PLATFORM_ACCOUNT else o.hex64("key_id")
+        return cls(key_id, o.integer("available"), o.integer("held"))
 
 
 @dataclass(frozen=True, slots=True)

@@ -36,6 +36,13 @@ IdempotencyHeader = Annotated[
         description="Optional; the same key and body return the stored response.",
     ),
 ]
+AccountIdPath = Annotated[
+    str,
+    Path(
+        pattern=r"^([0-9a-f]{64}|platform)$",
+        description="A participant's key id, or `platform` for the exchange's fee account.",
+    ),
+]
 Limit = Annotated[int, Query(ge=1, le=500, description="Most recent movements to show.")]
 
 
@@ -100,11 +107,11 @@ def my_account(
 @router.get(
     "/{key_id}",
     response_model=AccountView,
-    summary="A participant's balances and recent movements (operators)",
+    summary="A participant's (or the platform's) balances and recent movements (operators)",
     responses=signed_errors({}),
 )
 def participant_account(
-    key_id: KeyIdPath, principal: Operator, session: SessionDep, limit: Limit = 50
+    key_id: AccountIdPath, principal: Operator, session: SessionDep, limit: Limit = 50
 ) -> AccountView:
     del principal
     return service.account_view(session, key_id, limit=limit)

@@ -266,6 +266,13 @@ def test_accept_settles_with_the_exact_split(ex: Exchange) -> None:
     }
     kinds = [mv["kind"] for mv in ex.http(m.partner).get("/accounts/me").json()["movements"]]
     assert kinds == ["payout"]
+    # operators read the platform's fee account; nobody else does
+    platform = ex.http(ex.operator).get("/accounts/platform").json()
+    assert (platform["account"]["available"], platform["account"]["held"]) == (250, 0)
+    assert [(mv["kind"], mv["amount"], mv["order_id"]) for mv in platform["movements"]] == [
+        ("fee", 250, order_id)
+    ]
+    error(ex.http(m.partner).get("/accounts/platform"), 403, "role_forbidden")
 
     # everyone who may see the order sees the breakdown, also in the lists
     for who in (m.buyer, m.owner, ex.operator):
