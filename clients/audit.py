@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import itertools
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -337,6 +337,7 @@ def walk_log(
     spot_indices: Sequence[int] | None = None,
     from_block: int = 0,
     timeout: float = 30.0,
+    progress: Callable[[int, int], None] | None = None,
 ) -> LogAuditReport:
     """Audit the exchange's log against the anchors in ``registry``.
 
@@ -359,7 +360,8 @@ def walk_log(
     (tests serve a fake exchange with ``httpx.MockTransport``). Raises
     :class:`ledger.audit.AuditInconclusiveError` when the chain or the
     exchange cannot be read. The failing error carries the partial report in
-    ``.report``.
+    ``.report``. ``progress(done, total)`` is told of each check made (a long
+    log has many anchors).
     """
     report = LogAuditReport(exchange_url=exchange_url, registry=registry)
     exchange = _Exchange(exchange_url, transport, timeout)
@@ -367,7 +369,7 @@ def walk_log(
         report.chain_id, report.anchors = _anchored_roots(rpc_url, registry, from_block, timeout)
         if report.anchors:
             log_key = trusted_log_key or _published_log_key(exchange)
-            _walk(report, exchange, log_key, spot_checks, spot_indices)
+            _walk(report, exchange, log_key, spot_checks, spot_indices, progress)
     except (AuditError, AuditInconclusiveError) as exc:
         exc.report = report
         raise
@@ -382,18 +384,33 @@ def _walk(
     log_key: SM2PublicKey,
     spot_checks: int,
     spot_indices: Sequence[int] | None,
+    progress: Callable[[int, int], None] | None,
 ) -> None:
+    last = report.anchors[-1]
+    chosen = _choose(last.tree_size, spot_checks, spot_indices)
+    total = 2 * len(report.anchors) + len(chosen)  # checkpoints, links (+ latest), entries
+    done = 0
+
+    def checked() -> None:
+        nonlocal done
+        done += 1
+        if progress is not None:
+            progress(done, total)
+
     for anchored in report.anchors:
         _check_anchored_checkpoint(report, exchange, anchored, log_key)
+        checked()
     for older, newer in itertools.pairwise(report.anchors):
         _check_consistency(
             report, exchange, older.tree_size, older.root, newer.tree_size, newer.root
         )
-    last = report.anchors[-1]
+        checked()
     _check_latest(report, exchange, last, log_key)
-    for index in _choose(last.tree_size, spot_checks, spot_indices):
+    checked()
+    for index in chosen:
         _check_entry(report, exchange, index, last, log_key)
         report.spot_checked.append(index)
+        checked()
 
 
 def _published_log_key(exchange: _Exchange) -> SM2PublicKey:

@@ -192,19 +192,22 @@ def log_command(
 ) -> None:
     """Walk every anchored checkpoint: roots, consistency proofs, spot-checked entries."""
     from clients.audit import walk_log
+    from clients.cli.output import transfer_progress
     from ledger.audit import AuditError, AuditInconclusiveError
 
     rpc, registry = _require_chain(rpc, registry, "")
     trusted = _load_log_key(log_key)
     try:
-        report = walk_log(
-            exchange,
-            rpc,
-            registry,
-            spot_checks=spot_checks,
-            trusted_log_key=trusted,
-            from_block=from_block,
-        )
+        with transfer_progress("auditing the log", None, enabled=not as_json, unit="checks") as bar:
+            report = walk_log(
+                exchange,
+                rpc,
+                registry,
+                spot_checks=spot_checks,
+                trusted_log_key=trusted,
+                from_block=from_block,
+                progress=bar,
+            )
     except AuditError as exc:
         if as_json:
             _emit_json({"ok": False, **exc.report.to_dict(), "failure": _failure_dict(exc)})

@@ -28,6 +28,7 @@ from rich.markup import escape
 from rich.progress import (
     BarColumn,
     DownloadColumn,
+    MofNCompleteColumn,
     Progress,
     TextColumn,
     TimeRemainingColumn,
@@ -183,19 +184,23 @@ def _cell(value: Any) -> str:
 
 @contextmanager
 def transfer_progress(
-    description: str, total: int | None, *, enabled: bool = True
+    description: str, total: int | None, *, enabled: bool = True, unit: str = "bytes"
 ) -> Iterator[ProgressCallback | None]:
-    """A progress bar on stderr fed by ``callback(bytes_done, total)`` (the SDK's
-    progress signature), or ``None`` when not wanted: disabled, or stdout is not a
-    terminal (piped output, tests)."""
+    """A progress bar on stderr fed by ``callback(done, total)`` (the SDK's
+    progress signature; ``unit`` "bytes" or "checks"), or ``None`` when not
+    wanted: disabled, or stdout is not a terminal (piped output, tests)."""
     if not enabled or not sys.stdout.isatty():
         yield None
         return
+    columns = (
+        (DownloadColumn(), TransferSpeedColumn())
+        if unit == "bytes"
+        else (MofNCompleteColumn(), TextColumn(unit))
+    )
     with Progress(
         TextColumn("{task.description}"),
         BarColumn(),
-        DownloadColumn(),
-        TransferSpeedColumn(),
+        *columns,
         TimeRemainingColumn(),
         console=stderr,
         transient=True,

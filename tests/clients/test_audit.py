@@ -365,7 +365,13 @@ def walk(devnet: Devnet, anchored: Anchored, exchange: FakeExchange, **kwargs: A
 
 
 def test_honest_log_passes(devnet: Devnet, log: Log, anchored: Anchored) -> None:
-    report = walk(devnet, anchored, FakeExchange(log), spot_checks=5)
+    ticks: list[tuple[int, int]] = []
+    report = walk(
+        devnet, anchored, FakeExchange(log), spot_checks=5, progress=lambda *t: ticks.append(t)
+    )
+    # every anchored checkpoint, every link (the last to the latest checkpoint), 5 entries
+    total = 2 * len(ANCHORED_SIZES) + 5
+    assert ticks == [(done, total) for done in range(1, total + 1)]
     assert [a.tree_size for a in report.anchors] == list(ANCHORED_SIZES)
     subjects = [(c.step, c.subject) for c in report.checks]
     for n in ANCHORED_SIZES:
