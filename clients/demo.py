@@ -879,7 +879,7 @@ class Demo:
         last = max(r.index for r in self.records)
         self.say.note(
             f"waiting for the exchange to anchor record {last} and for the anchor to become "
-            "final (an exchange started by `make run` anchors once a minute)"
+            "final (an exchange started by `make run` anchors every 10 s)"
         )
         deadline = time.monotonic() + self.anchor_timeout
         while True:

@@ -125,7 +125,7 @@ def dev_operator_key(data_dir: Path) -> tuple[Path, SM2PrivateKey]:
     from exchange.keys import load_or_create_key_file
 
     path = data_dir / OPERATOR_KEY_FILENAME
-    return path, load_or_create_key_file(path)
+    return path, load_or_create_key_file(path, what="the dev operator key")
 
 
 def with_operator(settings: Settings, operator: SM2PrivateKey) -> Settings:

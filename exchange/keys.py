@@ -33,7 +33,8 @@ _PRIVATE_MODE = 0o600
 
 
 class LogKeyError(Exception):
-    """The log key cannot be loaded or created (missing file, wrong password, loose mode)."""
+    """The log key (or another key file kept the same way, such as the dev operator key)
+    cannot be loaded or created (missing file, wrong password, loose mode)."""
 
 
 def load_log_key(settings: Settings) -> SM2PrivateKey:
@@ -44,32 +45,38 @@ def load_log_key(settings: Settings) -> SM2PrivateKey:
     return load_or_create_key_file(settings.data_dir / LOG_KEY_FILENAME, password)
 
 
-def read_key_file(path: Path, password: bytes | None = None) -> SM2PrivateKey:
-    """Load an SM2 private key PEM; raises :class:`LogKeyError` naming the file."""
+def read_key_file(
+    path: Path, password: bytes | None = None, *, what: str = "the log key"
+) -> SM2PrivateKey:
+    """Load an SM2 private key PEM; raises :class:`LogKeyError` naming the file (and
+    ``what`` key it is, e.g. ``"the dev operator key"``)."""
     try:
         data = path.read_bytes()
     except OSError as exc:
-        raise LogKeyError(f"cannot read the log key {path}: {exc.strerror or exc}") from None
+        raise LogKeyError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
     try:
         return SM2PrivateKey.from_pem(data, password)
     except KeyFormatError as exc:
         raise LogKeyError(f"{path} is not a usable SM2 private key: {exc}") from None
 
 
-def load_or_create_key_file(path: Path, password: bytes | None = None) -> SM2PrivateKey:
+def load_or_create_key_file(
+    path: Path, password: bytes | None = None, *, what: str = "the log key"
+) -> SM2PrivateKey:
     """Load the key at ``path``, or generate it there (mode 0600) if there is none.
 
     An existing file readable by group or others is refused: fix its mode
     (``chmod 600``) rather than keep signing with a key that may have leaked.
+    ``what`` names the key in error messages (the same helper keeps other keys).
     """
     if not path.exists():
         _create_key_file(path, password)
     mode = stat.S_IMODE(path.stat().st_mode)
     if mode & 0o077:
         raise LogKeyError(
-            f"the log key {path} has mode {mode:04o}; it must be private (chmod 600 {path})"
+            f"{what} {path} has mode {mode:04o}; it must be private (chmod 600 {path})"
         )
-    return read_key_file(path, password)
+    return read_key_file(path, password, what=what)
 
 
 def _create_key_file(path: Path, password: bytes | None) -> None:

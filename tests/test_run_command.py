@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -24,15 +25,20 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def _start(data_dir: Path, port: int, chain_port: int, log: Path) -> subprocess.Popen[bytes]:
-    env = {
-        k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "SHANCHENG_DATABASE_URL")
-    }
-    with log.open("ab") as out:
+def _start(
+    data_dir: Path, port: int, chain_port: int, log: Path, json_out: Path | None = None
+) -> subprocess.Popen[bytes]:
+    """``shancheng run`` with its output appended to ``log``; with ``json_out``, run with
+    ``--json``: stdout (the startup map) goes there and only stderr to ``log``."""
+    ignored = ("DATABASE_URL", "SHANCHENG_DATABASE_URL", "SHANCHENG_ANCHOR_INTERVAL_S")
+    env = {k: v for k, v in os.environ.items() if k not in ignored}
+    extra = [] if json_out is None else ["--json"]
+    with log.open("ab") as out, (json_out or log).open("ab") as stdout:
         return subprocess.Popen(
             [sys.executable, "-m", "clients.cli", "run", "--data-dir", str(data_dir),
-             "--port", str(port), "--chain-port", str(chain_port)],
-            cwd=REPO, stdout=out, stderr=subprocess.STDOUT, env=env,
+             "--port", str(port), "--chain-port", str(chain_port), *extra],
+            cwd=REPO, stdout=stdout if json_out else out,
+            stderr=out if json_out else subprocess.STDOUT, env=env,
         )  # fmt: skip
 
 
@@ -93,10 +99,19 @@ def test_run_serves_health_reuses_the_registry_and_stops_cleanly(tmp_path: Path)
     assert stat.S_IMODE(operator_key.stat().st_mode) == 0o600
     first_key = operator_key.read_bytes()
 
-    process = _start(tmp_path / "var", port, chain_port, log)
+    startup = tmp_path / "startup.json"  # the second time with --json
+    process = _start(tmp_path / "var", port, chain_port, log, json_out=startup)
     health = _wait_healthy(url, process, log)
     chain = health["chain"]
     assert isinstance(chain, dict) and chain["registry_address"] == registry
     assert _interrupt(process) == 0
-    assert "reused" in log.read_text()[len(first_output) :]
     assert operator_key.read_bytes() == first_key, "the dev operator key must be kept"
+    document = json.loads(startup.read_text())  # stdout held the map alone
+    assert document["api"] == url and document["health"] == f"{url}/health"
+    assert document["registry"] == {"address": registry, "reused": True}
+    assert document["chain"]["rpc_url"] == f"http://127.0.0.1:{chain_port}"
+    assert document["operator_key"] == str(operator_key)
+    assert document["anchoring"]["interval_s"] == 10.0  # devnet: anchors within seconds
+    second_output = log.read_text()[len(first_output) :]
+    assert "Press Ctrl-C" in second_output and "GET /health" in second_output
+    assert "Traceback" not in second_output

@@ -5,21 +5,30 @@ Use it when several API processes share one database: run them with
 holder of the single-worker lock anchors) and run one of these. The signing key
 comes from ``SHANCHENG_ANCHOR_KEY`` only, never from a flag (command lines are
 visible to every user of the machine).
+
+With ``--json`` stdout carries only the reports of the passes, one JSON object
+per line (JSON Lines), written as each pass ends; with ``--once`` that is a
+single line, i.e. one JSON document. The status lines go to stderr then.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import signal
 import sys
 import threading
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from clients.cli._common import CLIError, stderr, stdout
+from clients.cli.output import plain
+
+if TYPE_CHECKING:
+    from exchange.anchoring.worker import AnchorWorker, WorkerReport
 
 EXIT_LOCK_HELD = 3
 
@@ -47,6 +56,14 @@ def anchor_worker(
         False, "--wait", help="Wait for the active worker to stop instead of exiting."
     ),
     once: bool = typer.Option(False, "--once", help="Run one pass, print its report, exit."),
+    as_json: bool = typer.Option(
+        False,
+        "--json",
+        help="Print each pass's report as one JSON object per line on stdout (ok, "
+        "chain_available, error, decision, and the tree sizes created, signed, broadcast, "
+        "waiting, anchored, finalized, reorged, superseded, conflicts); with --once, one "
+        "JSON document. Status lines go to stderr.",
+    ),
 ) -> None:
     """Anchor the log's checkpoints to the AnchorRegistry (one active worker per database).
 
@@ -57,7 +74,6 @@ def anchor_worker(
     from exchange.anchoring.lock import worker_lock
     from exchange.anchoring.service import AnchoringConfigError, build_worker
     from exchange.anchoring.store import ensure_tables
-    from exchange.anchoring.worker import AnchorWorker
     from exchange.db import make_engine, redact_url
     from exchange.settings import Settings
 
@@ -106,7 +122,10 @@ def anchor_worker(
                     "use --wait to take over when it stops",
                     exit_code=EXIT_LOCK_HELD,
                 )
-            _say(f"waiting for the active anchoring worker to stop ({lock.description})")
+            _say(
+                f"waiting for the active anchoring worker to stop ({lock.description})",
+                err=as_json,
+            )
             if not lock.acquire(wait=True, stop=stop):
                 return
         try:
@@ -123,19 +142,48 @@ def anchor_worker(
         running.append(worker)
         _say(
             f"anchoring worker active: {database} -> registry {worker.registry.address} "
-            f"at {settings.rpc_url} ({lock.description})"
+            f"at {settings.rpc_url} ({lock.description})",
+            err=as_json,
         )
+        if as_json:
+            _report_passes_as_json(worker)
         if once:
             report = worker.run_once()
-            _say(report.summary())
+            if not as_json:
+                _say(report.summary())
             if not report.ok:
                 raise typer.Exit(1)
             return
         worker.run_forever(guard=lock.ensure_held)
-        _say("anchoring worker stopped")
+        _say("anchoring worker stopped", err=as_json)
     finally:
         lock.release()
         engine.dispose()
+
+
+def _report_passes_as_json(worker: AnchorWorker) -> None:
+    """Make every pass of ``worker`` (``--once`` or the loop's) print its report as a
+    JSON line; a pass that raises prints a report with its ``error`` and re-raises."""
+    from exchange.anchoring.worker import WorkerReport
+
+    one_pass = worker.run_once
+
+    def run_once_reporting() -> WorkerReport:
+        try:
+            report = one_pass()
+        except Exception as exc:
+            _json_line(WorkerReport(error=f"{type(exc).__name__}: {exc}"))
+            raise
+        _json_line(report)
+        return report
+
+    # The loop calls self.run_once(): the instance attribute takes precedence.
+    worker.run_once = run_once_reporting  # type: ignore[method-assign]
+
+
+def _json_line(report: WorkerReport) -> None:
+    document = {"ok": report.ok, **plain(report)}
+    typer.echo(json.dumps(document, ensure_ascii=False))  # click.echo flushes
 
 
 def _say(message: str, *, err: bool = False) -> None:

@@ -89,7 +89,10 @@ def register(
 @command(buyer_app, "search")
 def search(
     inv: Invocation,
-    query: Annotated[str | None, typer.Argument(help="Words to find (all must match).")] = None,
+    query: Annotated[
+        list[str] | None,
+        typer.Argument(help="Words to find (all must match); several words need no quotes."),
+    ] = None,
     category: Annotated[str | None, typer.Option("--category")] = None,
     min_price: Annotated[str | None, typer.Option("--min-price", help="Yuan.")] = None,
     max_price: Annotated[str | None, typer.Option("--max-price", help="Yuan.")] = None,
@@ -103,7 +106,8 @@ def search(
     limit: Annotated[int, typer.Option("--limit", min=1, max=100)] = 20,
     cursor: Annotated[str | None, typer.Option("--cursor", help="Next page.")] = None,
 ) -> None:
-    """Search published listings (no key needed)."""
+    """Search published listings (no key needed); `search 山城 气象` = `search "山城 气象"`."""
+    words = " ".join(query or ()).strip() or None
     filters: dict[str, Any] = {
         "category": category,
         "min_price": _fen("--min-price", min_price),
@@ -115,7 +119,7 @@ def search(
         "cursor": cursor,
     }
     page = inv.client(signed=False).search(
-        query, **{k: v for k, v in filters.items() if v is not None}
+        words, **{k: v for k, v in filters.items() if v is not None}
     )
     inv.out.result(page, lambda d: show_search(inv.out, d))
 

@@ -1,10 +1,19 @@
-"""``shancheng contracts``: compile the Solidity sources and check the committed artifacts."""
+"""``shancheng contracts``: compile the Solidity sources and check the committed artifacts.
+
+Both commands print lines for people, or with ``--json`` one JSON document
+(:class:`clients.cli.output.Output`). ``check`` is a verdict: with ``--json``
+a stale artifact still prints its document (``ok`` false, the ``reasons``)
+before the one-line error and exit 1.
+"""
 
 from __future__ import annotations
+
+from typing import Annotated
 
 import typer
 
 from clients.cli._common import CLIError, stdout
+from clients.cli.output import Output
 
 contracts_app = typer.Typer(
     name="contracts",
@@ -14,7 +23,15 @@ contracts_app = typer.Typer(
 
 
 @contracts_app.command("build")
-def build_command() -> None:
+def build_command(
+    as_json: Annotated[
+        bool,
+        typer.Option(
+            "--json",
+            help="Print one JSON document (artifacts: name, path, written) instead.",
+        ),
+    ] = False,
+) -> None:
     """Compile contracts/*.sol with the pinned solc into contracts/artifacts/*.json."""
     from contracts import build
     from contracts.errors import ContractsError
@@ -23,6 +40,13 @@ def build_command() -> None:
         changed = build.build()
     except ContractsError as exc:
         raise CLIError(str(exc)) from exc
+    if as_json:
+        artifacts = [
+            {"name": name, "path": build.artifact_path(name), "written": was_changed}
+            for name, was_changed in changed.items()
+        ]
+        Output(as_json).json({"artifacts": artifacts})
+        return
     for name, was_changed in changed.items():
         state = "written" if was_changed else "unchanged"
         stdout.print(f"{build.artifact_path(name)}: {state}", highlight=False)
@@ -35,17 +59,31 @@ def check_command(
         "--recompile",
         help="Also recompile (needs solc or node) and compare byte for byte.",
     ),
+    as_json: Annotated[
+        bool,
+        typer.Option(
+            "--json",
+            help="Print one JSON document (ok, recompiled, reasons) instead; "
+            "a stale artifact still exits 1.",
+        ),
+    ] = False,
 ) -> None:
     """Exit 1 if a committed artifact is stale (sources, settings or compiler changed)."""
     from contracts import build
     from contracts.errors import ContractsError, StaleArtifactError
 
+    out = Output(as_json)
     try:
         build.check(recompile=recompile)
     except StaleArtifactError as exc:
+        if as_json:
+            out.json({"ok": False, "recompiled": recompile, "reasons": exc.reasons})
         raise CLIError(f"{exc}; run `shancheng contracts build`", exit_code=1) from exc
     except ContractsError as exc:
         raise CLIError(str(exc)) from exc
+    if as_json:
+        out.json({"ok": True, "recompiled": recompile, "reasons": []})
+        return
     stdout.print("contract artifacts are up to date")
 
 

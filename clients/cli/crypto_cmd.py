@@ -3,6 +3,11 @@
 Signatures are SM2 with SM3 and the default distinguishing ID
 ``1234567812345678``, DER-encoded then base64 on the command line; they
 interoperate with ``openssl pkeyutl -rawin -digest sm3 -pkeyopt distid:1234567812345678``.
+
+Each command prints its bare result for the shell (a key id, a PEM, a hex
+digest, a base64 signature, ``valid``); with ``--json`` it prints one JSON
+document instead (:class:`clients.cli.output.Output`), whose fields its
+``--help`` names.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.progress import (
@@ -27,6 +32,7 @@ from rich.progress import (
 )
 
 from clients.cli._common import CLIError, stderr, stdout
+from clients.cli.output import Output
 from ledger.errors import (
     InvalidSignature,
     KeyFormatError,
@@ -43,6 +49,12 @@ EXIT_INVALID = 1
 PasswordFileOption = Annotated[
     Path | None, typer.Option("--password-file", help="File holding the key's password.")
 ]
+
+
+def _json_flag(fields: str) -> Any:
+    """The ``--json`` option of a crypto command; ``fields`` names the document's keys."""
+    return typer.Option("--json", help=f"Print one JSON document ({fields}) instead.")
+
 
 keys_app = typer.Typer(
     name="keys",
@@ -165,12 +177,23 @@ def keys_new(
         typer.Option("--password-file", help="Encrypt the key with the password in this file."),
     ] = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
+    as_json: Annotated[bool, _json_flag("key_id, file, public_key, encrypted")] = False,
 ) -> None:
     """Create an SM2 key pair; print its key id (SM3 of the public key)."""
     password = _password(password_file)
     key = SM2PrivateKey.generate()
     _write_private(out, key.to_pem(password), force=force)
     stderr.print(f"wrote SM2 private key to {out} (mode 0600)", markup=False, highlight=False)
+    if as_json:
+        Output(as_json).json(
+            {
+                "key_id": key.key_id(),
+                "file": out,
+                "public_key": key.public_key(),
+                "encrypted": password is not None,
+            }
+        )
+        return
     _emit(key.key_id())
 
 
@@ -178,14 +201,19 @@ def keys_new(
 def keys_pub(
     key: Annotated[Path, typer.Argument(help="PEM private key file.")],
     password_file: PasswordFileOption = None,
+    as_json: Annotated[bool, _json_flag("key_id, public_key")] = False,
 ) -> None:
     """Print the public key (SubjectPublicKeyInfo PEM) of a private key."""
-    private = _load_private(key, password_file)
-    _emit(private.public_key().to_pem().decode("ascii").rstrip("\n"))
+    public = _load_private(key, password_file).public_key()
+    if as_json:
+        Output(as_json).json({"key_id": public.key_id(), "public_key": public})
+        return
+    _emit(public.to_pem().decode("ascii").rstrip("\n"))
 
 
 def sm3_cmd(
     file: Annotated[Path, typer.Argument(help="File to hash (streamed).")],
+    as_json: Annotated[bool, _json_flag("file, size, sm3")] = False,
 ) -> None:
     """Print the SM3 digest (hex) of a file."""
     try:
@@ -200,6 +228,9 @@ def sm3_cmd(
                 digest = sm3_file(file, progress=lambda n: progress.advance(task, n))
     except OSError as exc:
         _os_error(file, "file", exc)
+    if as_json:
+        Output(as_json).json({"file": file, "size": size, "sm3": digest.hex()})
+        return
     _emit(digest.hex())
 
 
@@ -207,32 +238,54 @@ def sign_cmd(
     file: Annotated[Path, typer.Argument(help="File to sign.")],
     key: Annotated[Path, typer.Option("--key", help="PEM private key file.")],
     password_file: PasswordFileOption = None,
+    as_json: Annotated[bool, _json_flag("file, key_id, signature (base64 DER)")] = False,
 ) -> None:
     """Sign a file (SM2/SM3, ID 1234567812345678); print the DER signature in base64."""
     private = _load_private(key, password_file)
     data = _read(file, "file")
-    _emit(base64.b64encode(private.sign(data)).decode("ascii"))
+    signature = base64.b64encode(private.sign(data)).decode("ascii")
+    if as_json:
+        Output(as_json).json({"file": file, "key_id": private.key_id(), "signature": signature})
+        return
+    _emit(signature)
 
 
 def verify_cmd(
     file: Annotated[Path, typer.Argument(help="Signed file.")],
     pub: Annotated[Path, typer.Option("--pub", help="PEM public key file.")],
     sig: Annotated[Path, typer.Option("--sig", help="File holding the base64 DER signature.")],
+    as_json: Annotated[
+        bool,
+        typer.Option(
+            "--json",
+            help="Print one JSON document (valid, file, key_id, and reason when invalid) "
+            "instead; an invalid signature still exits 1.",
+        ),
+    ] = False,
 ) -> None:
     """Verify a signature made by 'shancheng sign': exit 0 if valid, 1 if not."""
     public = _load_public(pub)
     text = _read(sig, "signature file")
     data = _read(file, "file")
+    verdict: dict[str, Any] = {"valid": False, "file": file, "key_id": public.key_id()}
+
+    def invalid(reason: str) -> CLIError:
+        """The verdict (in JSON mode) and the error ``main`` prints: exit 1."""
+        if as_json:
+            Output(as_json).json({**verdict, "reason": reason})
+        return CLIError(reason, exit_code=EXIT_INVALID)
+
     try:
         signature = base64.b64decode(b"".join(text.split()), validate=True)
     except (binascii.Error, ValueError):
-        raise CLIError(
-            f"invalid signature: {sig} does not hold base64", exit_code=EXIT_INVALID
-        ) from None
+        raise invalid(f"invalid signature: {sig} does not hold base64") from None
     try:
         public.verify(signature, data)
     except InvalidSignature:
-        raise CLIError("invalid signature", exit_code=EXIT_INVALID) from None
+        raise invalid("invalid signature") from None
+    if as_json:
+        Output(as_json).json({**verdict, "valid": True})
+        return
     _emit("valid")
 
 

@@ -1,13 +1,19 @@
-"""``shancheng db upgrade`` and ``shancheng db current``: the database's Alembic migrations."""
+"""``shancheng db upgrade`` and ``shancheng db current``: the database's Alembic migrations.
+
+Both print one line for people, or with ``--json`` one JSON document
+(:class:`clients.cli.output.Output`); the database URL is always shown with its
+password redacted.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from clients.cli._common import CLIError, stdout
+from clients.cli.output import Output
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -63,6 +69,13 @@ def upgrade(
     database_url: str | None = _DATABASE_URL,
     data_dir: Path | None = _DATA_DIR,
     revision: str = typer.Option("head", "--revision", help="Target revision."),
+    as_json: Annotated[
+        bool,
+        typer.Option(
+            "--json",
+            help="Print one JSON document (database, before, after, changed, head) instead.",
+        ),
+    ] = False,
 ) -> None:
     """Migrate the database to --revision (default: the newest). Running it again is a no-op.
 
@@ -90,7 +103,17 @@ def upgrade(
         raise _fail("upgrading", redacted, exc) from exc
     finally:
         engine.dispose()
-    if before == after:
+    if as_json:
+        Output(as_json).json(
+            {
+                "database": redacted,
+                "before": before,
+                "after": after,
+                "changed": before != after,
+                "head": migrations.head(),
+            }
+        )
+    elif before == after:
         stdout.print(f"{redacted}: already at {after or 'base'}", highlight=False, soft_wrap=True)
     else:
         stdout.print(
@@ -101,6 +124,14 @@ def upgrade(
 def current(
     database_url: str | None = _DATABASE_URL,
     data_dir: Path | None = _DATA_DIR,
+    as_json: Annotated[
+        bool,
+        typer.Option(
+            "--json",
+            help="Print one JSON document (database, revision, head, up_to_date) instead; "
+            "revision is null when the database is not under migrations.",
+        ),
+    ] = False,
 ) -> None:
     """Print the database's revision (``none`` when it is not under migrations) and head."""
     from sqlalchemy.exc import SQLAlchemyError
@@ -117,6 +148,16 @@ def current(
     finally:
         engine.dispose()
     head = migrations.head()
+    if as_json:
+        Output(as_json).json(
+            {
+                "database": redact_url(url),
+                "revision": revision,
+                "head": head,
+                "up_to_date": revision == head,
+            }
+        )
+        return
     state = "up to date" if revision == head else "behind: run `shancheng db upgrade`"
     stdout.print(f"{revision or 'none'} (head {head}; {state})", highlight=False)
 

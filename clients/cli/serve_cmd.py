@@ -1,15 +1,24 @@
-"""``shancheng serve`` (the API alone) and ``shancheng run`` (devnet + contracts + API)."""
+"""``shancheng serve`` (the API alone) and ``shancheng run`` (devnet + contracts + API).
+
+With ``--json`` each prints its startup map as one JSON document on stdout
+(URLs, database, chain) just before the server starts listening, and sends
+everything else there is to say to stderr: uvicorn's access log, which goes to
+stdout otherwise, included. A script reads the document, then polls
+``/health`` until the server answers.
+"""
 
 from __future__ import annotations
 
+import copy
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
 
 from clients.cli._common import CLIError, stderr, stdout
+from clients.cli.output import Output
 from clients.local_exchange import port_is_free
 from devnet.launcher import DevnetError
 
@@ -24,14 +33,38 @@ DEFAULT_BLOCK_TIME = 1.0
 def serve(
     host: str = typer.Option("127.0.0.1", help="Interface to bind."),
     port: int = typer.Option(8000, help="TCP port."),
+    as_json: Annotated[
+        bool,
+        typer.Option(
+            "--json",
+            help="Print the startup map (api, docs, health, database, rpc_url, "
+            "registry_address) as one JSON document on stdout; logs go to stderr.",
+        ),
+    ] = False,
 ) -> None:
     """Serve the exchange API with the configuration from SHANCHENG_* variables."""
     import uvicorn
 
     from exchange.app import create_app
+    from exchange.db import redact_url
+    from exchange.settings import Settings
 
     _require_free_port(host, port, "the exchange API")
-    uvicorn.run(create_app(), host=host, port=port, log_level="info")
+    try:
+        settings = Settings()
+    except ValueError as exc:
+        raise CLIError(f"invalid settings: {exc}") from exc
+    app = create_app(settings)
+    if as_json:
+        Output(as_json).json(
+            {
+                **_urls(f"http://{host}:{port}"),
+                "database": redact_url(settings.resolved_database_url),
+                "rpc_url": settings.rpc_url,
+                "registry_address": settings.registry_address,
+            }
+        )
+    uvicorn.run(app, host=host, port=port, log_level="info", log_config=_log_config(as_json))
 
 
 def run(
@@ -47,6 +80,14 @@ def run(
         help="Seconds between devnet blocks, so anchors gather confirmations; 0 mines "
         "one block per transaction.",
     ),
+    as_json: Annotated[
+        bool,
+        typer.Option(
+            "--json",
+            help="Print the startup map (api, docs, health, database, chain, registry, "
+            "operator_key) as one JSON document on stdout; everything else goes to stderr.",
+        ),
+    ] = False,
 ) -> None:
     """Start the local devnet, deploy (or reuse) the contracts and serve the exchange.
 
@@ -66,6 +107,8 @@ def run(
     except LogKeyError as exc:
         raise CLIError(str(exc)) from exc
 
+    notes = stderr if as_json else stdout  # the human lines around the map
+
     def port_taken(taken: int) -> None:
         stderr.print(f"port {taken} is taken; the devnet takes a free port instead")
 
@@ -77,44 +120,117 @@ def run(
             on_port_taken=port_taken,
         ) as chain:
             settings = with_operator(
-                Settings(
-                    data_dir=data_dir,
-                    rpc_url=chain.rpc_url,
-                    registry_address=chain.registry_address,
-                    database_url=os.environ.get("SHANCHENG_DATABASE_URL")
-                    or os.environ.get("DATABASE_URL"),
+                _devnet_anchoring(
+                    Settings(
+                        data_dir=data_dir,
+                        rpc_url=chain.rpc_url,
+                        registry_address=chain.registry_address,
+                        database_url=os.environ.get("SHANCHENG_DATABASE_URL")
+                        or os.environ.get("DATABASE_URL"),
+                    )
                 ),
                 operator,
             )
-            _print_map(settings, port, chain, operator_key_file)
+            startup = _startup_map(settings, port, chain, operator_key_file)
+            if as_json:
+                Output(as_json).json(startup)
+            else:
+                _print_map(startup)
+            notes.print(
+                "[yellow]Devnet accounts come from anvil's public test mnemonic: test use only.[/]"
+            )
+            notes.print("Press Ctrl-C to stop everything.")
             import uvicorn
 
-            uvicorn.run(create_app(settings), host="127.0.0.1", port=port, log_level="info")
+            uvicorn.run(
+                create_app(settings),
+                host="127.0.0.1",
+                port=port,
+                log_level="info",
+                log_config=_log_config(as_json),
+            )
         if chain.started_here:
-            stdout.print("devnet stopped; chain state kept in " + str(chain.node.config.state_file))
+            notes.print("devnet stopped; chain state kept in " + str(chain.node.config.state_file))
     except (DevnetError, DeployError) as exc:
         raise CLIError(str(exc)) from exc
 
 
-def _print_map(settings: Settings, port: int, chain: LocalChain, operator_key: Path) -> None:
+def _urls(api: str) -> dict[str, str]:
+    return {"api": api, "docs": f"{api}/docs", "health": f"{api}/health"}
+
+
+def _startup_map(
+    settings: Settings, port: int, chain: LocalChain, operator_key: Path
+) -> dict[str, Any]:
+    """What ``run`` started, as plain data (the ``--json`` document)."""
     from exchange.db import redact_url
 
-    node, registry, reused = chain.node, chain.registry_address, chain.registry_reused
+    node = chain.node
+    return {
+        **_urls(f"http://127.0.0.1:{port}"),
+        "database": redact_url(settings.resolved_database_url),
+        "chain": {
+            "rpc_url": node.rpc_url,
+            "chain_id": node.chain_id,
+            "state": node.state_note,
+            "state_file": str(node.config.state_file),
+            "started_here": chain.started_here,
+        },
+        "registry": {"address": chain.registry_address, "reused": chain.registry_reused},
+        "anchoring": {
+            "interval_s": settings.anchor_interval_s,
+            "size_threshold": settings.anchor_size_threshold,
+            "confirmations": settings.anchor_confirmations,
+        },
+        "operator_key": str(operator_key),
+    }
 
+
+DEVNET_ANCHOR_INTERVAL_S = 10.0
+"""On the local devnet an anchor costs nothing real: anchor every 10 s (not every
+60 s) so receipts become final within seconds, unless the environment says otherwise."""
+
+
+def _devnet_anchoring(settings: Settings) -> Settings:
+    if "SHANCHENG_ANCHOR_INTERVAL_S" in os.environ:
+        return settings
+    return settings.model_copy(update={"anchor_interval_s": DEVNET_ANCHOR_INTERVAL_S})
+
+
+def _print_map(startup: dict[str, Any]) -> None:
+    chain, registry = startup["chain"], startup["registry"]
     table = Table(title="Shancheng Data Exchange (local)", show_header=False)
-    table.add_row("API", f"http://127.0.0.1:{port}")
-    table.add_row("API docs", f"http://127.0.0.1:{port}/docs")
-    table.add_row("Health", f"http://127.0.0.1:{port}/health")
-    table.add_row("Database", redact_url(settings.resolved_database_url))
-    table.add_row("Chain RPC", f"{node.rpc_url} (chain id {node.chain_id}; {node.state_note})")
-    table.add_row("AnchorRegistry", f"{registry} ({'reused' if reused else 'deployed now'})")
-    table.add_row("Chain state", str(node.config.state_file))
-    table.add_row("Operator key", f"{operator_key} (dev operator, used by `shancheng demo`)")
-    stdout.print(table)
-    stdout.print(
-        "[yellow]Devnet accounts come from anvil's public test mnemonic: test use only.[/]"
+    table.add_row("API", startup["api"])
+    table.add_row("API docs", startup["docs"])
+    table.add_row("Health", startup["health"])
+    table.add_row("Database", startup["database"])
+    table.add_row(
+        "Chain RPC", f"{chain['rpc_url']} (chain id {chain['chain_id']}; {chain['state']})"
     )
-    stdout.print("Press Ctrl-C to stop everything.")
+    reused = "reused" if registry["reused"] else "deployed now"
+    table.add_row("AnchorRegistry", f"{registry['address']} ({reused})")
+    table.add_row("Chain state", chain["state_file"])
+    anchoring = startup["anchoring"]
+    table.add_row(
+        "Anchoring",
+        f"every {anchoring['interval_s']:g} s or {anchoring['size_threshold']} records; "
+        f"final after {anchoring['confirmations']} blocks",
+    )
+    table.add_row(
+        "Operator key", f"{startup['operator_key']} (dev operator, used by `shancheng demo`)"
+    )
+    stdout.print(table)
+
+
+def _log_config(as_json: bool) -> dict[str, Any]:
+    """uvicorn's logging configuration; with ``--json`` its access log (on stdout by
+    default) goes to stderr too, so stdout holds the JSON document alone."""
+    from uvicorn.config import LOGGING_CONFIG
+
+    config = copy.deepcopy(LOGGING_CONFIG)
+    if as_json:
+        config["handlers"]["access"]["stream"] = "ext://sys.stderr"
+    return config
 
 
 def _require_free_port(host: str, port: int, what: str) -> None:

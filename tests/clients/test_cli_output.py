@@ -5,21 +5,30 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import signal
 import socket
+import stat
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
-from test_cli_support import invoke, make_runner, run_shancheng
+import typer
+from test_cli_support import REPO, invoke, make_runner, run_shancheng
 from typer.testing import CliRunner
 
+import clients.cli
 from clients.cli import _runtime
 from clients.cli._common import CLIError
 from clients.cli.config import CONFIG_KEYS
 from clients.cli.output import parse_yuan, plain, yuan
 from clients.sdk.errors import APIError
-from ledger.sm2 import SM2PrivateKey
+from ledger.sm2 import SM2PrivateKey, SM2PublicKey
 
 
 @pytest.fixture(scope="module")
@@ -285,3 +294,303 @@ def test_progress_bars_only_on_a_terminal_and_never_with_json(
         assert callback is not None
         callback(4, 10)
         callback(10, 10)
+
+
+# --------------------------------------------------------------------------- --json everywhere
+
+
+def _leaf_commands() -> list[tuple[str, Any]]:
+    """Every command of ``shancheng`` (the click tree typer builds), as ``"group name"``.
+    (Typer carries its own copy of click, so groups are told by their ``commands``.)"""
+    make_runner()  # every group registered
+
+    def walk(command: Any, path: tuple[str, ...]) -> Iterator[tuple[str, Any]]:
+        subcommands = getattr(command, "commands", None)
+        if isinstance(subcommands, dict):
+            for name, sub in subcommands.items():
+                yield from walk(sub, (*path, name))
+        else:
+            yield " ".join(path), command
+
+    return list(walk(typer.main.get_command(clients.cli.app), ()))
+
+
+def test_every_registered_command_accepts_a_documented_json_flag() -> None:
+    commands = dict(_leaf_commands())
+    older = {"keys new", "keys pub", "sm3", "sign", "verify", "db upgrade", "db current"}
+    older |= {"contracts build", "contracts check", "devnet up", "devnet down", "devnet status"}
+    older |= {"serve", "run", "anchor-worker", "audit verify", "demo", "init", "config show"}
+    assert older <= commands.keys(), older - commands.keys()
+    assert {"buyer search", "provider create-listing", "operator resolve"} <= commands.keys()
+    for name, command in commands.items():
+        flags = [p for p in command.params if "--json" in getattr(p, "opts", ())]
+        assert len(flags) == 1, f"`shancheng {name}` has no --json"
+        flag = flags[0]
+        assert flag.param_type_name == "option" and flag.is_flag, name
+        assert flag.default is False, name
+        assert flag.help, f"`shancheng {name} --json` is not documented"
+
+
+@pytest.mark.parametrize("name", ["sm3", "db current", "serve", "run", "anchor-worker"])
+def test_the_json_flag_shows_in_help(cli: CliRunner, name: str) -> None:
+    result = invoke(cli, *name.split(), "--help")
+    assert result.exit_code == 0 and "--json" in result.stdout, result
+
+
+def _document(result: Any) -> Any:
+    """The one JSON document on stdout (fails on anything else there)."""
+    assert result.exit_code == 0, result
+    return json.loads(result.stdout)
+
+
+def test_keys_new_and_pub_json(cli: CliRunner, tmp_path: Path) -> None:
+    out = tmp_path / "k.pem"
+    created = _document(invoke(cli, "keys", "new", "--out", out, "--json"))
+    key = SM2PrivateKey.from_pem(out.read_bytes())
+    assert stat.S_IMODE(out.stat().st_mode) == 0o600
+    assert created == {
+        "key_id": key.key_id(),
+        "file": str(out),
+        "public_key": key.public_key().to_pem().decode(),
+        "encrypted": False,
+    }
+    shown = _document(invoke(cli, "keys", "pub", out, "--json"))
+    assert shown == {"key_id": key.key_id(), "public_key": created["public_key"]}
+    assert SM2PublicKey.from_pem(shown["public_key"]) == key.public_key()
+
+    password = tmp_path / "pw"
+    password.write_text("s3cret\n")
+    locked = tmp_path / "locked.pem"
+    made = _document(
+        invoke(cli, "keys", "new", "--out", locked, "--password-file", password, "--json")
+    )
+    assert made["encrypted"] is True
+    assert SM2PrivateKey.from_pem(locked.read_bytes(), b"s3cret").key_id() == made["key_id"]
+
+
+def test_keys_new_json_refusal_prints_no_document(cli: CliRunner, tmp_path: Path) -> None:
+    out = tmp_path / "k.pem"
+    out.write_text("keep me")
+    refused = invoke(cli, "keys", "new", "--out", out, "--json")
+    assert refused.exit_code == 2 and "already exists" in (refused.message or "")
+    assert refused.stdout == "" and out.read_text() == "keep me"
+
+
+def test_sm3_json(cli: CliRunner, tmp_path: Path) -> None:
+    data = tmp_path / "abc"
+    data.write_bytes(b"abc")
+    assert _document(invoke(cli, "sm3", data, "--json")) == {
+        "file": str(data),
+        "size": 3,
+        "sm3": "66c7f0f462eeedd9d1f2d46bdc10e4e24167c4875cf2f7a2297da02b8f4ba8e0",
+    }
+    missing = invoke(cli, "sm3", tmp_path / "none", "--json")
+    assert missing.exit_code == 2 and missing.stdout == ""
+
+
+def test_sign_and_verify_json(cli: CliRunner, key_file: Path, tmp_path: Path) -> None:
+    key = SM2PrivateKey.from_pem(key_file.read_bytes())
+    public = tmp_path / "key.pub"
+    public.write_bytes(key.public_key().to_pem())
+    data = tmp_path / "data.csv"
+    data.write_text("id,value\n1,42\n")
+
+    signed = _document(invoke(cli, "sign", data, "--key", key_file, "--json"))
+    assert signed["file"] == str(data) and signed["key_id"] == key.key_id()
+    sig = tmp_path / "data.sig"
+    sig.write_text(signed["signature"])
+    verdict = _document(invoke(cli, "verify", data, "--pub", public, "--sig", sig, "--json"))
+    assert verdict == {"valid": True, "file": str(data), "key_id": key.key_id()}
+
+    data.write_text("id,value\n1,43\n")  # tampered: the verdict, then exit 1
+    tampered = invoke(cli, "verify", data, "--pub", public, "--sig", sig, "--json")
+    assert tampered.exit_code == 1 and tampered.message == "invalid signature"
+    assert json.loads(tampered.stdout) == {
+        "valid": False,
+        "file": str(data),
+        "key_id": key.key_id(),
+        "reason": "invalid signature",
+    }
+    sig.write_text("!!not base64!!")
+    garbled = invoke(cli, "verify", data, "--pub", public, "--sig", sig, "--json")
+    assert garbled.exit_code == 1
+    assert json.loads(garbled.stdout)["reason"].endswith("does not hold base64")
+    unusable = invoke(cli, "verify", data, "--pub", key_file, "--sig", sig, "--json")
+    assert unusable.exit_code == 2 and unusable.stdout == ""  # not a verdict: no document
+
+
+def test_db_upgrade_and_current_json(cli: CliRunner, tmp_path: Path) -> None:
+    from exchange import migrations
+
+    url = f"sqlite:///{tmp_path / 'x.db'}"
+    head = migrations.head()
+    before = _document(invoke(cli, "db", "current", "--database-url", url, "--json"))
+    assert before == {"database": url, "revision": None, "head": head, "up_to_date": False}
+    upgraded = _document(invoke(cli, "db", "upgrade", "--database-url", url, "--json"))
+    assert upgraded == {
+        "database": url,
+        "before": None,
+        "after": head,
+        "changed": True,
+        "head": head,
+    }
+    again = _document(invoke(cli, "db", "upgrade", "--database-url", url, "--json"))
+    assert again["changed"] is False and again["before"] == again["after"] == head
+    after = _document(invoke(cli, "db", "current", "--database-url", url, "--json"))
+    assert after == {"database": url, "revision": head, "head": head, "up_to_date": True}
+    bad = invoke(cli, "db", "current", "--database-url", "nosuchdb://x", "--json")
+    assert bad.exit_code == 2 and bad.stdout == ""
+
+
+def test_db_json_redacts_the_password(cli: CliRunner) -> None:
+    url = "postgresql://user:hunter2@127.0.0.1:1/none"
+    failed = invoke(cli, "db", "current", "--database-url", url, "--json")
+    assert failed.exit_code != 0 and failed.stdout == ""
+    assert "hunter2" not in (failed.message or "")
+
+
+def test_contracts_check_json(cli: CliRunner, monkeypatch: pytest.MonkeyPatch) -> None:
+    from contracts import build
+    from contracts.errors import StaleArtifactError
+
+    assert _document(invoke(cli, "contracts", "check", "--json")) == {
+        "ok": True,
+        "recompiled": False,
+        "reasons": [],
+    }
+
+    def stale(**_: object) -> None:
+        raise StaleArtifactError(["AnchorRegistry: source AnchorRegistry.sol changed"])
+
+    monkeypatch.setattr(build, "check", stale)
+    result = invoke(cli, "contracts", "check", "--json")
+    assert result.exit_code == 1 and "shancheng contracts build" in (result.message or "")
+    assert json.loads(result.stdout) == {
+        "ok": False,
+        "recompiled": False,
+        "reasons": ["AnchorRegistry: source AnchorRegistry.sol changed"],
+    }
+
+
+def test_contracts_build_json(cli: CliRunner, monkeypatch: pytest.MonkeyPatch) -> None:
+    from contracts import build
+
+    monkeypatch.setattr(build, "build", lambda: {"AnchorRegistry": False})  # no compiler
+    assert _document(invoke(cli, "contracts", "build", "--json")) == {
+        "artifacts": [
+            {
+                "name": "AnchorRegistry",
+                "path": str(build.artifact_path("AnchorRegistry")),
+                "written": False,
+            }
+        ]
+    }
+
+
+def test_devnet_down_and_status_json_when_nothing_runs(cli: CliRunner, tmp_path: Path) -> None:
+    down = _document(invoke(cli, "devnet", "down", "--state-dir", tmp_path, "--json"))
+    assert down == {"running": False, "stopped_pid": None}
+    status = invoke(cli, "devnet", "status", "--state-dir", tmp_path, "--json")
+    assert status.exit_code == 1 and json.loads(status.stdout) == {"running": False}
+    assert invoke(cli, "devnet", "down", "--state-dir", tmp_path).stdout == (
+        "devnet is not running\n"
+    )
+
+
+def test_anchor_worker_once_json_is_one_line_report(tmp_path: Path, closed_url: str) -> None:
+    done = run_shancheng(
+        "anchor-worker", "--data-dir", tmp_path, "--rpc-url", closed_url,
+        "--registry", "0x5FbDB2315678afecb367f032d93F642f64180aa3", "--once", "--json",
+    )  # fmt: skip
+    assert done.returncode == 1, done.stderr  # the chain is down: the pass is not ok
+    lines = done.stdout.splitlines()
+    assert len(lines) == 1, done.stdout
+    report = json.loads(lines[0])
+    assert report["ok"] is False and report["chain_available"] is False
+    assert report["created"] == [] and report["conflicts"] == []
+    assert "anchoring worker active" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_search_words_are_one_query(
+    cli: CliRunner, monkeypatch: pytest.MonkeyPatch, closed_url: str
+) -> None:
+    from clients.sdk import ExchangeClient
+
+    asked: list[tuple[str | None, dict[str, Any]]] = []
+
+    def search(self: ExchangeClient, q: str | None = None, **filters: Any) -> dict[str, Any]:
+        asked.append((q, filters))
+        return {"items": [], "next_cursor": None}
+
+    monkeypatch.setattr(ExchangeClient, "search", search)
+    found = invoke(
+        cli, "buyer", "search", "山城", "气象", "--tag", "w", "--exchange-url", closed_url, "--json"
+    )
+    assert json.loads(found.stdout)["items"] == []
+    quoted = invoke(cli, "buyer", "search", "山城 气象", "--exchange-url", closed_url, "--json")
+    assert quoted.exit_code == 0
+    everything = invoke(cli, "buyer", "search", "--exchange-url", closed_url, "--json")
+    assert everything.exit_code == 0
+    assert [q for q, _ in asked] == ["山城 气象", "山城 气象", None]
+    assert asked[0][1]["tag"] == ["w"]
+
+
+# --------------------------------------------------------------------------- servers
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_serve_json_prints_only_the_startup_map_on_stdout(tmp_path: Path) -> None:
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SHANCHENG_")}
+    env.pop("DATABASE_URL", None)
+    env["SHANCHENG_DATA_DIR"] = str(tmp_path / "data")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "clients.cli", "serve", "--port", str(port), "--json"],
+        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert process.poll() is None, process.communicate()
+            try:
+                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, "serve never became healthy"
+            time.sleep(0.2)
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 0, err
+    assert json.loads(out) == {  # the /health request was logged to stderr, not here
+        "api": url,
+        "docs": f"{url}/docs",
+        "health": f"{url}/health",
+        "database": f"sqlite:///{tmp_path / 'data' / 'exchange.db'}",
+        "rpc_url": None,
+        "registry_address": None,
+    }
+    assert "GET /health" in err and "Traceback" not in err
+
+
+def test_run_names_the_operator_key_in_its_errors(cli: CliRunner, tmp_path: Path) -> None:
+    from clients.local_exchange import OPERATOR_KEY_FILENAME
+
+    key = tmp_path / OPERATOR_KEY_FILENAME
+    key.write_bytes(SM2PrivateKey.generate().to_pem())
+    key.chmod(0o644)
+    port = str(_free_port())
+    result = invoke(cli, "run", "--data-dir", tmp_path, "--port", port, "--json")
+    assert result.exit_code == 2 and result.stdout == ""
+    assert (result.message or "").startswith(f"the dev operator key {key} has mode 0644")
+    assert "log key" not in (result.message or "")

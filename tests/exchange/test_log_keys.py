@@ -17,6 +17,7 @@ from exchange.keys import (
     LogKeyError,
     load_log_key,
     load_or_create_key_file,
+    read_key_file,
 )
 from exchange.settings import Settings
 from ledger.sm2 import SM2PrivateKey, SM2PublicKey
@@ -115,3 +116,18 @@ def test_the_public_key_is_published(tmp_path: Path, live_server: Any) -> None:
     assert body["key_id"] == expected.key_id()
     published = SM2PublicKey.from_pem(body["public_key"])
     assert published == expected and published.key_id() == body["key_id"]
+
+
+def test_errors_name_the_key_they_are_about(tmp_path: Path) -> None:
+    """The same helper keeps the dev operator key: its errors must not say "log key"."""
+    path = tmp_path / "operator-key.pem"
+    key = load_or_create_key_file(path, what="the dev operator key")
+    assert load_or_create_key_file(path, what="the dev operator key").key_id() == key.key_id()
+    path.chmod(0o644)
+    with pytest.raises(LogKeyError, match=r"^the dev operator key .* has mode 0644") as loose:
+        load_or_create_key_file(path, what="the dev operator key")
+    assert "log key" not in str(loose.value)
+    with pytest.raises(LogKeyError, match=r"^the log key .* has mode 0644"):
+        load_or_create_key_file(path)  # the default keeps today's wording
+    with pytest.raises(LogKeyError, match=r"^cannot read the dev operator key "):
+        read_key_file(tmp_path / "missing.pem", what="the dev operator key")
