@@ -191,4 +191,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     from exchange.delivery.setup import install_delivery
 
     install_delivery(app)
+    # last: puts the examples back as declared (FastAPI's encoder drops their nulls)
+    from exchange.api.examples import install_examples
+
+    install_examples(app)
     return app

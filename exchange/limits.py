@@ -180,7 +180,12 @@ def install_body_limit(app: FastAPI, max_bytes: int) -> None:
                     "413",
                     {
                         "description": f"{CODE}: the request body is too large",
-                        "content": {"application/json": {"schema": error or _ERROR_SCHEMA}},
+                        "content": {
+                            "application/json": {
+                                "schema": error or _ERROR_SCHEMA,
+                                "example": {"code": CODE, "message": _message(max_bytes)},
+                            }
+                        },
                     },
                 )
         app.openapi_schema = schema

@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse
 
 from exchange.accounts import service
 from exchange.accounts.schemas import AccountView, DepositCredited
+from exchange.api.examples import json_body, ok
 from exchange.api.responses import signed_errors
 from exchange.auth.deps import CurrentParticipant, SessionDep, require_role
 from exchange.auth.verifier import Authenticator
@@ -51,16 +52,20 @@ Limit = Annotated[int, Query(ge=1, le=500, description="Most recent movements to
     status_code=201,
     response_model=DepositCredited,
     summary="Credit a deposit to a participant's account (operators)",
-    responses=signed_errors(
-        {
-            400: "invalid_record, invalid_signature",
-            403: "actor_mismatch",
-            404: "participant_not_found",
-            409: "duplicate_record, concurrent_update",
-            422: "invalid_request, wrong_record_type, stale_record, invalid_payload, "
-            "target_mismatch, invalid_idempotency_key, idempotency_key_reused",
-        }
-    ),
+    responses={
+        **ok(201, "credit_deposit"),
+        **signed_errors(
+            {
+                400: "invalid_record, invalid_signature",
+                403: "actor_mismatch",
+                404: "participant_not_found",
+                409: "duplicate_record, concurrent_update",
+                422: "invalid_request, wrong_record_type, stale_record, invalid_payload, "
+                "target_mismatch, invalid_idempotency_key, idempotency_key_reused",
+            }
+        ),
+    },
+    openapi_extra=json_body("credit_deposit"),
 )
 def credit_deposit(
     key_id: KeyIdPath,
@@ -96,7 +101,7 @@ def credit_deposit(
     "/me",
     response_model=AccountView,
     summary="Your balances (available, held) and recent movements",
-    responses=signed_errors({}),
+    responses={**ok(200, "my_account"), **signed_errors({422: "invalid_request"})},
 )
 def my_account(
     principal: CurrentParticipant, session: SessionDep, limit: Limit = 50
@@ -108,7 +113,7 @@ def my_account(
     "/{key_id}",
     response_model=AccountView,
     summary="A participant's (or the platform's) balances and recent movements (operators)",
-    responses=signed_errors({}),
+    responses={**ok(200, "participant_account"), **signed_errors({422: "invalid_request"})},
 )
 def participant_account(
     key_id: AccountIdPath, principal: Operator, session: SessionDep, limit: Limit = 50

@@ -22,6 +22,7 @@ from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
+from exchange.api.examples import ok, request_example, response_example
 from exchange.api.responses import signed_errors
 from exchange.auth.deps import StreamingParticipant, check_role
 from exchange.content import ContentTooLargeError
@@ -51,8 +52,30 @@ _BODY: dict[str, Any] = {
         "description": "The dataset's exact bytes (their SM3 must be the version's "
         "content_digest). Sign the request with a Content-Digest computed beforehand "
         "(clients.signing.content_digest_of_file): it is checked as the body streams.",
-        "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
-    }
+        "content": {
+            "application/octet-stream": {
+                "schema": {"type": "string", "format": "binary"},
+                "examples": {
+                    "csv": {
+                        "summary": "A CSV dataset (its first lines: the body is the whole file)",
+                        "value": request_example("upload_content"),
+                    }
+                },
+            }
+        },
+    },
+    "parameters": [
+        {
+            "name": "Content-Digest",
+            "in": "header",
+            "required": True,
+            "schema": {"type": "string"},
+            "description": "RFC 9530 digest of the whole body, `sm3=:<base64 SM3>:` (or "
+            "sha-256), covered by the request signature and checked as the body streams "
+            "(401 digest_mismatch). The example is the digest of the example body.",
+            "example": request_example("upload_content_digest"),
+        }
+    ],
 }
 
 
@@ -84,7 +107,12 @@ def _declared_length(request: Request) -> int | None:
     summary="Upload a listing version's dataset, streamed (the listing's providers)",
     openapi_extra=_BODY,
     responses={
-        200: {"model": ContentUploaded, "description": "The same content was already stored."},
+        **ok(201, "upload_content"),
+        200: {
+            "model": ContentUploaded,
+            "description": "The same content was already stored.",
+            "content": {"application/json": {"example": response_example("upload_content")}},
+        },
         **signed_errors(
             {
                 400: "upload_incomplete (the client went away)",

@@ -15,6 +15,7 @@ from fastapi import APIRouter, Body, Depends, Header, Path, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from exchange.accounts.service import now_ms
+from exchange.api.examples import json_body, ok, response_example
 from exchange.api.responses import signed_errors
 from exchange.auth.deps import SessionDep, require_role
 from exchange.content import RangeNotSatisfiableError, content_range, parse_range
@@ -39,25 +40,37 @@ _ACCESS_ERRORS = {
 }
 
 _CIPHERTEXT = {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}
-_DOWNLOAD_HEADERS = {
-    "Accept-Ranges": {"schema": {"type": "string"}, "description": "bytes"},
-    "ETag": {"schema": {"type": "string"}, "description": "Names this stored ciphertext."},
-    "Content-Length": {"schema": {"type": "integer"}},
-}
+_DOWNLOAD = response_example("download_content")  # {"etag", "size"} of the example's ciphertext
+
+
+def _download_headers(length: int) -> dict[str, Any]:
+    return {
+        "Accept-Ranges": {"schema": {"type": "string"}, "description": "bytes", "example": "bytes"},
+        "ETag": {
+            "schema": {"type": "string"},
+            "description": "Names this stored ciphertext.",
+            "example": _DOWNLOAD["etag"],
+        },
+        "Content-Length": {"schema": {"type": "integer"}, "example": length},
+    }
 
 
 @router.post(
     "/{order_id}/delivery",
     response_model=DeliveryIssued,
     summary="Receive the content key in an SM2 envelope (the order's buyer)",
-    responses=signed_errors(
-        {
-            **_ACCESS_ERRORS,
-            409: "order_closed (refunded), content_not_available (not uploaded yet), "
-            "concurrent_update",
-            422: "invalid_request",
-        }
-    ),
+    responses={
+        **ok(200, "request_delivery"),
+        **signed_errors(
+            {
+                **_ACCESS_ERRORS,
+                409: "order_closed (refunded), content_not_available (not uploaded yet), "
+                "concurrent_update",
+                422: "invalid_request",
+            }
+        ),
+    },
+    openapi_extra=json_body("request_delivery"),
 )
 def request_delivery(
     order_id: OrderIdPath,
@@ -143,18 +156,25 @@ _GET_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {
         "description": "The whole ciphertext.",
         "content": _CIPHERTEXT,
-        "headers": _DOWNLOAD_HEADERS,
+        "headers": _download_headers(_DOWNLOAD["size"]),
     },
     206: {
         "description": "The requested byte range (Content-Range: bytes a-b/size).",
         "content": _CIPHERTEXT,
-        "headers": {**_DOWNLOAD_HEADERS, "Content-Range": {"schema": {"type": "string"}}},
+        "headers": {
+            **_download_headers(_DOWNLOAD["size"] - 65_536),
+            "Content-Range": {
+                "schema": {"type": "string"},
+                "example": f"bytes 65536-{_DOWNLOAD['size'] - 1}/{_DOWNLOAD['size']}",
+            },
+        },
     },
     **signed_errors(
         {
             **_ACCESS_ERRORS,
             409: "order_closed, not_delivered (request the envelope first), content_not_available",
             416: "range_not_satisfiable (Content-Range: bytes */size)",
+            422: "invalid_request",
         }
     ),
 }

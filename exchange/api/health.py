@@ -12,6 +12,7 @@ from starlette.concurrency import run_in_threadpool
 
 from contracts.chain import ChainClient
 from contracts.errors import ChainError
+from exchange.api.examples import ok, response_example
 from exchange.db import redact_url
 
 router = APIRouter(tags=["operations"])
@@ -78,7 +79,14 @@ def chain_status(rpc_url: str | None, registry_address: str | None) -> ChainStat
     "/health",
     response_model=Health,
     summary="Database and chain status",
-    responses={503: {"model": Health, "description": "Database or configured chain unreachable"}},
+    responses={
+        **ok(200, "get_health"),
+        503: {
+            "model": Health,
+            "description": "Database or configured chain unreachable",
+            "content": {"application/json": {"example": response_example("get_health_degraded")}},
+        },
+    },
 )
 async def get_health(request: Request, response: Response) -> Health:
     """200 when the database answers and the configured chain (if any) holds the registry."""

@@ -14,6 +14,8 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 
+from exchange.api.examples import json_body, ok
+from exchange.api.responses import error_responses
 from exchange.auth.deps import OptionalParticipant, SessionDep, require_role
 from exchange.auth.verifier import Authenticator
 from exchange.listings import search, service
@@ -26,7 +28,6 @@ from exchange.listings.schemas import (
     VersionAdded,
 )
 from exchange.listings.search import SearchPage
-from exchange.log.schemas import ErrorBody
 from exchange.participants.models import Principal, Role
 from exchange.pricing import MAX_AMOUNT_FEN
 from exchange.records import ActionRequest, log_receipt
@@ -50,19 +51,22 @@ _COMMON = {
     409: "duplicate_record, concurrent_update",
     422: "invalid_request, wrong_record_type, stale_record, invalid_payload, target_mismatch",
 }
+_READ_ERRORS = {  # reads take an optional signature: unsigned is anonymous, not refused
+    401: _COMMON[401],
+    403: "participant_suspended",
+    404: _COMMON[404],
+    422: "invalid_request",
+}
 
 
 def _errors(**extra: str) -> dict[int | str, dict[str, Any]]:
-    out: dict[int | str, dict[str, Any]] = {}
+    spec: dict[int, str] = {}
     for status, text in _COMMON.items():
         more = extra.get(f"e{status}")
-        out[status] = {
-            "model": ErrorBody,
-            "description": f"{text}, {more}" if more else text,
-        }
+        spec[status] = f"{text}, {more}" if more else text
     if "e413" in extra:
-        out[413] = {"model": ErrorBody, "description": extra["e413"]}
-    return out
+        spec[413] = extra["e413"]
+    return error_responses(spec)
 
 
 def _ctx(request: Request, session: SessionDep, principal: Principal) -> service.ListingContext:
@@ -89,6 +93,7 @@ def _changed(result: tuple[ListingPublic, Any]) -> ListingChanged:
 _CONTENT_ERRORS = (
     "core_data_forbidden, invalid_shares, unknown_provider, invalid_sample, invalid_pricing"
 )
+_TOO_LARGE = "sample_too_large, payload_too_large (the body exceeds max_request_bytes)"
 
 
 @router.post(
@@ -96,7 +101,11 @@ _CONTENT_ERRORS = (
     status_code=201,
     response_model=ListingChanged,
     summary="Draft a listing (providers)",
-    responses=_errors(e409="listing_exists", e422=_CONTENT_ERRORS, e413="sample_too_large"),
+    responses={
+        **ok(201, "create_listing"),
+        **_errors(e409="listing_exists", e422=_CONTENT_ERRORS, e413=_TOO_LARGE),
+    },
+    openapi_extra=json_body("create_listing"),
 )
 def create_listing(
     body: ActionRequest, principal: Provider, session: SessionDep, request: Request
@@ -110,9 +119,11 @@ def create_listing(
     "/{listing_id}",
     response_model=ListingChanged,
     summary="Edit a draft (or a rejected listing, which becomes a draft again)",
-    responses=_errors(
-        e403="not_owner", e409="invalid_state", e422=_CONTENT_ERRORS, e413="sample_too_large"
-    ),
+    responses={
+        **ok(200, "edit_listing"),
+        **_errors(e403="not_owner", e409="invalid_state", e422=_CONTENT_ERRORS, e413=_TOO_LARGE),
+    },
+    openapi_extra=json_body("edit_listing"),
 )
 def edit_listing(
     listing_id: ListingIdPath,
@@ -129,7 +140,11 @@ def edit_listing(
     "/{listing_id}/submit",
     response_model=ListingChanged,
     summary="Submit a draft for review (its owner)",
-    responses=_errors(e403="not_owner, provider_unverified", e409="invalid_state"),
+    responses={
+        **ok(200, "submit_listing"),
+        **_errors(e403="not_owner, provider_unverified", e409="invalid_state"),
+    },
+    openapi_extra=json_body("submit_listing"),
 )
 def submit_listing(
     listing_id: ListingIdPath,
@@ -145,7 +160,8 @@ def submit_listing(
     "/{listing_id}/review",
     response_model=ListingChanged,
     summary="Start the compliance review (operators)",
-    responses=_errors(e409="invalid_state"),
+    responses={**ok(200, "start_review"), **_errors(e409="invalid_state")},
+    openapi_extra=json_body("start_review"),
 )
 def start_review(
     listing_id: ListingIdPath,
@@ -161,7 +177,11 @@ def start_review(
     "/{listing_id}/publish",
     response_model=ListingChanged,
     summary="Publish after review (operators)",
-    responses=_errors(e409="invalid_state", e422="declarations_incomplete"),
+    responses={
+        **ok(200, "publish_listing"),
+        **_errors(e409="invalid_state", e422="declarations_incomplete"),
+    },
+    openapi_extra=json_body("publish_listing"),
 )
 def publish_listing(
     listing_id: ListingIdPath,
@@ -180,7 +200,8 @@ def publish_listing(
     "/{listing_id}/reject",
     response_model=ListingChanged,
     summary="Reject after review, with a reason (operators)",
-    responses=_errors(e409="invalid_state"),
+    responses={**ok(200, "reject_listing"), **_errors(e409="invalid_state")},
+    openapi_extra=json_body("reject_listing"),
 )
 def reject_listing(
     listing_id: ListingIdPath,
@@ -196,7 +217,8 @@ def reject_listing(
     "/{listing_id}/delist",
     response_model=ListingChanged,
     summary="Delist a published listing (its owner or an operator)",
-    responses=_errors(e403="not_owner", e409="invalid_state"),
+    responses={**ok(200, "delist_listing"), **_errors(e403="not_owner", e409="invalid_state")},
+    openapi_extra=json_body("delist_listing"),
 )
 def delist_listing(
     listing_id: ListingIdPath,
@@ -213,7 +235,11 @@ def delist_listing(
     status_code=201,
     response_model=VersionAdded,
     summary="Declare a new content version of a published listing (its owner)",
-    responses=_errors(e403="not_owner", e409="invalid_state, version_conflict"),
+    responses={
+        **ok(201, "add_version"),
+        **_errors(e403="not_owner", e409="invalid_state, version_conflict"),
+    },
+    openapi_extra=json_body("add_version"),
 )
 def add_version(
     listing_id: ListingIdPath,
@@ -234,13 +260,15 @@ def add_version(
     response_model=SearchPage,
     summary="Search published listings: full text, filters, sort, cursor pages, facets",
     responses={
-        400: {"model": ErrorBody, "description": "invalid_cursor"},
-        422: {
-            "model": ErrorBody,
-            "description": "invalid_request (a parameter out of range), invalid_query "
-            "(too many terms or tags, NUL characters, min_price > max_price, "
-            "sort=relevance without q)",
-        },
+        **ok(200, "search_listings"),
+        **error_responses(
+            {
+                400: "invalid_cursor",
+                422: "invalid_request (a parameter out of range), invalid_query "
+                "(too many terms or tags, NUL characters, min_price > max_price, "
+                "sort=relevance without q)",
+            }
+        ),
     },
 )
 def search_listings(
@@ -306,7 +334,7 @@ def search_listings(
     "/{listing_id}/versions",
     response_model=list[ListingVersionPublic],
     summary="A listing's content versions",
-    responses=_errors(),
+    responses={**ok(200, "list_versions"), **error_responses(_READ_ERRORS)},
 )
 def list_versions(
     listing_id: ListingIdPath, principal: OptionalParticipant, session: SessionDep
@@ -318,7 +346,7 @@ def list_versions(
     "/{listing_id}",
     response_model=ListingPublic,
     summary="A listing (public when published or delisted)",
-    responses=_errors(),
+    responses={**ok(200, "get_listing"), **error_responses(_READ_ERRORS)},
 )
 def get_listing(
     listing_id: ListingIdPath, principal: OptionalParticipant, session: SessionDep
@@ -332,7 +360,10 @@ def get_listing(
     "",
     response_model=ListingPage,
     summary="Listings you may see, filtered by provider and state",
-    responses=_errors(),
+    responses={
+        **ok(200, "list_listings"),
+        **error_responses({s: t for s, t in _READ_ERRORS.items() if s != 404}),
+    },
 )
 def list_listings(
     principal: OptionalParticipant,

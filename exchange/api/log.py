@@ -20,6 +20,8 @@ from sqlalchemy import select
 from sqlmodel import Session, col
 
 from exchange.anchoring.models import AnchorRow
+from exchange.api.examples import json_body, ok
+from exchange.api.responses import error_responses
 from exchange.errors import ExchangeError
 from exchange.limits import body_limit
 from exchange.log import queries
@@ -34,7 +36,6 @@ from exchange.log.schemas import (
     CheckpointBody,
     ConsistencyProofBody,
     Entry,
-    ErrorBody,
     InclusionProofBody,
     LogKey,
     PromiseBody,
@@ -71,11 +72,9 @@ def _log_key(request: Request) -> SM2PrivateKey:
 
 
 def _errors(*statuses: int, **descriptions: str) -> dict[int | str, dict[str, Any]]:
-    text = dict(descriptions)
-    return {
-        status: {"model": ErrorBody, "description": text.get(f"e{status}", "Error")}
-        for status in statuses
-    }
+    """``responses=`` for ``statuses``, each described by its ``e<status>`` keyword
+    (the codes, see exchange.api.responses)."""
+    return error_responses({status: descriptions[f"e{status}"] for status in statuses})
 
 
 def _appended(accepted: Accepted) -> Appended:
@@ -91,6 +90,7 @@ def _appended(accepted: Accepted) -> Appended:
     "/.well-known/shancheng/log-key",
     response_model=LogKey,
     summary="The log's SM2 public key",
+    responses=ok(200, "get_log_key"),
 )
 def get_log_key(request: Request) -> LogKey:
     """The key that signs promises and checkpoints; auditors pin it."""
@@ -149,17 +149,21 @@ async def _append(
     status_code=201,
     response_model=Appended,
     summary="Append a signed record",
-    responses=_errors(
-        400,
-        409,
-        422,
-        503,
-        e400="invalid_record, invalid_public_key, invalid_signature or actor_mismatch",
-        e409="duplicate_record: the same signed record is already in the log",
-        e422="invalid_request: the body is not the expected JSON",
-        e503="shutting_down (the server is stopping) or log_busy (the database write "
-        "lock could not be had in time): retry",
-    ),
+    responses={
+        **ok(201, "post_record"),
+        **_errors(
+            400,
+            409,
+            422,
+            503,
+            e400="invalid_record, invalid_public_key, invalid_signature or actor_mismatch",
+            e409="duplicate_record: the same signed record is already in the log",
+            e422="invalid_request: the body is not the expected JSON",
+            e503="shutting_down (the server is stopping) or log_busy (the database write "
+            "lock could not be had in time): retry",
+        ),
+    },
+    openapi_extra=json_body("post_record"),
 )
 async def post_record(body: AppendRequest, request: Request) -> Appended:
     """Verify the actor's SM2 signature, store the record at the next index and
@@ -177,16 +181,21 @@ async def post_record(body: AppendRequest, request: Request) -> Appended:
     status_code=201,
     response_model=BatchAppended,
     summary="Append several signed records at once",
-    responses=_errors(
-        400,
-        409,
-        422,
-        503,
-        e400="as for one record; the message names the failing position",
-        e409="duplicate_record",
-        e422="invalid_request",
-        e503="shutting_down or log_busy: retry",
-    ),
+    responses={
+        **ok(201, "post_records"),
+        **_errors(
+            400,
+            409,
+            422,
+            503,
+            e400="invalid_record, invalid_public_key, invalid_signature, actor_mismatch "
+            "(as for one record; the message names the failing position)",
+            e409="duplicate_record",
+            e422="invalid_request (also for more than 1000 records)",
+            e503="shutting_down or log_busy: retry",
+        ),
+    },
+    openapi_extra=json_body("post_records"),
 )
 @body_limit(MAX_BATCH_BODY_BYTES)  # a full batch with its PEM keys is a few MiB
 async def post_records(body: BatchAppendRequest, request: Request) -> BatchAppended:
@@ -199,7 +208,10 @@ async def post_records(body: BatchAppendRequest, request: Request) -> BatchAppen
     "/log/checkpoint",
     response_model=CheckpointBody,
     summary="The latest signed checkpoint",
-    responses=_errors(404, e404="no_checkpoint: nothing integrated yet"),
+    responses={
+        **ok(200, "get_latest_checkpoint"),
+        **_errors(404, e404="no_checkpoint: nothing integrated yet"),
+    },
 )
 def get_latest_checkpoint(session: SessionDep) -> dict[str, Any]:
     return queries.require_latest_checkpoint(session).to_dict()
@@ -209,7 +221,10 @@ def get_latest_checkpoint(session: SessionDep) -> dict[str, Any]:
     "/log/checkpoints/{tree_size}",
     response_model=CheckpointBody,
     summary="The checkpoint of one tree size",
-    responses=_errors(404, e404="checkpoint_not_found"),
+    responses={
+        **ok(200, "get_checkpoint"),
+        **_errors(404, 422, e404="checkpoint_not_found", e422="invalid_request"),
+    },
 )
 def get_checkpoint(tree_size: int, session: SessionDep) -> dict[str, Any]:
     return queries.checkpoint_at(session, tree_size).to_dict()
@@ -219,9 +234,17 @@ def get_checkpoint(tree_size: int, session: SessionDep) -> dict[str, Any]:
     "/log/entries/{index}",
     response_model=Entry,
     summary="An integrated entry",
-    responses=_errors(
-        400, 404, e400="invalid_index (negative)", e404="entry_not_found (or not integrated)"
-    ),
+    responses={
+        **ok(200, "get_entry"),
+        **_errors(
+            400,
+            404,
+            422,
+            e400="invalid_index (negative)",
+            e404="entry_not_found (or not integrated)",
+            e422="invalid_request",
+        ),
+    },
 )
 def get_entry(index: int, session: SessionDep) -> Entry:
     """The signed record as stored, the actor's key and the log's promise."""
@@ -239,12 +262,17 @@ def get_entry(index: int, session: SessionDep) -> Entry:
     "/log/proofs/inclusion",
     response_model=InclusionProofBody,
     summary="Inclusion proof of an entry in a checkpointed tree",
-    responses=_errors(
-        400,
-        404,
-        e400="invalid_index, invalid_tree_size (< 1 or beyond the latest checkpoint)",
-        e404="entry_not_found, or no_checkpoint when tree_size is omitted",
-    ),
+    responses={
+        **ok(200, "get_inclusion_proof"),
+        **_errors(
+            400,
+            404,
+            422,
+            e400="invalid_index, invalid_tree_size (< 1 or beyond the latest checkpoint)",
+            e404="entry_not_found, or no_checkpoint when tree_size is omitted",
+            e422="invalid_request",
+        ),
+    },
 )
 def get_inclusion_proof(
     session: SessionDep,
@@ -280,7 +308,15 @@ def get_inclusion_proof(
     "/log/proofs/consistency",
     response_model=ConsistencyProofBody,
     summary="Consistency proof between two checkpointed tree sizes",
-    responses=_errors(400, e400="invalid_tree_size or invalid_range (first > second)"),
+    responses={
+        **ok(200, "get_consistency_proof"),
+        **_errors(
+            400,
+            422,
+            e400="invalid_tree_size or invalid_range (first > second)",
+            e422="invalid_request",
+        ),
+    },
 )
 def get_consistency_proof(
     session: SessionDep,
@@ -298,6 +334,7 @@ def get_consistency_proof(
     "/log/anchors",
     response_model=list[AnchorBody],
     summary="Checkpoints chosen for anchoring and their chain state",
+    responses={**ok(200, "get_anchors"), **_errors(422, e422="invalid_request")},
 )
 def get_anchors(
     session: SessionDep,

@@ -10,6 +10,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, Header, Path, Query, Request
 from fastapi.responses import JSONResponse
 
+from exchange.api.examples import json_body, ok
 from exchange.api.responses import signed_errors
 from exchange.auth.deps import CurrentParticipant, SessionDep, require_role
 from exchange.auth.verifier import Authenticator
@@ -49,19 +50,23 @@ IdempotencyHeader = Annotated[
     status_code=201,
     response_model=OrderPlaced,
     summary="Place an order from a quote; the price moves into escrow (buyers)",
-    responses=signed_errors(
-        {
-            400: "invalid_record, invalid_signature",
-            402: "insufficient_funds",
-            403: "actor_mismatch",
-            404: "listing_not_found",
-            409: "quote_used, sold_out, quote_expired, listing_not_published, order_exists, "
-            "not_renewable, duplicate_record, concurrent_update",
-            422: "invalid_request, wrong_record_type, stale_record, invalid_payload, "
-            "invalid_quote, invalid_quote_signature, quote_mismatch, invalid_terms, "
-            "invalid_idempotency_key, idempotency_key_reused",
-        }
-    ),
+    responses={
+        **ok(201, "place_order"),
+        **signed_errors(
+            {
+                400: "invalid_record, invalid_signature",
+                402: "insufficient_funds",
+                403: "actor_mismatch",
+                404: "listing_not_found",
+                409: "quote_used, sold_out, quote_expired, listing_not_published, order_exists, "
+                "not_renewable, duplicate_record, concurrent_update",
+                422: "invalid_request, wrong_record_type, stale_record, invalid_payload, "
+                "invalid_quote, invalid_quote_signature, quote_mismatch, invalid_terms, "
+                "invalid_idempotency_key, idempotency_key_reused",
+            }
+        ),
+    },
+    openapi_extra=json_body("place_order"),
 )
 def place_order(
     body: ActionRequest,
@@ -100,7 +105,12 @@ def place_order(
     "/{order_id}",
     response_model=OrderPublic,
     summary="An order (its buyer, the listing's providers, operators)",
-    responses=signed_errors({404: "order_not_found (also for an order you may not see)"}),
+    responses={
+        **ok(200, "get_order"),
+        **signed_errors(
+            {404: "order_not_found (also for an order you may not see)", 422: "invalid_request"}
+        ),
+    },
 )
 def get_order(
     order_id: Annotated[str, Path(max_length=36)],
@@ -114,7 +124,7 @@ def get_order(
     "",
     response_model=OrderPage,
     summary="Your orders: as buyer, or on your listings as provider",
-    responses=signed_errors({422: "invalid_request"}),
+    responses={**ok(200, "list_orders"), **signed_errors({422: "invalid_request"})},
 )
 def list_orders(
     principal: CurrentParticipant,
@@ -171,16 +181,20 @@ _DECISION_409 = (
     "/{order_id}/accept",
     response_model=OrderChanged,
     summary="Accept a delivered order; it is settled at once (its buyer)",
-    responses=signed_errors(
-        {
-            400: "invalid_record, invalid_signature",
-            403: "actor_mismatch",
-            404: "order_not_found",
-            409: _DECISION_409,
-            422: "invalid_request, wrong_record_type, stale_record, invalid_payload, "
-            "target_mismatch, invalid_idempotency_key, idempotency_key_reused",
-        }
-    ),
+    responses={
+        **ok(200, "accept_order"),
+        **signed_errors(
+            {
+                400: "invalid_record, invalid_signature",
+                403: "actor_mismatch",
+                404: "order_not_found",
+                409: _DECISION_409,
+                422: "invalid_request, wrong_record_type, stale_record, invalid_payload, "
+                "target_mismatch, invalid_idempotency_key, idempotency_key_reused",
+            }
+        ),
+    },
+    openapi_extra=json_body("accept_order"),
 )
 def accept_order(
     order_id: OrderIdPath,
@@ -211,16 +225,20 @@ def accept_order(
     "/{order_id}/dispute",
     response_model=OrderChanged,
     summary="Dispute a delivered order; its escrow stays frozen (its buyer)",
-    responses=signed_errors(
-        {
-            400: "invalid_record, invalid_signature",
-            403: "actor_mismatch",
-            404: "order_not_found",
-            409: _DECISION_409,
-            422: "invalid_request, wrong_record_type, stale_record, invalid_payload, "
-            "target_mismatch",
-        }
-    ),
+    responses={
+        **ok(200, "dispute_order"),
+        **signed_errors(
+            {
+                400: "invalid_record, invalid_signature",
+                403: "actor_mismatch",
+                404: "order_not_found",
+                409: _DECISION_409,
+                422: "invalid_request, wrong_record_type, stale_record, invalid_payload, "
+                "target_mismatch",
+            }
+        ),
+    },
+    openapi_extra=json_body("dispute_order"),
 )
 def dispute_order(
     order_id: OrderIdPath,
@@ -241,16 +259,20 @@ def dispute_order(
     "/{order_id}/resolve",
     response_model=OrderChanged,
     summary="Resolve a dispute: refund the buyer or release to the providers (operators)",
-    responses=signed_errors(
-        {
-            400: "invalid_record, invalid_signature",
-            403: "actor_mismatch",
-            404: "order_not_found",
-            409: "not_disputed, duplicate_record, concurrent_update",
-            422: "invalid_request, wrong_record_type, stale_record, invalid_payload, "
-            "target_mismatch, invalid_idempotency_key, idempotency_key_reused",
-        }
-    ),
+    responses={
+        **ok(200, "resolve_dispute"),
+        **signed_errors(
+            {
+                400: "invalid_record, invalid_signature",
+                403: "actor_mismatch",
+                404: "order_not_found",
+                409: "not_disputed, duplicate_record, concurrent_update",
+                422: "invalid_request, wrong_record_type, stale_record, invalid_payload, "
+                "target_mismatch, invalid_idempotency_key, idempotency_key_reused",
+            }
+        ),
+    },
+    openapi_extra=json_body("resolve_dispute"),
 )
 def resolve_dispute(
     order_id: OrderIdPath,
@@ -280,17 +302,21 @@ def resolve_dispute(
     "/{order_id}/revoke",
     response_model=OrderChanged,
     summary="Revoke the buyer's access and refund the unused part (the listing's providers)",
-    responses=signed_errors(
-        {
-            400: "invalid_record, invalid_signature",
-            403: "actor_mismatch, not_provider",
-            404: "order_not_found",
-            409: "already_revoked, order_closed, insufficient_funds (a payee cannot cover "
-            "its clawback), duplicate_record, concurrent_update",
-            422: "invalid_request, wrong_record_type, stale_record, invalid_payload, "
-            "target_mismatch, invalid_idempotency_key, idempotency_key_reused",
-        }
-    ),
+    responses={
+        **ok(200, "revoke_access"),
+        **signed_errors(
+            {
+                400: "invalid_record, invalid_signature",
+                403: "actor_mismatch, not_provider",
+                404: "order_not_found",
+                409: "already_revoked, order_closed, insufficient_funds (a payee cannot cover "
+                "its clawback), duplicate_record, concurrent_update",
+                422: "invalid_request, wrong_record_type, stale_record, invalid_payload, "
+                "target_mismatch, invalid_idempotency_key, idempotency_key_reused",
+            }
+        ),
+    },
+    openapi_extra=json_body("revoke_access"),
 )
 def revoke_access(
     order_id: OrderIdPath,

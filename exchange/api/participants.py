@@ -8,9 +8,10 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Request
 
+from exchange.api.examples import json_body, ok
+from exchange.api.responses import error_responses
 from exchange.auth.deps import CurrentParticipant, SessionDep, require_role
 from exchange.auth.verifier import Authenticator
-from exchange.log.schemas import ErrorBody
 from exchange.participants import service
 from exchange.participants.models import Principal, Role
 from exchange.participants.schemas import ParticipantChanged, ParticipantPublic
@@ -45,7 +46,7 @@ def errors(*parts: dict[int, str]) -> dict[int | str, dict[str, Any]]:
     for part in parts:
         for status, text in part.items():
             merged[status] = f"{merged[status]}, {text}" if status in merged else text
-    return {status: {"model": ErrorBody, "description": text} for status, text in merged.items()}
+    return error_responses(merged)
 
 
 def _authenticator(request: Request) -> Authenticator:
@@ -58,36 +59,19 @@ def _log_key(request: Request) -> SM2PrivateKey:
     return key
 
 
-_REGISTER_EXAMPLE = {
-    "record": {
-        "record": {
-            "type": "participant.registered",
-            "schema_version": 1,
-            "actor": "5d1c…(key id of public_key)",
-            "timestamp": 1767225600000,
-            "payload": {
-                "display_name": "重庆数据有限公司",
-                "role": "provider",
-                "public_key": "-----BEGIN PUBLIC KEY-----\n…\n-----END PUBLIC KEY-----\n",
-            },
-        },
-        "signature": "MEUCIQ…",
-    }
-}
-
-
 @router.post(
     "",
     status_code=201,
     response_model=ParticipantChanged,
     summary="Register a participant (provider, buyer or auditor)",
-    responses=errors(
-        {400: _RECORD_ERRORS[400], 409: "already_registered, duplicate_record"},
-        {422: _RECORD_ERRORS[422] + ", key_mismatch (actor is not the key registered)"},
-    ),
-    openapi_extra={
-        "requestBody": {"content": {"application/json": {"example": _REGISTER_EXAMPLE}}}
+    responses={
+        **ok(201, "register"),
+        **errors(
+            {400: _RECORD_ERRORS[400], 409: "already_registered, duplicate_record"},
+            {422: _RECORD_ERRORS[422] + ", key_mismatch (actor is not the key registered)"},
+        ),
     },
+    openapi_extra=json_body("register"),
 )
 def register(body: ActionRequest, session: SessionDep, request: Request) -> ParticipantChanged:
     """Unauthenticated, but the body is a ``participant.registered`` record signed by
@@ -103,7 +87,10 @@ def register(body: ActionRequest, session: SessionDep, request: Request) -> Part
     "/me",
     response_model=ParticipantPublic,
     summary="The authenticated participant",
-    responses=errors({401: _AUTH_ERRORS[401], 403: "participant_suspended"}),
+    responses={
+        **ok(200, "me"),
+        **errors({401: _AUTH_ERRORS[401], 403: "participant_suspended"}),
+    },
 )
 def me(principal: CurrentParticipant, session: SessionDep, request: Request) -> ParticipantPublic:
     return service.public_profile(session, _authenticator(request), principal.key_id)
@@ -113,7 +100,10 @@ def me(principal: CurrentParticipant, session: SessionDep, request: Request) -> 
     "/{key_id}",
     response_model=ParticipantPublic,
     summary="A participant's public profile",
-    responses=errors({404: "participant_not_found", 422: "invalid_request"}),
+    responses={
+        **ok(200, "get_participant"),
+        **errors({404: "participant_not_found", 422: "invalid_request"}),
+    },
 )
 def get_participant(key_id: KeyIdPath, session: SessionDep, request: Request) -> ParticipantPublic:
     """Public: anyone may read a key's display name, role and status."""
@@ -124,12 +114,16 @@ def get_participant(key_id: KeyIdPath, session: SessionDep, request: Request) ->
     "/{key_id}/approve",
     response_model=ParticipantChanged,
     summary="Approve an unverified provider (operators)",
-    responses=errors(
-        _AUTH_ERRORS,
-        _RECORD_ERRORS,
-        {404: "participant_not_found", 409: "invalid_transition (not an unverified provider)"},
-        {422: "target_mismatch"},
-    ),
+    responses={
+        **ok(200, "approve"),
+        **errors(
+            _AUTH_ERRORS,
+            _RECORD_ERRORS,
+            {404: "participant_not_found", 409: "invalid_transition (not an unverified provider)"},
+            {422: "target_mismatch"},
+        ),
+    },
+    openapi_extra=json_body("approve"),
 )
 def approve(
     key_id: KeyIdPath,
@@ -150,12 +144,16 @@ def approve(
     "/{key_id}/suspend",
     response_model=ParticipantChanged,
     summary="Suspend a participant (operators)",
-    responses=errors(
-        _AUTH_ERRORS,
-        _RECORD_ERRORS,
-        {404: "participant_not_found", 409: "invalid_transition (already suspended)"},
-        {422: "target_mismatch"},
-    ),
+    responses={
+        **ok(200, "suspend"),
+        **errors(
+            _AUTH_ERRORS,
+            _RECORD_ERRORS,
+            {404: "participant_not_found", 409: "invalid_transition (already suspended)"},
+            {422: "target_mismatch"},
+        ),
+    },
+    openapi_extra=json_body("suspend"),
 )
 def suspend(
     key_id: KeyIdPath,

@@ -10,8 +10,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Request
 
+from exchange.api.examples import json_body, ok
+from exchange.api.responses import signed_errors
 from exchange.auth.deps import SessionDep, require_role
-from exchange.log.schemas import ErrorBody
 from exchange.orders import service
 from exchange.orders.schemas import QuoteIssued, QuoteRequest
 from exchange.participants.models import Principal, Role
@@ -29,12 +30,16 @@ Buyer = Annotated[Principal, Depends(require_role(Role.BUYER))]
     response_model=QuoteIssued,
     summary="Quote a published listing's current version for you (buyers)",
     responses={
-        401: {"model": ErrorBody, "description": "unauthenticated (and the other 401 codes)"},
-        403: {"model": ErrorBody, "description": "participant_suspended, role_forbidden"},
-        404: {"model": ErrorBody, "description": "listing_not_found"},
-        409: {"model": ErrorBody, "description": "listing_not_published, sold_out"},
-        422: {"model": ErrorBody, "description": "invalid_request, invalid_terms"},
+        **ok(201, "quote_listing"),
+        **signed_errors(
+            {
+                404: "listing_not_found",
+                409: "listing_not_published, sold_out",
+                422: "invalid_request, invalid_terms",
+            }
+        ),
     },
+    openapi_extra=json_body("quote_listing"),
 )
 def quote_listing(
     listing_id: Annotated[str, Path(max_length=36)],

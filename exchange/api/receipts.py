@@ -5,9 +5,11 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
+from exchange.api.examples import ok
 from exchange.api.log import SessionDep
+from exchange.api.responses import error_responses
 from exchange.log.receipts import build_receipt
-from exchange.log.schemas import BundleBody, ErrorBody
+from exchange.log.schemas import BundleBody
 from ledger.sm2 import SM2PrivateKey
 
 __all__ = ["router"]
@@ -20,11 +22,14 @@ router = APIRouter(tags=["receipts"])
     response_model=BundleBody,
     summary="Receipt bundle of an entry",
     responses={
-        404: {"model": ErrorBody, "description": "entry_not_found"},
-        409: {
-            "model": ErrorBody,
-            "description": "receipt_pending: no anchored checkpoint covers the entry yet",
-        },
+        **ok(200, "get_receipt"),
+        **error_responses(
+            {
+                404: "entry_not_found",
+                409: "receipt_pending: no anchored checkpoint covers the entry yet",
+                422: "invalid_request",
+            }
+        ),
     },
 )
 def get_receipt(index: int, session: SessionDep, request: Request) -> JSONResponse:
