@@ -1,7 +1,7 @@
 """API benchmarks against a real uvicorn server started by this run.
 
 .venv/bin/python bench/api.py [--sizes 10000,100000] [--seconds 2] [--parts search,orders]
-    [--buyers 400] [--order-clients 8] [--database-url URL]
+    [--rounds 5] [--no-compare-plain] [--buyers 400] [--order-clients 8] [--database-url URL]
 
 Parts (each a function ``part_<name>(ctx)`` that adds its figures with
 ``ctx.figure``; add a part to ``PARTS`` to extend the run):
@@ -13,7 +13,15 @@ Parts (each a function ``part_<name>(ctx)`` that adds its figures with
   cursor), each beside ``GET /.well-known/shancheng/log-key`` (a trivial
   endpoint of the same app) as the ratio baseline. For every case: p50/p99
   latency of one client issuing requests back to back (keep-alive), and
-  requests/s with ``--clients`` concurrent clients.
+  requests/s with ``--clients`` concurrent clients. Then the slow shapes
+  (``SLOW_SEARCHES``: a very common term, one Chinese character, two): p50 of
+  back-to-back requests, in ``--rounds`` rounds that take the cases in turn (a
+  shared machine drifts: each figure is the median of its rounds' p50s), and,
+  unless ``--no-compare-plain``, the same requests in the same rounds to a
+  second server on the same database running the plain plan
+  (``exchange.listings.search.PLAIN``): the ratio is what the plans buy,
+  measured within one run. With a PostgreSQL ``--database-url`` the search
+  figures are named ``search_pg_...``.
 * ``orders``: one provider publishes a fixed-price listing through the API;
   ``--buyers`` buyers register, are funded by operator deposits
   (``deposit.credited``) and each get a quote. Each buyer's order is then
@@ -38,6 +46,7 @@ The last lines are ``figure <name> <value> <unit>``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import multiprocessing
 import random
 import socket
@@ -74,11 +83,14 @@ TABLES = SQLModel.metadata.tables
 # ---------------------------------------------------------------- server
 
 
-def _serve(settings_kw: dict[str, Any], port: int) -> None:  # in the child process
-    import uvicorn
+def _serve(settings_kw: dict[str, Any], port: int, plain_search: bool = False) -> None:
+    import uvicorn  # (in the child process)
 
     from exchange.app import create_app
+    from exchange.listings import search
     from exchange.settings import Settings
+
+    search.PLAIN = plain_search
 
     app = create_app(Settings(**settings_kw))
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
@@ -92,10 +104,10 @@ def _free_port() -> int:
 
 
 @contextmanager
-def running_server(settings_kw: dict[str, Any]) -> Iterator[str]:
+def running_server(settings_kw: dict[str, Any], plain_search: bool = False) -> Iterator[str]:
     port = _free_port()
     process = multiprocessing.get_context("spawn").Process(
-        target=_serve, args=(settings_kw, port), daemon=True
+        target=_serve, args=(settings_kw, port, plain_search), daemon=True
     )
     process.start()
     url = f"http://127.0.0.1:{port}"
@@ -174,6 +186,7 @@ class Context:
     engine: Engine
     url: str
     operator: SM2PrivateKey  # configured as the exchange's operator
+    settings: dict[str, Any] = field(default_factory=dict)  # the server's Settings(**...)
     figures: list[tuple[str, float, str]] = field(default_factory=list)
 
     def figure(self, name: str, value: float, unit: str) -> None:
@@ -335,9 +348,9 @@ def seed_listings(engine: Engine, start: int, count: int, providers: list[str]) 
     with engine.begin() as connection:
         if engine.dialect.name == "sqlite":
             connection.exec_driver_sql("ANALYZE")
-        else:
-            connection.exec_driver_sql("ANALYZE listing_search")
-            connection.exec_driver_sql("ANALYZE listing_search_tag")
+        else:  # the hits read listing and listing_provider: planned without stats, they scan
+            for table in ("listing_search", "listing_search_tag", "listing", "listing_provider"):
+                connection.exec_driver_sql(f"ANALYZE {table}")
     return time.perf_counter() - began
 
 
@@ -349,11 +362,67 @@ SEARCHES: dict[str, dict[str, Any]] = {
 }
 
 
+SLOW_SEARCHES: dict[str, dict[str, Any]] = {
+    "common": {"q": "traffic"},  # a word in about half the descriptions
+    "1char": {"q": "庆"},  # one Chinese character (a tenth of the titles)
+    "2char_zh": {"q": "重庆"},  # two (the same tenth)
+}
+
+
+def latency_p50(url: str, params: dict[str, Any], seconds: float) -> float:
+    """p50 (ms) of back-to-back requests on one connection for ``seconds``."""
+    latencies: list[float] = []
+    with httpx.Client(base_url=url, timeout=60) as client:
+        client.get("/listings/search", params=params).raise_for_status()  # warm up
+        end = time.perf_counter() + seconds
+        while (time.perf_counter() < end or len(latencies) < 3) and len(latencies) < 20_000:
+            start = time.perf_counter()
+            response = client.get("/listings/search", params=params)
+            latencies.append(time.perf_counter() - start)
+            response.raise_for_status()
+    return statistics.median(latencies) * 1000
+
+
+def slow_search_p50(
+    urls: dict[str, str], seconds: float, rounds: int
+) -> dict[tuple[str, str], float]:
+    """(plan, case) → the median over ``rounds`` of its p50; each round takes every
+    case and plan in turn (plans in alternating order), ``seconds / rounds`` each."""
+    found: dict[tuple[str, str], list[float]] = {}
+    for n in range(rounds):
+        for case, params in SLOW_SEARCHES.items():
+            plans = list(urls) if n % 2 == 0 else list(reversed(urls))
+            for plan in plans:
+                p50 = latency_p50(urls[plan], params, seconds / rounds)
+                found.setdefault((plan, case), []).append(p50)
+    return {key: statistics.median(values) for key, values in found.items()}
+
+
 def part_search(ctx: Context) -> None:
     args = ctx.args
     providers = [f"{n:064x}" for n in range(1, 51)]
-    seeded = 0
     p50: dict[int, float] = {}
+    prefix = "search_pg" if ctx.engine.dialect.name == "postgresql" else "search"
+    with contextlib.ExitStack() as stack:
+        urls = {"plans": ctx.url}
+        if args.compare_plain:
+            urls["plain"] = stack.enter_context(running_server(ctx.settings, plain_search=True))
+        _search_sizes(ctx, providers, prefix, urls, p50)
+    if len(args.sizes) > 1:
+        small, large = args.sizes[0], args.sizes[-1]
+        ctx.figure(
+            f"{prefix}_growth_{small // 1000}k_to_{large // 1000}k",
+            p50[large] / p50[small],
+            "ratio",
+        )
+
+
+def _search_sizes(
+    ctx: Context, providers: list[str], prefix: str, urls: dict[str, str], p50: dict[int, float]
+) -> None:
+    """Seed up to each size, then measure there (``p50``: size → the cases' median)."""
+    args = ctx.args
+    seeded = 0
     for size in args.sizes:
         took = seed_listings(ctx.engine, seeded, size - seeded, providers)
         print(f"\nseeded {size - seeded} listings in {took:.1f} s (now {size})")
@@ -380,19 +449,26 @@ def part_search(ctx: Context) -> None:
         worst_p50 = max(r.p50_ms for r in results.values())
         p50[size] = statistics.median(r.p50_ms for r in results.values())
         label = f"{size // 1000}k"
-        ctx.figure(f"search_p50_{label}_ms", p50[size], "ms")
+        ctx.figure(f"{prefix}_p50_{label}_ms", p50[size], "ms")
         if size == args.sizes[-1]:
-            ctx.figure(f"search_p99_{label}_ms", max(r.p99_ms for r in results.values()), "ms")
+            ctx.figure(f"{prefix}_p99_{label}_ms", max(r.p99_ms for r in results.values()), "ms")
             ctx.figure(
-                f"search_rps_{label}", statistics.median(r.rps for r in results.values()), "req/s"
+                f"{prefix}_rps_{label}", statistics.median(r.rps for r in results.values()), "req/s"
             )
-            ctx.figure(f"search_vs_trivial_{label}", p50[size] / trivial.p50_ms, "ratio")
-            ctx.figure(f"search_worst_p50_{label}_ms", worst_p50, "ms")
-    if len(args.sizes) > 1:
-        small, large = args.sizes[0], args.sizes[-1]
-        ctx.figure(
-            f"search_growth_{small // 1000}k_to_{large // 1000}k", p50[large] / p50[small], "ratio"
-        )
+            ctx.figure(f"{prefix}_vs_trivial_{label}", p50[size] / trivial.p50_ms, "ratio")
+            ctx.figure(f"{prefix}_worst_p50_{label}_ms", worst_p50, "ms")
+        slow = slow_search_p50(urls, args.seconds, args.rounds)
+        for case, params in SLOW_SEARCHES.items():
+            total = httpx.get(ctx.url + "/listings/search", params=params).json()["total"]
+            line = f"  search {case:14} (matches {total:6}) p50 {slow['plans', case]:7.2f} ms"
+            ctx.figure(f"{prefix}_{case}_p50_{label}_ms", slow["plans", case], "ms")
+            if "plain" in urls:
+                ratio = slow["plain", case] / slow["plans", case]
+                line += f"   plain plan p50 {slow['plain', case]:7.2f} ms  (x{ratio:.1f})"
+                if size == args.sizes[-1]:
+                    ctx.figure(f"{prefix}_{case}_plain_p50_{label}_ms", slow["plain", case], "ms")
+                    ctx.figure(f"{prefix}_{case}_vs_plain_{label}", ratio, "ratio")
+            print(line + f"   (median of {args.rounds} rounds)")
 
 
 # ---------------------------------------------------------------- order placement
@@ -627,6 +703,15 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=2.0, help="per measurement loop")
     parser.add_argument("--clients", type=int, default=4, help="concurrent clients for req/s")
     parser.add_argument("--parts", default=",".join(PARTS), help="which parts to run")
+    parser.add_argument(
+        "--rounds", type=int, default=5, help="rounds of the slow search cases (median)"
+    )
+    parser.add_argument(
+        "--compare-plain",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="measure the slow search cases on a second server with the plain plan too",
+    )
     parser.add_argument("--buyers", type=int, default=400, help="orders placed (one per buyer)")
     parser.add_argument(
         "--order-clients", type=int, default=8, help="concurrent client threads for orders"
@@ -647,7 +732,9 @@ def main() -> None:
         with running_server(settings_kw) as base_url:  # creates the tables on start
             engine = make_engine(url)
             try:
-                ctx = Context(args=args, engine=engine, url=base_url, operator=operator)
+                ctx = Context(
+                    args=args, engine=engine, url=base_url, operator=operator, settings=settings_kw
+                )
                 for name in args.parts.split(","):
                     PARTS[name](ctx)
             finally:

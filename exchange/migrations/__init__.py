@@ -72,11 +72,20 @@ def include_object(
     obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any
 ) -> bool:
     """For autogenerate: leave out what the migrations make with raw SQL, which the
-    models cannot describe (SQLite's FTS5 table and its shadow tables, PostgreSQL's
-    trigram index)."""
-    if type_ == "table" and name is not None and name.startswith("listing_search_fts"):
+    models cannot describe (SQLite's FTS5 tables and their shadow tables, the facet
+    tables their triggers keep, PostgreSQL's trigram and gram indexes)."""
+    if type_ == "table" and name is not None and name.startswith(_RAW_SEARCH_TABLES):
         return False
-    return not (type_ == "index" and name == "listing_search_doc_trgm")
+    return not (type_ == "index" and name in _RAW_SEARCH_INDEXES)
+
+
+_RAW_SEARCH_TABLES = (
+    "listing_search_fts",
+    "listing_search_gram",
+    "listing_search_facet",
+    "listing_search_bitmap",
+)
+_RAW_SEARCH_INDEXES = ("listing_search_doc_trgm", "listing_search_gram_gin")
 
 
 def make_config(engine: Engine) -> Config:

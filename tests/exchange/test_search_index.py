@@ -1,0 +1,302 @@
+"""The search index's own structures: the grams, the exactness of both full-text
+indexes on awkward text, the facet counts and bitmaps the triggers keep (against
+a recomputation), the same schema whether made by the migrations or at start-up,
+and migration 0003 filling the new columns and indexes of rows already indexed."""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, MetaData, Table, inspect, text
+from sqlmodel import Session, SQLModel
+from test_search_support import POSTGRES_URL, listing, search_database, seed, walk
+
+from exchange import migrations
+from exchange.db import make_engine
+from exchange.listings import search as search_module
+from exchange.listings.search_index import (
+    create_search_tables,
+    facet_pairs,
+    fold,
+    grams,
+    index_values,
+    rebuild_facet_index,
+)
+
+BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+
+
+@pytest.fixture(params=BACKENDS)
+def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
+    if request.param == "postgresql" and not POSTGRES_URL:
+        pytest.skip("TEST_POSTGRES_URL is not set")
+    with search_database(request.param, tmp_path) as engine:
+        yield engine
+
+
+def test_grams_are_the_distinct_one_and_two_character_pieces_of_words() -> None:
+    assert grams("ab c", "重庆").split() == sorted({"a", "ab", "b", "c", "重", "重庆", "庆"})
+    assert grams("a\tb\x1fc\x7fd\u3000e") == "a b c d e"  # word breaks, as query terms split
+    assert set(grams('"%_').split()) == {'"', "%", "_", '"%', "%_"}
+    assert grams("") == "" and grams("   ") == ""
+
+
+AWKWARD = [
+    *'abcAB"\'%_\\*()-:^.,;!?#',
+    "ß", "é", "e\u0301", "İ", "ı", "Σ", "σ", "ς", "K", "Å", "ﬁ", "Ⅻ", "ｆ",
+    "重", "庆", "交", "通", "𠀀", "🙂", "\u200b", "Ꭰ", "ꭰ", " ",
+]  # fmt: skip
+
+
+def _awkward_rows(count: int) -> list[Any]:
+    rng = random.Random(7)
+    rows = []
+    for n in range(count):
+        text_of = "".join(rng.choices(AWKWARD, k=rng.randrange(1, 14)))
+        rows.append(
+            listing(
+                n,
+                title=text_of,
+                description="".join(rng.choices(AWKWARD, k=rng.randrange(0, 30))),
+                tags=["".join(rng.choices(AWKWARD, k=3)).strip() or "t"],
+            )
+        )
+    return rows
+
+
+def test_full_text_is_exact_on_awkward_text(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """For 1-4 character terms of awkward characters (case pairs that fold alike or
+    not, quotes, wildcards, combining marks, astral characters), the indexes find
+    exactly the listings whose folded text contains the folded term."""
+    rows = _awkward_rows(160)
+    seed(engine, rows)
+    docs = {
+        row.id: "\n".join((fold(row.title), fold(" ".join(row.tags)), fold(row.description)))
+        for row in rows
+    }
+    rng = random.Random(8)
+    terms = {"".join(rng.choices(AWKWARD, k=rng.randrange(1, 5))) for _ in range(150)}
+    terms |= {doc[i : i + 2] for doc in list(docs.values())[:40] for i in range(0, 6, 2)}
+    for term in sorted(terms):
+        folded = search_module.terms_of(term)
+        if len(folded) != 1:
+            continue  # spaces split it: more than one term
+        expected = {listing_id for listing_id, doc in docs.items() if folded[0] in doc}
+        pages = walk(engine, {"q": term, "limit": 100, "facets": False})
+        assert pages[0]["total"] == len(expected), term
+        assert {item["id"] for page in pages for item in page["items"]} == expected, term
+
+
+def _expected_facets(connection: Any) -> dict[tuple[str, str], int]:
+    counts: dict[tuple[str, str], int] = {}
+    for category, classification, model, tags in connection.execute(
+        text("SELECT category, classification, pricing_model, tags FROM listing_search")
+    ):
+        tags = json.loads(tags) if isinstance(tags, str) else tags
+        for pair in facet_pairs(category, classification, model, tags):
+            counts[pair] = counts.get(pair, 0) + 1
+    return counts
+
+
+def _facet_table(connection: Any) -> dict[tuple[str, str], int]:
+    rows = connection.execute(text("SELECT facet, value, listings FROM listing_search_facet"))
+    return {(facet, value): listings for facet, value, listings in rows}
+
+
+def _bitmaps(connection: Any) -> set[tuple[Any, ...]]:
+    return set(
+        connection.execute(text("SELECT facet, value, chunk, bits FROM listing_search_bitmap"))
+    )
+
+
+def test_triggers_keep_the_facet_counts(engine: Engine) -> None:
+    """Inserts (one and many per statement), updates of facet columns and tags, other
+    updates, deletes: the counts equal a recount and, on SQLite, the bitmaps equal
+    a rebuild (whose blocks hold exactly each value's listings)."""
+    rng = random.Random(9)
+    rows = [
+        listing(
+            n,
+            category=rng.choice(["a", "b", "交通"]),
+            classification=rng.choice(["一般", "重要", None]),
+            tags=rng.sample(["x", "y", "z z", "标签"], rng.randrange(0, 4)),
+        )
+        for n in range(300)
+    ]
+    seed(engine, rows[:250])
+    values = index_values(rows[250])
+    with engine.begin() as connection:
+        connection.execute(SQLModel.metadata.tables["listing_search"].insert(), [values])
+        ids = [i for (i,) in connection.execute(text("SELECT id FROM listing_search"))]
+        table = SQLModel.metadata.tables["listing_search"]
+        for listing_id in rng.sample(ids, 40):
+            connection.execute(
+                table.update()
+                .where(table.c.id == listing_id)
+                .values(
+                    category=rng.choice(["a", "c"]),
+                    classification=rng.choice(["重要", None]),
+                    tags=rng.sample(["x", "new", "标签"], 2),
+                )
+            )
+        connection.execute(text("UPDATE listing_search SET price_fen = price_fen + 1"))
+        deleted = rng.sample(ids, 30)
+        for listing_id in deleted[:10]:
+            connection.execute(text("DELETE FROM listing_search WHERE id = :i"), {"i": listing_id})
+        connection.execute(table.delete().where(table.c.id.in_(deleted[10:])))
+    seed(engine, rows[251:])  # a far block of ids too
+    with engine.begin() as connection:
+        assert _facet_table(connection) == _expected_facets(connection)
+        if engine.dialect.name == "sqlite":
+            kept = _bitmaps(connection)
+            rebuild_facet_index(connection)
+            assert _bitmaps(connection) == kept
+            assert _facet_table(connection) == _expected_facets(connection)
+            members: dict[tuple[str, str], set[int]] = {}
+            for facet, value, chunk, bits in kept:
+                number = int(bits, 16)
+                ids_of = {(chunk << 12) + b for b in range(4096) if number >> b & 1}
+                members.setdefault((facet, value), set()).update(ids_of)
+            for row_id, category in connection.execute(
+                text("SELECT id, category FROM listing_search")
+            ):
+                assert row_id in members["category", category]
+            every = len(ids) - len(deleted) + len(rows[251:])
+            assert sum(len(m) for (f, _), m in members.items() if f == "category") == every
+
+
+def _search_schema(engine: Engine) -> Any:
+    """The search objects made with raw SQL (the model tables: the drift test)."""
+    with engine.connect() as connection:
+        if engine.dialect.name == "sqlite":
+            return sorted(
+                row
+                for row in connection.execute(
+                    text(
+                        "SELECT type, name, sql FROM sqlite_master "
+                        "WHERE tbl_name LIKE 'listing_search%' OR name LIKE 'listing_search%'"
+                    )
+                ).all()
+                if row[0] == "trigger"
+                or row[1].startswith(
+                    (
+                        "listing_search_fts",
+                        "listing_search_gram",
+                        "listing_search_facet",
+                        "listing_search_bitmap",
+                    )
+                )
+            )
+        return (
+            sorted(
+                connection.execute(
+                    text(
+                        "SELECT indexname, indexdef FROM pg_indexes "
+                        "WHERE schemaname = current_schema() AND tablename LIKE 'listing_search%'"
+                    )
+                ).all()
+            ),
+            sorted(
+                connection.execute(
+                    text(
+                        "SELECT tgname, pg_get_triggerdef(oid) FROM pg_trigger "
+                        "WHERE tgrelid = to_regclass('listing_search') AND NOT tgisinternal"
+                    )
+                ).all()
+            ),
+            connection.execute(
+                text("SELECT prosrc FROM pg_proc WHERE proname = 'listing_search_facet_count'")
+            ).all(),
+            {
+                name: [(c["name"], str(c["type"])) for c in inspect(connection).get_columns(name)]
+                for name in ("listing_search", "listing_search_facet")
+            },
+        )
+
+
+def test_migrations_and_start_up_make_the_same_search_schema(
+    engine: Engine, tmp_path: Path
+) -> None:
+    """The raw SQL of exchange.listings.search_index and of migration 0003 agree: a
+    database migrated to head and one made from the models plus
+    create_search_tables (as start-up does when Alembic has not) match."""
+    migrated = _search_schema(engine)
+    other_dir = tmp_path / "other"
+    other_dir.mkdir()
+    if engine.dialect.name == "sqlite":
+        other = make_engine(f"sqlite:///{other_dir / 'made.db'}")
+        try:
+            migrations.load_models()
+            SQLModel.metadata.create_all(other)
+            create_search_tables(other)
+            assert _search_schema(other) == migrated
+        finally:
+            other.dispose()
+        return
+    with engine.begin() as connection:  # again in the same schema (pg_indexes names it)
+        for table in ("listing_search_facet", "listing_search_tag", "listing_search"):
+            connection.exec_driver_sql(f"DROP TABLE {table} CASCADE")
+        connection.exec_driver_sql("DROP FUNCTION listing_search_facet_count()")
+    tables = [SQLModel.metadata.tables[name] for name in ("listing_search", "listing_search_tag")]
+    SQLModel.metadata.create_all(engine, tables=tables)
+    create_search_tables(engine)
+    assert _search_schema(engine) == migrated
+
+
+def test_migration_0003_indexes_rows_already_there(engine: Engine, tmp_path: Path) -> None:
+    """Rows indexed before 0003 get their tags, grams, gram index entries and facet
+    counts: short terms and facets then match the plain plan."""
+    dialect = engine.dialect.name
+    migrations_dir = tmp_path / "old"
+    migrations_dir.mkdir()
+    if dialect == "sqlite":
+        old = make_engine(f"sqlite:///{migrations_dir / 'old.db'}")
+    else:
+        old = engine  # an empty schema: start it again at 0002
+        with engine.begin() as connection:
+            for name in inspect(connection).get_table_names():
+                connection.exec_driver_sql(f'DROP TABLE "{name}" CASCADE')
+            connection.exec_driver_sql("DROP FUNCTION IF EXISTS listing_search_facet_count()")
+    try:
+        migrations.upgrade(old, "0002")
+        rows = [
+            listing(n, title=f"{'重庆' if n % 3 else '成都'}数据 {n}", tags=["a", f"t{n % 4}"])
+            for n in range(40)
+        ]
+        listing_table = SQLModel.metadata.tables["listing"]
+        old_index = Table("listing_search", MetaData(), autoload_with=old)  # as at 0002
+        with old.begin() as connection:
+            connection.execute(listing_table.insert(), [row.model_dump() for row in rows])
+            connection.execute(
+                old_index.insert(),
+                [{k: v for k, v in index_values(row).items() if k in old_index.c} for row in rows],
+            )
+            connection.execute(
+                SQLModel.metadata.tables["listing_search_tag"].insert(),
+                [{"tag": tag, "listing_id": row.id} for row in rows for tag in row.tags],
+            )
+        migrations.upgrade(old)
+        assert migrations.current(old) == migrations.head()
+        with Session(old) as session:
+            for q in ("庆", "重庆", "成都", "数据"):
+                found = search_module.search(session, search_module.SearchParams(q=q, limit=50))
+                expected = {r.id for r in rows if q in r.title}
+                assert {item.id for item in found.items} == expected, q
+                assert found.total == len(expected)
+        whole = walk(old, {"limit": 50})[0]
+        assert whole["total"] == 40
+        assert {f["value"]: f["count"] for f in whole["facets"]["tags"]} == {
+            "a": 40, "t0": 10, "t1": 10, "t2": 10, "t3": 10,
+        }  # fmt: skip
+        with old.begin() as connection:
+            assert _facet_table(connection) == _expected_facets(connection)
+    finally:
+        if old is not engine:
+            old.dispose()
