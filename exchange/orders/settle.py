@@ -19,7 +19,7 @@ Per order, over all its movements (docs/money.md)::
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -139,12 +139,11 @@ def prepare_payees(session: Session, shares: Iterable[str]) -> None:
         ensure_account(session, key_id)
 
 
-def stage_settlement(
-    session: Session, order: Order, plan: SettlementPlan, leaf_hash: bytes, now: int
-) -> None:
-    """The order becomes settled with no escrow left; one movement per non-zero part
-    (movements are positive amounts), all naming the ``settlement.paid`` record."""
-    reference = f"settlement of order {order.id}"
+def _movement_adder(
+    session: Session, order: Order, leaf_hash: bytes, reference: str
+) -> Callable[[str, MovementKind, int], None]:
+    """``add(key_id, kind, amount)``: stage one movement of ``order`` naming the
+    record ``leaf_hash``; a zero amount writes none (movements are positive)."""
 
     def add(key_id: str, kind: MovementKind, amount: int) -> None:
         if amount > 0:
@@ -158,6 +157,16 @@ def stage_settlement(
                     reference=reference,
                 )
             )
+
+    return add
+
+
+def stage_settlement(
+    session: Session, order: Order, plan: SettlementPlan, leaf_hash: bytes, now: int
+) -> None:
+    """The order becomes settled with no escrow left; one movement per non-zero part
+    (movements are positive amounts), all naming the ``settlement.paid`` record."""
+    add = _movement_adder(session, order, leaf_hash, f"settlement of order {order.id}")
 
     add(plan.buyer, MovementKind.ESCROW_RELEASE, plan.amount)
     for key_id, amount in plan.payouts.items():
@@ -309,20 +318,7 @@ def revocation_refund(session: Session, order: Order, now: int) -> RefundPlan:
 def stage_refund(
     session: Session, order: Order, plan: RefundPlan, leaf_hash: bytes, now: int
 ) -> None:
-    reference = f"refund of order {order.id}"
-
-    def add(key_id: str, kind: MovementKind, amount: int) -> None:
-        if amount > 0:
-            session.add(
-                movement(
-                    key_id,
-                    kind,
-                    amount,
-                    leaf_hash=leaf_hash,
-                    order_id=order.id,
-                    reference=reference,
-                )
-            )
+    add = _movement_adder(session, order, leaf_hash, f"refund of order {order.id}")
 
     add(plan.buyer, MovementKind.REFUND, plan.from_escrow)
     for key_id, amount in plan.clawbacks.items():
