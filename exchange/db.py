@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, event
 from sqlalchemy.engine import make_url
-from sqlmodel import create_engine
+from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
+from sqlmodel import SQLModel, create_engine
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 
@@ -34,6 +36,21 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: object) -> None:
     cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
+
+
+def create_tables(engine: Engine, names: Iterable[str]) -> None:
+    """Create the named tables (registered on ``SQLModel.metadata``) if missing.
+
+    Safe when several workers start at once: a worker that loses the race to
+    create a table gets an error, retries, and then finds it."""
+    tables = [SQLModel.metadata.tables[name] for name in names]
+    for attempt in range(3):
+        try:
+            SQLModel.metadata.create_all(engine, tables=tables)
+            return
+        except (OperationalError, ProgrammingError, IntegrityError):
+            if attempt == 2:
+                raise
 
 
 def redact_url(url: str) -> str:

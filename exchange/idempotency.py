@@ -27,9 +27,9 @@ from fastapi import Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from sqlalchemy import JSON, BigInteger, Engine, update
-from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 from sqlmodel import Field, Session, SQLModel, col
 
+from exchange.db import create_tables
 from exchange.errors import ExchangeError
 from ledger.records import canonical_json
 from ledger.sm3 import sm3
@@ -142,14 +142,7 @@ class Idempotent:
 
 
 def create_idempotency_table(engine: Engine) -> None:
-    table = SQLModel.metadata.tables["idempotency_key"]
-    for attempt in range(3):
-        try:
-            SQLModel.metadata.create_all(engine, tables=[table])
-            return
-        except (OperationalError, ProgrammingError, IntegrityError):
-            if attempt == 2:
-                raise
+    create_tables(engine, ["idempotency_key"])
 
 
 def run(

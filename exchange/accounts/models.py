@@ -13,8 +13,9 @@ from __future__ import annotations
 from enum import StrEnum
 
 from sqlalchemy import BigInteger, CheckConstraint, Engine, Integer
-from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 from sqlmodel import Field, SQLModel
+
+from exchange.db import create_tables
 
 _ROWID = BigInteger().with_variant(Integer(), "sqlite")
 
@@ -78,11 +79,4 @@ TABLES = ("account", "account_movement")
 
 
 def create_account_tables(engine: Engine) -> None:
-    tables = [SQLModel.metadata.tables[name] for name in TABLES]
-    for attempt in range(3):
-        try:
-            SQLModel.metadata.create_all(engine, tables=tables)
-            return
-        except (OperationalError, ProgrammingError, IntegrityError):
-            if attempt == 2:
-                raise
+    create_tables(engine, TABLES)

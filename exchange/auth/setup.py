@@ -5,10 +5,9 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 from sqlalchemy import Engine
-from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
-from sqlmodel import SQLModel
 
 from exchange.auth.verifier import Authenticator, load_operator_keys
+from exchange.db import create_tables as db_create_tables
 from exchange.settings import Settings
 
 __all__ = ["TABLES", "create_tables", "install_auth"]
@@ -28,14 +27,7 @@ def create_tables(engine: Engine) -> None:
     import exchange.listings.models
     import exchange.participants.models  # noqa: F401  (register the tables)
 
-    tables = [SQLModel.metadata.tables[name] for name in TABLES]
-    for attempt in range(3):
-        try:
-            SQLModel.metadata.create_all(engine, tables=tables)
-            return
-        except (OperationalError, ProgrammingError, IntegrityError):
-            if attempt == 2:
-                raise
+    db_create_tables(engine, TABLES)
 
 
 def operator_pems(settings: Settings) -> list[str]:

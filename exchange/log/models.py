@@ -9,8 +9,9 @@ it is the rowid).
 from __future__ import annotations
 
 from sqlalchemy import BigInteger, Engine, Integer, inspect
-from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 from sqlmodel import Field, SQLModel
+
+from exchange.db import create_tables
 
 _ROWID = BigInteger().with_variant(Integer(), "sqlite")
 _NO_AUTOINCREMENT = {"autoincrement": False}
@@ -90,15 +91,7 @@ def create_log_tables(engine: Engine) -> None:
     """
     import exchange.anchoring.models  # noqa: F401  (registers the "anchor" table)
 
-    names = ("promise_batch", "log_entry", "tree_node", "checkpoint", "anchor")
-    tables = [SQLModel.metadata.tables[name] for name in names]
-    for attempt in range(3):
-        try:
-            SQLModel.metadata.create_all(engine, tables=tables)
-            break
-        except (OperationalError, ProgrammingError, IntegrityError):
-            if attempt == 2:
-                raise
+    create_tables(engine, ("promise_batch", "log_entry", "tree_node", "checkpoint", "anchor"))
     _check_schema(engine)
 
 

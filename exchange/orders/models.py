@@ -31,8 +31,9 @@ from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import JSON, BigInteger, CheckConstraint, Column, Engine, Integer
-from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 from sqlmodel import Field, SQLModel
+
+from exchange.db import create_tables
 
 
 class OrderState(StrEnum):
@@ -99,11 +100,4 @@ TABLES = ("orders", "offer_seats", "used_quote")
 
 
 def create_order_tables(engine: Engine) -> None:
-    tables = [SQLModel.metadata.tables[name] for name in TABLES]
-    for attempt in range(3):
-        try:
-            SQLModel.metadata.create_all(engine, tables=tables)
-            return
-        except (OperationalError, ProgrammingError, IntegrityError):
-            if attempt == 2:
-                raise
+    create_tables(engine, TABLES)
