@@ -82,6 +82,7 @@ __all__ = [
     "DemoExchange",
     "DemoFailure",
     "Reporter",
+    "SilentReporter",
     "demo_exchange",
     "expected_split",
     "tier_price",
@@ -160,7 +161,9 @@ class Reporter(Protocol):
     def note(self, text: str) -> None: ...
 
 
-class _Silent:
+class SilentReporter:
+    """A :class:`Reporter` that says nothing (``--json``, tests)."""
+
     def started(self, step: str, title: str) -> None:
         pass
 
@@ -223,7 +226,7 @@ def demo_exchange(
     public key goes into the settings) and :data:`DEMO_EXCHANGE_SETTINGS`; on
     ``database_url`` (else SQLite there). Everything started is stopped on exit.
     """
-    say = reporter or _Silent()
+    say = reporter or SilentReporter()
     health = _probe(url)
     if health is not None:
         if not health.ok:
@@ -494,7 +497,7 @@ class Demo:
         self.seed = seed
         self.anchor_timeout = anchor_timeout
         self.timeout = timeout
-        self.say: Reporter = reporter or _Silent()
+        self.say: Reporter = reporter or SilentReporter()
         self.records: list[StoryRecord] = []
         self.timings: list[StepTiming] = []
         self.clients: dict[str, ExchangeClient] = {}

@@ -76,20 +76,6 @@ class _RichReporter:
             self.task = None
 
 
-class _Quiet:
-    def started(self, step: str, title: str) -> None:
-        pass
-
-    def progress(self, done: int, total: int | None) -> None:
-        pass
-
-    def finished(self, step: str, seconds: float, detail: str) -> None:
-        pass
-
-    def note(self, text: str) -> None:
-        pass
-
-
 @contextmanager
 def _terminate_cleanly() -> Iterator[None]:
     """SIGTERM unwinds like Ctrl-C, so the ``finally`` blocks stop what was started."""
@@ -162,7 +148,13 @@ def demo(
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
     """Run the whole story: keys, listing, review, order, delivery, settlement, audit."""
-    from clients.demo import DemoFailure, StepTiming, demo_exchange, run_demo
+    from clients.demo import (
+        DemoFailure,
+        SilentReporter,
+        StepTiming,
+        demo_exchange,
+        run_demo,
+    )
 
     console = Console(stderr=True) if as_json else stdout
     progress = Progress(
@@ -175,7 +167,7 @@ def demo(
         transient=True,
         disable=as_json,
     )
-    reporter: Any = _Quiet() if as_json else _RichReporter(console, progress)
+    reporter: Any = SilentReporter() if as_json else _RichReporter(console, progress)
     try:
         with _terminate_cleanly(), _work_dir(work_dir) as work, progress:
             began = time.monotonic()
