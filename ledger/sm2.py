@@ -27,7 +27,9 @@ Failures raise :mod:`ledger.errors` types, never a backend exception.
 from __future__ import annotations
 
 import base64
+import binascii
 import functools
+import re
 from typing import Any, Final, NoReturn
 
 from tongsuopy.backends.tongsuo.binding import Binding
@@ -74,6 +76,20 @@ _MAX_SIGNATURE_SIZE: Final = 72  # DER SEQUENCE of two 33-byte INTEGERs
 _MIN_SIGNATURE_SIZE: Final = 8
 _MAX_PASSWORD_SIZE: Final = 1023
 _MAX_DISTID_SIZE: Final = 8191  # ENTL is a 16-bit count of bits
+
+_PUBLIC_LABELS: Final = ("PUBLIC KEY",)
+_PRIVATE_LABELS: Final = (
+    "PRIVATE KEY",
+    "ENCRYPTED PRIVATE KEY",
+    "EC PRIVATE KEY",
+    "SM2 PRIVATE KEY",
+)
+_TRADITIONAL_LABELS: Final = ("EC PRIVATE KEY", "SM2 PRIVATE KEY")
+"""SEC1 private keys, which OpenSSL may encrypt with RFC 1421 headers (``Proc-Type``)."""
+_PEM_BEGIN: Final = re.compile(r"-----BEGIN ([A-Z0-9]+(?: [A-Z0-9]+)*)-----")
+_PEM_END: Final = re.compile(r"-----END ([A-Z0-9]+(?: [A-Z0-9]+)*)-----")
+_PEM_HEADER: Final = re.compile(r"(Proc-Type|DEK-Info): [ -~]+")
+_BASE64_TEXT: Final = re.compile(r"[A-Za-z0-9+/]*={0,2}")
 
 
 # --------------------------------------------------------------------------- helpers
@@ -246,6 +262,59 @@ def _is_one_der_sequence(data: bytes) -> bool:
     return length >= 0x80 and len(data) == 2 + count + length
 
 
+def _pem_block(data: bytes, labels: tuple[str, ...]) -> tuple[str, bool, bytes]:
+    """The label, whether it is encrypted with RFC 1421 headers, and the bytes of the
+    one PEM block ``data`` holds, parsed strictly (RFC 7468 strict, plus the headers
+    OpenSSL writes for an encrypted SEC1 key).
+
+    Nothing but whitespace before or after the block; the BEGIN and END labels
+    equal and one of ``labels``; no blank line inside; the body canonical base64
+    (only its alphabet, the padding it needs, zero pad bits); unless encrypted,
+    exactly one DER SEQUENCE with nothing after it. Parsers that take the first
+    block and skip the rest (OpenSSL's) would let one key be written in endless
+    ways, or smuggle text next to a key. Raises :class:`KeyFormatError`.
+    """
+    try:
+        text = data.decode("ascii")
+    except UnicodeDecodeError:
+        raise KeyFormatError("a PEM key must be ASCII text") from None
+    lines = [line.rstrip(" \t\r") for line in text.strip(" \t\r\n").split("\n")]
+    begin = _PEM_BEGIN.fullmatch(lines[0])
+    end = _PEM_END.fullmatch(lines[-1]) if len(lines) > 1 else None
+    if begin is None or end is None:
+        raise KeyFormatError(
+            "not one PEM block: expected -----BEGIN …----- first and -----END …----- last, "
+            "with nothing but whitespace around them"
+        )
+    label = begin.group(1)
+    if end.group(1) != label:
+        raise KeyFormatError(f"the PEM block begins as {label} but ends as {end.group(1)}")
+    if label not in labels:
+        raise KeyFormatError(f"expected a PEM {' or '.join(labels)}, got {label}")
+    body = lines[1:-1]
+    encrypted = False
+    if body and _PEM_HEADER.fullmatch(body[0]) and label in _TRADITIONAL_LABELS:
+        blank = body.index("") if "" in body else len(body)
+        headers = body[:blank]
+        if not all(_PEM_HEADER.fullmatch(h) for h in headers) or blank == len(body):
+            raise KeyFormatError("malformed PEM headers")
+        encrypted, body = True, body[blank + 1 :]
+    if "" in body:
+        raise KeyFormatError("a blank line inside the PEM body")
+    joined = "".join(body)
+    if not _BASE64_TEXT.fullmatch(joined):
+        raise KeyFormatError("the PEM body is not base64 (another character, or a second block)")
+    try:
+        der = base64.b64decode(joined, validate=True)
+    except binascii.Error as exc:
+        raise KeyFormatError(f"the PEM body is not valid base64 ({exc})") from None
+    if base64.b64encode(der).decode("ascii") != joined:
+        raise KeyFormatError("the PEM body is not canonical base64 (non-zero pad bits)")
+    if not encrypted and not _is_one_der_sequence(der):
+        raise KeyFormatError("the PEM body is not exactly one DER SEQUENCE")
+    return label, encrypted, der
+
+
 def _pem_armor(label: str, der: bytes) -> bytes:
     body = base64.b64encode(der)
     lines = [body[i : i + 64] for i in range(0, len(body), 64)]
@@ -295,7 +364,8 @@ class SM2PublicKey:
 
     @classmethod
     def from_pem(cls, data: bytes | str) -> SM2PublicKey:
-        """Load a SubjectPublicKeyInfo PEM (``-----BEGIN PUBLIC KEY-----``).
+        """Load a SubjectPublicKeyInfo PEM (``-----BEGIN PUBLIC KEY-----``): exactly one
+        block, nothing around it but whitespace, canonical base64 of canonical DER.
 
         Raises :class:`KeyFormatError` (malformed) or
         :class:`UnsupportedKeyError` (a key, but not SM2).
@@ -304,7 +374,8 @@ class SM2PublicKey:
 
     @classmethod
     def from_der(cls, data: bytes) -> SM2PublicKey:
-        """Load a DER SubjectPublicKeyInfo (compressed points accepted)."""
+        """Load a DER SubjectPublicKeyInfo (compressed points accepted); it must be
+        DER (re-encode to the same bytes), with nothing after it."""
         return _public_from_der(_as_bytes(data, "DER data"))
 
     def to_der(self) -> bytes:
@@ -403,22 +474,18 @@ class SM2PublicKey:
 @functools.lru_cache(maxsize=4096)
 def _public_from_der(der: bytes) -> SM2PublicKey:
     pkey = _load_public_pkey(der)
-    return SM2PublicKey(pkey, _public_point(pkey))
+    point = _public_point(pkey)
+    if _bio_write(lambda bio: _lib.i2d_PUBKEY_bio(bio, pkey)) != der:
+        raise KeyFormatError("not DER: the SubjectPublicKeyInfo re-encodes to other bytes")
+    return SM2PublicKey(pkey, point)
 
 
 @functools.lru_cache(maxsize=4096)
 def _public_from_pem(pem: bytes) -> SM2PublicKey:
-    if b"PRIVATE KEY-----" in pem and b"PUBLIC KEY-----" not in pem:
+    label, _, der = _pem_block(pem, _PUBLIC_LABELS + _PRIVATE_LABELS)
+    if label != "PUBLIC KEY":
         raise KeyFormatError("expected a public key PEM, got a private key")
-    userdata = _ffi.new("CRYPTOGRAPHY_PASSWORD_DATA *")  # refuse to prompt
-    pkey, _ = _bio_read(
-        pem, lambda bio: _lib.PEM_read_bio_PUBKEY(bio, _NULL, _PASSWORD_CB, userdata)
-    )
-    if pkey == _NULL:
-        _fail(KeyFormatError, "not a PEM public key")
-    pkey = _adopt_sm2(pkey)
-    # Re-load from the canonical DER so that equal keys share one form.
-    return _public_from_der(_SPKI_PREFIX + _public_point(pkey))
+    return _public_from_der(der)
 
 
 class SM2PrivateKey:
@@ -464,14 +531,18 @@ class SM2PrivateKey:
 
     @classmethod
     def from_pem(cls, data: bytes | str, password: bytes | str | None = None) -> SM2PrivateKey:
-        """Load a PEM private key (PKCS#8, encrypted PKCS#8, or legacy EC).
+        """Load a PEM private key (PKCS#8, encrypted PKCS#8, or legacy EC): exactly one
+        block, nothing around it but whitespace, canonical base64 of one DER SEQUENCE.
 
         Raises :class:`KeyPasswordError` (encrypted and no/wrong password, or a
         password for an unencrypted key), :class:`UnsupportedKeyError` (not
         SM2) or :class:`KeyFormatError` (anything else malformed).
         """
         pem = _as_bytes(data, "PEM data")
-        if b"-----BEGIN SM2 PRIVATE KEY-----" in pem:
+        label, _, _ = _pem_block(pem, _PUBLIC_LABELS + _PRIVATE_LABELS)
+        if label == "PUBLIC KEY":
+            raise KeyFormatError("expected a private key PEM, got a public key")
+        if label == "SM2 PRIVATE KEY":
             # OpenSSL 3's label for a traditional (SEC1) SM2 key; Tongsuo knows it as EC.
             pem = pem.replace(b" SM2 PRIVATE KEY-----", b" EC PRIVATE KEY-----")
         userdata = _ffi.new("CRYPTOGRAPHY_PASSWORD_DATA *")
@@ -497,9 +568,6 @@ class SM2PrivateKey:
                 if userdata.error == -2:
                     raise KeyPasswordError("the password is too long")
                 raise KeyPasswordError("wrong password (or a corrupt encrypted private key)")
-            if b"PUBLIC KEY-----" in pem:
-                _drain_errors()
-                raise KeyFormatError("expected a private key PEM, got a public key")
             _fail(KeyFormatError, "not a PEM private key")
         pkey = _adopt_sm2(pkey)
         if password is not None and not userdata.called:

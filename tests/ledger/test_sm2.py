@@ -492,3 +492,111 @@ def test_repr_names_the_key_but_not_the_secret(key: SM2PrivateKey) -> None:
 
 def test_loading_is_cached() -> None:
     assert SM2PublicKey.from_pem(GOLDEN_PUBLIC_PEM) is SM2PublicKey.from_pem(GOLDEN_PUBLIC_PEM)
+
+
+# --------------------------------------------------------------------------- strict PEM
+
+
+def _armor(label: bytes, der: bytes) -> bytes:
+    return (
+        b"-----BEGIN "
+        + label
+        + b"-----\n"
+        + base64.encodebytes(der)
+        + b"-----END "
+        + label
+        + b"-----\n"
+    )
+
+
+def _long_form_length(der: bytes) -> bytes:
+    """``der`` with its outer SEQUENCE length in (non-DER) long form."""
+    assert der[0] == 0x30 and der[1] < 0x80
+    return b"\x30\x81" + der[1:]
+
+
+_OTHER_PUBLIC = SM2PrivateKey.generate().public_key().to_pem()
+_PUBLIC_DER = _pem_body(GOLDEN_PUBLIC_PEM)
+_PRIVATE_DER = _pem_body(GOLDEN_PRIVATE_PEM)
+
+NOT_STRICT_PUBLIC = [
+    pytest.param(GOLDEN_PUBLIC_PEM + b"junk", id="trailing junk"),
+    pytest.param(GOLDEN_PUBLIC_PEM + b"junk\n", id="trailing junk line"),
+    pytest.param(GOLDEN_PUBLIC_PEM + _OTHER_PUBLIC, id="a second PEM block"),
+    pytest.param(GOLDEN_PUBLIC_PEM + GOLDEN_PUBLIC_PEM, id="the block twice"),
+    pytest.param(b"hello\n" + GOLDEN_PUBLIC_PEM, id="leading junk"),
+    pytest.param(
+        GOLDEN_PUBLIC_PEM.replace(b"END PUBLIC KEY", b"END PRIVATE KEY"), id="mismatched labels"
+    ),
+    pytest.param(GOLDEN_PUBLIC_PEM.replace(b"PUBLIC KEY", b"EC PUBLIC KEY"), id="unexpected label"),
+    pytest.param(GOLDEN_PUBLIC_PEM.replace(b"MFkw", b"MF!kw"), id="non-base64 character"),
+    pytest.param(GOLDEN_PUBLIC_PEM.replace(b"lw==", b"lx=="), id="non-zero base64 pad bits"),
+    pytest.param(GOLDEN_PUBLIC_PEM.replace(b"lw==", b"lw"), id="missing base64 padding"),
+    pytest.param(GOLDEN_PUBLIC_PEM.replace(b"lw==", b"lw==AAAA"), id="data after padding"),
+    pytest.param(_armor(b"PUBLIC KEY", _PUBLIC_DER + b"\x00"), id="DER with a trailing byte"),
+    pytest.param(_armor(b"PUBLIC KEY", _long_form_length(_PUBLIC_DER)), id="BER length"),
+    pytest.param(
+        GOLDEN_PUBLIC_PEM.replace(b"-----\n", b"-----\nProc-Type: 4,ENCRYPTED\n\n", 1),
+        id="PEM headers",
+    ),
+    pytest.param(GOLDEN_PUBLIC_PEM.replace(b"\n", b"\n\n", 2)[:-1], id="blank line in body"),
+    pytest.param("-----BEGIN PUBLIC KEY-----\né\n-----END PUBLIC KEY-----\n", id="non-ASCII"),
+]
+
+
+@pytest.mark.parametrize("pem", NOT_STRICT_PUBLIC)
+def test_public_pem_is_parsed_strictly(pem: bytes | str) -> None:
+    with pytest.raises(KeyFormatError) as info:
+        SM2PublicKey.from_pem(pem)
+    assert not isinstance(info.value, UnsupportedKeyError)
+
+
+def test_public_der_must_be_canonical() -> None:
+    with pytest.raises(KeyFormatError, match="DER"):
+        SM2PublicKey.from_der(_long_form_length(_PUBLIC_DER))
+
+
+@pytest.mark.parametrize(
+    "pem",
+    [
+        pytest.param(GOLDEN_PUBLIC_PEM, id="as OpenSSL writes it"),
+        pytest.param(b"\n \t" + GOLDEN_PUBLIC_PEM + b"\n\n  ", id="surrounding whitespace"),
+        pytest.param(GOLDEN_PUBLIC_PEM.replace(b"\n", b"\r\n"), id="CRLF"),
+        pytest.param(GOLDEN_PUBLIC_PEM.rstrip(b"\n"), id="no final newline"),
+        pytest.param(_armor(b"PUBLIC KEY", _PUBLIC_DER), id="76-column lines"),
+    ],
+)
+def test_strict_public_pem_still_takes_well_formed_keys(pem: bytes) -> None:
+    assert SM2PublicKey.from_pem(pem).to_pem() == GOLDEN_PUBLIC_PEM
+
+
+NOT_STRICT_PRIVATE = [
+    pytest.param(GOLDEN_PRIVATE_PEM + b"junk", id="trailing junk"),
+    pytest.param(GOLDEN_PRIVATE_PEM + GOLDEN_PUBLIC_PEM, id="a public key after it"),
+    pytest.param(GOLDEN_PRIVATE_PEM + GOLDEN_PRIVATE_PEM, id="the block twice"),
+    pytest.param(b"hello\n" + GOLDEN_PRIVATE_PEM, id="leading junk"),
+    pytest.param(
+        GOLDEN_PRIVATE_PEM.replace(b"END PRIVATE KEY", b"END EC PRIVATE KEY"),
+        id="mismatched labels",
+    ),
+    pytest.param(GOLDEN_PRIVATE_PEM.replace(b"MIGH", b"MI*GH"), id="non-base64 character"),
+    pytest.param(_armor(b"PRIVATE KEY", _PRIVATE_DER + b"\x00"), id="DER with a trailing byte"),
+    pytest.param(_armor(b"RSA PRIVATE KEY", _PRIVATE_DER), id="unexpected label"),
+]
+
+
+@pytest.mark.parametrize("pem", NOT_STRICT_PRIVATE)
+def test_private_pem_is_parsed_strictly(pem: bytes) -> None:
+    with pytest.raises(KeyFormatError) as info:
+        SM2PrivateKey.from_pem(pem)
+    assert not isinstance(info.value, KeyPasswordError | UnsupportedKeyError)
+
+
+def test_strict_private_pem_still_takes_well_formed_keys(key: SM2PrivateKey) -> None:
+    assert SM2PrivateKey.from_pem(b"\n" + GOLDEN_PRIVATE_PEM.replace(b"\n", b"\r\n")) == (
+        SM2PrivateKey.from_pem(GOLDEN_PRIVATE_PEM)
+    )
+    encrypted = key.to_pem(b"pw")
+    assert SM2PrivateKey.from_pem(encrypted + b"\n", b"pw") == key
+    with pytest.raises(KeyFormatError):
+        SM2PrivateKey.from_pem(encrypted + b"junk", b"pw")
