@@ -58,8 +58,9 @@ IdempotencyHeader = Annotated[
                 402: "insufficient_funds",
                 403: "actor_mismatch",
                 404: "listing_not_found",
-                409: "quote_used, sold_out, quote_expired, listing_not_published, order_exists, "
-                "not_renewable, duplicate_record, concurrent_update",
+                409: "quote_used, sold_out, quote_expired, listing_not_published, "
+                "provider_suspended, order_exists, not_renewable, duplicate_record, "
+                "concurrent_update",
                 422: "invalid_request, wrong_record_type, stale_record, invalid_payload, "
                 "invalid_quote, invalid_quote_signature, quote_mismatch, invalid_terms, "
                 "invalid_idempotency_key, idempotency_key_reused",

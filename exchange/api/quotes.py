@@ -34,7 +34,7 @@ Buyer = Annotated[Principal, Depends(require_role(Role.BUYER))]
         **signed_errors(
             {
                 404: "listing_not_found",
-                409: "listing_not_published, sold_out",
+                409: "listing_not_published, provider_suspended, sold_out",
                 422: "invalid_request, invalid_terms",
             }
         ),

@@ -104,6 +104,8 @@ _MESSAGES = {
     # quotes and orders
     "invalid_terms": "rows do not apply to fixed pricing",
     "listing_not_published": "listing {listing_id} is delisted, not published",
+    "provider_suspended": "listing {listing_id} is not for sale: its provider {provider} is "
+    "suspended",
     "sold_out": "all 1 seat(s) of listing {listing_id} are sold",
     "insufficient_funds": "the order costs 46808 fen; your balance is lower",
     "quote_used": "quote 9f27c0d41b6e8a35c2d7f04e1a9b3c68 was already used for an order",

@@ -8,7 +8,8 @@ ONE transaction with the log record (``commit_with_record`` +
 
 1. marks the quote used: conditional insert into ``used_quote``
    (409 ``quote_used`` if it is there);
-2. re-reads the listing: still published at that version (409 ``listing_not_published``);
+2. re-reads the listing: still published at that version (409 ``listing_not_published``)
+   and none of its providers suspended (409 ``provider_suspended``);
 3. for a limited offer, ``UPDATE offer_seats SET sold = sold + 1 WHERE … AND
    sold < limit``; no row updated → 409 ``sold_out``;
 4. moves the amount from available to held: ``UPDATE account … WHERE
@@ -19,6 +20,11 @@ A renewal (``renews``: an earlier order id) must name the same buyer's
 subscription to the same listing, neither revoked nor refunded nor already
 renewed by a live order (409 ``not_renewable``, re-checked inside the
 transaction); its paid period starts at ``max(now, previous.access_expires_at)``.
+
+A listing any of whose providers (owner or co-provider) is suspended is not for
+sale: no quote, no order (409 ``provider_suspended``); orders placed before the
+suspension go on (delivery, acceptance, settlement, which pays every provider
+its share). See docs/money.md.
 
 Any refusal rolls back everything, the log entry included. Cheap pre-checks
 before the transaction give the same codes early; the conditional statements
@@ -57,7 +63,7 @@ from exchange.orders.schemas import (
     TermsIn,
 )
 from exchange.orders.settle import settlements_of
-from exchange.participants.models import Principal
+from exchange.participants.models import Participant, ParticipantStatus, Principal
 from exchange.pricing import SubscriptionPricing, TermsError, parse_pricing, price
 from exchange.quotes import Quote, QuoteTerms, issue_quote, verify_quote
 from exchange.records import SignedAction, commit_with_record, log_receipt, payload_of
@@ -74,6 +80,10 @@ class ListingNotFoundError(NotFoundError):
 
 class ListingNotPublishedError(ConflictError):
     code = "listing_not_published"
+
+
+class ProviderSuspendedError(ConflictError):
+    code = "provider_suspended"
 
 
 class OrderNotFoundError(NotFoundError):
@@ -121,6 +131,27 @@ def _published(session: Session, listing_id: str, principal: Principal | None) -
     return row
 
 
+def _check_providers_active(connection: Connection, listing_id: str) -> None:
+    """Refuse (409 ``provider_suspended``) when a provider of the listing is suspended.
+
+    Run inside the order's transaction too: a suspension commits under the same
+    log write lock, so an order never slips past one committed before it."""
+    suspended = connection.execute(
+        select(col(ListingProvider.provider_key_id))
+        .join(Participant, col(Participant.key_id) == col(ListingProvider.provider_key_id))
+        .where(
+            col(ListingProvider.listing_id) == listing_id,
+            col(Participant.status) == ParticipantStatus.SUSPENDED.value,
+        )
+        .order_by(col(ListingProvider.position))
+        .limit(1)
+    ).first()
+    if suspended is not None:
+        raise ProviderSuspendedError(
+            f"listing {listing_id} is not for sale: its provider {suspended[0]} is suspended"
+        )
+
+
 def _seats_left(session: Session, listing: Listing, limit: int | None) -> None:
     if limit is None:
         return
@@ -139,6 +170,7 @@ def issue(
 ) -> Quote:
     """A quote for ``principal`` on the listing's current version (see exchange.quotes)."""
     listing = _published(session, listing_id, principal)
+    _check_providers_active(session.connection(), listing.id)
     pricing = parse_pricing(listing.pricing)
     licence = listing.licence or "standard"
     if terms_in.licence is not None and terms_in.licence != licence:
@@ -311,6 +343,7 @@ def place(
         raise ListingNotFoundError(f"no listing {quote.listing_id}")
     if listing.state != ListingState.PUBLISHED:
         raise ListingNotPublishedError(f"listing {listing.id} is {listing.state}, not published")
+    _check_providers_active(session.connection(), listing.id)
     pricing = parse_pricing(listing.pricing)
     now = now_ms()
     amount = price(pricing, rows=quote.terms.rows, periods=quote.terms.periods)
@@ -394,6 +427,7 @@ def place(
         ).one()
         if state[0] != ListingState.PUBLISHED or state[1] != version:
             raise ListingNotPublishedError(f"listing {listing_id} changed; request a new quote")
+        _check_providers_active(connection, listing_id)
         if limit is not None:
             _take_seat(connection, listing_id, version, limit)
         if renews is not None:
