@@ -8,6 +8,10 @@ own code. Parsing is strict: a missing or ill-typed field raises
 :class:`ledger.records.RecordFormatError` (the client turns it into
 :class:`clients.sdk.errors.ResponseFormatError`).
 
+The health answer's shape (:class:`Health`, :class:`DatabaseStatus`,
+:class:`ChainStatus`) is :mod:`ledger.protocol.health`, which the exchange
+serves; it is re-exported here.
+
 Every call that writes answers with an :class:`Appended` (for the log's own
 ``POST /log/records``) or carries one under ``"log"`` (the marketplace's
 resources): parse it with :meth:`Appended.from_dict`.
@@ -21,6 +25,7 @@ from typing import Any, Final
 from ledger.checkpoint import Promise
 from ledger.errors import KeyFormatError
 from ledger.merkle import verify_consistency, verify_inclusion
+from ledger.protocol.health import ChainStatus, DatabaseStatus, Health
 from ledger.records import Fields, RecordFormatError, SignedRecord
 from ledger.sm2 import SM2PublicKey
 from ledger.sm3 import DIGEST_SIZE
@@ -84,82 +89,6 @@ def _object(data: Any, path: str) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise RecordFormatError("expected a JSON object", path=path)
     return data
-
-
-# --------------------------------------------------------------------------- operations
-
-
-@dataclass(frozen=True, slots=True)
-class DatabaseStatus:
-    ok: bool
-    backend: str
-    url: str
-    detail: str | None = None
-
-    @classmethod
-    def from_dict(cls, data: Any, *, path: str = "database") -> DatabaseStatus:
-        d = _object(data, path)
-        ok, backend, url = d.get("ok"), d.get("backend"), d.get("url")
-        if not isinstance(ok, bool) or not isinstance(backend, str) or not isinstance(url, str):
-            raise RecordFormatError("expected ok, backend and url", path=path)
-        return cls(ok, backend, url, _optional(d, "detail", str, path))
-
-
-@dataclass(frozen=True, slots=True)
-class ChainStatus:
-    ok: bool
-    configured: bool
-    rpc_url: str | None = None
-    chain_id: int | None = None
-    block_number: int | None = None
-    registry_address: str | None = None
-    registry_deployed: bool | None = None
-    detail: str | None = None
-
-    @classmethod
-    def from_dict(cls, data: Any, *, path: str = "chain") -> ChainStatus:
-        d = _object(data, path)
-        ok, configured = d.get("ok"), d.get("configured")
-        if not isinstance(ok, bool) or not isinstance(configured, bool):
-            raise RecordFormatError("expected ok and configured", path=path)
-        deployed = d.get("registry_deployed")
-        if deployed is not None and not isinstance(deployed, bool):
-            raise RecordFormatError("expected a boolean or null", path=f"{path}.registry_deployed")
-        return cls(
-            ok=ok,
-            configured=configured,
-            rpc_url=_optional(d, "rpc_url", str, path),
-            chain_id=_optional(d, "chain_id", int, path),
-            block_number=_optional(d, "block_number", int, path),
-            registry_address=_optional(d, "registry_address", str, path),
-            registry_deployed=deployed,
-            detail=_optional(d, "detail", str, path),
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class Health:
-    """``GET /health``; ``status`` is ``ok`` or ``degraded`` (served with 503)."""
-
-    status: str
-    database: DatabaseStatus
-    chain: ChainStatus
-
-    @property
-    def ok(self) -> bool:
-        return self.status == "ok"
-
-    @classmethod
-    def from_dict(cls, data: Any) -> Health:
-        d = _object(data, "")
-        status = d.get("status")
-        if status not in ("ok", "degraded"):
-            raise RecordFormatError("expected 'ok' or 'degraded'", path="status")
-        return cls(
-            str(status),
-            DatabaseStatus.from_dict(d.get("database")),
-            ChainStatus.from_dict(d.get("chain")),
-        )
 
 
 # --------------------------------------------------------------------------- the log

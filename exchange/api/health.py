@@ -1,11 +1,11 @@
-"""``GET /health``: is the database reachable, and is the anchor chain?"""
+"""``GET /health``: is the database reachable, and is the anchor chain? The answer's
+shape is :mod:`ledger.protocol.health`, which the SDK parses."""
 
 from __future__ import annotations
 
-from typing import Literal
+from dataclasses import replace
 
 from fastapi import APIRouter, Request, Response
-from pydantic import BaseModel
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
@@ -14,32 +14,9 @@ from contracts.chain import ChainClient
 from contracts.errors import ChainError
 from exchange.api.examples import ok, response_example
 from exchange.db import redact_url
+from ledger.protocol.health import ChainStatus, DatabaseStatus, Health
 
 router = APIRouter(tags=["operations"])
-
-
-class DatabaseStatus(BaseModel):
-    ok: bool
-    backend: str
-    url: str
-    detail: str | None = None
-
-
-class ChainStatus(BaseModel):
-    ok: bool
-    configured: bool
-    rpc_url: str | None = None
-    chain_id: int | None = None
-    block_number: int | None = None
-    registry_address: str | None = None
-    registry_deployed: bool | None = None
-    detail: str | None = None
-
-
-class Health(BaseModel):
-    status: Literal["ok", "degraded"]
-    database: DatabaseStatus
-    chain: ChainStatus
 
 
 def database_status(engine: Engine) -> DatabaseStatus:
@@ -61,18 +38,15 @@ def chain_status(rpc_url: str | None, registry_address: str | None) -> ChainStat
     )
     try:
         chain = ChainClient(rpc_url, timeout=3.0)
-        status.chain_id = chain.chain_id()
-        status.block_number = chain.block_number()
+        status = replace(status, chain_id=chain.chain_id())
+        status = replace(status, block_number=chain.block_number())
         if registry_address:
-            status.registry_deployed = len(chain.code_at(registry_address)) > 0
+            status = replace(status, registry_deployed=len(chain.code_at(registry_address)) > 0)
     except ChainError as exc:
-        status.detail = str(exc)
-        return status
+        return replace(status, detail=str(exc))
     if registry_address and not status.registry_deployed:
-        status.detail = f"no contract at {registry_address}"
-        return status
-    status.ok = True
-    return status
+        return replace(status, detail=f"no contract at {registry_address}")
+    return replace(status, ok=True)
 
 
 @router.get(

@@ -10,6 +10,7 @@ import httpx
 from devnet.launcher import Devnet
 from exchange.app import create_app
 from exchange.settings import Settings
+from ledger.protocol.health import ChainStatus, Health
 
 
 def test_health_without_a_chain_reports_the_database(tmp_path: Path, live_server: Any) -> None:
@@ -50,6 +51,11 @@ def test_health_reports_an_unreachable_chain(tmp_path: Path, live_server: Any) -
     body = response.json()
     assert body["status"] == "degraded"
     assert body["chain"]["ok"] is False and body["chain"]["detail"]
+    health = Health.from_dict(body)  # the shape the SDK parses is the one served
+    assert not health.ok and health.database.ok
+    assert health.chain == ChainStatus(
+        ok=False, configured=True, rpc_url="http://127.0.0.1:9", detail=body["chain"]["detail"]
+    )
 
 
 def test_unknown_route_and_openapi(tmp_path: Path, live_server: Any) -> None:
