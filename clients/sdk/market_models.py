@@ -17,14 +17,14 @@ from __future__ import annotations
 
 import base64
 import binascii
-import re
-from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Final, TypeVar
+from typing import Any, Final
 
 from clients.sdk.models import Appended
 from ledger.errors import InvalidSignature, KeyFormatError
+from ledger.protocol.accounts import PLATFORM_ACCOUNT, Balance
+from ledger.protocol.reader import JSONObject
 from ledger.records import MAX_SAFE_INTEGER, RecordFormatError, canonical_json
 from ledger.sm2 import SM2PublicKey
 
@@ -56,114 +56,11 @@ __all__ = [
 QUOTE_KIND: Final = "shancheng.quote.v1"
 """Domain separation of the exchange's quote signature (see ``exchange/quotes.py``)."""
 
-_HEX64: Final = re.compile(r"[0-9a-f]{64}")
-_CONTENT_FIELDS: Final = (
-    "title",
-    "description",
-    "category",
-    "tags",
-    "providers",
-    "columns",
-    "sample_rows",
-    "row_count",
-    "byte_size",
-    "content_digest",
-    "format",
-    "update_frequency",
-    "licence",
-    "usage_terms",
-    "pricing",
-    "declarations",
-)
 
-T = TypeVar("T")
+class _Obj(JSONObject):
+    """The shared reader, and the ``log`` block writing answers carry."""
 
-
-class _Obj:
-    """A reader of one JSON object: required/optional fields with checked types.
-    Fields not asked for are ignored. Failures name the field's path."""
-
-    __slots__ = ("data", "where")
-
-    def __init__(self, data: Any, where: str) -> None:
-        if not isinstance(data, dict):
-            raise RecordFormatError(
-                f"expected a JSON object, got {type(data).__name__}", path=where
-            )
-        self.data: dict[str, Any] = data
-        self.where = where
-
-    def path(self, key: str) -> str:
-        return f"{self.where}.{key}" if self.where else key
-
-    def has(self, key: str) -> bool:
-        return self.data.get(key) is not None
-
-    def raw(self, key: str) -> Any:
-        if key not in self.data:
-            raise RecordFormatError("missing field", path=self.path(key))
-        return self.data[key]
-
-    def _fail(self, key: str, expected: str) -> RecordFormatError:
-        value = self.data.get(key)
-        return RecordFormatError(
-            f"expected {expected}, got {type(value).__name__}", path=self.path(key)
-        )
-
-    def text(self, key: str) -> str:
-        value = self.raw(key)
-        if not isinstance(value, str):
-            raise self._fail(key, "a string")
-        return value
-
-    def opt_text(self, key: str) -> str | None:
-        return self.text(key) if self.has(key) else None
-
-    def integer(self, key: str, *, minimum: int = 0) -> int:
-        value = self.raw(key)
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise self._fail(key, "an integer")
-        if not minimum <= value <= MAX_SAFE_INTEGER:
-            raise RecordFormatError(f"{value} is out of range", path=self.path(key))
-        return value
-
-    def opt_integer(self, key: str, *, minimum: int = 0) -> int | None:
-        return self.integer(key, minimum=minimum) if self.has(key) else None
-
-    def boolean(self, key: str) -> bool:
-        value = self.raw(key)
-        if not isinstance(value, bool):
-            raise self._fail(key, "a boolean")
-        return value
-
-    def hex64(self, key: str) -> str:
-        value = self.text(key)
-        if not _HEX64.fullmatch(value):
-            raise RecordFormatError("expected 64 lowercase hex digits", path=self.path(key))
-        return value
-
-    def mapping(self, key: str) -> dict[str, Any]:
-        value = self.raw(key)
-        if not isinstance(value, dict):
-            raise self._fail(key, "a JSON object")
-        return value
-
-    def obj(self, key: str) -> _Obj:
-        return _Obj(self.raw(key), self.path(key))
-
-    def items(self, key: str, parse: Callable[[Any, str], T]) -> tuple[T, ...]:
-        value = self.raw(key)
-        if not isinstance(value, list):
-            raise self._fail(key, "a JSON list")
-        return tuple(parse(item, f"{self.path(key)}[{i}]") for i, item in enumerate(value))
-
-    def strings(self, key: str) -> tuple[str, ...]:
-        def one(item: Any, where: str) -> str:
-            if not isinstance(item, str):
-                raise RecordFormatError("expected a string", path=where)
-            return item
-
-        return self.items(key, one)
+    __slots__ = ()
 
     def log(self, key: str = "log") -> Appended | None:
         return Appended.from_dict(self.data[key], path=self.path(key)) if self.has(key) else None
@@ -567,25 +464,6 @@ class Quote:
 
 
 # --------------------------------------------------------------------------- accounts
-
-
-PLATFORM_ACCOUNT: Final = "platform"
-"""The key id of the exchange's fee account: ``client.account(PLATFORM_ACCOUNT)`` (operators)."""
-
-
-@dataclass(frozen=True, slots=True)
-class Balance:
-    """Spendable (``available``) and escrowed (``held``) fen."""
-
-    key_id: str
-    available: int
-    held: int
-
-    @classmethod
-    def from_dict(cls, data: Any, where: str = "account") -> Balance:
-        o = _Obj(data, where)
-        key_id = PLATFORM_ACCOUNT if o.data.get("key_id") == PLATFORM_ACCOUNT else o.hex64("key_id")
-        return cls(key_id, o.integer("available"), o.integer("held"))
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StringConstraints
 
 from exchange.log.schemas import Appended
 from exchange.pricing import MAX_AMOUNT_FEN
+from ledger.protocol.accounts import Balance
 
 KeyId = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
 Fen = Annotated[StrictInt, Field(ge=1, le=MAX_AMOUNT_FEN, examples=[100_000])]
@@ -24,10 +26,11 @@ class DepositPayload(BaseModel):
     reference: Annotated[str, StringConstraints(min_length=1, max_length=200)]
 
 
-class AccountPublic(BaseModel):
-    key_id: str
-    available: int = Field(description="Spendable fen.", examples=[80_100])
-    held: int = Field(description="Fen in escrow for placed orders.", examples=[19_900])
+@dataclass(frozen=True, slots=True)
+class AccountPublic(Balance):
+    # The shape the SDK parses (ledger.protocol.accounts.Balance), under the
+    # name the OpenAPI document has always given it.
+    pass
 
 
 class MovementPublic(BaseModel):
