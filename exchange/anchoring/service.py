@@ -1,7 +1,9 @@
 """The anchoring worker built from :class:`~exchange.settings.Settings`, with its lock.
 
 ``AnchoringService.start_in_app`` is what the API process calls in its lifespan;
-``shancheng anchor-worker`` builds the same worker and runs it in the foreground.
+``shancheng anchor-worker`` takes the lock its own way (it may wait for it) and
+runs the same service in the foreground. Both get it from
+:meth:`AnchoringService.for_lock_holder`.
 """
 
 from __future__ import annotations
@@ -56,11 +58,36 @@ def build_worker(
 
 
 class AnchoringService:
-    """A running worker together with the single-worker lock it holds."""
+    """The anchoring worker together with the single-worker lock it holds."""
 
     def __init__(self, worker: AnchorWorker, lock: WorkerLock) -> None:
         self.worker = worker
         self.lock = lock
+
+    @classmethod
+    def for_lock_holder(
+        cls, settings: Settings, engine: Engine, lock: WorkerLock
+    ) -> AnchoringService:
+        """The worker for ``settings``, run by the holder of ``lock`` (the caller took
+        it): the anchoring tables are made first. If that or building the worker
+        fails, the lock is released. No network access here."""
+        try:
+            ensure_tables(engine)
+            worker = build_worker(settings, engine)
+        except BaseException:
+            lock.release()
+            raise
+        return cls(worker, lock)
+
+    def start(self) -> None:
+        """Run the worker in a thread of this process until :meth:`stop`, or until the
+        lock is lost."""
+        self.worker.start(guard=self.lock.ensure_held)
+
+    def run_forever(self) -> None:
+        """Run the worker in this thread until ``worker.stop()``, or until the lock is
+        lost (the caller releases the lock)."""
+        self.worker.run_forever(guard=self.lock.ensure_held)
 
     @classmethod
     def start_in_app(cls, settings: Settings, engine: Engine) -> AnchoringService | None:
@@ -81,15 +108,10 @@ class AnchoringService:
                 lock.description,
             )
             return None
-        try:
-            ensure_tables(engine)
-            worker = build_worker(settings, engine)
-        except Exception:
-            lock.release()
-            raise
-        worker.start(guard=lock.ensure_held)
+        service = cls.for_lock_holder(settings, engine, lock)
+        service.start()
         log.info("anchoring worker started (%s)", lock.description)
-        return cls(worker, lock)
+        return service
 
     def stop(self) -> None:
         try:
