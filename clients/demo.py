@@ -5,7 +5,8 @@ same calls a provider, buyer, operator or auditor would make:
 
 1. ``exchange``: find the exchange at ``--exchange`` (``/health``), or start
    our own devnet + registry + API in the work directory when none answers
-   (:func:`demo_exchange`).
+   (:func:`demo_exchange`, with the :class:`LocalExchangeStarter` the server's
+   side provides: this package never imports the server).
 2. ``keys``: SM2 keys for two co-providers, a buyer and an auditor (the
    operator's key comes with the exchange), written to ``<work>/keys``.
 3. ``register``: the participants register; the operator approves the providers.
@@ -46,7 +47,7 @@ import random
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import ExitStack, contextmanager
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, Protocol, TypeVar
@@ -81,8 +82,10 @@ __all__ = [
     "Demo",
     "DemoExchange",
     "DemoFailure",
+    "LocalExchangeStarter",
     "Reporter",
     "SilentReporter",
+    "StartedExchange",
     "demo_exchange",
     "expected_split",
     "tier_price",
@@ -192,6 +195,39 @@ class DemoExchange:
     started_here: bool
 
 
+class StartedExchange(Protocol):
+    """Where an exchange a :class:`LocalExchangeStarter` started answers, and its chain."""
+
+    @property
+    def url(self) -> str: ...
+
+    @property
+    def rpc_url(self) -> str: ...
+
+    @property
+    def registry_address(self) -> str: ...
+
+
+class LocalExchangeStarter(Protocol):
+    """Starts an exchange on this machine (devnet, registry, API) under ``data_dir`` with
+    ``operator`` as its operator and ``settings`` (exchange settings fields, e.g.
+    :data:`DEMO_EXCHANGE_SETTINGS`); stops everything it started on exit.
+
+    The server's side provides it (``exchange.local_exchange.local_exchange``, handed
+    over by the ``shancheng`` entry point); it raises ``OSError`` or ``RuntimeError``
+    when the exchange cannot start.
+    """
+
+    def __call__(
+        self,
+        data_dir: Path,
+        *,
+        operator: SM2PrivateKey,
+        block_time: float | None = ...,
+        **settings: Any,
+    ) -> AbstractContextManager[StartedExchange]: ...
+
+
 def _probe(url: str) -> Health | None:
     """The exchange's health, or ``None`` when nothing answers at ``url``."""
     with ExchangeClient(url, timeout=3.0, retries=NO_RETRIES) as client:
@@ -215,16 +251,18 @@ def demo_exchange(
     registry: str | None = None,
     database_url: str | None = None,
     reporter: Reporter | None = None,
+    start_local: LocalExchangeStarter | None = None,
 ) -> Iterator[DemoExchange]:
     """The exchange at ``url`` if it answers ``/health``, else our own one.
 
     An exchange that answers must be healthy and have a chain; the operator
     signs with ``operator_key`` (``shancheng run`` creates it) and the auditor
     checks against ``rpc_url``/``registry`` (default: what ``/health`` says).
-    Otherwise a devnet (a block a second), the registry and the API are
-    started under ``<work_dir>/exchange`` with a fresh operator key (its
+    Otherwise ``start_local`` starts a devnet (a block a second), the registry
+    and the API under ``<work_dir>/exchange`` with a fresh operator key (its
     public key goes into the settings) and :data:`DEMO_EXCHANGE_SETTINGS`; on
     ``database_url`` (else SQLite there). Everything started is stopped on exit.
+    Without ``start_local`` an exchange must answer at ``url``.
     """
     say = reporter or SilentReporter()
     health = _probe(url)
@@ -251,8 +289,12 @@ def demo_exchange(
         yield DemoExchange(url, rpc, address, operator, started_here=False)
         return
 
-    from clients.local_exchange import local_exchange
-
+    if start_local is None:
+        raise DemoFailure(
+            "exchange",
+            f"no exchange answers at {url}, and this command cannot start one; "
+            "start one with `shancheng run` or pass --exchange",
+        )
     operator = SM2PrivateKey.generate()
     data_dir = work_dir / "exchange"
     say.note(f"no exchange answers at {url}: starting one under {data_dir}")
@@ -262,7 +304,7 @@ def demo_exchange(
     with ExitStack() as stack:
         try:
             local = stack.enter_context(
-                local_exchange(data_dir, operator=operator, block_time=1.0, **settings)
+                start_local(data_dir, operator=operator, block_time=1.0, **settings)
             )
         except (OSError, RuntimeError) as exc:  # DevnetError, DeployError are RuntimeErrors
             raise DemoFailure("exchange", f"could not start a local exchange: {exc}") from None

@@ -35,7 +35,7 @@ def _start(
     extra = [] if json_out is None else ["--json"]
     with log.open("ab") as out, (json_out or log).open("ab") as stdout:
         return subprocess.Popen(
-            [sys.executable, "-m", "clients.cli", "run", "--data-dir", str(data_dir),
+            [sys.executable, "-m", "exchange.cli", "run", "--data-dir", str(data_dir),
              "--port", str(port), "--chain-port", str(chain_port), *extra],
             cwd=REPO, stdout=stdout if json_out else out,
             stderr=out if json_out else subprocess.STDOUT, env=env,

@@ -1,11 +1,19 @@
-"""Which command groups make up ``shancheng``."""
+"""Which command groups make up ``shancheng``.
+
+The client commands are all here. The server's own commands (``serve``, ``run``,
+``anchor-worker``, ``db``) live on the server's side, which never gets imported
+from here: its entry point (``exchange.cli``) passes them in as ``server``, with
+the ``start_local`` that lets ``demo`` start an exchange of its own.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import typer
 
 from clients.cli import (
-    anchor_cmd,
     audit_cmd,
     buyer_cmd,
     config_cmd,
@@ -14,22 +22,27 @@ from clients.cli import (
     devnet_cmd,
     operator_cmd,
     provider_cmd,
-    serve_cmd,
 )
-from clients.cli.db_cmd import register as register_db
 from clients.cli.demo_cmd import register as register_demo
 
+if TYPE_CHECKING:
+    from clients.demo import LocalExchangeStarter
 
-def register(app: typer.Typer) -> None:
+
+def register(
+    app: typer.Typer,
+    *,
+    server: Callable[[typer.Typer], None] | None = None,
+    start_local: LocalExchangeStarter | None = None,
+) -> None:
     crypto_cmd.register(app)
     devnet_cmd.register(app)
     contracts_cmd.register(app)
-    serve_cmd.register(app)
-    anchor_cmd.register(app)
     audit_cmd.register(app)
-    register_db(app)
+    if server is not None:
+        server(app)  # here, so `shancheng --help` lists them where it always has
     config_cmd.register(app)
     provider_cmd.register_group(app)
     buyer_cmd.register_group(app)
     operator_cmd.register_group(app)
-    register_demo(app)
+    register_demo(app, start_local)

@@ -1,10 +1,11 @@
 """``shancheng demo``: the whole story (providers, operator, buyer, auditor) in one command.
 
 Runs :mod:`clients.demo` against the exchange ``make run`` started, or starts
-its own devnet + registry + API on free ports when none answers, then prints
-a summary. Exit codes: 0 the story completed and every check passed; 1 a
-check failed (one line names the step); 130 interrupted. Whatever the demo
-started is stopped in every case.
+its own devnet + registry + API on free ports when none answers (with what the
+server's side registers the command with, see :func:`register`), then prints a
+summary. Exit codes: 0 the story completed and every check passed; 1 a check
+failed (one line names the step); 130 interrupted. Whatever the demo started
+is stopped in every case.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import shutil
 import signal
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
@@ -37,7 +38,7 @@ from rich.table import Table
 from clients.cli._common import CLIError, stdout
 
 if TYPE_CHECKING:
-    from clients.demo import DemoResult
+    from clients.demo import DemoResult, LocalExchangeStarter
 
 EXIT_FAILED = 1
 EXIT_INTERRUPTED = 130
@@ -103,107 +104,115 @@ def _work_dir(path: Path | None) -> Iterator[Path]:
         shutil.rmtree(temporary, ignore_errors=True)
 
 
-def demo(
-    exchange: Annotated[
-        str,
-        typer.Option(
-            "--exchange",
-            "--exchange-url",
-            envvar="SHANCHENG_EXCHANGE_URL",
-            help="The exchange to run the story against; if none answers /health there, "
-            "the demo starts its own (devnet, registry, API on free ports) and stops it after.",
-        ),
-    ] = "http://127.0.0.1:8000",
-    operator_key: Annotated[
-        Path,
-        typer.Option(
-            "--operator-key",
-            help="The operator key of that exchange (`make run` creates var/operator-key.pem).",
-        ),
-    ] = Path("var/operator-key.pem"),
-    rows: Annotated[
-        int, typer.Option("--rows", min=1, max=10_000_000, help="Rows of the generated CSV.")
-    ] = 100_000,
-    seed: Annotated[int, typer.Option("--seed", help="Seed of the generated data.")] = 20250701,
-    work_dir: Annotated[
-        Path | None,
-        typer.Option(
-            "--work-dir",
-            help="Keep the keys, CSV and downloads here (default: a temporary directory, "
-            "removed at the end).",
-        ),
-    ] = None,
-    rpc: Annotated[
-        str | None,
-        typer.Option("--rpc", help="Chain the auditor checks (default: what /health says)."),
-    ] = None,
-    registry: Annotated[
-        str | None,
-        typer.Option("--registry", help="Registry the auditor trusts (default: /health's)."),
-    ] = None,
-    anchor_timeout: Annotated[
-        float,
-        typer.Option("--anchor-timeout", min=1, help="Most seconds to wait for a final anchor."),
-    ] = 300.0,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
-) -> None:
-    """Run the whole story: keys, listing, review, order, delivery, settlement, audit."""
-    from clients.demo import (
-        DemoFailure,
-        SilentReporter,
-        StepTiming,
-        demo_exchange,
-        run_demo,
-    )
+def _demo_command(start_local: LocalExchangeStarter | None) -> Callable[..., None]:
+    """The ``demo`` command, starting its own exchange with ``start_local`` (if any)."""
 
-    console = Console(stderr=True) if as_json else stdout
-    progress = Progress(
-        SpinnerColumn(),
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-        transient=True,
-        disable=as_json,
-    )
-    reporter: Any = SilentReporter() if as_json else _RichReporter(console, progress)
-    try:
-        with _terminate_cleanly(), _work_dir(work_dir) as work, progress:
-            began = time.monotonic()
-            reporter.started("exchange", "Finding the exchange")
-            with demo_exchange(
-                exchange,
-                work,
-                operator_key=operator_key,
-                rpc_url=rpc,
-                registry=registry,
-                reporter=reporter,
-            ) as target:
-                found = time.monotonic() - began
-                where = "started here" if target.started_here else "already running"
-                reporter.finished("exchange", found, f"{target.url} ({where})")
-                result = run_demo(
-                    target,
+    def demo(
+        exchange: Annotated[
+            str,
+            typer.Option(
+                "--exchange",
+                "--exchange-url",
+                envvar="SHANCHENG_EXCHANGE_URL",
+                help="The exchange to run the story against; if none answers /health there, "
+                "the demo starts its own (devnet, registry, API on free ports) and stops it after.",
+            ),
+        ] = "http://127.0.0.1:8000",
+        operator_key: Annotated[
+            Path,
+            typer.Option(
+                "--operator-key",
+                help="The operator key of that exchange (`make run` creates var/operator-key.pem).",
+            ),
+        ] = Path("var/operator-key.pem"),
+        rows: Annotated[
+            int, typer.Option("--rows", min=1, max=10_000_000, help="Rows of the generated CSV.")
+        ] = 100_000,
+        seed: Annotated[int, typer.Option("--seed", help="Seed of the generated data.")] = 20250701,
+        work_dir: Annotated[
+            Path | None,
+            typer.Option(
+                "--work-dir",
+                help="Keep the keys, CSV and downloads here (default: a temporary directory, "
+                "removed at the end).",
+            ),
+        ] = None,
+        rpc: Annotated[
+            str | None,
+            typer.Option("--rpc", help="Chain the auditor checks (default: what /health says)."),
+        ] = None,
+        registry: Annotated[
+            str | None,
+            typer.Option("--registry", help="Registry the auditor trusts (default: /health's)."),
+        ] = None,
+        anchor_timeout: Annotated[
+            float,
+            typer.Option(
+                "--anchor-timeout", min=1, help="Most seconds to wait for a final anchor."
+            ),
+        ] = 300.0,
+        as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+    ) -> None:
+        """Run the whole story: keys, listing, review, order, delivery, settlement, audit."""
+        from clients.demo import (
+            DemoFailure,
+            SilentReporter,
+            StepTiming,
+            demo_exchange,
+            run_demo,
+        )
+
+        console = Console(stderr=True) if as_json else stdout
+        progress = Progress(
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+            transient=True,
+            disable=as_json,
+        )
+        reporter: Any = SilentReporter() if as_json else _RichReporter(console, progress)
+        try:
+            with _terminate_cleanly(), _work_dir(work_dir) as work, progress:
+                began = time.monotonic()
+                reporter.started("exchange", "Finding the exchange")
+                with demo_exchange(
+                    exchange,
                     work,
-                    rows=rows,
-                    seed=seed,
+                    operator_key=operator_key,
+                    rpc_url=rpc,
+                    registry=registry,
                     reporter=reporter,
-                    anchor_timeout=anchor_timeout,
-                )
-                result.timings.insert(0, StepTiming("exchange", found, target.url))
-    except DemoFailure as exc:
+                    start_local=start_local,
+                ) as target:
+                    found = time.monotonic() - began
+                    where = "started here" if target.started_here else "already running"
+                    reporter.finished("exchange", found, f"{target.url} ({where})")
+                    result = run_demo(
+                        target,
+                        work,
+                        rows=rows,
+                        seed=seed,
+                        reporter=reporter,
+                        anchor_timeout=anchor_timeout,
+                    )
+                    result.timings.insert(0, StepTiming("exchange", found, target.url))
+        except DemoFailure as exc:
+            if as_json:
+                _emit_json({"ok": False, "step": exc.step, "message": exc.message})
+            raise CLIError(str(exc), EXIT_FAILED) from exc
+        except KeyboardInterrupt:
+            raise CLIError(
+                "interrupted; everything the demo started has been stopped", EXIT_INTERRUPTED
+            ) from None
         if as_json:
-            _emit_json({"ok": False, "step": exc.step, "message": exc.message})
-        raise CLIError(str(exc), EXIT_FAILED) from exc
-    except KeyboardInterrupt:
-        raise CLIError(
-            "interrupted; everything the demo started has been stopped", EXIT_INTERRUPTED
-        ) from None
-    if as_json:
-        _emit_json(result.to_dict())
-    else:
-        _print_summary(result)
+            _emit_json(result.to_dict())
+        else:
+            _print_summary(result)
+
+    return demo
 
 
 def _emit_json(data: dict[str, Any]) -> None:
@@ -266,5 +275,8 @@ def _print_summary(result: DemoResult) -> None:
     )
 
 
-def register(app: typer.Typer) -> None:
-    app.command("demo")(demo)
+def register(app: typer.Typer, start_local: LocalExchangeStarter | None = None) -> None:
+    """Add ``demo`` to ``app``. ``start_local`` starts the demo's own exchange when none
+    answers; the server's side provides it (this package never imports the server), and
+    without it the demo needs an exchange that answers."""
+    app.command("demo")(_demo_command(start_local))

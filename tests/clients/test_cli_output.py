@@ -5,24 +5,17 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import signal
 import socket
 import stat
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 import typer
-from test_cli_support import REPO, invoke, make_runner, run_shancheng
+from test_cli_support import SHANCHENG, invoke, make_runner, run_shancheng
 from typer.testing import CliRunner
 
-import clients.cli
 from clients.cli import _runtime
 from clients.cli._common import CLIError
 from clients.cli.config import CONFIG_KEYS
@@ -269,9 +262,7 @@ def test_every_marketplace_command_has_json_and_connection_options(cli: CliRunne
 
 
 def _commands_of(group: str) -> Iterator[str]:
-    import clients.cli
-
-    for info in clients.cli.app.registered_groups:
+    for info in SHANCHENG.registered_groups:
         if info.name == group and info.typer_instance is not None:
             return iter([c.name for c in info.typer_instance.registered_commands if c.name])
     return iter([])
@@ -312,7 +303,7 @@ def _leaf_commands() -> list[tuple[str, Any]]:
         else:
             yield " ".join(path), command
 
-    return list(walk(typer.main.get_command(clients.cli.app), ()))
+    return list(walk(typer.main.get_command(SHANCHENG), ()))
 
 
 def test_every_registered_command_accepts_a_documented_json_flag() -> None:
@@ -419,36 +410,6 @@ def test_sign_and_verify_json(cli: CliRunner, key_file: Path, tmp_path: Path) ->
     assert unusable.exit_code == 2 and unusable.stdout == ""  # not a verdict: no document
 
 
-def test_db_upgrade_and_current_json(cli: CliRunner, tmp_path: Path) -> None:
-    from exchange import migrations
-
-    url = f"sqlite:///{tmp_path / 'x.db'}"
-    head = migrations.head()
-    before = _document(invoke(cli, "db", "current", "--database-url", url, "--json"))
-    assert before == {"database": url, "revision": None, "head": head, "up_to_date": False}
-    upgraded = _document(invoke(cli, "db", "upgrade", "--database-url", url, "--json"))
-    assert upgraded == {
-        "database": url,
-        "before": None,
-        "after": head,
-        "changed": True,
-        "head": head,
-    }
-    again = _document(invoke(cli, "db", "upgrade", "--database-url", url, "--json"))
-    assert again["changed"] is False and again["before"] == again["after"] == head
-    after = _document(invoke(cli, "db", "current", "--database-url", url, "--json"))
-    assert after == {"database": url, "revision": head, "head": head, "up_to_date": True}
-    bad = invoke(cli, "db", "current", "--database-url", "nosuchdb://x", "--json")
-    assert bad.exit_code == 2 and bad.stdout == ""
-
-
-def test_db_json_redacts_the_password(cli: CliRunner) -> None:
-    url = "postgresql://user:hunter2@127.0.0.1:1/none"
-    failed = invoke(cli, "db", "current", "--database-url", url, "--json")
-    assert failed.exit_code != 0 and failed.stdout == ""
-    assert "hunter2" not in (failed.message or "")
-
-
 def test_contracts_check_json(cli: CliRunner, monkeypatch: pytest.MonkeyPatch) -> None:
     from contracts import build
     from contracts.errors import StaleArtifactError
@@ -497,20 +458,6 @@ def test_devnet_down_and_status_json_when_nothing_runs(cli: CliRunner, tmp_path:
     )
 
 
-def test_anchor_worker_once_json_is_one_line_report(tmp_path: Path, closed_url: str) -> None:
-    done = run_shancheng(
-        "anchor-worker", "--data-dir", tmp_path, "--rpc-url", closed_url,
-        "--registry", "0x5FbDB2315678afecb367f032d93F642f64180aa3", "--once", "--json",
-    )  # fmt: skip
-    assert done.returncode == 1, done.stderr  # the chain is down: the pass is not ok
-    lines = done.stdout.splitlines()
-    assert len(lines) == 1, done.stdout
-    report = json.loads(lines[0])
-    assert report["ok"] is False and report["chain_available"] is False
-    assert report["created"] == [] and report["conflicts"] == []
-    assert "anchoring worker active" in done.stderr and "Traceback" not in done.stderr
-
-
 def test_search_words_are_one_query(
     cli: CliRunner, monkeypatch: pytest.MonkeyPatch, closed_url: str
 ) -> None:
@@ -533,64 +480,3 @@ def test_search_words_are_one_query(
     assert everything.exit_code == 0
     assert [q for q, _ in asked] == ["山城 气象", "山城 气象", None]
     assert asked[0][1]["tag"] == ["w"]
-
-
-# --------------------------------------------------------------------------- servers
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def test_serve_json_prints_only_the_startup_map_on_stdout(tmp_path: Path) -> None:
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SHANCHENG_")}
-    env.pop("DATABASE_URL", None)
-    env["SHANCHENG_DATA_DIR"] = str(tmp_path / "data")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "clients.cli", "serve", "--port", str(port), "--json"],
-        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert process.poll() is None, process.communicate()
-            try:
-                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "serve never became healthy"
-            time.sleep(0.2)
-        process.send_signal(signal.SIGINT)
-        out, err = process.communicate(timeout=30)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate()
-    assert process.returncode == 0, err
-    assert json.loads(out) == {  # the /health request was logged to stderr, not here
-        "api": url,
-        "docs": f"{url}/docs",
-        "health": f"{url}/health",
-        "database": f"sqlite:///{tmp_path / 'data' / 'exchange.db'}",
-        "rpc_url": None,
-        "registry_address": None,
-    }
-    assert "GET /health" in err and "Traceback" not in err
-
-
-def test_run_names_the_operator_key_in_its_errors(cli: CliRunner, tmp_path: Path) -> None:
-    from clients.local_exchange import OPERATOR_KEY_FILENAME
-
-    key = tmp_path / OPERATOR_KEY_FILENAME
-    key.write_bytes(SM2PrivateKey.generate().to_pem())
-    key.chmod(0o644)
-    port = str(_free_port())
-    result = invoke(cli, "run", "--data-dir", tmp_path, "--port", port, "--json")
-    assert result.exit_code == 2 and result.stdout == ""
-    assert (result.message or "").startswith(f"the dev operator key {key} has mode 0644")
-    assert "log key" not in (result.message or "")

@@ -1,6 +1,8 @@
 """Helpers shared by the CLI tests (no tests of its own): run ``shancheng`` in-process
 as ``main()`` would, or as a real subprocess when stdout/stderr and exit codes matter
-byte for byte."""
+byte for byte. ``shancheng`` is the installed command: the client commands together
+with the server's, as ``exchange.cli`` assembles them (the client commands alone are
+``clients.cli``, see test_layering.py)."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 import clients.cli
+import exchange.cli
 from clients.cli._common import CLIError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -32,9 +35,12 @@ class Outcome:
     message: str | None  # the CLIError message main() would print, if any
 
 
+SHANCHENG = exchange.cli.app
+"""The whole ``shancheng`` app, every group registered."""
+
+
 def make_runner() -> CliRunner:
-    """A CliRunner for the whole ``shancheng`` app (every group registered)."""
-    clients.cli._register_groups()
+    """A CliRunner for the whole ``shancheng`` app."""
     return CliRunner()
 
 
@@ -42,7 +48,7 @@ def invoke(cli: CliRunner, *args: str | Path) -> Outcome:
     """Run the app as ``main()`` would, mapping a CLIError to its exit code; any other
     exception would be a traceback for the user, so it fails the test."""
     clients.cli._DEBUG["on"] = False
-    result = cli.invoke(clients.cli.app, [str(a) for a in args])
+    result = cli.invoke(SHANCHENG, [str(a) for a in args])
     exc = result.exception
     if exc is not None and not isinstance(exc, SystemExit):
         if not isinstance(exc, CLIError):
@@ -54,12 +60,12 @@ def invoke(cli: CliRunner, *args: str | Path) -> Outcome:
 def run_shancheng(
     *args: str | Path, env: dict[str, str] | None = None, timeout: float = 120
 ) -> subprocess.CompletedProcess[str]:
-    """``python -m clients.cli ARGS`` in a subprocess, SHANCHENG_* variables removed
-    (unless given in ``env``)."""
+    """``python -m exchange.cli ARGS`` (the ``shancheng`` script) in a subprocess,
+    SHANCHENG_* variables removed (unless given in ``env``)."""
     clean = {k: v for k, v in os.environ.items() if not k.startswith("SHANCHENG_")}
     clean.update(env or {})
     return subprocess.run(
-        [sys.executable, "-m", "clients.cli", *map(str, args)],
+        [sys.executable, "-m", "exchange.cli", *map(str, args)],
         capture_output=True,
         text=True,
         cwd=REPO,

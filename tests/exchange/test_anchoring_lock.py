@@ -88,7 +88,7 @@ class Worker:
 
     def __init__(self, args: list[str], env: dict[str, str]) -> None:
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "clients.cli", "anchor-worker", *args],
+            [sys.executable, "-m", "exchange.cli", "anchor-worker", *args],
             cwd=REPO,
             env=env,
             stdout=subprocess.PIPE,

@@ -220,7 +220,7 @@ def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.endswith("DATABASE_URL")}
     env.update(NO_COLOR="1", PYTHONPATH=str(ROOT))
     return subprocess.run(
-        [sys.executable, "-m", "clients.cli", *args],
+        [sys.executable, "-m", "exchange.cli", *args],
         cwd=cwd,
         capture_output=True,
         text=True,

@@ -2,7 +2,8 @@
 
 Both print one line for people, or with ``--json`` one JSON document
 (:class:`clients.cli.output.Output`); the database URL is always shown with its
-password redacted.
+password redacted. A further database command is one more ``@db_app.command``
+here.
 """
 
 from __future__ import annotations
@@ -65,6 +66,7 @@ def _fail(what: str, redacted: str, exc: Exception) -> CLIError:
     return CLIError(f"{what} {redacted} failed: {_one_line(exc)}")
 
 
+@db_app.command("upgrade")
 def upgrade(
     database_url: str | None = _DATABASE_URL,
     data_dir: Path | None = _DATA_DIR,
@@ -121,6 +123,7 @@ def upgrade(
         )
 
 
+@db_app.command("current")
 def current(
     database_url: str | None = _DATABASE_URL,
     data_dir: Path | None = _DATA_DIR,
@@ -163,6 +166,4 @@ def current(
 
 
 def register(app: typer.Typer) -> None:
-    db_app.command("upgrade")(upgrade)
-    db_app.command("current")(current)
     app.add_typer(db_app, name="db")

@@ -1,15 +1,12 @@
-"""``shancheng serve`` (the API alone) and ``shancheng run`` (devnet + contracts + API).
+"""``shancheng run`` (what ``make run`` starts): devnet + contracts + the exchange API.
 
-With ``--json`` each prints its startup map as one JSON document on stdout
-(URLs, database, chain) just before the server starts listening, and sends
-everything else there is to say to stderr: uvicorn's access log, which goes to
-stdout otherwise, included. A script reads the document, then polls
-``/health`` until the server answers.
+With ``--json`` it prints its startup map as one JSON document on stdout (URLs,
+database, chain, registry, operator key) just before the server starts
+listening, and sends everything else to stderr, as ``serve --json`` does.
 """
 
 from __future__ import annotations
 
-import copy
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -19,52 +16,15 @@ from rich.table import Table
 
 from clients.cli._common import CLIError, stderr, stdout
 from clients.cli.output import Output
-from clients.local_exchange import port_is_free
 from devnet.launcher import DevnetError
+from exchange.cli.serve import log_config, require_free_port, urls
 
 if TYPE_CHECKING:
-    from clients.local_exchange import LocalChain
+    from exchange.local_exchange import LocalChain
     from exchange.settings import Settings
 
 DEFAULT_CHAIN_PORT = 8545
 DEFAULT_BLOCK_TIME = 1.0
-
-
-def serve(
-    host: str = typer.Option("127.0.0.1", help="Interface to bind."),
-    port: int = typer.Option(8000, help="TCP port."),
-    as_json: Annotated[
-        bool,
-        typer.Option(
-            "--json",
-            help="Print the startup map (api, docs, health, database, rpc_url, "
-            "registry_address) as one JSON document on stdout; logs go to stderr.",
-        ),
-    ] = False,
-) -> None:
-    """Serve the exchange API with the configuration from SHANCHENG_* variables."""
-    import uvicorn
-
-    from exchange.app import create_app
-    from exchange.db import redact_url
-    from exchange.settings import Settings
-
-    _require_free_port(host, port, "the exchange API")
-    try:
-        settings = Settings()
-    except ValueError as exc:
-        raise CLIError(f"invalid settings: {exc}") from exc
-    app = create_app(settings)
-    if as_json:
-        Output(as_json).json(
-            {
-                **_urls(f"http://{host}:{port}"),
-                "database": redact_url(settings.resolved_database_url),
-                "rpc_url": settings.rpc_url,
-                "registry_address": settings.registry_address,
-            }
-        )
-    uvicorn.run(app, host=host, port=port, log_level="info", log_config=_log_config(as_json))
 
 
 def run(
@@ -95,13 +55,13 @@ def run(
     """
     # Imported here: web3 and FastAPI take a second to import, and every
     # other command would pay for it.
-    from clients.local_exchange import dev_operator_key, local_chain, with_operator
     from devnet.deploy import DeployError
     from exchange.app import create_app
     from exchange.keys import LogKeyError
+    from exchange.local_exchange import dev_operator_key, local_chain, with_operator
     from exchange.settings import Settings
 
-    _require_free_port("127.0.0.1", port, "the exchange API")
+    require_free_port("127.0.0.1", port, "the exchange API")
     try:
         operator_key_file, operator = dev_operator_key(data_dir)
     except LogKeyError as exc:
@@ -147,16 +107,12 @@ def run(
                 host="127.0.0.1",
                 port=port,
                 log_level="info",
-                log_config=_log_config(as_json),
+                log_config=log_config(as_json),
             )
         if chain.started_here:
             notes.print("devnet stopped; chain state kept in " + str(chain.node.config.state_file))
     except (DevnetError, DeployError) as exc:
         raise CLIError(str(exc)) from exc
-
-
-def _urls(api: str) -> dict[str, str]:
-    return {"api": api, "docs": f"{api}/docs", "health": f"{api}/health"}
 
 
 def _startup_map(
@@ -167,7 +123,7 @@ def _startup_map(
 
     node = chain.node
     return {
-        **_urls(f"http://127.0.0.1:{port}"),
+        **urls(f"http://127.0.0.1:{port}"),
         "database": redact_url(settings.resolved_database_url),
         "chain": {
             "rpc_url": node.rpc_url,
@@ -222,24 +178,5 @@ def _print_map(startup: dict[str, Any]) -> None:
     stdout.print(table)
 
 
-def _log_config(as_json: bool) -> dict[str, Any]:
-    """uvicorn's logging configuration; with ``--json`` its access log (on stdout by
-    default) goes to stderr too, so stdout holds the JSON document alone."""
-    from uvicorn.config import LOGGING_CONFIG
-
-    config = copy.deepcopy(LOGGING_CONFIG)
-    if as_json:
-        config["handlers"]["access"]["stream"] = "ext://sys.stderr"
-    return config
-
-
-def _require_free_port(host: str, port: int, what: str) -> None:
-    if not port_is_free(host, port):
-        raise CLIError(
-            f"port {port} on {host} is already in use; choose another for {what} with --port"
-        )
-
-
 def register(app: typer.Typer) -> None:
-    app.command("serve")(serve)
     app.command("run")(run)

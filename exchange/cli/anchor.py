@@ -9,6 +9,9 @@ visible to every user of the machine).
 With ``--json`` stdout carries only the reports of the passes, one JSON object
 per line (JSON Lines), written as each pass ends; with ``--once`` that is a
 single line, i.e. one JSON document. The status lines go to stderr then.
+
+The worker is the API process's own (:class:`exchange.anchoring.service.AnchoringService`);
+only how the lock is taken differs: this command may wait for it.
 """
 
 from __future__ import annotations
@@ -72,8 +75,7 @@ def anchor_worker(
     from contracts.chain import require_key_for_chain
     from contracts.errors import ChainUnavailableError, SigningKeyError
     from exchange.anchoring.lock import worker_lock
-    from exchange.anchoring.service import AnchoringConfigError, build_worker
-    from exchange.anchoring.store import ensure_tables
+    from exchange.anchoring.service import AnchoringConfigError, AnchoringService
     from exchange.db import make_engine, redact_url
     from exchange.settings import Settings
 
@@ -129,8 +131,8 @@ def anchor_worker(
             if not lock.acquire(wait=True, stop=stop):
                 return
         try:
-            ensure_tables(engine)
-            worker = build_worker(settings, engine)
+            service = AnchoringService.for_lock_holder(settings, engine, lock)
+            worker = service.worker
             try:
                 configured = settings.anchor_key
                 key = None if configured is None else configured.get_secret_value()
@@ -154,7 +156,7 @@ def anchor_worker(
             if not report.ok:
                 raise typer.Exit(1)
             return
-        worker.run_forever(guard=lock.ensure_held)
+        service.run_forever()
         _say("anchoring worker stopped", err=as_json)
     finally:
         lock.release()

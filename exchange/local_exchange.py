@@ -5,7 +5,9 @@ Shared by ``shancheng run`` (which serves in the foreground until Ctrl-C) and
 when none answers, and serves it from a thread while the story runs). One
 place decides how the devnet is found or started, how the registry is
 deployed or reused, and where the dev operator key lives, so the two commands
-cannot drift apart.
+cannot drift apart. The demo lives in ``clients/``, which never imports the
+server: :mod:`exchange.cli` hands it :func:`local_exchange` (a
+:class:`clients.demo.LocalExchangeStarter`).
 
 Everything started here is stopped when the context manager exits, also on
 Ctrl-C or an error; anvil additionally dies with this process (PDEATHSIG, see

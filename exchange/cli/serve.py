@@ -1,0 +1,84 @@
+"""``shancheng serve``: the exchange API alone, configured by SHANCHENG_* variables.
+
+With ``--json`` it prints its startup map as one JSON document on stdout (URLs,
+database, chain) just before the server starts listening, and sends everything
+else there is to say to stderr: uvicorn's access log, which goes to stdout
+otherwise, included. A script reads the document, then polls ``/health`` until
+the server answers. ``shancheng run`` (:mod:`exchange.cli.run`) shares the
+helpers here.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Annotated, Any
+
+import typer
+
+from clients.cli._common import CLIError
+from clients.cli.output import Output
+from exchange.local_exchange import port_is_free
+
+
+def serve(
+    host: str = typer.Option("127.0.0.1", help="Interface to bind."),
+    port: int = typer.Option(8000, help="TCP port."),
+    as_json: Annotated[
+        bool,
+        typer.Option(
+            "--json",
+            help="Print the startup map (api, docs, health, database, rpc_url, "
+            "registry_address) as one JSON document on stdout; logs go to stderr.",
+        ),
+    ] = False,
+) -> None:
+    """Serve the exchange API with the configuration from SHANCHENG_* variables."""
+    import uvicorn
+
+    from exchange.app import create_app
+    from exchange.db import redact_url
+    from exchange.settings import Settings
+
+    require_free_port(host, port, "the exchange API")
+    try:
+        settings = Settings()
+    except ValueError as exc:
+        raise CLIError(f"invalid settings: {exc}") from exc
+    app = create_app(settings)
+    if as_json:
+        Output(as_json).json(
+            {
+                **urls(f"http://{host}:{port}"),
+                "database": redact_url(settings.resolved_database_url),
+                "rpc_url": settings.rpc_url,
+                "registry_address": settings.registry_address,
+            }
+        )
+    uvicorn.run(app, host=host, port=port, log_level="info", log_config=log_config(as_json))
+
+
+def urls(api: str) -> dict[str, str]:
+    """The startup map's addresses of the API at ``api``."""
+    return {"api": api, "docs": f"{api}/docs", "health": f"{api}/health"}
+
+
+def log_config(as_json: bool) -> dict[str, Any]:
+    """uvicorn's logging configuration; with ``--json`` its access log (on stdout by
+    default) goes to stderr too, so stdout holds the JSON document alone."""
+    from uvicorn.config import LOGGING_CONFIG
+
+    config = copy.deepcopy(LOGGING_CONFIG)
+    if as_json:
+        config["handlers"]["access"]["stream"] = "ext://sys.stderr"
+    return config
+
+
+def require_free_port(host: str, port: int, what: str) -> None:
+    if not port_is_free(host, port):
+        raise CLIError(
+            f"port {port} on {host} is already in use; choose another for {what} with --port"
+        )
+
+
+def register(app: typer.Typer) -> None:
+    app.command("serve")(serve)
