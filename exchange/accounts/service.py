@@ -12,9 +12,9 @@ the same fen; a refusal raised there rolls back the record and every row.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, Final
 
 from sqlalchemy import Connection, event, func, select, update
 from sqlalchemy.exc import IntegrityError
@@ -38,6 +38,7 @@ from exchange.records import SignedAction, commit_with_record, log_receipt, payl
 from ledger.sm2 import SM2PrivateKey
 
 __all__ = [
+    "MOVEMENT_SIGNS",
     "InsufficientFundsError",
     "account_public",
     "account_view",
@@ -172,6 +173,19 @@ def debit(
         raise error(f"the available balance of {key_id} is below {amount} fen")
 
 
+MOVEMENT_SIGNS: Final[Mapping[MovementKind, tuple[int, int]]] = {
+    MovementKind.DEPOSIT: (1, 0),
+    MovementKind.ESCROW_HOLD: (-1, 1),
+    MovementKind.ESCROW_RELEASE: (0, -1),
+    MovementKind.REFUND: (1, -1),
+    MovementKind.PAYOUT: (1, 0),
+    MovementKind.FEE: (1, 0),
+    MovementKind.CLAWBACK: (-1, 0),
+    MovementKind.SETTLED_REFUND: (1, 0),
+}
+"""How a movement of each kind changes (available, held): ``sign × amount``."""
+
+
 def movement(
     key_id: str,
     kind: MovementKind,
@@ -182,23 +196,13 @@ def movement(
     reference: str | None = None,
 ) -> AccountMovement:
     """The ledger row of one balance change (deltas follow from ``kind``)."""
-    deltas = {
-        MovementKind.DEPOSIT: (amount, 0),
-        MovementKind.ESCROW_HOLD: (-amount, amount),
-        MovementKind.ESCROW_RELEASE: (0, -amount),
-        MovementKind.REFUND: (amount, -amount),
-        MovementKind.PAYOUT: (amount, 0),
-        MovementKind.FEE: (amount, 0),
-        MovementKind.CLAWBACK: (-amount, 0),
-        MovementKind.SETTLED_REFUND: (amount, 0),
-    }
-    available_delta, held_delta = deltas[kind]
+    available_sign, held_sign = MOVEMENT_SIGNS[kind]
     return AccountMovement(
         key_id=key_id,
         kind=kind.value,
         amount=amount,
-        available_delta=available_delta,
-        held_delta=held_delta,
+        available_delta=available_sign * amount,
+        held_delta=held_sign * amount,
         order_id=order_id,
         reference=reference,
         leaf_hash=leaf_hash.hex(),

@@ -215,16 +215,20 @@ def append_many(
 def store(
     session: Session, submissions: Sequence[Submission], log_key: SM2PrivateKey
 ) -> list[Accepted]:
-    """Store checked submissions at the next indexes, with signed promises; commit.
+    """Store checked submissions at the next indexes, with signed promises, and
+    commit them together with whatever the caller staged on ``session``
+    (:func:`exchange.records.commit_with_records`): all of it, or nothing.
 
     Raises :class:`DuplicateRecordError` if a leaf is already in the log or
-    given twice (nothing is stored then).
+    given twice: nothing is stored then, neither the records nor the staged
+    change (the error is raised inside the transaction, which rolls it back).
     """
     if not submissions:
         return []
-    [outcome] = commit_groups(session, [submissions], log_key)
-    if isinstance(outcome, DuplicateRecordError):
-        raise outcome
+    with exclusive_transaction(session, LogLock.APPEND):
+        [outcome] = _insert_groups(session, [submissions], log_key)
+        if isinstance(outcome, DuplicateRecordError):
+            raise outcome
     return outcome
 
 
@@ -245,43 +249,59 @@ def commit_groups(
     Runs in :func:`exclusive_transaction`: raises its ``LogBusyError`` (503)
     when the write lock cannot be had, or the database's error; nothing is
     stored then.
+
+    ``session`` must have nothing staged: the transaction commits whatever groups
+    are accepted, so a change staged for a refused group would be committed
+    without its record. (:func:`store` is the all-or-nothing variant that
+    commits a staged change with its records.)
     """
-    hashes = [s.leaf_hash for group in groups for s in group]
+    if session.new or session.dirty or session.deleted:
+        raise RuntimeError("commit_groups needs a session with nothing staged; use store")
     with exclusive_transaction(session, LogLock.APPEND):
-        connection = session.connection()
-        stored, last = _stored_and_last(connection, hashes)
-        accepted_groups: list[int] = []
-        refused: dict[int, tuple[int, bytes]] = {}  # group -> (position, leaf hash)
-        taken: set[bytes] = set()  # leaf hashes that earlier groups of this call take
-        for g, group in enumerate(groups):
-            in_group: set[bytes] = set()
-            for position, submission in enumerate(group):
-                digest = submission.leaf_hash
-                if digest in stored or digest in taken or digest in in_group:
-                    refused[g] = (position, digest)
-                    break
-                in_group.add(digest)
-            else:
-                accepted_groups.append(g)
-                taken |= in_group
-        start = 0 if last is None else last + 1
-        timestamp = time.time_ns() // 1_000_000
-        leaves = [s for g in accepted_groups for s in groups[g]]
-        batches, promises = _sign_batches(log_key, start, leaves, timestamp)
-        rows = [
-            (
-                start + i,
-                s.leaf_hash,
-                s.leaf,
-                s.signed.record.type,
-                s.signed.record.actor,
-                s.public_key_pem,
-                promises[i].batch_first_index,
-            )
-            for i, s in enumerate(leaves)
-        ]
-        _insert_rows(connection, "promise_batch", _BATCH_COLUMNS, map(_batch_row, batches))
-        _insert_rows(connection, "log_entry", _ENTRY_COLUMNS, rows)
+        return _insert_groups(session, groups, log_key)
+
+
+def _insert_groups(
+    session: Session,
+    groups: Sequence[Sequence[Submission]],
+    log_key: SM2PrivateKey,
+) -> list[GroupOutcome]:
+    """The body of :func:`commit_groups`, run while its lock is held."""
+    hashes = [s.leaf_hash for group in groups for s in group]
+    connection = session.connection()
+    stored, last = _stored_and_last(connection, hashes)
+    accepted_groups: list[int] = []
+    refused: dict[int, tuple[int, bytes]] = {}  # group -> (position, leaf hash)
+    taken: set[bytes] = set()  # leaf hashes that earlier groups of this call take
+    for g, group in enumerate(groups):
+        in_group: set[bytes] = set()
+        for position, submission in enumerate(group):
+            digest = submission.leaf_hash
+            if digest in stored or digest in taken or digest in in_group:
+                refused[g] = (position, digest)
+                break
+            in_group.add(digest)
+        else:
+            accepted_groups.append(g)
+            taken |= in_group
+    start = 0 if last is None else last + 1
+    timestamp = time.time_ns() // 1_000_000
+    leaves = [s for g in accepted_groups for s in groups[g]]
+    batches, promises = _sign_batches(log_key, start, leaves, timestamp)
+    rows = [
+        (
+            start + i,
+            s.leaf_hash,
+            s.leaf,
+            s.signed.record.type,
+            s.signed.record.actor,
+            s.public_key_pem,
+            promises[i].batch_first_index,
+        )
+        for i, s in enumerate(leaves)
+    ]
+    _insert_rows(connection, "promise_batch", _BATCH_COLUMNS, map(_batch_row, batches))
+    _insert_rows(connection, "log_entry", _ENTRY_COLUMNS, rows)
     index_of = {s.leaf_hash: start + i for i, s in enumerate(leaves)}
     outcomes: list[GroupOutcome] = []
     done = 0

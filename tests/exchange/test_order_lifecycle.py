@@ -32,6 +32,7 @@ from test_orders import BACKENDS, balances, deposit, publish, quote
 
 from exchange.accounts.models import PLATFORM_ACCOUNT, Account, AccountMovement
 from exchange.accounts.service import derived_balance
+from exchange.books import assert_books_balance, check_books
 from exchange.orders.lifecycle import AutoAcceptor, auto_accept_due
 from exchange.orders.models import Order
 from exchange.settlement import apportion
@@ -295,6 +296,7 @@ def test_accept_settles_with_the_exact_split(ex: Exchange) -> None:
     error(dispute(ex, m.buyer, order_id), 409, "order_not_open")
     assert ex.log_size() == before + 2
     assert balances(ex, m.owner) == (5_854, 0) and platform_balance(ex) == (250, 0)
+    assert_books_balance(ex.app.state.engine)
 
 
 def test_accept_and_dispute_refusals_write_nothing(ex: Exchange) -> None:
@@ -326,6 +328,7 @@ def test_accept_and_dispute_refusals_write_nothing(ex: Exchange) -> None:
     assert ex.log_size() == before
     assert order(ex, m.buyer, order_id)["state"] == "delivered"
     assert balances(ex, m.buyer) == (0, 10_007) and balances(ex, m.owner) == (0, 0)
+    assert_books_balance(ex.app.state.engine)
 
 
 # --------------------------------------------------------------------------- disputes
@@ -407,6 +410,7 @@ def test_dispute_then_refund_or_release(ex: Exchange) -> None:
     assert balances(ex, m.buyer) == (10_007, 0)
     assert balances(ex, m.owner) == (5_854, 0) and platform_balance(ex) == (250, 0)
     assert_order_balances(ex, released)
+    assert_books_balance(ex.app.state.engine)
 
 
 # --------------------------------------------------------------------------- auto-accept
@@ -476,6 +480,7 @@ def _mid_period(ex: Exchange, order_id: str) -> tuple[int, int]:
     end = start + 30 * DAY_MS
     set_order(ex.app, order_id, created_at=start, access_expires_at=end)
     return start, end
+    assert_books_balance(ex.app.state.engine)
 
 
 def test_revoke_subscription_refunds_the_unused_part(ex: Exchange) -> None:
@@ -540,6 +545,7 @@ def test_revoke_subscription_refunds_the_unused_part(ex: Exchange) -> None:
             ("access.revoked", owner),
         ],
     )
+    assert_books_balance(ex.app.state.engine)
 
 
 def test_revoke_one_off_and_refusals(ex: Exchange) -> None:
@@ -582,6 +588,7 @@ def test_revoke_one_off_and_refusals(ex: Exchange) -> None:
     error(accept(ex, m.buyer, delivered), 409, "order_not_open")
     shown = order(ex, m.owner, delivered)
     assert shown["revoked_at"] is not None and shown["revocation_reason"] == "licence breach"
+    assert_books_balance(ex.app.state.engine)
 
 
 def test_clawback_a_payee_cannot_cover_changes_nothing(ex: Exchange) -> None:
@@ -608,6 +615,10 @@ def test_clawback_a_payee_cannot_cover_changes_nothing(ex: Exchange) -> None:
     assert shown["revoked_at"] is None and shown["state"] == "settled"
     assert_order_balances(ex, order_id)
     assert "clawback" not in assert_order_balances(ex, order_id)
+    # the partner's balance was changed by hand above: the books name exactly that
+    [tampered] = check_books(ex.app.state.engine)
+    assert (tampered.kind, tampered.account) == ("available", m.partner.key_id())
+    assert tampered.actual == 0 and tampered.expected > 0
 
 
 # --------------------------------------------------------------------------- renewal
@@ -637,6 +648,7 @@ def test_renewal_extends_the_paid_period(ex: Exchange) -> None:
     fresh = m.buy(periods=1, renews=lapsed)
     shown = order(ex, m.buyer, fresh)
     assert shown["access_expires_at"] == shown["created_at"] + 30 * DAY_MS
+    assert_books_balance(ex.app.state.engine)
 
 
 def test_not_renewable(ex: Exchange) -> None:
@@ -702,6 +714,7 @@ def race(
     done = [r for r in results if r is not None]
     assert len(done) == len(paths)
     return done
+    assert_books_balance(ex.app.state.engine)
 
 
 def test_accept_and_dispute_race_has_one_winner(ex: Exchange) -> None:
@@ -735,3 +748,4 @@ def test_accept_and_dispute_race_has_one_winner(ex: Exchange) -> None:
     assert balances(ex, m.owner) == (accepted * 5_854, 0)
     assert balances(ex, m.buyer) == (0, (len(orders) - accepted) * 10_007)
     assert platform_balance(ex) == (accepted * 250, 0)
+    assert_books_balance(ex.app.state.engine)
