@@ -18,6 +18,7 @@ its log entry (``rebuild``).
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from collections.abc import Callable
@@ -31,7 +32,7 @@ from sqlmodel import Field, Session, SQLModel, col
 
 from exchange.db import create_tables
 from exchange.errors import ExchangeError
-from ledger.records import canonical_json
+from ledger.records import RecordFormatError, canonical_json
 from ledger.sm3 import sm3
 
 __all__ = [
@@ -74,8 +75,25 @@ class IdempotencyKey(SQLModel, table=True):
 
 
 def fingerprint(method: str, path: str, body: BaseModel) -> str:
-    document = {"method": method, "path": path, "body": body.model_dump(mode="json")}
-    return sm3(canonical_json(document)).hex()
+    """SM3 of the request, for telling a retry from another request; never raises.
+
+    The body is not validated yet (the endpoint checks the record after this),
+    so it may hold what RFC 8785 refuses (floats, integers beyond ±(2^53−1),
+    lone surrogates): such a body is encoded by ``json.dumps`` instead (sorted
+    keys, ASCII escapes; after a domain prefix, so no valid body's encoding can
+    equal it), and the endpoint then refuses it like any malformed record.
+    """
+    document = {"method": method, "path": path, "body": body.model_dump()}
+    try:
+        encoded = canonical_json(document)
+    except RecordFormatError:
+        encoded = _NOT_CANONICAL + json.dumps(
+            document, sort_keys=True, ensure_ascii=True, separators=(",", ":"), default=repr
+        ).encode("ascii")
+    return sm3(encoded).hex()
+
+
+_NOT_CANONICAL: Final = b"shancheng.idempotency.not-canonical\x00"
 
 
 class Idempotent:

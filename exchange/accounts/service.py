@@ -40,6 +40,7 @@ from ledger.sm2 import SM2PrivateKey
 __all__ = [
     "MOVEMENT_SIGNS",
     "InsufficientFundsError",
+    "account_after",
     "account_public",
     "account_view",
     "at_flush",
@@ -238,6 +239,50 @@ def account_view(session: Session, key_id: str, *, limit: int) -> AccountView:
     )
 
 
+def account_after(session: Session, key_id: str, leaf_hash_hex: str) -> AccountPublic:
+    """``key_id``'s balances right after the record ``leaf_hash_hex`` was applied
+    (what that request answered), whatever moved since: the sum of the account's
+    movements up to the last one of a record at or before it in the log.
+
+    Movement ids grow in log order: every movement is inserted in its record's
+    append transaction, and those take turns (the log's write lock)."""
+    index = _log_index(session, [leaf_hash_hex]).get(leaf_hash_hex)
+    if index is None:
+        raise RuntimeError(f"no log entry with leaf hash {leaf_hash_hex}")
+    last_id = None
+    before: int | None = None
+    while last_id is None:
+        query = select(col(AccountMovement.id), col(AccountMovement.leaf_hash)).where(
+            col(AccountMovement.key_id) == key_id
+        )
+        if before is not None:
+            query = query.where(col(AccountMovement.id) < before)
+        page = session.execute(query.order_by(col(AccountMovement.id).desc()).limit(100)).all()
+        if not page:
+            return AccountPublic(key_id=key_id, available=0, held=0)
+        indexes = _log_index(session, [leaf for _, leaf in page])
+        last_id = next((i for i, leaf in page if indexes.get(leaf, index + 1) <= index), None)
+        before = page[-1][0]
+    available, held = session.execute(
+        select(
+            func.coalesce(func.sum(AccountMovement.available_delta), 0),
+            func.coalesce(func.sum(AccountMovement.held_delta), 0),
+        ).where(col(AccountMovement.key_id) == key_id, col(AccountMovement.id) <= last_id)
+    ).one()
+    return AccountPublic(key_id=key_id, available=int(available), held=int(held))
+
+
+def _log_index(session: Session, leaf_hashes_hex: list[str]) -> dict[str, int]:
+    """``{leaf hash hex: log index}`` of those of the records that are in the log."""
+    wanted = [bytes.fromhex(h) for h in dict.fromkeys(leaf_hashes_hex)]
+    rows = session.execute(
+        select(col(LogEntry.leaf_hash), col(LogEntry.index)).where(
+            col(LogEntry.leaf_hash).in_(wanted)
+        )
+    ).all()
+    return {bytes(leaf).hex(): int(index) for leaf, index in rows}
+
+
 def derived_balance(session: Session, key_id: str) -> tuple[int, int]:
     """(available, held) summed from the movement ledger (an audit of the balance row)."""
     available, held = session.execute(
@@ -305,7 +350,7 @@ def receipt_for(session: Session, leaf_hash_hex: str) -> Appended:
 
 def rebuild_deposit(session: Session, row: IdempotencyKey) -> DepositCredited:
     """The response of a deposit made under an idempotency key whose response was
-    not stored (a crash right after the commit)."""
+    not stored (a crash right after the commit): the balance as it was then."""
     moved = (
         session.execute(
             select(AccountMovement).where(col(AccountMovement.leaf_hash) == row.leaf_hash)
@@ -314,7 +359,7 @@ def rebuild_deposit(session: Session, row: IdempotencyKey) -> DepositCredited:
         .one()
     )
     return DepositCredited(
-        account=account_public(session, moved.key_id),
+        account=account_after(session, moved.key_id, row.leaf_hash),
         movement=movement_public(moved),
         log=receipt_for(session, row.leaf_hash),
     )

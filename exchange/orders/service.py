@@ -42,6 +42,7 @@ from sqlmodel import Session, col
 from exchange.accounts.models import Account, MovementKind
 from exchange.accounts.service import (
     InsufficientFundsError,
+    account_after,
     account_public,
     at_flush,
     ensure_account,
@@ -446,12 +447,25 @@ def place(
 
 def rebuild_placed(session: Session, row: IdempotencyKey) -> OrderPlaced:
     """The response of an order placed under an idempotency key whose response
-    was not stored (a crash right after the commit)."""
+    was not stored (a crash right after the commit): the order as it was placed
+    and the buyer's balance then, whatever happened to them since (delivery,
+    settlement, revocation change only the columns reset here)."""
     order = session.get(Order, row.resource_id)
     assert order is not None
+    placed = order_public(order).model_copy(
+        update={
+            "escrow": order.amount,
+            "state": OrderState.PLACED.value,
+            "updated_at": order.created_at,
+            "acceptance_deadline": None,
+            "delivered_at": None,
+            "revoked_at": None,
+            "revocation_reason": None,
+        }
+    )
     return OrderPlaced(
-        order=order_public(order),
-        account=account_public(session, order.buyer_key_id),
+        order=placed,
+        account=account_after(session, order.buyer_key_id, row.leaf_hash),
         log=receipt_for(session, row.leaf_hash),
     )
 
