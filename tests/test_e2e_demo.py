@@ -1,7 +1,8 @@
 """End to end: ``shancheng demo`` on a real uvicorn, a real anvil and a real database.
 
 One exchange (devnet + registry + API, started by the demo's own
-:func:`clients.demo.demo_exchange` because nothing answers on the probed port)
+:func:`clients.demo.demo_exchange` with the server's
+:func:`exchange.local_exchange.local_exchange`, because nothing answers on the probed port)
 serves the whole module: the full story runs once against it, and the
 tampering variants run their own (shorter) stories against the same exchange.
 The CLI runs as a subprocess too: it must start its own exchange when none
@@ -26,7 +27,6 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-import clients.cli
 from clients.cli._common import CLIError
 from clients.demo import (
     STEPS,
@@ -39,10 +39,11 @@ from clients.demo import (
     run_demo,
     tier_price,
 )
-from clients.local_exchange import free_port
 from devnet.launcher import process_is_anvil
 from exchange.books import assert_books_balance
+from exchange.cli import app as shancheng
 from exchange.db import make_engine
+from exchange.local_exchange import free_port, local_exchange
 from ledger.bundle import Bundle, InclusionProof
 from ledger.sm2 import SM2PrivateKey
 
@@ -68,7 +69,7 @@ def exchange_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def exchange(exchange_dir: Path) -> Iterator[DemoExchange]:
     work = exchange_dir
-    with demo_exchange(_nobody_url(), work) as target:
+    with demo_exchange(_nobody_url(), work, start_local=local_exchange) as target:
         assert target.started_here
         yield target
 
@@ -248,8 +249,7 @@ def test_the_cli_exits_1_with_one_line_when_the_download_is_tampered(
 
 
 def _invoke_demo(*args: str | Path) -> CLIError:
-    clients.cli._register_groups()
-    outcome = CliRunner().invoke(clients.cli.app, ["demo", *[str(a) for a in args]])
+    outcome = CliRunner().invoke(shancheng, ["demo", *[str(a) for a in args]])
     error = outcome.exception
     assert isinstance(error, CLIError), outcome.output
     assert "\n" not in error.message
@@ -289,7 +289,9 @@ def test_the_story_on_postgresql(tmp_path: Path) -> None:
 
     with (
         isolated_database(POSTGRES_URL, tmp_path) as database,
-        demo_exchange(_nobody_url(), tmp_path, database_url=database.url) as target,
+        demo_exchange(
+            _nobody_url(), tmp_path, database_url=database.url, start_local=local_exchange
+        ) as target,
     ):
         result = run_demo(target, tmp_path / "story", rows=500)
         assert_books_balance(database.engine)
@@ -318,7 +320,7 @@ def _anvils_under(directory: Path) -> list[int]:
 def _demo_process(work: Path, *args: str) -> subprocess.Popen[bytes]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SHANCHENG_")}
     return subprocess.Popen(
-        [sys.executable, "-m", "clients.cli", "demo", "--exchange", _nobody_url(),
+        [sys.executable, "-m", "exchange.cli", "demo", "--exchange", _nobody_url(),
          "--work-dir", str(work), *args],
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
     )  # fmt: skip
