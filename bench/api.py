@@ -71,7 +71,7 @@ from sqlmodel import SQLModel
 from clients.signing import SM2RequestSigner
 from exchange.db import make_engine
 from exchange.listings.models import Listing
-from exchange.listings.search_index import (
+from exchange.listings.search import (
     index_values,
 )
 from ledger.records import sign_record
@@ -87,7 +87,7 @@ def _serve(settings_kw: dict[str, Any], port: int, plain_search: bool = False) -
     import uvicorn  # (in the child process)
 
     from exchange.app import create_app
-    from exchange.listings import search
+    from exchange.listings.search import planner as search
     from exchange.settings import Settings
 
     search.PLAIN = plain_search

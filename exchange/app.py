@@ -21,7 +21,7 @@ from exchange.db import make_engine
 from exchange.errors import install_error_handlers
 from exchange.keys import load_log_key
 from exchange.limits import install_body_limit
-from exchange.listings.search_index import create_search_tables
+from exchange.listings.search import create_search_tables
 from exchange.log.appender import Appender
 from exchange.log.models import create_log_tables
 from exchange.log.sequencer import Sequencer

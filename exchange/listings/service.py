@@ -34,7 +34,6 @@ from sqlmodel import Session, col
 
 from exchange.auth.errors import ForbiddenError
 from exchange.errors import ConflictError, ExchangeError, NotFoundError
-from exchange.listings import search_index
 from exchange.listings.models import Listing, ListingProvider, ListingState, ListingVersion
 from exchange.listings.schemas import (
     MAX_SAMPLE_ROWS,
@@ -46,6 +45,7 @@ from exchange.listings.schemas import (
     TargetPayload,
     VersionPayload,
 )
+from exchange.listings.search import index as search_index
 from exchange.log.service import Accepted
 from exchange.participants.models import Participant, ParticipantStatus, Principal, Role
 from exchange.pricing import parse_pricing

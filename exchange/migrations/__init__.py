@@ -49,7 +49,7 @@ MODEL_MODULES = (
     "exchange.auth.models",
     "exchange.participants.models",
     "exchange.listings.models",
-    "exchange.listings.search_index",
+    "exchange.listings.search.index",
     "exchange.accounts.models",
     "exchange.orders.models",
     "exchange.idempotency",

@@ -13,8 +13,8 @@ import pytest
 from sqlmodel import Session
 from test_auth_support import POSTGRES_URL, Exchange, error, listing_content, running_exchange
 
-from exchange.listings import search_index
 from exchange.listings.models import Listing
+from exchange.listings.search import index as search_index
 from ledger.sm2 import SM2PrivateKey
 
 BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
@@ -459,16 +459,14 @@ STRATEGY_CASES: list[dict[str, Any]] = [
 def test_query_plans_do_not_change_results(corpus: Corpus, monkeypatch: pytest.MonkeyPatch) -> None:
     """The plan choices (FTS5 or instr for the text, materialised match set or
     not, which IN list drives) give the same pages, totals, facets and cursors."""
-    from exchange.listings import search as search_module
+    from exchange.listings.search import SearchParams, query, search, sqlite
 
     def run(params: dict[str, Any]) -> list[dict[str, Any]]:
         pages = []
         cursor = None
         with Session(corpus.exchange.app.state.engine) as session:
             for _ in range(6):
-                page = search_module.search(
-                    session, search_module.SearchParams(**params, cursor=cursor)
-                )
+                page = search(session, SearchParams(**params, cursor=cursor))
                 pages.append(page.model_dump())
                 cursor = page.next_cursor
                 if cursor is None:
@@ -478,8 +476,8 @@ def test_query_plans_do_not_change_results(corpus: Corpus, monkeypatch: pytest.M
     for params in STRATEGY_CASES:
         results = []
         for instr_candidates, cap in ((5000, 20_000), (0, 20_000), (5000, 0), (0, 0)):
-            monkeypatch.setattr(search_module, "INSTR_CANDIDATES", instr_candidates)
-            monkeypatch.setattr(search_module, "CAP", cap)
+            monkeypatch.setattr(sqlite, "INSTR_CANDIDATES", instr_candidates)
+            monkeypatch.setattr(query, "CAP", cap)
             results.append(run(params))
         assert all(r == results[0] for r in results), params
         assert results[0][0]["total"] == corpus.get(**_http(params))["total"], params

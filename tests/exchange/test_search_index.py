@@ -5,6 +5,7 @@ and migration 0003 filling the new columns and indexes of rows already indexed."
 
 from __future__ import annotations
 
+import ast
 import json
 import random
 from collections.abc import Iterator
@@ -18,8 +19,8 @@ from test_search_support import POSTGRES_URL, listing, search_database, seed, wa
 
 from exchange import migrations
 from exchange.db import make_engine
-from exchange.listings import search as search_module
-from exchange.listings.search_index import (
+from exchange.listings.search import SearchParams, search
+from exchange.listings.search.index import (
     create_search_tables,
     facet_pairs,
     fold,
@@ -27,6 +28,7 @@ from exchange.listings.search_index import (
     index_values,
     rebuild_facet_index,
 )
+from exchange.listings.search.terms import terms_of
 
 BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
 
@@ -85,7 +87,7 @@ def test_full_text_is_exact_on_awkward_text(
     terms = {"".join(rng.choices(AWKWARD, k=rng.randrange(1, 5))) for _ in range(150)}
     terms |= {doc[i : i + 2] for doc in list(docs.values())[:40] for i in range(0, 6, 2)}
     for term in sorted(terms):
-        folded = search_module.terms_of(term)
+        folded = terms_of(term)
         if len(folded) != 1:
             continue  # spaces split it: more than one term
         expected = {listing_id for listing_id, doc in docs.items() if folded[0] in doc}
@@ -224,7 +226,7 @@ def _search_schema(engine: Engine) -> Any:
 def test_migrations_and_start_up_make_the_same_search_schema(
     engine: Engine, tmp_path: Path
 ) -> None:
-    """The raw SQL of exchange.listings.search_index and of migration 0003 agree: a
+    """The raw SQL of exchange.listings.search.index and of migration 0003 agree: a
     database migrated to head and one made from the models plus
     create_search_tables (as start-up does when Alembic has not) match."""
     migrated = _search_schema(engine)
@@ -286,7 +288,7 @@ def test_migration_0003_indexes_rows_already_there(engine: Engine, tmp_path: Pat
         assert migrations.current(old) == migrations.head()
         with Session(old) as session:
             for q in ("庆", "重庆", "成都", "数据"):
-                found = search_module.search(session, search_module.SearchParams(q=q, limit=50))
+                found = search(session, SearchParams(q=q, limit=50))
                 expected = {r.id for r in rows if q in r.title}
                 assert {item.id for item in found.items} == expected, q
                 assert found.total == len(expected)
@@ -297,6 +299,33 @@ def test_migration_0003_indexes_rows_already_there(engine: Engine, tmp_path: Pat
         }  # fmt: skip
         with old.begin() as connection:
             assert _facet_table(connection) == _expected_facets(connection)
+            # the migration's own copy of the grams and of the facet rebuild (it is
+            # frozen) gives what the live code gives
+            by_id = {row.id: index_values(row) for row in rows}
+            for listing_id, row_grams, row_gram_tt in connection.execute(
+                text("SELECT listing_id, grams, gram_tt FROM listing_search")
+            ):
+                assert (row_grams, row_gram_tt) == (
+                    by_id[listing_id]["grams"],
+                    by_id[listing_id]["gram_tt"],
+                )
+            if dialect == "sqlite":
+                migrated_bitmaps = _bitmaps(connection)
+                rebuild_facet_index(connection)
+                assert _bitmaps(connection) == migrated_bitmaps
     finally:
         if old is not engine:
             old.dispose()
+
+
+def test_migration_0003_imports_no_live_code() -> None:
+    """Migration 0003 is frozen: it imports nothing from the exchange, so moving or
+    changing live code can never change what an old migration does."""
+    path = Path(migrations.__file__).parent / "versions" / "0003_search_grams_facets.py"
+    imported: list[str] = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            imported.extend(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module is not None:
+            imported.append(node.module)
+    assert imported and not [m for m in imported if m.split(".")[0] in ("exchange", "ledger")]

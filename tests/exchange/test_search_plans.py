@@ -8,20 +8,22 @@ character Chinese terms in a tenth of the titles, ties in every sort key (many
 free listings at price 0, shared publication times, equal titles), listings
 without classification, repeated and Chinese tags, a long tail of rare tags (so
 the bitmap facets' pruning has values to skip). The plans are forced through
-the module's thresholds (see the docstring of exchange/listings/search.py)."""
+the plan modules' thresholds (see the docstrings of exchange/listings/search/planner.py,
+sqlite.py and postgres.py)."""
 
 from __future__ import annotations
 
 import random
 from collections.abc import Iterator
+from types import ModuleType
 from typing import Any
 
 import pytest
 from test_search_support import POSTGRES_URL, listing, search_database, seed, walk
 
-from exchange.listings import search as search_module
 from exchange.listings.models import Listing
-from exchange.listings.search_index import fold
+from exchange.listings.search import planner, postgres, query, sqlite
+from exchange.listings.search.index import fold
 
 BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
 
@@ -146,18 +148,29 @@ POSTGRES_PLANS: dict[str, dict[str, Any]] = {
 }
 
 
+KNOB_MODULES: dict[str, ModuleType] = {  # each threshold, in the module that reads it
+    "CAP": query,
+    "INSTR_CANDIDATES": sqlite,
+    "BITMAP_MATCHES": sqlite,
+    "BITMAP_BATCH": sqlite,
+    "WALK_MATCHES": sqlite,
+    "WALK_DENSITY": sqlite,
+    "COMMON_GRAM": postgres,
+}
+
+
 def _plans(engine: Any) -> dict[str, dict[str, Any]]:
     return SQLITE_PLANS if engine.dialect.name == "sqlite" else POSTGRES_PLANS
 
 
 def _check_plans(engine: Any, params: dict[str, Any], pages: int, monkeypatch: Any) -> None:
     with monkeypatch.context() as plain:
-        plain.setattr(search_module, "PLAIN", True)
+        plain.setattr(planner, "PLAIN", True)
         expected = walk(engine, params, pages)
     for name, knobs in _plans(engine).items():
         with monkeypatch.context() as patched:
             for knob, value in knobs.items():
-                patched.setattr(search_module, knob, value)
+                patched.setattr(KNOB_MODULES[knob], knob, value)
             assert walk(engine, params, pages) == expected, name
 
 
@@ -180,14 +193,20 @@ def test_every_plan_walks_the_same_whole_result(
     """Every page to the end: each listing once, in the plain plan's order."""
     params = {"limit": 25, **params}
     with monkeypatch.context() as plain:
-        plain.setattr(search_module, "PLAIN", True)
+        plain.setattr(planner, "PLAIN", True)
         pages = walk(engine, params)
     ids = [item["id"] for page in pages for item in page["items"]]
     assert len(ids) == len(set(ids)) == pages[0]["total"] and len(pages) > 2
     _check_plans(engine, params, 200, monkeypatch)
 
 
-INTERNALS = ("_search_everything", "_search_matches", "_search_plain", "_walk_page", "_bitmap_top")
+INTERNALS = (  # (the module that calls it, the plan's function)
+    (planner, "search_everything"),
+    (planner, "search_matches"),
+    (planner, "search_plain"),
+    (sqlite, "_walk_page"),
+    (sqlite, "_bitmap_top"),
+)
 
 
 def test_the_forced_plans_do_run(engine: Any, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -195,21 +214,21 @@ def test_the_forced_plans_do_run(engine: Any, monkeypatch: pytest.MonkeyPatch) -
     if engine.dialect.name != "sqlite":
         pytest.skip("the SQLite plans")
     ran: set[str] = set()
-    for name in INTERNALS:
-        original = getattr(search_module, name)
+    for module, name in INTERNALS:
+        original = getattr(module, name)
 
         def spy(*args: Any, _name: str = name, _original: Any = original) -> Any:
             ran.add(_name)
             return _original(*args)
 
-        monkeypatch.setattr(search_module, name, spy)
+        monkeypatch.setattr(module, name, spy)
     for knobs in SQLITE_PLANS.values():
         with monkeypatch.context() as patched:
             for knob, value in knobs.items():
-                patched.setattr(search_module, knob, value)
+                patched.setattr(KNOB_MODULES[knob], knob, value)
             for params in CASES:
                 walk(engine, {"limit": 7, **params}, pages=1)
-    assert ran == set(INTERNALS)
+    assert ran == {name for _, name in INTERNALS}
 
 
 def test_facets_stay_exact_for_huge_match_sets(engine: Any) -> None:

@@ -20,9 +20,8 @@ from sqlmodel import Session, SQLModel
 
 from exchange import migrations
 from exchange.db import make_engine
-from exchange.listings import search as search_module
 from exchange.listings.models import Listing
-from exchange.listings.search_index import index_values
+from exchange.listings.search import SearchParams, index_values, search
 
 POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL")
 NOW = 1_790_000_000_000
@@ -132,9 +131,7 @@ def walk(engine: Engine, params: dict[str, Any], pages: int = 200) -> list[dict[
     cursor = None
     for _ in range(pages):
         with Session(engine) as session:
-            page = search_module.search(
-                session, search_module.SearchParams(**params, cursor=cursor)
-            )
+            page = search(session, SearchParams(**params, cursor=cursor))
         found.append(page.model_dump())
         cursor = page.next_cursor
         if cursor is None:

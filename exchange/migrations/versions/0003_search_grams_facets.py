@@ -1,12 +1,14 @@
 """search: gram indexes for 1-2 character terms, per-listing tags, facet counts.
 
 ``listing_search`` gains ``tags`` (the listing's distinct tags, JSON; JSONB on
-PostgreSQL), ``grams`` and ``gram_tt`` (see ``exchange.listings.search_index``),
+PostgreSQL), ``grams`` and ``gram_tt`` (see ``exchange.listings.search.index``),
 filled here for the rows already indexed; its price index becomes
 ``(price_fen, listing_id)`` (the price sorts' ties, every free listing, in order).
-Raw SQL, copied from ``exchange.listings.search_index`` (the app creates the same objects with
+Raw SQL, copied from ``exchange.listings.search.index`` (the app creates the same objects with
 ``IF NOT EXISTS`` at start-up; tests/exchange/test_search_index.py checks that
-both ways give the same schema):
+both ways give the same schema). Frozen: the grams and the facet rebuild it runs
+are copies too, as they were at this revision, so this file imports no live code
+and a later change there cannot change what it does:
 
 * SQLite: ``listing_search_fts`` re-created with ``trigram case_sensitive 1``
   (the text is folded before it is indexed: with the tokenizer folding nothing
@@ -29,7 +31,7 @@ Create Date: 2026-11-25 03:00:00
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import sqlalchemy as sa
 from alembic import op
@@ -278,9 +280,7 @@ def upgrade() -> None:
             op.execute(statement)
         for table in ("listing_search_gram", "listing_search_gram_tt"):
             op.execute(f"INSERT INTO {table}({table}) VALUES ('rebuild')")  # noqa: S608
-        from exchange.listings.search_index import rebuild_facet_index
-
-        rebuild_facet_index(bind)
+        _rebuild_facet_index(bind)
     elif bind.dialect.name == "postgresql":
         for statement in (
             _POSTGRES_GRAM_INDEX,
@@ -297,8 +297,6 @@ def upgrade() -> None:
 def _backfill(bind: sa.Connection) -> None:
     """The new columns of the rows already indexed (from the listing's tags and the
     folded text the row holds)."""
-    from exchange.listings.search_index import grams
-
     rows = bind.execute(
         sa.text(
             "SELECT s.id, s.title_fold, s.tags_fold, s.desc_fold, l.tags "
@@ -316,12 +314,73 @@ def _backfill(bind: sa.Connection) -> None:
             {
                 "id": row_id,
                 "tags": list(dict.fromkeys(listing_tags)),
-                "grams": grams(title, tags_fold, description),
-                "tt": grams(title, tags_fold),
+                "grams": _grams(title, tags_fold, description),
+                "tt": _grams(title, tags_fold),
             }
         )
     for start in range(0, len(values), 1000):
         bind.execute(update, values[start : start + 1000])
+
+
+def _is_word_break(ch: str) -> bool:
+    return ch.isspace() or ord(ch) < 32 or ch == "\x7f"
+
+
+def _grams(*texts: str) -> str:
+    """The distinct 1- and 2-character substrings of the words of ``texts``
+    (already folded), sorted, space separated: the tokens of the gram index."""
+    found: set[str] = set()
+    for value in texts:
+        for word in "".join(" " if _is_word_break(ch) else ch for ch in value).split():
+            found.update(word)
+            found.update(word[i : i + 2] for i in range(len(word) - 1))
+    return " ".join(sorted(found))
+
+
+def _facet_pairs(
+    category: str, classification: str | None, pricing_model: str, tags: Iterable[str]
+) -> set[tuple[str, str]]:
+    """The (facet, value) pairs of one listing, as the SQLite triggers count them."""
+    pairs = {("category", category), ("pricing_model", pricing_model)}
+    if classification is not None:
+        pairs.add(("classification", classification))
+    pairs.update(("tag", tag) for tag in tags)
+    return pairs
+
+
+def _rebuild_facet_index(bind: sa.Connection) -> None:
+    """SQLite's ``listing_search_facet`` and ``listing_search_bitmap`` recomputed
+    from ``listing_search``: bitmaps of 4,096 ids a row (``chunk = id >> 12``),
+    each a hex number of 1,024 digits."""
+    counts: dict[tuple[str, str], int] = {}
+    bitmaps: dict[tuple[str, str, int], int] = {}
+    rows = bind.execute(
+        sa.text("SELECT id, category, classification, pricing_model, tags FROM listing_search")
+    )
+    for listing, category, classification, pricing_model, tags in rows:
+        chunk, bit = listing >> 12, 1 << (listing & 4095)
+        for facet, value in _facet_pairs(category, classification, pricing_model, json.loads(tags)):
+            counts[facet, value] = counts.get((facet, value), 0) + 1
+            bitmaps[facet, value, chunk] = bitmaps.get((facet, value, chunk), 0) | bit
+    bind.execute(sa.text("DELETE FROM listing_search_facet"))
+    bind.execute(sa.text("DELETE FROM listing_search_bitmap"))
+    if counts:
+        bind.execute(
+            sa.text(
+                "INSERT INTO listing_search_facet (facet, value, listings) VALUES (:f, :v, :n)"
+            ),
+            [{"f": f, "v": v, "n": n} for (f, v), n in counts.items()],
+        )
+        bind.execute(
+            sa.text(
+                "INSERT INTO listing_search_bitmap (facet, value, chunk, bits) "
+                "VALUES (:f, :v, :c, :b)"
+            ),
+            [
+                {"f": f, "v": v, "c": c, "b": format(b, "01024x")}
+                for (f, v, c), b in bitmaps.items()
+            ],
+        )
 
 
 def _rebuild_trigram_index(options: str) -> None:

@@ -55,7 +55,7 @@ the searches whose matches are too many to count row by row:
   :data:`CHUNK_IDS` ids; ``bits`` is the block as a hex number of
   :data:`CHUNK_DIGITS` digits (id ``chunk * CHUNK_IDS + o`` is bit ``o`` of
   ``int(bits, 16)``). A facet count over a match set is then a popcount of an
-  AND (:mod:`exchange.listings.search`). Hex text rather than a blob because
+  AND (:mod:`exchange.listings.search.sqlite`). Hex text rather than a blob because
   the triggers flip bits with SQL string functions (one hex digit), which
   SQLite has for text and not for blobs. Size: ~1.1 KB a row, so a value
   common enough to be in every block costs ~25 rows at 100k listings (the
