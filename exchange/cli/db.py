@@ -1,4 +1,5 @@
-"""``shancheng db upgrade`` and ``shancheng db current``: the database's Alembic migrations.
+"""``shancheng db upgrade`` and ``shancheng db current``: the database's Alembic migrations;
+``shancheng db check``: the books recomputed from the log.
 
 Both print one line for people, or with ``--json`` one JSON document
 (:class:`clients.cli.output.Output`); the database URL is always shown with its
@@ -163,6 +164,64 @@ def current(
         return
     state = "up to date" if revision == head else "behind: run `shancheng db upgrade`"
     stdout.print(f"{revision or 'none'} (head {head}; {state})", highlight=False)
+
+
+@db_app.command("check")
+def check(
+    database_url: str | None = _DATABASE_URL,
+    data_dir: Path | None = _DATA_DIR,
+    as_json: Annotated[
+        bool,
+        typer.Option(
+            "--json",
+            help="Print one JSON document (database, balanced, discrepancies) instead.",
+        ),
+    ] = False,
+) -> None:
+    """Recompute every account, escrow and movement from the log's records and compare
+    them with what is stored; exit 1 when the books do not balance."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from exchange.books import check_books
+    from exchange.db import redact_url
+
+    url = _resolve_url(database_url, data_dir)
+    engine = _engine(url)
+    redacted = redact_url(url)
+    try:
+        discrepancies = check_books(engine)
+    except SQLAlchemyError as exc:
+        raise _fail("checking", redacted, exc) from exc
+    finally:
+        engine.dispose()
+    if as_json:
+        Output(as_json).json(
+            {
+                "database": redacted,
+                "balanced": not discrepancies,
+                "discrepancies": [
+                    {
+                        "kind": str(d.kind),
+                        "account": d.account,
+                        "expected": d.expected,
+                        "actual": d.actual,
+                        "detail": d.detail,
+                    }
+                    for d in discrepancies
+                ],
+            }
+        )
+    else:
+        for discrepancy in discrepancies:
+            stdout.print(str(discrepancy), highlight=False, soft_wrap=True)
+        verdict = (
+            "the books balance with the log"
+            if not discrepancies
+            else f"the books do not balance: {len(discrepancies)} discrepancies"
+        )
+        stdout.print(f"{redacted}: {verdict}", highlight=False, soft_wrap=True)
+    if discrepancies:
+        raise typer.Exit(1)
 
 
 def register(app: typer.Typer) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from json import loads as json_loads
 from pathlib import Path
 from typing import Any
 
@@ -158,3 +159,33 @@ def test_a_record_without_its_movement_and_a_changed_escrow_are_reported(ex: Exc
         ],
         key=str,
     )
+
+
+def test_db_check_command_reports_and_exits_1(ex: Exchange) -> None:
+    """``shancheng db check`` on the exchange's database: balanced → exit 0; one
+    tampered balance → exit 1 naming it, in the JSON document too."""
+    from typer.testing import CliRunner
+
+    from exchange.cli import app as shancheng
+
+    url = ex.app.state.settings.resolved_database_url
+    m = _story(ex)["market"]
+    runner = CliRunner()
+    balanced = runner.invoke(shancheng, ["db", "check", "--database-url", url])
+    assert balanced.exit_code == 0, balanced.output
+    assert "the books balance with the log" in balanced.stdout
+    buyer = m.buyer.key_id()
+    with _session(ex) as session:
+        session.execute(
+            update(Account)
+            .where(col(Account.key_id) == buyer)
+            .values(available=Account.available + 100)
+        )
+        session.commit()
+    tampered = runner.invoke(shancheng, ["db", "check", "--database-url", url, "--json"])
+    assert tampered.exit_code == 1
+    document = json_loads(tampered.stdout)
+    assert document["balanced"] is False
+    [found] = document["discrepancies"]
+    assert found["kind"] == "available" and found["account"] == buyer
+    assert found["actual"] - found["expected"] == 100
