@@ -98,6 +98,21 @@ class Settings(BaseSettings):
         description="Most seconds a request signature's created (and a record's timestamp) "
         "may differ from the server clock; nonces are remembered this long.",
     )
+    raw_append_rate_per_s: float = Field(
+        default=10.0,
+        gt=0,
+        le=1_000_000,
+        description="Records a second one key may add through the log's raw append "
+        "(POST /log/records, /log/records:batch), per API worker process; more is "
+        "refused with 429 rate_limited and Retry-After.",
+    )
+    raw_append_burst: int = Field(
+        default=100,
+        ge=1,
+        le=1_000_000,
+        description="Records one key may add through the raw append at once before "
+        "raw_append_rate_per_s applies (a larger batch waits for a full allowance).",
+    )
     public_origin: str | None = Field(
         default=None,
         description="Scheme://host[:port][/prefix] clients address (behind a proxy); the "

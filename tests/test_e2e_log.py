@@ -1,6 +1,7 @@
 """End to end: a real uvicorn, a real SQLite file, a real anvil and the auditor.
 
-Records go in over HTTP; the exchange's own sequencer and anchoring worker
+Records (notes of two enrolled participants) go in over HTTP through the log's
+raw append; the exchange's own sequencer and anchoring worker
 integrate and anchor them; receipts come back as bundles. Then the database is
 tampered with the way a dishonest or compromised operator could, and each test
 asserts which audit step catches it.
@@ -23,6 +24,7 @@ import httpx
 import pytest
 
 from clients.audit import verify_bundle_file, walk_log
+from clients.signing import SM2RequestSigner
 from contracts.chain import DEVNET_TEST_ACCOUNTS, ChainClient
 from devnet.deploy import ensure_registry
 from devnet.launcher import Devnet
@@ -38,6 +40,13 @@ from ledger.sm2 import SM2PrivateKey
 REPO = Path(__file__).resolve().parents[1]
 RECORDS = 6
 
+# The exchange's test helpers live beside the exchange tests; pytest puts that
+# directory on sys.path only when it collects there.
+if str(REPO / "tests" / "exchange") not in sys.path:
+    sys.path.append(str(REPO / "tests" / "exchange"))
+
+from test_raw_append_support import enrol  # noqa: E402
+
 
 @dataclass
 class Stack:
@@ -45,6 +54,7 @@ class Stack:
     rpc_url: str
     registry: str
     data_dir: Path
+    authors: tuple[SM2PrivateKey, SM2PrivateKey]
 
     @property
     def db_file(self) -> Path:
@@ -67,21 +77,25 @@ def _stack(tmp_path: Path, devnet: Devnet, live_server: Any) -> Iterator[Stack]:
         anchor_confirmations=1,
         anchor_poll_s=0.05,
     )
-    with live_server(create_app(settings)) as url:
-        yield Stack(url, devnet.rpc_url, deployment.registry_address, settings.data_dir)
+    app = create_app(settings)
+    authors = (SM2PrivateKey.generate(), SM2PrivateKey.generate())
+    enrol(app.state.engine, *authors)
+    with live_server(app) as url:
+        yield Stack(url, devnet.rpc_url, deployment.registry_address, settings.data_dir, authors)
 
 
 def _append_records(stack: Stack, count: int = RECORDS, first: int = 0) -> list[SignedRecord]:
-    alice, bob = SM2PrivateKey.generate(), SM2PrivateKey.generate()
+    alice, bob = stack.authors
     records = []
     for number in range(first, first + count):
         actor = alice if number % 2 == 0 else bob
         signed = sign_record(
-            actor, "listing.published", {"listing": f"L-{number}", "title": f"数据集 {number}"}
+            actor, "note.added", {"listing": f"L-{number}", "title": f"数据集 {number}"}
         )
         response = httpx.post(
             f"{stack.url}/log/records",
             json={"record": signed.to_dict(), "public_key": actor.public_key().to_pem().decode()},
+            auth=SM2RequestSigner(actor),
         )
         assert response.status_code == 201, response.text
         assert response.json()["index"] == number

@@ -340,7 +340,9 @@ class BaseClient:
 
     def _append_call(self, signed: SignedRecord, public_key: SM2PublicKey | None) -> Call[Appended]:
         body = self._submission(signed, public_key)
-        return Call("POST", "/log/records", _parsed(Appended.from_dict), json=body, ok=(201,))
+        return Call(
+            "POST", "/log/records", _parsed(Appended.from_dict), json=body, ok=(201,), signed=True
+        )
 
     def _append_many_call(
         self, records: Sequence[SignedRecord], public_key: SM2PublicKey | None
@@ -348,7 +350,9 @@ class BaseClient:
         if not records:
             raise ValueError("append_many needs at least one record")
         body = {"records": [self._submission(r, public_key) for r in records]}
-        return Call("POST", "/log/records:batch", _parsed(_appended_list), json=body, ok=(201,))
+        return Call(
+            "POST", "/log/records:batch", _parsed(_appended_list), json=body, ok=(201,), signed=True
+        )
 
     def _checkpoint_call(self, tree_size: int | None) -> Call[Checkpoint]:
         path = "/log/checkpoint" if tree_size is None else f"/log/checkpoints/{int(tree_size)}"

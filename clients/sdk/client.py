@@ -148,9 +148,10 @@ class ExchangeClient(MarketplaceCalls):
         return self._send(self._log_key_call())
 
     def append(self, signed: SignedRecord, *, public_key: SM2PublicKey | None = None) -> Appended:
-        """Append a signed record to the log with its actor's ``public_key`` (default:
-        the client's). Returns its index and the log's promise, verified against the
-        log key. Never retried. A 409 ``duplicate_record`` means it is already there."""
+        """Append a ``note.*`` or ``attestation.*`` record signed by the client's key
+        (a registered, active participant) to the log, in a signed request. Returns
+        its index and the log's promise, verified against the log key. Never
+        retried. A 409 ``duplicate_record`` means it is already there."""
         call = self._append_call(signed, public_key)
         log_key = self._verification_key()  # before writing: a failure here changes nothing
         return self._check_appended(signed, self._send(call), log_key, "the appended record")

@@ -1,5 +1,9 @@
 """The verifiable log over REST: append, checkpoints, entries, proofs, anchors, log key.
 
+Appending is for authenticated, active participants and takes only statements
+that change nothing (``note.*``, ``attestation.*``) by the signer itself, at a
+limited rate per key: see :mod:`exchange.log.raw`. Reads are public.
+
 Every error is ``{"code", "message"}``; the codes are listed per route in the
 OpenAPI document. Entries and proofs are served for integrated tree sizes
 only (up to the latest checkpoint).
@@ -16,17 +20,20 @@ from typing import Annotated, Any
 import anyio
 import anyio.to_thread
 from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import JSONResponse
 from sqlalchemy import select
 from sqlmodel import Session, col
 
 from exchange.anchoring.models import AnchorRow
 from exchange.api.examples import json_body, ok
-from exchange.api.responses import error_responses
-from exchange.errors import ExchangeError
+from exchange.api.responses import error_responses, signed_errors
+from exchange.auth.deps import CurrentParticipant
+from exchange.errors import ExchangeError, error_body
 from exchange.limits import body_limit
 from exchange.log import queries
 from exchange.log.appender import Appender, LogUnavailableError
 from exchange.log.errors import InvalidIndexError
+from exchange.log.raw import check_raw_record, check_raw_sender
 from exchange.log.schemas import (
     AnchorBody,
     Appended,
@@ -46,6 +53,8 @@ from exchange.log.service import (
     parse_submission,
     refuse_repeats,
 )
+from exchange.participants.models import Principal
+from exchange.ratelimit import RateLimitedError, TokenBuckets, retry_after_seconds
 from ledger.records import MAX_SAFE_INTEGER
 from ledger.sm2 import SM2PrivateKey
 
@@ -106,15 +115,17 @@ def _appender(request: Request) -> Appender:
 
 
 def _prepare_and_submit(
-    appender: Appender, items: list[AppendRequest], numbered: bool
+    appender: Appender, items: list[AppendRequest], principal: Principal, numbered: bool
 ) -> Future[list[Accepted]]:
-    """Parse and verify ``items`` and hand them to the appender (runs in a worker
-    thread: SM2 verification releases the GIL, so requests verify in parallel)."""
+    """Parse ``items``, check that ``principal`` may append them (exchange.log.raw),
+    verify them and hand them to the appender (runs in a worker thread: SM2
+    verification releases the GIL, so requests verify in parallel)."""
     with appender.reserve() as reservation:
         submissions = []
         for position, item in enumerate(items):
             try:
                 signed, public_key = parse_submission(item.record, item.public_key)
+                check_raw_record(signed, principal)
                 submissions.append(check_submission(signed, public_key))
             except ExchangeError as exc:
                 if not numbered:
@@ -124,8 +135,40 @@ def _prepare_and_submit(
         return reservation.submit(submissions)
 
 
+def _raw_append_buckets(request: Request) -> TokenBuckets:
+    state = request.app.state
+    buckets: TokenBuckets | None = getattr(state, "raw_append_buckets", None)
+    if buckets is None:  # made on first use (the app's event loop: no race)
+        settings = state.settings
+        buckets = state.raw_append_buckets = TokenBuckets(
+            settings.raw_append_rate_per_s, settings.raw_append_burst
+        )
+    return buckets
+
+
+def _admit(request: Request, principal: Principal, records: int) -> None:
+    """Refuse a participant that may not append (403), or one over its rate (429)."""
+    check_raw_sender(principal)
+    wait = _raw_append_buckets(request).take(principal.key_id, records)
+    if wait > 0:
+        seconds = retry_after_seconds(wait)
+        raise RateLimitedError(
+            f"key {principal.key_id} appends faster than the log's raw append allows; "
+            f"retry in {seconds} s",
+            seconds,
+        )
+
+
+def _rate_limited(exc: RateLimitedError) -> JSONResponse:
+    return JSONResponse(
+        error_body(exc.code, exc.message),
+        status_code=exc.status,
+        headers={"Retry-After": str(exc.retry_after)},
+    )
+
+
 async def _append(
-    request: Request, items: list[AppendRequest], *, numbered: bool
+    request: Request, items: list[AppendRequest], principal: Principal, *, numbered: bool
 ) -> list[Accepted]:
     """Verify ``items`` in a worker thread, then store them through the appender
     (group commit) and await the outcome: all or nothing, consecutive indexes.
@@ -139,7 +182,7 @@ async def _append(
     if limiter is None:  # an appender not started by the app's lifespan
         limiter = state.append_limiter = anyio.CapacityLimiter(appender.verifiers)
     future = await anyio.to_thread.run_sync(
-        _prepare_and_submit, appender, items, numbered, limiter=limiter
+        _prepare_and_submit, appender, items, principal, numbered, limiter=limiter
     )
     return await asyncio.wrap_future(future)
 
@@ -151,28 +194,41 @@ async def _append(
     summary="Append a signed record",
     responses={
         **ok(201, "post_record"),
-        **_errors(
-            400,
-            409,
-            422,
-            503,
-            e400="invalid_record, invalid_public_key, invalid_signature or actor_mismatch",
-            e409="duplicate_record: the same signed record is already in the log",
-            e422="invalid_request: the body is not the expected JSON",
-            e503="shutting_down (the server is stopping) or log_busy (the database write "
-            "lock could not be had in time): retry",
+        **signed_errors(
+            {
+                400: "invalid_record, invalid_public_key, invalid_signature or actor_mismatch "
+                "(the public key given is not the record's actor)",
+                403: "provider_unverified, record_type_not_allowed (only note.* and "
+                "attestation.*), actor_mismatch (the record is not by the request's signer)",
+                409: "duplicate_record: the same signed record is already in the log",
+                422: "invalid_request: the body is not the expected JSON",
+                429: "rate_limited: more than raw_append_rate_per_s records a second from "
+                "this key; retry after Retry-After seconds",
+                503: "shutting_down (the server is stopping) or log_busy (the database write "
+                "lock could not be had in time): retry",
+            }
         ),
     },
     openapi_extra=json_body("post_record"),
 )
-async def post_record(body: AppendRequest, request: Request) -> Appended:
-    """Verify the actor's SM2 signature, store the record at the next index and
+async def post_record(
+    body: AppendRequest, request: Request, principal: CurrentParticipant
+) -> Appended | JSONResponse:
+    """Put a statement of yours on the log (a signed request, see docs/api-auth.md):
+    a ``note.*`` or ``attestation.*`` record whose actor is you. The exchange's
+    actions (orders, listings, deposits, …) are logged only by their endpoints.
+
+    Verify the actor's SM2 signature, store the record at the next index and
     return the log's signed promise to integrate it.
 
     Concurrent appends are committed together (one transaction, one promise-batch
     signature, one durable commit); each gets its own promise, which carries the
     inclusion proof of its leaf in the batch."""
-    [accepted] = await _append(request, [body], numbered=False)
+    try:
+        _admit(request, principal, 1)
+    except RateLimitedError as exc:
+        return _rate_limited(exc)
+    [accepted] = await _append(request, [body], principal, numbered=False)
     return _appended(accepted)
 
 
@@ -183,24 +239,32 @@ async def post_record(body: AppendRequest, request: Request) -> Appended:
     summary="Append several signed records at once",
     responses={
         **ok(201, "post_records"),
-        **_errors(
-            400,
-            409,
-            422,
-            503,
-            e400="invalid_record, invalid_public_key, invalid_signature, actor_mismatch "
-            "(as for one record; the message names the failing position)",
-            e409="duplicate_record",
-            e422="invalid_request (also for more than 1000 records)",
-            e503="shutting_down or log_busy: retry",
+        **signed_errors(
+            {
+                400: "invalid_record, invalid_public_key, invalid_signature, actor_mismatch "
+                "(as for one record; the message names the failing position)",
+                403: "provider_unverified, record_type_not_allowed, actor_mismatch (as for "
+                "one record; the message names the failing position)",
+                409: "duplicate_record",
+                422: "invalid_request (also for more than 1000 records)",
+                429: "rate_limited: each record counts; retry after Retry-After seconds",
+                503: "shutting_down or log_busy: retry",
+            }
         ),
     },
     openapi_extra=json_body("post_records"),
 )
 @body_limit(MAX_BATCH_BODY_BYTES)  # a full batch with its PEM keys is a few MiB
-async def post_records(body: BatchAppendRequest, request: Request) -> BatchAppended:
-    """All or nothing: the records get consecutive indexes in the order given."""
-    accepted = await _append(request, body.records, numbered=True)
+async def post_records(
+    body: BatchAppendRequest, request: Request, principal: CurrentParticipant
+) -> BatchAppended | JSONResponse:
+    """All or nothing: the records get consecutive indexes in the order given. Each
+    must be one :func:`post_record` takes; each counts against the rate limit."""
+    try:
+        _admit(request, principal, len(body.records))
+    except RateLimitedError as exc:
+        return _rate_limited(exc)
+    accepted = await _append(request, body.records, principal, numbered=True)
     return BatchAppended(appended=[_appended(a) for a in accepted])
 
 

@@ -69,6 +69,10 @@ _MESSAGES = {
     "idempotency_key_reused": "Idempotency-Key 'deposit-2026030309001842' was used for a "
     "different request",
     "payload_too_large": "the request body exceeds 1048576 bytes",
+    "record_type_not_allowed": "the log's raw append takes only note.* and attestation.* "
+    "records (statements that change nothing); settlement.paid is not one: the exchange's "
+    "actions enter the log only through their own endpoints",
+    "rate_limited": "key {buyer} appends faster than the log's raw append allows; retry in 7 s",
     # the log (exchange/log)
     "no_checkpoint": "the log has no checkpoint yet",
     "checkpoint_not_found": "no checkpoint with tree size 1024",

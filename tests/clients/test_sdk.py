@@ -3,7 +3,8 @@ in-process through ``httpx.ASGITransport`` (with the app's lifespan running, so
 the appender and sequencer work). SQLite always, PostgreSQL when
 ``TEST_POSTGRES_URL`` is set. Every answer is checked the way the SDK checks
 it (promises, checkpoints, entries against the log key), proofs verify, and
-server refusals arrive as ``APIError(status_code, code, message)``."""
+server refusals arrive as ``APIError(status_code, code, message)``. The client's
+key is an enrolled participant appending notes (what the log's raw append takes)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
+from test_sdk_support import enrol
 
 from clients.sdk import (
     APIError,
@@ -44,16 +46,18 @@ def log_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[LogDataba
         yield db
 
 
-@pytest.fixture
-def app(log_db: LogDatabase, tmp_path: Path) -> FastAPI:
-    return create_app(
-        Settings(data_dir=tmp_path / "data", database_url=log_db.url, sequencer_interval=0.02)
-    )
-
-
 @pytest.fixture(scope="module")
 def alice() -> SM2PrivateKey:
     return SM2PrivateKey.generate()
+
+
+@pytest.fixture
+def app(log_db: LogDatabase, tmp_path: Path, alice: SM2PrivateKey) -> FastAPI:
+    app = create_app(
+        Settings(data_dir=tmp_path / "data", database_url=log_db.url, sequencer_interval=0.02)
+    )
+    enrol(app.state.engine, alice)
+    return app
 
 
 def _wait_for_size(client: ExchangeClient, size: int, timeout: float = 20.0) -> Checkpoint:
@@ -80,7 +84,7 @@ def test_log_round_trip_with_the_sync_client(
         assert published.public_key == app.state.log_key.public_key()
         assert published.key_id == published.public_key.key_id()
 
-        first = client.sign("listing.published", {"listing": "L-0", "price_fen": 12_000})
+        first = client.sign("note.added", {"listing": "L-0", "price_fen": 12_000})
         assert first.record.actor == alice.key_id()
         appended = client.append(first)
         assert appended.index == 0
@@ -88,7 +92,7 @@ def test_log_round_trip_with_the_sync_client(
         one = _wait_for_size(client, 1)
         assert one.tree_size == 1
 
-        batch = [client.sign("listing.published", {"listing": f"L-{n}"}) for n in (1, 2, 3)]
+        batch = [client.sign("note.added", {"listing": f"L-{n}"}) for n in (1, 2, 3)]
         appended_many = client.append_many(batch)
         assert [a.index for a in appended_many] == [1, 2, 3]
         assert [a.leaf_hash for a in appended_many] == [r.leaf_hash() for r in batch]
@@ -144,14 +148,14 @@ def test_server_refusals_become_api_errors(
             assert (caught.value.status_code, caught.value.code) == (status, code), caught.value
             assert caught.value.message
 
-        signed = client.sign("listing.published", {"listing": "L-dup"})
+        signed = client.sign("note.added", {"listing": "L-dup"})
         client.append(signed)
         with pytest.raises(APIError) as duplicate:
             client.append(signed)
         assert (duplicate.value.status_code, duplicate.value.code) == (409, "duplicate_record")
 
         # A signature taken from another record: the server refuses, nothing is stored.
-        other = client.sign("listing.published", {"listing": "L-other"})
+        other = client.sign("note.added", {"listing": "L-other"})
         forged = SignedRecord(record=other.record, signature=signed.signature)
         with pytest.raises(APIError) as refused:
             client.append(forged)
@@ -169,7 +173,7 @@ def test_a_pinned_log_key_refuses_the_exchange_s_statements(
     impostor = SM2PrivateKey.generate().public_key()
     with live_server(app) as url:
         with ExchangeClient(url, key=alice, trusted_log_key=impostor) as pinned:
-            signed = pinned.sign("listing.published", {"listing": "L-pin"})
+            signed = pinned.sign("note.added", {"listing": "L-pin"})
             with pytest.raises(ResponseVerificationError, match="signed by log key"):
                 pinned.append(signed)  # stored, but its promise is not by the pinned key
         with ExchangeClient(url) as reader:
@@ -191,7 +195,7 @@ def test_the_async_client_in_process_over_asgi(app: FastAPI, alice: SM2PrivateKe
             ) as client:
                 assert (await client.health()).ok
                 assert (await client.log_key()).public_key == app.state.log_key.public_key()
-                records = [client.sign("order.placed", {"order": f"O-{n}"}) for n in range(3)]
+                records = [client.sign("note.added", {"order": f"O-{n}"}) for n in range(3)]
 
                 async def checkpointed(size: int) -> Checkpoint:
                     deadline = time.monotonic() + 20

@@ -17,6 +17,7 @@ from typing import Any
 
 import httpx
 import pytest
+from test_sdk_support import enrol
 
 from clients.sdk import (
     AsyncExchangeClient,
@@ -60,8 +61,12 @@ def stack(
         anchor_confirmations=1,
         anchor_poll_s=0.05,
     )
-    with live_server(create_app(settings)) as url:
-        yield Stack(url, devnet.rpc_url, deployment.registry_address, _pending_then_anchored(url))
+    app = create_app(settings)
+    authors = (SM2PrivateKey.generate(), SM2PrivateKey.generate())
+    enrol(app.state.engine, *authors)
+    with live_server(app) as url:
+        bundles = _pending_then_anchored(url, *authors)
+        yield Stack(url, devnet.rpc_url, deployment.registry_address, bundles)
 
 
 def _checkpointed(client: ExchangeClient, size: int) -> None:
@@ -76,13 +81,12 @@ def _checkpointed(client: ExchangeClient, size: int) -> None:
         time.sleep(0.05)
 
 
-def _pending_then_anchored(url: str) -> list[Bundle]:
-    alice, bob = SM2PrivateKey.generate(), SM2PrivateKey.generate()
+def _pending_then_anchored(url: str, alice: SM2PrivateKey, bob: SM2PrivateKey) -> list[Bundle]:
     with ExchangeClient(url, key=alice) as client:
-        first = client.append(client.sign("listing.published", {"listing": "L-0"}))
+        first = client.append(client.sign("note.added", {"listing": "L-0"}))
         bundles = [client.wait_for_receipt(first.index, timeout=60, interval=0.05)]  # 1st anchor
 
-        second = client.append(client.sign("order.placed", {"order": "O-1", "price_fen": 990}))
+        second = client.append(client.sign("note.added", {"order": "O-1", "price_fen": 990}))
         _checkpointed(client, 2)
         # Integrated but 1 leaf < the threshold of 3: deterministically pending.
         with pytest.raises(ReceiptPendingError) as pending:
@@ -91,7 +95,7 @@ def _pending_then_anchored(url: str) -> list[Bundle]:
 
         with ExchangeClient(url, key=bob) as other:
             more = other.append_many(
-                [other.sign("order.placed", {"order": f"O-{n}"}) for n in (2, 3)]
+                [other.sign("note.added", {"order": f"O-{n}"}) for n in (2, 3)]
             )
         assert [a.index for a in more] == [2, 3]
         for index in (1, 2, 3):

@@ -15,8 +15,9 @@ if _EXCHANGE_TESTS not in sys.path:
     sys.path.append(_EXCHANGE_TESTS)
 
 from test_auth_support import listing_content, running_exchange  # noqa: E402
+from test_raw_append_support import enrol  # noqa: E402
 
-__all__ = ["listing_content", "running_exchange", "write_dataset"]
+__all__ = ["enrol", "listing_content", "running_exchange", "write_dataset"]
 
 
 def write_dataset(path: Path, rows: int = 8000) -> Path:

@@ -1,5 +1,9 @@
 """The log's REST API over a real uvicorn: append, checkpoints, entries, proofs
-(verified with ledger.merkle), anchors, the in-app sequencer, and every error case."""
+(verified with ledger.merkle), anchors, the in-app sequencer, and every error case.
+
+Appends are the raw append's: ``note.*`` records by an enrolled participant, in
+signed requests, with the rate limit raised out of the way (its own tests are in
+test_log_raw_append.py)."""
 
 from __future__ import annotations
 
@@ -15,7 +19,9 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy import func, select
 from sqlmodel import Session
+from test_raw_append_support import enrol
 
+from clients.signing import SM2RequestSigner
 from exchange.anchoring.models import AnchorRow, AnchorState
 from exchange.app import create_app
 from exchange.log.models import PromiseBatchRow
@@ -38,20 +44,33 @@ def log_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[LogDataba
         yield db
 
 
-@pytest.fixture
-def app(log_db: LogDatabase, tmp_path: Path) -> FastAPI:
-    return create_app(
-        Settings(data_dir=tmp_path / "data", database_url=log_db.url, sequencer_enabled=False)
-    )
-
-
 @pytest.fixture(scope="module")
 def actor() -> SM2PrivateKey:
     return SM2PrivateKey.generate()
 
 
+@pytest.fixture
+def app(log_db: LogDatabase, tmp_path: Path, actor: SM2PrivateKey) -> FastAPI:
+    app = create_app(
+        Settings(
+            data_dir=tmp_path / "data",
+            database_url=log_db.url,
+            sequencer_enabled=False,
+            raw_append_rate_per_s=1_000_000,  # out of the way of the concurrency test
+            raw_append_burst=1_000_000,
+        )
+    )
+    enrol(app.state.engine, actor)
+    return app
+
+
+def _client(url: str, actor: SM2PrivateKey, **kw: Any) -> httpx.Client:
+    """A client whose requests ``actor`` signs (reads need no signature, and get one)."""
+    return httpx.Client(base_url=url, auth=SM2RequestSigner(actor), **kw)
+
+
 def _body(actor: SM2PrivateKey, n: int, **payload: Any) -> dict[str, Any]:
-    signed = sign_record(actor, "listing.published", {"listing": f"l-{n}", **payload})
+    signed = sign_record(actor, "note.added", {"listing": f"l-{n}", **payload})
     return {"record": signed.to_dict(), "public_key": actor.public_key().to_pem().decode()}
 
 
@@ -70,7 +89,7 @@ def _error(response: httpx.Response, status: int, code: str) -> str:
 def test_append_integrate_and_verify_everything_over_http(
     app: FastAPI, actor: SM2PrivateKey, live_server: Any
 ) -> None:
-    with live_server(app) as url, httpx.Client(base_url=url) as http:
+    with live_server(app) as url, _client(url, actor) as http:
         log_key = SM2PublicKey.from_pem(
             http.get("/.well-known/shancheng/log-key").json()["public_key"]
         )
@@ -153,7 +172,7 @@ def test_bad_appends_are_refused_with_clear_codes(
     del no_signature["record"]["signature"]
     float_payload = _body(actor, 5)
     float_payload["record"]["record"]["payload"]["price"] = 1.5
-    with live_server(app) as url, httpx.Client(base_url=url) as http:
+    with live_server(app) as url, _client(url, actor) as http:
         assert http.post("/log/records", json=good).status_code == 201
         message = _error(http.post("/log/records", json=good), 409, "duplicate_record")
         assert "index 0" in message
@@ -218,7 +237,7 @@ def test_concurrent_http_appends_are_group_committed(
 
         def client(mine: list[dict[str, Any]]) -> list[dict[str, Any]]:
             answers = []
-            with httpx.Client(base_url=url, timeout=60) as http:
+            with _client(url, actor, timeout=60) as http:
                 for body in mine:
                     response = http.post("/log/records", json=body)
                     assert response.status_code == 201, response.text
@@ -248,7 +267,7 @@ def test_concurrent_http_appends_are_group_committed(
 def test_a_stopping_server_refuses_appends_with_503(
     app: FastAPI, actor: SM2PrivateKey, live_server: Any
 ) -> None:
-    with live_server(app) as url, httpx.Client(base_url=url) as http:
+    with live_server(app) as url, _client(url, actor) as http:
         assert http.post("/log/records", json=_body(actor, 1)).status_code == 201
         app.state.appender.stop()  # what the lifespan does when the server stops
         assert "shutting" in _error(
@@ -265,7 +284,7 @@ def test_a_stopping_server_refuses_appends_with_503(
 def test_reads_validate_their_parameters(
     app: FastAPI, actor: SM2PrivateKey, live_server: Any
 ) -> None:
-    with live_server(app) as url, httpx.Client(base_url=url) as http:
+    with live_server(app) as url, _client(url, actor) as http:
         for n in range(4):
             http.post("/log/records", json=_body(actor, n))
         _integrate(app)
@@ -363,7 +382,8 @@ def test_the_in_app_sequencer_publishes_checkpoints(
     app = create_app(
         Settings(data_dir=tmp_path / "data", database_url=log_db.url, sequencer_interval=0.05)
     )
-    with live_server(app) as url, httpx.Client(base_url=url) as http:
+    enrol(app.state.engine, actor)
+    with live_server(app) as url, _client(url, actor) as http:
         for n in range(3):
             assert http.post("/log/records", json=_body(actor, n)).status_code == 201
         deadline = time.monotonic() + 60

@@ -996,25 +996,42 @@ class Story:
             "key_id": self.exchange.key_id(),
             "public_key": self.exchange.public_key().to_pem().decode("ascii"),
         }
-        # the raw log API: the provider's registration record, alone and in a batch
-        registration = log.records[0]
+        # the raw log API (a log of its own): the provider's statements, which change
+        # nothing, alone and in a batch (exchange/log/raw.py)
         pem = self.provider.public_key().to_pem().decode("ascii")
-        co_pem = self.co_provider.public_key().to_pem().decode("ascii")
-        self.requests["post_record"] = {"record": registration.to_dict(), "public_key": pem}
-        self.responses["post_record"] = {
-            "index": 0,
-            "leaf_hash": log.leaves[0].hex(),
-            "promise": log.promises[0],
-        }
-        batch = DocLog(self.exchange)
-        appended = batch.append(log.records[:2], at(2, 9, 2) + 37)
+        note = self.signed(
+            self.provider,
+            "note.added",
+            {
+                "listing_id": self.listing_id,
+                "text": "2025 年 5 月数据已重新发布：YZ0412 站点客流更正",
+            },
+            at(2, 9, 2),
+        )
+        attestation = self.signed(
+            self.provider,
+            "attestation.published",
+            {
+                "listing_id": self.listing_id,
+                "statement": "source contract 2025-17 renewed until 2027-12-31",
+            },
+            at(2, 9, 3),
+        )
+        correction = self.signed(
+            self.provider,
+            "note.added",
+            {"listing_id": self.listing_id, "text": "YZ0412 的 2025-05-02 客流以本次为准"},
+            at(2, 9, 3),
+        )
+        raw = DocLog(self.exchange)
+        [single] = raw.append([note], at(2, 9, 2) + 37)
+        self.requests["post_record"] = {"record": note.to_dict(), "public_key": pem}
+        self.responses["post_record"] = single
+        batch = [attestation, correction]
         self.requests["post_records"] = {
-            "records": [
-                {"record": log.records[0].to_dict(), "public_key": pem},
-                {"record": log.records[1].to_dict(), "public_key": co_pem},
-            ]
+            "records": [{"record": r.to_dict(), "public_key": pem} for r in batch]
         }
-        self.responses["post_records"] = {"appended": appended}
+        self.responses["post_records"] = {"appended": raw.append(batch, at(2, 9, 3) + 41)}
 
     def operations(self) -> None:
         database = {
