@@ -15,6 +15,8 @@ compute (the log)                  verify (anyone)
 :func:`inclusion_proof`            :func:`verify_inclusion`
                                    (:func:`root_from_inclusion_proof`)
 :func:`consistency_proof`          :func:`verify_consistency`
+:func:`range_proof`                :func:`verify_range`
+                                   (:func:`root_from_range_proof`)
 =================================  ==========================================
 
 Verification never returns a bool: it returns ``None`` or raises a
@@ -31,10 +33,11 @@ that keeps its tree in a database instead uses the node-store API:
 * :class:`CompactRange` appends leaf hashes one at a time in O(log n) memory
   and returns, per append, exactly the nodes that became complete; persist
   those and the store is complete.
-* :func:`inclusion_plan` / :func:`consistency_plan` / :func:`root_plan` say
-  which O(log n) nodes a proof needs; :meth:`ProofPlan.assemble` turns their
-  hashes into the proof. :func:`inclusion_proof_from`,
-  :func:`consistency_proof_from` and :func:`root_from` do both against a
+* :func:`inclusion_plan` / :func:`consistency_plan` / :func:`range_plan` /
+  :func:`root_plan` say which O(log n) nodes a proof needs;
+  :meth:`ProofPlan.assemble` turns their hashes into the proof.
+  :func:`inclusion_proof_from`, :func:`consistency_proof_from`,
+  :func:`range_proof_from` and :func:`root_from` do both against a
   :class:`NodeReader` with a single batched read.
 
 The hash function is pluggable (:class:`TreeHasher`, default
@@ -61,12 +64,14 @@ __all__ = [
     "InMemoryTree",
     "IndexOutOfRangeError",
     "InvalidProofError",
+    "LeafCountError",
     "Node",
     "NodeID",
     "NodeNotFoundError",
     "NodeReader",
     "ProofError",
     "ProofPlan",
+    "RangeError",
     "RootMismatchError",
     "SizeError",
     "TreeHasher",
@@ -81,12 +86,18 @@ __all__ = [
     "leaf_hash",
     "node_hash",
     "range_nodes",
+    "range_plan",
+    "range_proof",
+    "range_proof_from",
+    "range_proof_size",
     "root_from",
     "root_from_inclusion_proof",
     "root_from_leaf_hashes",
+    "root_from_range_proof",
     "root_plan",
     "verify_consistency",
     "verify_inclusion",
+    "verify_range",
 ]
 
 LEAF_PREFIX = b"\x00"
@@ -160,6 +171,31 @@ class SizeError(ProofError, ValueError):
             f"tree sizes must satisfy 0 <= old_size <= new_size, got old_size={old_size} "
             f"new_size={new_size}"
         )
+
+
+class RangeError(ProofError, ValueError):
+    """A leaf range ``[begin, end)`` that is empty or not inside ``[0, tree_size)``.
+
+    An empty range is refused rather than "proved": its proof would only show
+    that the tree splits at ``begin``, which no caller means to check.
+    """
+
+    def __init__(self, begin: int, end: int, tree_size: int) -> None:
+        self.begin = begin
+        self.end = end
+        self.tree_size = tree_size
+        super().__init__(
+            f"leaf range [{begin}, {end}) must be non-empty and inside a tree of size {tree_size}"
+        )
+
+
+class LeafCountError(ProofError):
+    """The leaf hashes given for a range are not one per leaf of the range."""
+
+    def __init__(self, expected: int, actual: int) -> None:
+        self.expected = expected
+        self.actual = actual
+        super().__init__(f"{actual} leaf hashes given for a range of {expected} leaves")
 
 
 class NodeNotFoundError(LookupError):
@@ -308,6 +344,19 @@ def consistency_proof_size(old_size: int, new_size: int) -> int:
     return seed + inner - shift + border
 
 
+def range_proof_size(begin: int, end: int, tree_size: int) -> int:
+    """Number of nodes in the range proof of leaves ``[begin, end)`` in a tree of ``tree_size``.
+
+    Requires ``0 <= begin < end <= tree_size`` (else :class:`RangeError`):
+    ``popcount(begin)`` subtrees left of the range plus the right siblings on
+    the path of leaf ``end - 1``.
+    """
+    if not 0 <= begin < end <= tree_size:
+        raise RangeError(begin, end, tree_size)
+    last = end - 1
+    return begin.bit_count() + inclusion_proof_size(last, tree_size) - last.bit_count()
+
+
 @dataclass(frozen=True, slots=True)
 class ProofPlan:
     """Which subtree hashes a proof consists of, and which stored nodes yield them.
@@ -390,6 +439,31 @@ def root_plan(tree_size: int) -> ProofPlan:
     if tree_size < 1:
         raise ValueError(f"a tree of size {tree_size} has no root node")
     return ProofPlan._of([(0, tree_size)])
+
+
+def range_plan(begin: int, end: int, tree_size: int) -> ProofPlan:
+    """Plan of the range proof of leaves ``[begin, end)`` in a tree of ``tree_size``.
+
+    Requires ``0 <= begin < end <= tree_size`` (else :class:`RangeError`). The
+    proof is the hashes of the maximal subtrees of the RFC 9162 tree that lie
+    wholly outside the range, in leaf order:
+
+    1. left of the range, ``range_nodes(0, begin)``: the ``popcount(begin)``
+       perfect subtrees covering ``[0, begin)``, largest (leftmost) first — the
+       compact range of ``[0, begin)``, and the left siblings of leaf
+       ``begin``'s path;
+    2. right of the range, the right siblings on the path of leaf ``end - 1``,
+       covering ``[end, tree_size)`` left to right (bottom-up); the last may be
+       a non-perfect subtree of the tree's right edge.
+
+    With the range's own leaf hashes these are exactly what rebuilds the root:
+    no node is sent that the verifier could compute.
+    """
+    if not 0 <= begin < end <= tree_size:
+        raise RangeError(begin, end, tree_size)
+    left = [node.coverage() for node in range_nodes(0, begin)]
+    right = [span for span in inclusion_plan(end - 1, tree_size).ranges if span[0] >= end]
+    return ProofPlan._of([*left, *right])
 
 
 # --------------------------------------------------------------------------- compact range
@@ -517,6 +591,18 @@ def consistency_proof(
     return _list_proof(plan, leaf_hashes[:new_size], hasher)
 
 
+def range_proof(
+    begin: int, end: int, leaf_hashes: Sequence[bytes], *, hasher: TreeHasher = SM3_HASHER
+) -> list[bytes]:
+    """Range proof (see :func:`range_plan`) of leaves ``[begin, end)`` in the tree of
+    ``leaf_hashes``.
+
+    Requires ``0 <= begin < end <= len(leaf_hashes)``. Hashes every leaf; use
+    :func:`range_proof_from` for a stored tree.
+    """
+    return _list_proof(range_plan(begin, end, len(leaf_hashes)), leaf_hashes, hasher)
+
+
 # --------------------------------------------------------------------------- proofs from a store
 
 
@@ -561,6 +647,19 @@ def consistency_proof_from(
     of a tree of at least ``new_size`` leaves. One batched read of O(log n) nodes.
     """
     plan = consistency_plan(old_size, new_size)
+    return plan.assemble(_fetch(reader, plan), hasher=hasher)
+
+
+def range_proof_from(
+    reader: NodeReader, begin: int, end: int, tree_size: int, *, hasher: TreeHasher = SM3_HASHER
+) -> list[bytes]:
+    """Range proof of leaves ``[begin, end)`` at ``tree_size`` from stored nodes.
+
+    Requires ``0 <= begin < end <= tree_size`` and that ``reader`` holds the
+    nodes of a tree of at least ``tree_size`` leaves outside the range (nodes
+    inside it are never read). One batched read of O(log n) nodes.
+    """
+    plan = range_plan(begin, end, tree_size)
     return plan.assemble(_fetch(reader, plan), hasher=hasher)
 
 
@@ -640,6 +739,11 @@ class InMemoryTree:
         """Consistency proof from ``old_size`` to ``new_size`` (default: current size)."""
         size = self._size_or_current(new_size)
         return consistency_proof_from(self, old_size, size, hasher=self._hasher)
+
+    def range_proof(self, begin: int, end: int, tree_size: int | None = None) -> list[bytes]:
+        """Range proof of leaves ``[begin, end)`` at ``tree_size`` (default: current size)."""
+        size = self._size_or_current(tree_size)
+        return range_proof_from(self, begin, end, size, hasher=self._hasher)
 
 
 # --------------------------------------------------------------------------- verification
@@ -796,3 +900,88 @@ def verify_consistency(
         raise RootMismatchError(old_root, fr, which="old root")
     if sr != new_root:
         raise RootMismatchError(new_root, sr, which="new root")
+
+
+def root_from_range_proof(
+    begin: int,
+    end: int,
+    tree_size: int,
+    leaf_hashes: Sequence[bytes],
+    proof: Sequence[bytes],
+    *,
+    hasher: TreeHasher = SM3_HASHER,
+) -> bytes:
+    """The root implied by the leaf hashes of ``[begin, end)`` and their range proof.
+
+    Requires ``0 <= begin < end <= tree_size`` (else :class:`RangeError`), one
+    leaf hash per leaf of the range (else :class:`LeafCountError`), hashes of
+    the digest size (else :class:`HashSizeError`) and exactly
+    :func:`range_proof_size` proof nodes (else :class:`InvalidProofError`).
+
+    The proof's first ``popcount(begin)`` nodes are the compact range of
+    ``[0, begin)``; the range's leaves extend it to ``[0, end - 1)``, whose
+    nodes are the left siblings on leaf ``end - 1``'s path; the RFC 9162
+    §2.1.3.2 walk up that path takes each left sibling from there and each
+    right sibling from the rest of the proof, in order.
+    """
+    if not 0 <= begin < end <= tree_size:
+        raise RangeError(begin, end, tree_size)
+    if len(leaf_hashes) != end - begin:
+        raise LeafCountError(end - begin, len(leaf_hashes))
+    for i, leaf in enumerate(leaf_hashes):
+        _check_size(leaf, f"leaf hash {i}", hasher)
+    _check_proof(proof, range_proof_size(begin, end, tree_size), hasher, "range proof")
+    split = begin.bit_count()
+    left = list(proof[:split])  # the compact range of [0, size), largest first
+    size = begin
+    for leaf in leaf_hashes[:-1]:
+        current, level = leaf, 0
+        while (size >> level) & 1:  # as CompactRange.append, without the Node list
+            current = hasher.hash_children(left.pop(), current)
+            level += 1
+        left.append(current)
+        size += 1
+    right = iter(proof[split:])
+    fn, sn, r = end - 1, tree_size - 1, leaf_hashes[-1]
+    while sn:
+        if fn & 1 or fn == sn:
+            while not fn & 1:  # the right edge: no sibling until fn is a right child
+                fn >>= 1
+                sn >>= 1
+            r = hasher.hash_children(left.pop(), r)
+        else:
+            r = hasher.hash_children(r, next(right))
+        fn >>= 1
+        sn >>= 1
+    return r
+
+
+def verify_range(
+    begin: int,
+    end: int,
+    tree_size: int,
+    leaf_hashes: Sequence[bytes],
+    proof: Sequence[bytes],
+    root: bytes,
+    *,
+    hasher: TreeHasher = SM3_HASHER,
+) -> None:
+    """Check that ``leaf_hashes`` are exactly leaves ``[begin, end)`` of the tree
+    (``tree_size``, ``root``): the right leaves, in order, at those positions.
+
+    Checks in order, raising the first failure: the range
+    (:class:`RangeError`), the size of ``root`` (:class:`HashSizeError`), the
+    number of leaf hashes (:class:`LeafCountError`), their sizes, the proof
+    length against :func:`range_proof_size` (:class:`InvalidProofError`), the
+    proof node sizes, then the root (:class:`RootMismatchError`,
+    ``expected=root``). Returns ``None`` when the proof holds.
+
+    As with inclusion, ``tree_size`` shapes the computation; take it with
+    ``root`` from the same signed record.
+    """
+    if not 0 <= begin < end <= tree_size:
+        raise RangeError(begin, end, tree_size)
+    _check_size(root, "root", hasher)
+    calculated = root_from_range_proof(begin, end, tree_size, leaf_hashes, proof, hasher=hasher)
+    if calculated != root:
+        raise RootMismatchError(root, calculated)

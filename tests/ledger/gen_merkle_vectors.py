@@ -151,6 +151,46 @@ class Reference:
             fn, sn = fn // 2, sn // 2
         return fr == first_hash and sr == second_hash and sn == 0
 
+    def range_proof(self, a: int, b: int, d: Sequence[bytes], lo: int = 0) -> list[bytes]:
+        """MTH of every maximal subtree of MTH(D) (leaves lo, lo+1, ...) that lies
+        wholly outside [a, b), in leaf order (0 <= a < b <= lo + len(D))."""
+        n = len(d)
+        if lo + n <= a or b <= lo:
+            return [self.mth(d)]
+        if a <= lo and lo + n <= b:
+            return []
+        k = largest_power_of_two_below(n)
+        return [*self.range_proof(a, b, d[:k], lo), *self.range_proof(a, b, d[k:], lo + k)]
+
+    def accepts_range(
+        self,
+        a: int,
+        b: int,
+        size: int,
+        leaf_hashes: Sequence[bytes],
+        proof: Sequence[bytes],
+        root: bytes,
+    ) -> bool:
+        """Rebuild MTH(D[size]) top-down, taking each subtree outside [a, b) from the
+        proof and each leaf inside from leaf_hashes, in order; all of both used."""
+        if not 0 <= a < b <= size or len(leaf_hashes) != b - a:
+            return False
+        outside, inside = iter(proof), iter(leaf_hashes)
+
+        def build(lo: int, hi: int) -> bytes:
+            if hi <= a or b <= lo:
+                return next(outside)
+            if hi - lo == 1:
+                return next(inside)
+            k = largest_power_of_two_below(hi - lo)
+            return self.node(build(lo, lo + k), build(lo + k, hi))
+
+        try:
+            calculated = build(0, size)
+        except StopIteration:
+            return False
+        return next(outside, None) is None and calculated == root
+
 
 def largest_power_of_two_below(n: int) -> int:
     k = 1
@@ -168,6 +208,10 @@ def proof_length(old: int, new: int) -> int:
     if old in (0, new):
         return 0
     return len(Reference(sha256_digest).proof(old, [b""] * new))
+
+
+def range_proof_length(a: int, b: int, size: int) -> int:
+    return len(Reference(sha256_digest).range_proof(a, b, [b""] * size))
 
 
 # --------------------------------------------------------------------------- self checks
@@ -228,6 +272,24 @@ def consistency_error(
     if len(old_root) != HASH_SIZE or len(new_root) != HASH_SIZE:
         return "HashSizeError"
     if len(proof) != proof_length(old, new):
+        return "InvalidProofError"
+    if any(len(p) != HASH_SIZE for p in proof):
+        return "HashSizeError"
+    return "RootMismatchError"
+
+
+def range_error(
+    a: int, b: int, size: int, leaf_hashes: Sequence[bytes], proof: Sequence[bytes], root: bytes
+) -> str:
+    if not 0 <= a < b <= size:
+        return "RangeError"
+    if len(root) != HASH_SIZE:
+        return "HashSizeError"
+    if len(leaf_hashes) != b - a:
+        return "LeafCountError"
+    if any(len(h) != HASH_SIZE for h in leaf_hashes):
+        return "HashSizeError"
+    if len(proof) != range_proof_length(a, b, size):
         return "InvalidProofError"
     if any(len(p) != HASH_SIZE for p in proof):
         return "HashSizeError"
@@ -525,6 +587,208 @@ def build_consistency(ref: Reference, data: Sequence[bytes]) -> dict[str, Any]:
     }
 
 
+RANGE_SIZES = [1, 2, 3, 4, 5, 6, 7, 8, 9]
+RANGE_EXTRA = [
+    (0, 13, 13),
+    (0, 1, 13),
+    (12, 13, 13),
+    (5, 11, 13),
+    (0, 16, 16),
+    (3, 9, 16),
+    (0, 16, 17),
+    (16, 17, 17),
+    (15, 17, 17),
+    (7, 20, 31),
+    (30, 31, 31),
+    (0, 100, 100),
+    (0, 64, 100),
+    (42, 58, 100),
+    (63, 65, 100),
+    (96, 100, 100),
+    (99, 100, 100),
+    (0, 129, 129),
+    (1, 128, 129),
+]
+RANGE_TAMPER = [
+    (0, 1, 1),
+    (0, 3, 3),
+    (1, 2, 3),
+    (2, 5, 8),
+    (3, 4, 7),
+    (1, 6, 7),
+    (0, 5, 7),
+    (4, 7, 7),
+    (5, 11, 17),
+    (16, 17, 17),
+    (0, 16, 17),
+    (7, 20, 31),
+    (42, 58, 100),
+    (99, 100, 100),
+]
+
+
+def build_range(ref: Reference, data: Sequence[bytes]) -> dict[str, Any]:
+    leaves = [ref.leaf(d) for d in data]
+    cases: list[dict[str, Any]] = []
+
+    def case(
+        desc: str,
+        a: int,
+        b: int,
+        n: int,
+        hashes: Sequence[bytes],
+        proof: Sequence[bytes],
+        root: bytes,
+        err: str | None,
+    ) -> None:
+        cases.append(
+            {
+                "desc": desc,
+                "begin": a,
+                "end": b,
+                "tree_size": n,
+                "leaf_hashes": hexes(hashes),
+                "proof": hexes(proof),
+                "root": root.hex(),
+                "expected_error": err,
+            }
+        )
+
+    def valid(a: int, b: int, n: int) -> None:
+        root = ref.mth(data[:n])
+        proof = ref.range_proof(a, b, data[:n])
+        assert ref.accepts_range(a, b, n, leaves[a:b], proof, root)
+        case(f"leaves [{a}, {b}) of {n}", a, b, n, leaves[a:b], proof, root, None)
+
+    for n in RANGE_SIZES:
+        for a in range(n):
+            for b in range(a + 1, n + 1):
+                valid(a, b, n)
+    for a, b, n in RANGE_EXTRA:
+        valid(a, b, n)
+
+    other = ref.leaf(b"a row that is not in the tree")
+    for a, b, n in RANGE_TAMPER:
+        root = ref.mth(data[:n])
+        hashes = leaves[a:b]
+        proof = ref.range_proof(a, b, data[:n])
+        at = f"leaves [{a}, {b}) of {n}"
+        mid = (b - a) // 2
+        changed = list(hashes)
+        changed[mid] = ref.leaf(data[a + mid] + b"!")
+        T = tuple[str, int, int, int, list[bytes], list[bytes], bytes]
+        tampered: list[T] = [
+            ("one row changed", a, b, n, changed, proof, root),
+            ("a row dropped (range unchanged)", a, b, n, hashes[:-1], proof, root),
+            ("a row added (range unchanged)", a, b, n, [*hashes, other], proof, root),
+            ("leaf hash bit flipped", a, b, n, [flip(hashes[0], 5, 1), *hashes[1:]], proof, root),
+            ("leaf data instead of leaf hash", a, b, n, [data[a], *hashes[1:]], proof, root),
+            ("root bit flipped", a, b, n, hashes, proof, flip(root, 0, 0)),
+            ("root cut to 31 bytes", a, b, n, hashes, proof, root[:31]),
+            ("root of the empty tree", a, b, n, hashes, proof, ref.mth([])),
+            ("tree size + 1", a, b, n + 1, hashes, proof, root),
+            ("checkpoint of size + 1", a, b, n + 1, hashes, proof, ref.mth(data[: n + 1])),
+            ("extended proof (zero node appended)", a, b, n, hashes, [*proof, bytes(32)], root),
+            ("extended proof (root prepended)", a, b, n, hashes, [root, *proof], root),
+            ("extended proof (empty node appended)", a, b, n, hashes, [*proof, b""], root),
+            ("empty range [begin, begin)", a, a, n, [], proof, root),
+            ("end beyond the tree", a, n + 1, n, leaves[a : n + 1], proof, root),
+            ("negative begin", -1, b, n, [leaves[0], *hashes], proof, root),
+            ("begin after end", b, a, n, hashes, proof, root),
+        ]
+        if b - a > 1:
+            dropped = [*hashes[:mid], *hashes[mid + 1 :]]
+            tampered += [
+                ("a row dropped, range shortened", a, b - 1, n, dropped, proof, root),
+                (
+                    "a row dropped, range shortened, its own proof",
+                    a,
+                    b - 1,
+                    n,
+                    dropped,
+                    ref.range_proof(a, b - 1, data[:n]),
+                    root,
+                ),
+                ("two rows swapped", a, b, n, [hashes[1], hashes[0], *hashes[2:]], proof, root),
+                ("rows reversed", a, b, n, hashes[::-1], proof, root),
+                ("last row repeated", a, b, n, [*hashes[:-1], hashes[-2]], proof, root),
+            ]
+        if b < n:
+            shifted = leaves[a + 1 : b + 1]
+            tampered += [
+                ("rows [begin+1, end+1) presented as [begin, end)", a, b, n, shifted, proof, root),
+                (
+                    "rows [begin+1, end+1) with their proof, presented as [begin, end)",
+                    a,
+                    b,
+                    n,
+                    shifted,
+                    ref.range_proof(a + 1, b + 1, data[:n]),
+                    root,
+                ),
+                (
+                    "a row added, range lengthened",
+                    a,
+                    b + 1,
+                    n,
+                    [*hashes[:mid], other, *hashes[mid:]],
+                    ref.range_proof(a, b + 1, data[:n]),
+                    root,
+                ),
+            ]
+        if a > 0:
+            earlier = leaves[a - 1 : b - 1]
+            tampered.append(
+                ("rows [begin-1, end-1) presented as [begin, end)", a, b, n, earlier, proof, root)
+            )
+        if n > 1 and b < n:
+            tampered += [
+                ("tree size - 1", a, b, n - 1, hashes, proof, root),
+                ("checkpoint of size - 1", a, b, n - 1, hashes, proof, ref.mth(data[: n - 1])),
+            ]
+        for k in range(len(proof)):
+            bad = list(proof)
+            bad[k] = flip(bad[k], 31 if k % 2 else 0, k % 8)
+            tampered.append((f"proof[{k}] bit flipped", a, b, n, hashes, bad, root))
+        if proof:
+            tampered += [
+                ("truncated proof (last node dropped)", a, b, n, hashes, proof[:-1], root),
+                ("truncated proof (first node dropped)", a, b, n, hashes, proof[1:], root),
+                ("empty proof", a, b, n, hashes, [], root),
+                ("proof node cut to 31 bytes", a, b, n, hashes, [proof[0][:31], *proof[1:]], root),
+            ]
+        if len(proof) > 1:
+            tampered += [
+                (
+                    "first and last proof nodes swapped",
+                    a,
+                    b,
+                    n,
+                    hashes,
+                    [proof[-1], *proof[1:-1], proof[0]],
+                    root,
+                ),
+                ("proof reversed", a, b, n, hashes, proof[::-1], root),
+            ]
+        for desc, ta, tb, tn, thashes, tproof, troot in tampered:
+            if ref.accepts_range(ta, tb, tn, thashes, tproof, troot):
+                ACCEPTED.append(f"range {at}: {desc}")
+                continue
+            err = range_error(ta, tb, tn, thashes, tproof, troot)
+            case(f"{at}: {desc}", ta, tb, tn, thashes, tproof, troot, err)
+    return {
+        "comment": "SM3 RFC 9162 range proofs (the maximal subtrees outside [begin, end), in "
+        "leaf order) and tampered variants. leaf_hashes are the hashes presented as leaves "
+        "[begin, end); expected_error null = the proof verifies and equals the generated "
+        "proof; otherwise the verifier raises that error class. leaves = leaf data (hex); a "
+        "case of tree_size n uses the first n.",
+        "generator": "tests/ledger/gen_merkle_vectors.py",
+        "hash": "SM3",
+        "leaves": hexes(data),
+        "cases": cases,
+    }
+
+
 ACCEPTED: list[str] = []
 """Mutations the RFC algorithms accept (left out of the vectors; printed by main)."""
 
@@ -539,6 +803,7 @@ def build_vectors() -> dict[str, dict[str, Any]]:
         "merkle_roots.json": build_roots(ref, data),
         "merkle_inclusion.json": build_inclusion(ref, data),
         "merkle_consistency.json": build_consistency(ref, data),
+        "merkle_range.json": build_range(ref, data),
     }
 
 
