@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sqlite3
+import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -29,13 +31,31 @@ def make_engine(url: str) -> Engine:
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: object) -> None:
     cursor = dbapi_connection.cursor()
-    # WAL lets readers proceed while one writer commits; busy_timeout makes a
-    # second writer (another worker process) wait instead of failing at once.
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
+    # busy_timeout makes a second writer (another worker process) wait instead of
+    # failing at once; WAL lets readers proceed while one writer commits.
     cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    _switch_to_wal(cursor)
+    cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
+
+
+def _switch_to_wal(cursor: Any) -> None:
+    # Two first connections switching a new file to WAL at the same moment both hold
+    # a read lock and want the exclusive one: SQLite refuses one at once ("database
+    # is locked", no busy wait: waiting would deadlock). Once the other switched,
+    # trying again is a no-op.
+    for attempt in range(_WAL_ATTEMPTS):
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or attempt == _WAL_ATTEMPTS - 1:
+                raise
+            time.sleep(0.01 * (attempt + 1))
+
+
+_WAL_ATTEMPTS = 20
 
 
 def create_tables(engine: Engine, names: Iterable[str]) -> None:
