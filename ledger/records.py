@@ -41,6 +41,7 @@ import re
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from itertools import accumulate
 from typing import Any, Final, NoReturn
 
 import rfc8785
@@ -51,6 +52,7 @@ from ledger.sm2 import SM2PrivateKey, SM2PublicKey
 
 __all__ = [
     "MAX_SAFE_INTEGER",
+    "MAX_TEXT_DEPTH",
     "ActorMismatchError",
     "FrozenMapping",
     "Record",
@@ -58,7 +60,9 @@ __all__ = [
     "SignedRecord",
     "canonical_json",
     "check_json_value",
+    "check_text_depth",
     "parse_json_object",
+    "parse_json_text",
     "sign_record",
     "thaw",
 ]
@@ -233,19 +237,42 @@ def _reject_constant(name: str) -> NoReturn:
     raise RecordFormatError(f"{name} is not valid JSON")
 
 
-_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
-_JSON_BRACKET = re.compile(r"[\[\]{}]")
-_MAX_TEXT_DEPTH: Final = MAX_DEPTH + 16  # room for the envelopes around a payload
+# A JSON string, or the rest of the text after an unterminated one. Possessive
+# and always matching where a string starts, so a scan is linear in the text:
+# no backtracking, and no rescan from each quote of a hostile unterminated string.
+_JSON_STRING = re.compile(r'"(?:[^"\\]++|\\.)*+(?:"|\\?\Z)', re.DOTALL)
+_NOT_BRACKET = re.compile(r"[^\[\]{}]++")
+_BRACKET_STEP: Final = {"[": 1, "{": 1, "]": -1, "}": -1}
+MAX_TEXT_DEPTH: Final = MAX_DEPTH + 16
+"""Deepest nesting of JSON text accepted before parsing (room for the envelopes
+around a payload)."""
 
 
-def _check_text_depth(text: str, what: str) -> None:
-    """Refuse deeply nested JSON *before* parsing: the C decoder recurses and
-    can overflow the stack on hostile input."""
-    depth = 0
-    for match in _JSON_BRACKET.finditer(_JSON_STRING.sub("", text)):
-        depth += 1 if match.group() in "[{" else -1
-        if depth > _MAX_TEXT_DEPTH:
-            raise RecordFormatError(f"{what} is nested deeper than {_MAX_TEXT_DEPTH} levels")
+def check_text_depth(text: str, what: str) -> None:
+    """Refuse JSON text nested deeper than :data:`MAX_TEXT_DEPTH` *before* parsing:
+    the C decoder recurses and can overflow the stack on hostile input. Runs
+    without recursion, in time linear in ``len(text)``; raises
+    :class:`RecordFormatError`."""
+    if text.count("[") + text.count("{") <= MAX_TEXT_DEPTH:
+        return  # (strings included) too few to nest that deep: the common case, at once
+    brackets = _NOT_BRACKET.sub("", _JSON_STRING.sub("", text))
+    if len(brackets) <= MAX_TEXT_DEPTH:
+        return
+    if max(accumulate(map(_BRACKET_STEP.__getitem__, brackets))) > MAX_TEXT_DEPTH:
+        raise RecordFormatError(f"{what} is nested deeper than {MAX_TEXT_DEPTH} levels")
+
+
+def parse_json_text(text: str, what: str) -> Any:
+    """Parse JSON text holding any value; deep nesting, duplicate keys, NaN and
+    Infinity are refused with :class:`RecordFormatError`. Text that is not JSON
+    raises ``json.JSONDecodeError`` (a ``ValueError``)."""
+    check_text_depth(text, what)
+    try:
+        return json.loads(
+            text, object_pairs_hook=_reject_duplicates, parse_constant=_reject_constant
+        )
+    except RecursionError:
+        raise RecordFormatError(f"{what} is nested too deeply") from None
 
 
 def parse_json_object(data: str | bytes, what: str) -> dict[str, Any]:
@@ -255,15 +282,10 @@ def parse_json_object(data: str | bytes, what: str) -> dict[str, Any]:
         text = data.decode("utf-8") if isinstance(data, bytes) else data
     except UnicodeDecodeError:
         raise RecordFormatError(f"{what} is not UTF-8 text") from None
-    _check_text_depth(text, what)
     try:
-        value = json.loads(
-            text, object_pairs_hook=_reject_duplicates, parse_constant=_reject_constant
-        )
+        value = parse_json_text(text, what)
     except ValueError as exc:
         raise RecordFormatError(f"{what} is not valid JSON: {exc}") from None
-    except RecursionError:
-        raise RecordFormatError(f"{what} is nested too deeply") from None
     if not isinstance(value, dict):
         raise RecordFormatError(f"{what} must be a JSON object, got {type(value).__name__}")
     return value
