@@ -18,7 +18,8 @@ from exchange.api import listings as listings_api
 from exchange.api import participants as participants_api
 from exchange.auth.setup import install_auth
 from exchange.db import make_engine
-from exchange.errors import install_error_handlers
+from exchange.errors import install_error_handlers, install_internal_error_guard
+from exchange.json_body import install_strict_json_body
 from exchange.keys import load_log_key
 from exchange.limits import install_body_limit
 from exchange.listings.search import create_search_tables
@@ -174,7 +175,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.anchoring = None
     app.state.auto_acceptor = None
     install_error_handlers(app)
+    # Middleware, innermost first: strict JSON bodies are read within the size limit,
+    # and the last-resort guard wraps everything.
+    install_strict_json_body(app)
     install_body_limit(app, settings.max_request_bytes)
+    install_internal_error_guard(app)
     app.include_router(health.router)
     app.include_router(log.router)
     app.include_router(receipts.router)

@@ -1,11 +1,19 @@
-"""Domain errors and the one handler that maps them to ``{"code", "message"}`` responses."""
+"""Domain errors and the one handler that maps them to ``{"code", "message"}`` responses;
+the last-resort guard that answers anything else as 500 ``internal``."""
 
 from __future__ import annotations
+
+import json
+import logging
+import secrets
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+logger = logging.getLogger(__name__)
 
 
 class ExchangeError(Exception):
@@ -63,3 +71,65 @@ def install_error_handlers(app: FastAPI) -> None:
         return JSONResponse(
             error_body(code, str(exc.detail)), status_code=exc.status_code, headers=exc.headers
         )
+
+
+INTERNAL_CODE = "internal"
+
+
+class InternalErrorGuard:
+    """Last resort: an exception nothing else handled is a fault of the server, never
+    of the client (client mistakes are domain errors, 4xx). It is logged with its
+    traceback and a reference, and answered 500 ``{"code": "internal", "message"}``
+    naming only that reference, instead of a plain-text traceback."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception as exc:
+            reference = secrets.token_hex(8)
+            logger.error(
+                "internal error %s on %s %s",
+                reference,
+                scope.get("method"),
+                scope.get("path"),
+                exc_info=exc,
+            )
+            if started:  # too late for an answer: the server drops the connection
+                raise
+            body = json.dumps(
+                error_body(
+                    INTERNAL_CODE,
+                    f"internal error (reference {reference}); the exchange has logged it",
+                )
+            ).encode()
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 500,
+                    "headers": [
+                        (b"content-type", b"application/json"),
+                        (b"content-length", str(len(body)).encode()),
+                    ],
+                }
+            )
+            await send({"type": "http.response.body", "body": body})
+
+
+def install_internal_error_guard(app: FastAPI) -> None:
+    """Add :class:`InternalErrorGuard`; install it after every other middleware, so
+    that it wraps them all."""
+    app.add_middleware(InternalErrorGuard)

@@ -22,7 +22,14 @@ from starlette.exceptions import HTTPException
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-__all__ = ["BodySizeLimit", "PayloadTooLarge", "body_limit", "install_body_limit"]
+__all__ = [
+    "BodySizeLimit",
+    "PayloadTooLarge",
+    "body_limit",
+    "install_body_limit",
+    "route_body_limit",
+    "streams_body",
+]
 
 CODE = "payload_too_large"
 _ATTRIBUTE = "__shancheng_body_limit__"
@@ -63,15 +70,7 @@ class BodySizeLimit:
 
     def _route_limit(self, scope: Scope) -> int | None:
         """The limit of the route ``scope`` reaches (the default if it set none)."""
-        application = scope.get("app")
-        router = getattr(application, "router", None)
-        for route in _flat_routes(getattr(router, "routes", ())):
-            match, child_scope = route.matches(scope)
-            if match is Match.FULL:
-                endpoint = child_scope.get("endpoint") or getattr(route, "endpoint", None)
-                value = getattr(endpoint, _ATTRIBUTE, _UNSET)
-                return self.max_bytes if value is _UNSET else value  # type: ignore[return-value]
-        return self.max_bytes
+        return route_body_limit(scope, self.max_bytes)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -115,6 +114,26 @@ class BodySizeLimit:
             if started:
                 raise
             await _refuse(send, exc.limit)
+
+
+def route_body_limit(scope: Scope, default: int) -> int | None:
+    """The body limit of the route ``scope`` reaches: its own (:func:`body_limit`),
+    or ``default`` if it set none (or no route matches)."""
+    application = scope.get("app")
+    router = getattr(application, "router", None)
+    for route in _flat_routes(getattr(router, "routes", ())):
+        match, child_scope = route.matches(scope)
+        if match is Match.FULL:
+            endpoint = child_scope.get("endpoint") or getattr(route, "endpoint", None)
+            value = getattr(endpoint, _ATTRIBUTE, _UNSET)
+            return default if value is _UNSET else value  # type: ignore[return-value]
+    return default
+
+
+def streams_body(scope: Scope) -> bool:
+    """Whether the route ``scope`` reaches opted out of the limit (``body_limit(None)``):
+    it streams its body, which must never be held whole."""
+    return route_body_limit(scope, 1) is None
 
 
 def _flat_routes(routes: Any) -> Any:
