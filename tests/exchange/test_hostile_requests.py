@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import anyio
 import httpx
 import pytest
 from fastapi.routing import iter_route_contexts
@@ -575,3 +576,30 @@ def test_nul_in_a_signed_record_is_refused_on_every_backend(world: World) -> Non
     payload = _listing_payload(world, str(uuid.uuid4())) | {"title": "bus\x00stops"}
     response = world.ex.act(world.provider, "POST", "/listings", "listing.drafted", payload)
     assert _assert_error(response, 400)["code"] == "invalid_json"
+
+
+# ---------------------------------------------------------------------- the last resort
+
+
+def test_an_unhandled_exception_is_a_json_500_that_tells_nothing_internal(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = create_app(Settings(data_dir=tmp_path, sequencer_enabled=False))
+
+    @app.get("/boom")
+    def boom() -> None:
+        raise RuntimeError("secret-detail at /srv/exchange")
+
+    async def call() -> httpx.Response:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            return await client.get("/boom")
+
+    with caplog.at_level("ERROR", logger="exchange.errors"):
+        response = anyio.run(call)
+    body = _assert_error(response, 500)
+    assert body["code"] == "internal"
+    assert "secret-detail" not in response.text and "Traceback" not in response.text
+    reference = body["message"].split("reference ")[1].split(")")[0]
+    logged = [r for r in caplog.records if reference in r.getMessage()]
+    assert logged and logged[0].exc_info is not None  # the traceback stays server-side
