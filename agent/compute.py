@@ -47,6 +47,7 @@ from ledger.computation.validate import (
     ValidatedQuery,
     validate,
 )
+from ledger.sm3 import sm3
 
 __all__ = [
     "TABLE",
@@ -67,6 +68,9 @@ _NUMERIC_TYPES: Final = frozenset(
     {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT",
      "UINTEGER", "UBIGINT", "UHUGEINT", "FLOAT", "DOUBLE"}
 )  # fmt: skip
+
+_NOISE_GRANULARITY: Final = -40
+"""Noise is a multiple of 2**-40 (see :func:`_laplace`)."""
 
 dp.enable_features("contrib")
 
@@ -202,7 +206,7 @@ class ComputeEngine:
         return ComputationResult(
             table=table,
             encoded=encoded,
-            result_sm3=table.sm3_hex(),
+            result_sm3=sm3(encoded).hex(),
             rows_scanned=self.rows,
             epsilon_spent=spent,
             query=query,
@@ -318,20 +322,25 @@ def _as_float(value: Any) -> float:
 
 def _laplace(values: list[float], sensitivity: float, epsilon: float) -> list[float]:
     """``values`` plus Laplace noise from OpenDP, calibrated so that changing one row
-    (L1 change ≤ ``sensitivity`` over the whole vector) costs at most ``epsilon``."""
+    (L1 change ≤ ``sensitivity`` over the whole vector) costs at most ``epsilon``.
+
+    Noise is drawn on the lattice 2**-40 (OpenDP's ``k``): several times faster than
+    the exact float sampler, for a privacy loss larger by about 1e-10 relative, which
+    the calibration below absorbs by widening the scale."""
     if not values:
         return []
-    space = (dp.vector_domain(dp.atom_domain(T=float, nan=False)), dp.l1_distance(T=float))
+    space = (
+        dp.vector_domain(dp.atom_domain(T=float, nan=False), size=len(values)),
+        dp.l1_distance(T=float),
+    )
     scale = sensitivity / epsilon
-    measurement = dp.m.make_laplace(*space, scale=scale)
-    for _ in range(64):  # float rounding in the privacy map: widen the scale a hair
-        if measurement.map(sensitivity) <= epsilon:  # type: ignore[no-untyped-call]
-            break
-        scale = math.nextafter(scale, math.inf) * (1 + 1e-12)
-        measurement = dp.m.make_laplace(*space, scale=scale)
-    else:  # pragma: no cover - the map is monotone in the scale
-        raise RuntimeError("could not calibrate the Laplace noise")
-    return list(measurement(values))
+    for _ in range(8):
+        measurement = dp.m.make_laplace(*space, scale=scale, k=_NOISE_GRANULARITY)
+        loss = measurement.map(sensitivity)  # type: ignore[no-untyped-call]
+        if loss <= epsilon:
+            return list(measurement(values))
+        scale = math.nextafter(scale * (loss / epsilon), math.inf)
+    raise RuntimeError("could not calibrate the Laplace noise")  # pragma: no cover
 
 
 def _order(rows: list[list[object]], keys: Sequence[OrderKey]) -> list[list[object]]:
