@@ -146,7 +146,10 @@ def _bio_write(write: Any) -> bytes:
 
 def _as_bytes(data: bytes | str, what: str) -> bytes:
     if isinstance(data, str):
-        return data.encode("utf-8")
+        try:
+            return data.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate: no text a key could be made of
+            raise KeyFormatError(f"{what} is not valid Unicode text") from None
     if isinstance(data, bytes):
         return data
     raise TypeError(f"{what} must be bytes or str, not {type(data).__name__}")

@@ -541,6 +541,8 @@ NOT_STRICT_PUBLIC = [
     ),
     pytest.param(GOLDEN_PUBLIC_PEM.replace(b"\n", b"\n\n", 2)[:-1], id="blank line in body"),
     pytest.param("-----BEGIN PUBLIC KEY-----\né\n-----END PUBLIC KEY-----\n", id="non-ASCII"),
+    pytest.param("\ud800", id="lone surrogate"),
+    pytest.param(GOLDEN_PUBLIC_PEM.decode() + "\udfff", id="trailing lone surrogate"),
 ]
 
 
