@@ -5,6 +5,8 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -12,16 +14,18 @@ from test_anchoring_support import (
     DEV_KEY,
     add_checkpoint,
     anchored_sizes,
+    anchoring_database,
     chain_client,
     fresh_registry,
     make_worker,
     row,
-    sqlite_engine,
 )
+from test_orders import BACKENDS
 
 from devnet.launcher import Devnet
 from exchange.anchoring.lock import worker_lock
 from exchange.anchoring.models import AnchorState
+from exchange.log.testing import LogDatabase
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -51,16 +55,22 @@ worker.run_forever(guard=lock.ensure_held)
 """
 
 
+@pytest.fixture(params=BACKENDS)
+def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[LogDatabase]:
+    with anchoring_database(request.param, tmp_path) as db:
+        yield db
+
+
 @pytest.mark.chain
 @pytest.mark.parametrize("die_at", ["sent", "broadcast"])
 def test_kill_9_mid_anchor_neither_loses_nor_doubles(
-    tmp_path: Path, devnet: Devnet, die_at: str
+    database: LogDatabase, devnet: Devnet, die_at: str
 ) -> None:
-    engine = sqlite_engine(tmp_path)
+    engine = database.engine
     chain = chain_client(devnet.rpc_url)
     registry = fresh_registry(chain)
     root = add_checkpoint(engine, 7)
-    database_url = str(engine.url)
+    database_url = database.url
 
     process = subprocess.Popen(
         [sys.executable, "-c", _WORKER, database_url, devnet.rpc_url, registry.address,
@@ -79,9 +89,16 @@ def test_kill_9_mid_anchor_neither_loses_nor_doubles(
     assert died.state == AnchorState.SENT and died.tx_hash is not None
     expected_status = "unknown" if die_at == "sent" else "mined"
     assert chain.transaction_status(died.tx_hash).state == expected_status
-    # The kernel released the dead worker's file lock.
+    # The kernel released the dead worker's file lock; PostgreSQL ends its session
+    # (and the advisory lock) once it sees the connection closed.
     lock = worker_lock(engine)
-    assert lock.try_acquire()
+    gave_up = threading.Event()
+    timer = threading.Timer(30, gave_up.set)
+    timer.start()
+    try:
+        assert lock.acquire(wait=True, poll_s=0.05, stop=gave_up)
+    finally:
+        timer.cancel()
     try:
         report = make_worker(engine, chain, registry, confirmations=1).run_once()
     finally:

@@ -6,6 +6,7 @@ anchors (tree size, root) and never verifies the log's signature.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,6 +21,7 @@ from exchange.anchoring.store import ensure_tables
 from exchange.anchoring.worker import AnchorWorker
 from exchange.db import make_engine
 from exchange.log.models import CheckpointRow
+from exchange.log.testing import LogDatabase, isolated_database
 from ledger.sm3 import sm3
 
 DEV_KEY = DEVNET_TEST_ACCOUNTS[0].private_key
@@ -47,6 +49,17 @@ def sqlite_engine(tmp_path: Path) -> Engine:
     engine = make_engine(f"sqlite:///{tmp_path / 'exchange.db'}")
     ensure_tables(engine)
     return engine
+
+
+@contextmanager
+def anchoring_database(backend: str, tmp_path: Path) -> Iterator[LogDatabase]:
+    """A fresh database with the anchoring tables: a SQLite file in ``tmp_path`` or,
+    for ``postgresql``, a throw-away schema of TEST_POSTGRES_URL."""
+    postgres = os.environ.get("TEST_POSTGRES_URL") if backend == "postgresql" else None
+    assert backend == "sqlite" or postgres is not None
+    with isolated_database(postgres, tmp_path) as db:
+        ensure_tables(db.engine)
+        yield db
 
 
 def add_checkpoint(engine: Engine, tree_size: int, root: bytes | None = None) -> bytes:

@@ -4,6 +4,7 @@ replayed across workers, tampered body/headers/target, wrong alg/coverage)."""
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ import httpx
 import pytest
 from sqlalchemy import insert, select
 from test_auth_support import Exchange, error, running_exchange
+from test_orders import BACKENDS
 
 from clients.signing import (
     SM2_SM3,
@@ -28,9 +30,9 @@ from ledger.errors import InvalidSignature
 from ledger.sm2 import SM2PrivateKey
 
 
-@pytest.fixture
-def exchange(live_server: Any, tmp_path: Path) -> Any:
-    with running_exchange(live_server, tmp_path, auth_clock_skew_s=60) as ex:
+@pytest.fixture(params=BACKENDS)
+def exchange(request: pytest.FixtureRequest, live_server: Any, tmp_path: Path) -> Any:
+    with running_exchange(live_server, tmp_path, request.param, auth_clock_skew_s=60) as ex:
         yield ex
 
 
@@ -151,6 +153,44 @@ def test_replayed_nonce_is_refused_also_by_another_worker(
         at_second = httpx.Request("GET", url + "/participants/me", headers=fresh.headers)
         assert client.send(at_second).status_code == 200
         error(_send(exchange, fresh), 401, "replayed_nonce")
+
+
+def _send_at_once(request: httpx.Request, bases: list[str]) -> list[httpx.Response]:
+    """Send ``request`` (its signed headers) to each server of ``bases`` at once."""
+    barrier = threading.Barrier(len(bases))
+    responses: list[httpx.Response] = []
+
+    def send(base: str) -> None:
+        copy = httpx.Request("GET", base + request.url.raw_path.decode(), headers=request.headers)
+        with httpx.Client() as client:
+            barrier.wait(timeout=30)
+            responses.append(client.send(copy))
+
+    threads = [threading.Thread(target=send, args=(base,)) for base in bases]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert len(responses) == len(bases)
+    return responses
+
+
+def test_one_signed_request_sent_to_two_workers_at_once_is_accepted_once(
+    exchange: Exchange, live_server: Any, tmp_path: Path
+) -> None:
+    """The nonce store is the shared database: of the same signed request sent to
+    two workers (two apps, two servers) at the same moment, one is accepted."""
+    buyer = exchange.register("buyer")
+    settings: Settings = exchange.app.state.settings
+    second = create_app(settings.model_copy(update={"data_dir": tmp_path / "second"}))
+    with live_server(second) as url:
+        for _ in range(5):
+            request = _signed(exchange, buyer, "GET", "/participants/me")
+            responses = _send_at_once(request, [exchange.url, url] * 2)
+            assert sorted(r.status_code for r in responses) == [200, 401, 401, 401]
+            for response in responses:
+                if response.status_code == 401:
+                    error(response, 401, "replayed_nonce")
 
 
 def test_same_nonce_different_request_is_a_replay(exchange: Exchange) -> None:

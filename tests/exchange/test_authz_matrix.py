@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 from test_auth_support import Exchange, listing_content, running_exchange
+from test_orders import BACKENDS
 
 from ledger.sm2 import SM2PrivateKey
 from ledger.sm3 import sm3
@@ -96,10 +97,12 @@ class World:
         return order_id
 
 
-@pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory, live_server: Any) -> Iterator[World]:
+@pytest.fixture(scope="module", params=BACKENDS)
+def world(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, live_server: Any
+) -> Iterator[World]:
     tmp: Path = tmp_path_factory.mktemp("authz")
-    with running_exchange(live_server, tmp) as ex:
+    with running_exchange(live_server, tmp, request.param) as ex:
         keys = {
             "owner": ex.provider("owner"),
             "other_provider": ex.provider("other"),

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import base64
 import json
-import resource
 import threading
 import tracemalloc
 from collections.abc import Iterator
@@ -30,6 +29,8 @@ from test_delivery_support import (
     temporary_entries,
     upload,
 )
+from test_memory_support import RssGrowth
+from test_orders import BACKENDS
 
 from clients.signing import SM2RequestSigner
 from ledger.sm3 import SM3Hasher
@@ -37,9 +38,11 @@ from ledger.sm3 import SM3Hasher
 MAX_BYTES = 300_000
 
 
-@pytest.fixture
-def ex(live_server: Any, tmp_path: Path) -> Iterator[Exchange]:
-    with running_exchange(live_server, tmp_path, content_max_bytes=MAX_BYTES) as exchange:
+@pytest.fixture(params=BACKENDS)
+def ex(request: pytest.FixtureRequest, live_server: Any, tmp_path: Path) -> Iterator[Exchange]:
+    with running_exchange(
+        live_server, tmp_path, request.param, content_max_bytes=MAX_BYTES
+    ) as exchange:
         yield exchange
 
 
@@ -264,21 +267,21 @@ def test_a_64_mib_upload_streams_in_bounded_memory(live_server: Any, tmp_path: P
         listing_id = ex.draft(owner, content_digest=digest.hex(), byte_size=BIG)
         header = f"sm3=:{base64.b64encode(digest).decode()}:"
         client = ex.http(owner)
-        rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         tracemalloc.start()
         try:
-            response = client.put(
-                content_path(listing_id),
-                content=blocks(),
-                headers={"Content-Digest": header},
-                timeout=600,
-            )
+            with RssGrowth() as rss:
+                response = client.put(
+                    content_path(listing_id),
+                    content=blocks(),
+                    headers={"Content-Digest": header},
+                    timeout=600,
+                )
             _, peak = tracemalloc.get_traced_memory()
         finally:
             tracemalloc.stop()
-        growth_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss_before
         assert response.status_code == 201, response.text
         assert response.json()["size"] == BIG
         assert store_of(ex).get(listing_id, 1).sm3_hex == digest.hex()
     assert peak < 16 * 1024 * 1024, f"traced allocations peaked at {peak / 2**20:.1f} MiB"
-    assert growth_kb < 48 * 1024, f"max RSS grew by {growth_kb / 1024:.1f} MiB"
+    assert rss.samples > 1
+    assert rss.growth < 48 * 2**20, f"RSS grew by {rss.growth / 2**20:.1f} MiB"
