@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import os
-import resource
 import tracemalloc
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from test_memory_support import RssGrowth
 
 from exchange.content import ContentStore, decrypt_file
 from ledger import sm4
@@ -17,13 +17,9 @@ from ledger.sm3 import SM3Hasher
 TOTAL = 200 * 1024 * 1024
 BLOCK = 1024 * 1024
 PEAK_LIMIT = 8 * 1024 * 1024  # traced Python allocations, whatever the size
-RSS_GROWTH_LIMIT_KB = 64 * 1024
+RSS_GROWTH_LIMIT = 64 * 1024 * 1024  # sampled during the run (test_memory_support)
 
 pytestmark = pytest.mark.slow
-
-
-def _max_rss_kb() -> int:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
 def test_200_mb_in_constant_memory(tmp_path: Path) -> None:
@@ -40,28 +36,33 @@ def test_200_mb_in_constant_memory(tmp_path: Path) -> None:
     digest = hasher.hexdigest()
     store = ContentStore(tmp_path / "content", sm4.generate_key())
 
-    rss_before = _max_rss_kb()
     tracemalloc.start()
     try:
-        content = store.ingest("lst_big", 1, source(), digest)
-        _, ingest_peak = tracemalloc.get_traced_memory()
-        tracemalloc.reset_peak()
-        delivery = store.open_for_delivery("lst_big", 1)
-        key = store.content_key(content)
-        out = tmp_path / "plain.bin"
-        assert (
-            decrypt_file(
-                key, delivery.path, out, listing_id="lst_big", version=1, expected_sm3_hex=digest
+        with RssGrowth() as rss:
+            content = store.ingest("lst_big", 1, source(), digest)
+            _, ingest_peak = tracemalloc.get_traced_memory()
+            tracemalloc.reset_peak()
+            delivery = store.open_for_delivery("lst_big", 1)
+            key = store.content_key(content)
+            out = tmp_path / "plain.bin"
+            assert (
+                decrypt_file(
+                    key,
+                    delivery.path,
+                    out,
+                    listing_id="lst_big",
+                    version=1,
+                    expected_sm3_hex=digest,
+                )
+                == digest
             )
-            == digest
-        )
-        _, decrypt_peak = tracemalloc.get_traced_memory()
+            _, decrypt_peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
-    rss_growth = _max_rss_kb() - rss_before
 
     assert content.plaintext_size == TOTAL
     assert out.stat().st_size == TOTAL
     assert ingest_peak < PEAK_LIMIT, f"ingest peaked at {ingest_peak / 1e6:.1f} MB"
     assert decrypt_peak < PEAK_LIMIT, f"decryption peaked at {decrypt_peak / 1e6:.1f} MB"
-    assert rss_growth < RSS_GROWTH_LIMIT_KB, f"max RSS grew by {rss_growth / 1024:.1f} MiB"
+    assert rss.samples > 1
+    assert rss.growth < RSS_GROWTH_LIMIT, f"RSS grew by {rss.growth / 2**20:.1f} MiB"
