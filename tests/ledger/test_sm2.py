@@ -602,3 +602,13 @@ def test_strict_private_pem_still_takes_well_formed_keys(key: SM2PrivateKey) -> 
     assert SM2PrivateKey.from_pem(encrypted + b"\n", b"pw") == key
     with pytest.raises(KeyFormatError):
         SM2PrivateKey.from_pem(encrypted + b"junk", b"pw")
+
+
+def test_private_key_text_that_is_not_unicode_is_a_key_error(key: SM2PrivateKey) -> None:
+    """A lone surrogate (which JSON can carry) cannot even be encoded: still a typed error."""
+    pem = key.to_pem(b"pw").decode()
+    for text in ("\ud800", pem.replace("-----\n", "-----\n\udfff", 1)):
+        with pytest.raises(KeyFormatError):
+            SM2PrivateKey.from_pem(text, b"pw")
+    with pytest.raises(KeyFormatError):
+        SM2PrivateKey.from_pem(pem, "p\ud800")
