@@ -906,17 +906,20 @@ def root_from_range_proof(
     begin: int,
     end: int,
     tree_size: int,
-    leaf_hashes: Sequence[bytes],
+    leaf_hashes: Iterable[bytes],
     proof: Sequence[bytes],
     *,
     hasher: TreeHasher = SM3_HASHER,
 ) -> bytes:
     """The root implied by the leaf hashes of ``[begin, end)`` and their range proof.
 
-    Requires ``0 <= begin < end <= tree_size`` (else :class:`RangeError`), one
-    leaf hash per leaf of the range (else :class:`LeafCountError`), hashes of
-    the digest size (else :class:`HashSizeError`) and exactly
-    :func:`range_proof_size` proof nodes (else :class:`InvalidProofError`).
+    ``leaf_hashes`` is consumed once, as a stream (O(log n) memory whatever the
+    range's length). Requires ``0 <= begin < end <= tree_size`` (else
+    :class:`RangeError`), exactly :func:`range_proof_size` proof nodes (else
+    :class:`InvalidProofError`) of the digest size (else
+    :class:`HashSizeError`), leaf hashes of the digest size (checked as they
+    arrive, :class:`HashSizeError`) and one per leaf of the range (checked
+    when they run out, :class:`LeafCountError`).
 
     The proof's first ``popcount(begin)`` nodes are the compact range of
     ``[0, begin)``; the range's leaves extend it to ``[0, end - 1)``, whose
@@ -926,23 +929,29 @@ def root_from_range_proof(
     """
     if not 0 <= begin < end <= tree_size:
         raise RangeError(begin, end, tree_size)
-    if len(leaf_hashes) != end - begin:
-        raise LeafCountError(end - begin, len(leaf_hashes))
-    for i, leaf in enumerate(leaf_hashes):
-        _check_size(leaf, f"leaf hash {i}", hasher)
     _check_proof(proof, range_proof_size(begin, end, tree_size), hasher, "range proof")
+    expected = end - begin
     split = begin.bit_count()
     left = list(proof[:split])  # the compact range of [0, size), largest first
     size = begin
-    for leaf in leaf_hashes[:-1]:
-        current, level = leaf, 0
-        while (size >> level) & 1:  # as CompactRange.append, without the Node list
-            current = hasher.hash_children(left.pop(), current)
-            level += 1
-        left.append(current)
-        size += 1
+    last: bytes | None = None  # the latest leaf, folded in when the next one arrives
+    count = 0
+    for leaf in leaf_hashes:
+        if count < expected:
+            _check_size(leaf, f"leaf hash {count}", hasher)
+            if last is not None:
+                current, level = last, 0
+                while (size >> level) & 1:  # as CompactRange.append, without the Node list
+                    current = hasher.hash_children(left.pop(), current)
+                    level += 1
+                left.append(current)
+                size += 1
+            last = leaf
+        count += 1
+    if count != expected or last is None:
+        raise LeafCountError(expected, count)
     right = iter(proof[split:])
-    fn, sn, r = end - 1, tree_size - 1, leaf_hashes[-1]
+    fn, sn, r = end - 1, tree_size - 1, last
     while sn:
         if fn & 1 or fn == sn:
             while not fn & 1:  # the right edge: no sibling until fn is a right child
@@ -960,7 +969,7 @@ def verify_range(
     begin: int,
     end: int,
     tree_size: int,
-    leaf_hashes: Sequence[bytes],
+    leaf_hashes: Iterable[bytes],
     proof: Sequence[bytes],
     root: bytes,
     *,
@@ -971,10 +980,11 @@ def verify_range(
 
     Checks in order, raising the first failure: the range
     (:class:`RangeError`), the size of ``root`` (:class:`HashSizeError`), the
-    number of leaf hashes (:class:`LeafCountError`), their sizes, the proof
-    length against :func:`range_proof_size` (:class:`InvalidProofError`), the
-    proof node sizes, then the root (:class:`RootMismatchError`,
-    ``expected=root``). Returns ``None`` when the proof holds.
+    proof length against :func:`range_proof_size` (:class:`InvalidProofError`),
+    the proof node sizes, the leaf hash sizes (:class:`HashSizeError`) and
+    count (:class:`LeafCountError`; ``leaf_hashes`` may be any iterable, read
+    once), then the root (:class:`RootMismatchError`, ``expected=root``).
+    Returns ``None`` when the proof holds.
 
     As with inclusion, ``tree_size`` shapes the computation; take it with
     ``root`` from the same signed record.

@@ -285,14 +285,14 @@ def range_error(
         return "RangeError"
     if len(root) != HASH_SIZE:
         return "HashSizeError"
-    if len(leaf_hashes) != b - a:
-        return "LeafCountError"
-    if any(len(h) != HASH_SIZE for h in leaf_hashes):
-        return "HashSizeError"
     if len(proof) != range_proof_length(a, b, size):
         return "InvalidProofError"
     if any(len(p) != HASH_SIZE for p in proof):
         return "HashSizeError"
+    if any(len(h) != HASH_SIZE for h in leaf_hashes[: b - a]):  # checked as they arrive
+        return "HashSizeError"
+    if len(leaf_hashes) != b - a:
+        return "LeafCountError"
     return "RootMismatchError"
 
 

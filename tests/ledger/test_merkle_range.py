@@ -170,6 +170,16 @@ def test_errors_name_what_failed() -> None:
         range_proof_size(2, 1, 5)
 
 
+def test_leaf_hashes_may_be_a_stream() -> None:
+    proof = TREE.range_proof(2, 19)
+    verify_range(2, 19, 20, iter(LEAVES[2:19]), proof, TREE.root(20))
+    with pytest.raises(LeafCountError) as info:
+        verify_range(2, 19, 20, iter(LEAVES[2:20]), proof, TREE.root(20))
+    assert (info.value.expected, info.value.actual) == (17, 18)
+    with pytest.raises(LeafCountError):
+        verify_range(2, 19, 20, iter([]), proof, TREE.root(20))
+
+
 def test_store_reads_only_nodes_outside_the_range() -> None:
     class Reader:
         def __init__(self) -> None:
