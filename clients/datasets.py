@@ -24,6 +24,19 @@ Formats (``format=None`` picks one from the file name's suffix):
   format stays ``parquet`` with digest and size only.
 * anything else is ``binary``: digest and size only.
 
+Rows: the description also carries ``row_root``, the SM3 Merkle root (RFC 9162)
+over the rows, one leaf per row in file order, the row bytes as
+:mod:`ledger.row_leaves` defines them (CSV: each record's raw bytes without its
+terminator; JSON Lines: each line's; Parquet: RFC 8785 JSON of the row). For
+CSV and JSON Lines it is computed in the same pass, as the rows go by, in
+O(log n) memory. Parquet is read twice: its bytes for SM3, then its rows
+(columnar files are decoded by pyarrow from their own reads). ``row_index=``
+writes the tree's index file (:mod:`ledger.row_tree`) in the same pass, so that
+:mod:`clients.slices` can cut and prove a slice without rehashing the file. A
+CSV file in an encoding whose bytes ``\n``/``\r`` can be part of another
+character (UTF-16, UTF-32) has no row tree (``row_root`` is ``None``), as has
+a binary file.
+
 Types: each column's type widens as values arrive, from the narrowest that fits
 every non-empty value: ``integer`` → ``number`` → ``string``; ``boolean``
 (``true``/``false``, any case); ``date`` (ISO ``YYYY-MM-DD``) → ``datetime``
@@ -39,17 +52,23 @@ all is ``string``. JSON arrays and objects are ``json``; Parquet adds
 from __future__ import annotations
 
 import base64
+import codecs
+import contextlib
 import csv
 import datetime as _dt
 import decimal
 import io
 import json
+import os
 import re
-from collections.abc import Callable, Iterator
+import tempfile
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Final, Literal
 
+from ledger.row_leaves import canonical_row, text_row_bytes
+from ledger.row_tree import DEFAULT_BLOCK_LEVEL, RowTreeBuilder
 from ledger.sm3 import SM3Hasher, sm3_file
 
 __all__ = [
@@ -61,6 +80,9 @@ __all__ = [
     "RaggedRowError",
     "describe_file",
     "detect_format",
+    "parquet_batches",
+    "read_parquet_rows",
+    "read_text_rows",
 ]
 
 Format = Literal["csv", "tsv", "jsonl", "parquet", "binary"]
@@ -71,6 +93,7 @@ MAX_LINE_CHARS: Final = 16 << 20
 newlines. Also the largest CSV field."""
 
 _CHUNK: Final = 1 << 20
+_BOM: Final = b"\xef\xbb\xbf"
 _SAFE_INTEGER: Final = 2**53 - 1
 
 _SUFFIXES: Final[dict[str, Format]] = {
@@ -114,7 +137,9 @@ class DatasetDescription:
     """What :func:`describe_file` found. ``sm3`` is the lowercase hex digest of the
     exact file bytes; ``row_count``, ``schema`` (``[{"name", "type"}]``) and
     ``sample`` (the first rows, values typed by the column's type; numbers of CSV
-    files keep their exact text) are ``None`` when the format has none (binary)."""
+    files keep their exact text) are ``None`` when the format has none (binary).
+    ``row_root`` is the lowercase hex SM3 Merkle root over the ``row_count`` rows
+    (see the module doc), ``None`` when the file has no row tree."""
 
     format: Format
     sm3: str
@@ -122,6 +147,7 @@ class DatasetDescription:
     row_count: int | None
     schema: list[dict[str, str]] | None
     sample: list[dict[str, Any]] | None
+    row_root: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -131,6 +157,7 @@ class DatasetDescription:
             "row_count": self.row_count,
             "schema": self.schema,
             "sample": self.sample,
+            "row_root": self.row_root,
         }
 
     def to_listing_fields(self) -> dict[str, Any]:
@@ -182,50 +209,114 @@ def describe_file(
     sample_rows: int = 5,
     encoding: str = "utf-8",
     progress: Callable[[int], None] | None = None,
+    row_index: str | Path | None = None,
+    index_block_level: int = DEFAULT_BLOCK_LEVEL,
 ) -> DatasetDescription:
     """Describe ``path`` in one streamed pass (see the module doc for the rules).
 
     ``format`` forces one of :data:`FORMATS`; ``encoding`` applies to CSV/TSV;
     ``progress`` is called with the number of bytes read after each chunk.
+    ``row_index`` names a file to write the row tree's index to (blocks of
+    ``2**index_block_level`` rows), replaced only once the description succeeded;
+    a file without a row tree writes none.
     Raises :class:`DatasetFormatError` (with the line) when the content does not
     parse as its format, :class:`DatasetError` for an unreadable file or a bad
     argument, ``FileNotFoundError``/``IsADirectoryError``/``PermissionError``
     (as :class:`OSError`) when it cannot be opened.
     """
     path = Path(path)
-    chosen: Format
-    if format is None:
-        chosen = detect_format(path)
-    elif format in FORMATS:
-        chosen = format  # type: ignore[assignment]
-    else:
-        raise DatasetError(f"unknown format {format!r}; one of {', '.join(FORMATS)}")
+    chosen = _chosen_format(path, format)
     if sample_rows < 0:
         raise DatasetError("sample_rows is at least 0")
     if path.is_dir():
         raise IsADirectoryError(21, "Is a directory", str(path))
-    if chosen == "parquet":
-        return _describe_parquet(path, sample_rows, progress)
-    with open(path, "rb") as handle:
-        reader = _HashingReader(handle, progress)
-        if chosen in ("csv", "tsv"):
-            columns, rows, sample = _scan_csv(
-                reader, "\t" if chosen == "tsv" else ",", encoding, sample_rows
-            )
-        elif chosen == "jsonl":
-            columns, rows, sample = _scan_jsonl(reader, sample_rows)
-        else:
+    with _index_file(row_index) as index:
+        tree = RowTreeBuilder(block_level=index_block_level, index=index.stream)
+        if chosen == "parquet":
+            described = _describe_parquet(path, sample_rows, progress, tree)
+            index.discarded = described.row_root is None
+            return described
+        with open(path, "rb") as handle:
+            reader = _HashingReader(handle, progress)
+            if chosen in ("csv", "tsv"):
+                scan = _scan_csv(reader, _DELIMITERS[chosen], encoding, sample_rows, tree)
+            elif chosen == "jsonl":
+                scan = _scan_jsonl(reader, sample_rows, tree)
+            else:
+                reader.drain()
+                index.discarded = True
+                return DatasetDescription(chosen, reader.hexdigest(), reader.size, None, None, None)
             reader.drain()
-            return DatasetDescription(chosen, reader.hexdigest(), reader.size, None, None, None)
-        reader.drain()
+        root: str | None = None
+        if scan.has_tree:
+            root = tree.finish(
+                data_size=reader.size,
+                data_sm3=bytes.fromhex(reader.hexdigest()),
+                header_end=scan.header_end,
+            ).hex()
+        else:
+            index.discarded = True
     return DatasetDescription(
         chosen,
         reader.hexdigest(),
         reader.size,
-        rows,
-        [{"name": c.name, "type": c.type} for c in columns],
-        sample,
+        scan.rows,
+        [{"name": c.name, "type": c.type} for c in scan.columns],
+        scan.sample,
+        root,
     )
+
+
+_DELIMITERS: Final[dict[str, str]] = {"csv": ",", "tsv": "\t"}
+
+
+def _chosen_format(path: Path, format: str | None) -> Format:
+    if format is None:
+        return detect_format(path)
+    if format in FORMATS:
+        return format  # type: ignore[return-value]
+    raise DatasetError(f"unknown format {format!r}; one of {', '.join(FORMATS)}")
+
+
+@dataclass(slots=True)
+class _IndexOutput:
+    """Where an index is being written; ``discarded`` when the file turned out to
+    have no row tree."""
+
+    stream: IO[bytes] | None
+    discarded: bool = False
+
+
+@contextlib.contextmanager
+def _index_file(target: str | Path | None) -> Iterator[_IndexOutput]:
+    """A temporary file beside ``target`` that replaces it when the block succeeds
+    (and was not discarded); removed otherwise. No stream for no target."""
+    if target is None:
+        yield _IndexOutput(None)
+        return
+    target = Path(target)
+    fd, temporary = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    try:
+        with open(fd, "wb") as stream:
+            output = _IndexOutput(stream)
+            yield output
+        if output.discarded:
+            os.unlink(temporary)
+        else:
+            os.replace(temporary, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary)
+        raise
+
+
+@dataclass(frozen=True, slots=True)
+class _Scan:
+    columns: list[_Column]
+    rows: int
+    sample: list[dict[str, Any]]
+    header_end: int = 0
+    has_tree: bool = True
 
 
 # --------------------------------------------------------------------------- streaming
@@ -350,47 +441,178 @@ class _Column:
 # --------------------------------------------------------------------------- CSV
 
 
-def _scan_csv(
-    raw: _HashingReader, delimiter: str, encoding: str, sample_rows: int
-) -> tuple[list[_Column], int, list[dict[str, Any]]]:
-    if encoding.replace("_", "-").lower() in ("utf-8", "utf8"):
-        encoding = "utf-8-sig"  # drop a BOM
+_LONE_CR: Final = re.compile(rb"(?<=\r)(?!\n)")
+
+
+def _ascii_compatible(encoding: str) -> bool:
+    """Whether the bytes CR and LF in ``encoding`` only ever mean those characters
+    (so that lines can be split, and rows cut, on the bytes)."""
+    encoder = codecs.getincrementalencoder(encoding)()
     try:
-        text = io.TextIOWrapper(io.BufferedReader(raw, _CHUNK), encoding=encoding, newline="")
+        encoder.encode("a")  # past any byte order mark
+        return encoder.encode('\r\n,\t"') == b'\r\n,\t"'
+    except UnicodeError:
+        return False
+
+
+class _CsvRecords:
+    """CSV records of a byte stream, each with the raw bytes it was read from.
+
+    The stream is split into lines at LF, CRLF and lone CR (as ``newline=""``
+    text does), each line decoded on its own, and :mod:`csv` reads the lines.
+    The reader pulls lines one at a time and never reads past the record it
+    returns, so the lines pulled since the previous record (:attr:`pieces`,
+    which the consumer empties) are exactly this record's bytes. ``position``
+    is the byte offset of the stream's start in the file. Without
+    ``track_bytes`` (encodings that are not ASCII-compatible) the lines come
+    from a text decoder and the pieces stay empty.
+    """
+
+    def __init__(
+        self,
+        stream: IO[bytes],
+        *,
+        delimiter: str,
+        encoding: str,
+        position: int = 0,
+        track_bytes: bool = True,
+    ) -> None:
+        self.position = position
+        self.encoding = encoding
+        self.pieces: list[bytes] = []
+        self._text: io.TextIOWrapper | None = None
+        if track_bytes:
+            lines = self._byte_lines(stream, at_start=position == 0)
+        else:
+            self._text = io.TextIOWrapper(stream, encoding=encoding, newline="")
+            lines = _bounded_lines(self._text)
+        self.reader = csv.reader(lines, delimiter=delimiter, strict=True)
+
+    def _byte_lines(self, stream: IO[bytes], *, at_start: bool) -> Iterator[str]:
+        name = codecs.lookup(self.encoding).name
+        # UTF-8 lines decode on their own (a line never splits a character); other
+        # encodings go through their incremental decoder (some carry state)
+        decode = (
+            bytes.decode
+            if name in ("utf-8", "utf-8-sig")
+            else codecs.getincrementaldecoder(self.encoding)().decode
+        )
+        strip_bom = at_start and name == "utf-8-sig"
+        limit = 4 * MAX_LINE_CHARS + 4  # 4 bytes a character at most (UTF-8, GB 18030)
+        readline, append = stream.readline, self.pieces.append
+        number = 0
+        while raw := readline(limit + 1):
+            if b"\r" in raw and (raw.count(b"\r") > 1 or not raw.endswith(b"\r\n")):
+                pieces: Iterable[bytes] = [p for p in _LONE_CR.split(raw) if p]  # lone CRs
+            else:
+                pieces = (raw,)
+            for piece in pieces:
+                number += 1
+                if len(piece) > limit:
+                    raise self._too_long(number)
+                if strip_bom:
+                    strip_bom = False
+                    line = decode(piece[3:] if piece.startswith(_BOM) else piece)
+                else:
+                    line = decode(piece)
+                if len(line) > MAX_LINE_CHARS:
+                    raise self._too_long(number)
+                append(piece)
+                yield line
+
+    @staticmethod
+    def _too_long(number: int) -> DatasetFormatError:
+        return DatasetFormatError(
+            f"longer than {MAX_LINE_CHARS} characters (is this really text?)", line=number
+        )
+
+    @contextlib.contextmanager
+    def parse_errors(self) -> Iterator[None]:
+        """Turn the parser's errors into :class:`DatasetFormatError` naming the line."""
+        try:
+            yield
+        except csv.Error as exc:
+            raise DatasetFormatError(f"not valid CSV: {exc}", line=self.reader.line_num) from None
+        except UnicodeDecodeError as exc:
+            raise DatasetFormatError(
+                f"not {self.encoding} text ({exc.reason}); pass the file's encoding, or "
+                "format binary",
+                line=self.reader.line_num + 1,
+            ) from None
+
+    def __iter__(self) -> Iterator[tuple[int, bytes, list[str]]]:
+        """``(start, raw bytes, fields)`` per record; blank lines are records of no
+        fields."""
+        pieces = self.pieces
+        with self.parse_errors():
+            for record in self.reader:
+                raw = pieces[0] if len(pieces) == 1 else b"".join(pieces)
+                pieces.clear()
+                start = self.position
+                self.position += len(raw)
+                yield start, raw, record
+
+    def detach(self) -> None:
+        """Leave the underlying stream open (and unread past what was parsed)."""
+        if self._text is not None:
+            self._text.detach()
+
+
+def _csv_encoding(encoding: str) -> str:
+    if encoding.replace("_", "-").lower() in ("utf-8", "utf8"):
+        return "utf-8-sig"  # drop a BOM
+    try:
+        codecs.lookup(encoding)
     except LookupError:
         raise DatasetError(f"unknown encoding {encoding!r}") from None
-    reader = csv.reader(_bounded_lines(text), delimiter=delimiter, strict=True)
+    return encoding
+
+
+def _scan_csv(
+    raw: _HashingReader, delimiter: str, encoding: str, sample_rows: int, tree: RowTreeBuilder
+) -> _Scan:
+    encoding = _csv_encoding(encoding)
+    tracked = _ascii_compatible(encoding)
+    buffered = io.BufferedReader(raw, _CHUNK)
+    records = _CsvRecords(buffered, delimiter=delimiter, encoding=encoding, track_bytes=tracked)
     columns: list[_Column] = []
     samples: list[list[str]] = []
     rows = 0
+    header_end = position = 0
+    pieces, add_row = records.pieces, tree.add
+    record_bytes = b""
     try:
-        header = _first_record(reader)
-        if header is None:
-            return [], 0, []
-        columns = [_Column(name) for name in _column_names(header)]
-        width = len(columns)
-        for record in reader:
-            if not record:
-                continue  # a blank line
-            if len(record) != width:
-                raise RaggedRowError(
-                    f"{len(record)} fields, the header has {width}", line=reader.line_num
-                )
-            rows += 1
-            for column, cell in zip(columns, record, strict=True):
-                if cell != "":
-                    column.see(_text_type(cell))
-            if len(samples) < sample_rows:
-                samples.append(record)
-    except csv.Error as exc:
-        raise DatasetFormatError(f"not valid CSV: {exc}", line=reader.line_num) from None
-    except UnicodeDecodeError as exc:
-        raise DatasetFormatError(
-            f"not {encoding} text ({exc.reason}); pass the file's encoding, or format binary",
-            line=reader.line_num + 1,
-        ) from None
+        width = -1
+        with records.parse_errors():
+            for record in records.reader:  # the hot loop: _CsvRecords.__iter__ inlined
+                start = position
+                if tracked:
+                    record_bytes = pieces[0] if len(pieces) == 1 else b"".join(pieces)
+                    pieces.clear()
+                    position += len(record_bytes)
+                if not record:
+                    continue  # a blank line
+                if width < 0:  # the header
+                    columns = [_Column(name) for name in _column_names(list(record))]
+                    width = len(columns)
+                    header_end = position
+                    continue
+                if len(record) != width:
+                    raise RaggedRowError(
+                        f"{len(record)} fields, the header has {width}",
+                        line=records.reader.line_num,
+                    )
+                rows += 1
+                if tracked:
+                    add_row(text_row_bytes(record_bytes), start)
+                for column, cell in zip(columns, record, strict=True):
+                    if cell != "":
+                        column.see(_text_type(cell))
+                if len(samples) < sample_rows:
+                    samples.append(record)
     finally:
-        text.detach().detach()  # leave the raw reader open for drain()
+        records.detach()
+        buffered.detach()  # leave the raw reader open for drain()
     sample = [
         {
             column.name: _typed_cell(cell, column.type)
@@ -398,14 +620,7 @@ def _scan_csv(
         }
         for r in samples
     ]
-    return columns, rows, sample
-
-
-def _first_record(reader: Any) -> list[str] | None:
-    for record in reader:
-        if record:
-            return list(record)
-    return None
+    return _Scan(columns, rows, sample, header_end, has_tree=tracked)
 
 
 def _column_names(header: list[str]) -> list[str]:
@@ -454,26 +669,36 @@ def _no_constants(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
-def _scan_jsonl(
-    raw: _HashingReader, sample_rows: int
-) -> tuple[list[_Column], int, list[dict[str, Any]]]:
+def _jsonl_lines(
+    stream: IO[bytes], *, position: int = 0, file_start: bool = True
+) -> Iterator[tuple[int, bytes, int]]:
+    """``(start, raw line, line number)`` of each JSON Lines row (a line that is not
+    only whitespace), ``start`` its byte offset after ``position``; at the file's
+    start a UTF-8 BOM is not part of the first line."""
+    number = 0
+    while line := stream.readline(MAX_LINE_CHARS + 1):
+        start = position
+        position += len(line)
+        number += 1
+        if len(line) > MAX_LINE_CHARS:
+            raise DatasetFormatError(
+                f"longer than {MAX_LINE_CHARS} bytes (is this really JSON Lines?)",
+                line=number,
+            )
+        if number == 1 and file_start and line.startswith(_BOM):
+            line = line[3:]
+            start += 3
+        if line.strip():
+            yield start, line, number
+
+
+def _scan_jsonl(raw: _HashingReader, sample_rows: int, tree: RowTreeBuilder) -> _Scan:
     buffered = io.BufferedReader(raw, _CHUNK)
     columns: dict[str, _Column] = {}
     sample: list[dict[str, Any]] = []
     rows = 0
-    number = 0
     try:
-        while line := buffered.readline(MAX_LINE_CHARS + 1):
-            number += 1
-            if len(line) > MAX_LINE_CHARS:
-                raise DatasetFormatError(
-                    f"longer than {MAX_LINE_CHARS} bytes (is this really JSON Lines?)",
-                    line=number,
-                )
-            if number == 1 and line.startswith(b"\xef\xbb\xbf"):
-                line = line[3:]
-            if not line.strip():
-                continue
+        for start, line, number in _jsonl_lines(buffered):
             try:
                 obj = json.loads(line.decode("utf-8"), parse_constant=_no_constants)
             except UnicodeDecodeError as exc:
@@ -485,6 +710,7 @@ def _scan_jsonl(
                     f"expected a JSON object, got {type(obj).__name__}", line=number
                 )
             rows += 1
+            tree.add(text_row_bytes(line), start)
             for key, value in obj.items():
                 column = columns.get(key)
                 if column is None:
@@ -498,14 +724,64 @@ def _scan_jsonl(
         buffered.detach()
     ordered = list(columns.values())
     filled = [{c.name: row.get(c.name) for c in ordered} for row in sample]
-    return ordered, rows, filled
+    return _Scan(ordered, rows, filled)
+
+
+# --------------------------------------------------------------------------- rows for slices
+
+
+def read_text_rows(
+    stream: IO[bytes],
+    format: str,
+    *,
+    encoding: str = "utf-8",
+    position: int = 0,
+    header: bool = True,
+) -> Iterator[tuple[int, int, bytes]]:
+    """``(start, end, row bytes)`` of each row of a CSV/TSV/JSON Lines byte stream:
+    the row's byte offsets ``[start, end)`` in the file (terminator included)
+    and its row bytes (:mod:`ledger.row_leaves`).
+
+    With ``header`` the stream is at the file's start: a CSV header is read (and
+    every record must have its number of fields), a BOM is not part of a row.
+    Without, the stream is at byte ``position`` of the file, where a row starts
+    (a row index's block offset), and CSV records are not counted against a
+    header. Raises :class:`DatasetFormatError` naming the line, and
+    :class:`DatasetError` for a format without text rows or an encoding that
+    has none.
+    """
+    if format == "jsonl":
+        for start, line, _ in _jsonl_lines(stream, position=position, file_start=header):
+            yield start, start + len(line), text_row_bytes(line)
+        return
+    if format not in _DELIMITERS:
+        raise DatasetError(f"format {format!r} has no text rows")
+    encoding = _csv_encoding(encoding) if header else encoding
+    if not _ascii_compatible(encoding):
+        raise DatasetError(f"CSV in {encoding} has no row tree: the rows are not cut on bytes")
+    records = _CsvRecords(
+        stream, delimiter=_DELIMITERS[format], encoding=encoding, position=position
+    )
+    width = -1 if header else None
+    for start, raw, record in records:
+        if not record:
+            continue
+        if width is not None:
+            if width < 0:
+                width = len(record)
+                continue
+            if len(record) != width:
+                raise RaggedRowError(
+                    f"{len(record)} fields, the header has {width}", line=records.reader.line_num
+                )
+        yield start, start + len(raw), text_row_bytes(raw)
 
 
 # --------------------------------------------------------------------------- Parquet
 
 
 def _describe_parquet(
-    path: Path, sample_rows: int, progress: Callable[[int], None] | None
+    path: Path, sample_rows: int, progress: Callable[[int], None] | None, tree: RowTreeBuilder
 ) -> DatasetDescription:
     digest = sm3_file(path, progress=progress).hex()
     size = path.stat().st_size
@@ -530,11 +806,48 @@ def _describe_parquet(
                     for row in batch.to_pylist()[:sample_rows]
                 ]
         rows = int(parquet.metadata.num_rows)
+        for number, row in enumerate(_parquet_rows(parquet, 0, rows)):
+            tree.add(canonical_row(row), number)
     except Exception as exc:
         raise DatasetFormatError(f"unreadable Parquet file: {exc}") from None
     finally:
         parquet.close()
-    return DatasetDescription("parquet", digest, size, rows, columns, sample)
+    root = tree.finish(data_size=size, data_sm3=bytes.fromhex(digest), end_offset=rows)
+    return DatasetDescription("parquet", digest, size, rows, columns, sample, root.hex())
+
+
+_PARQUET_BATCH: Final = 8192
+
+
+def parquet_batches(parquet: Any, begin: int, end: int) -> Iterator[Any]:
+    """Rows ``[begin, end)`` of an open ``pyarrow.parquet.ParquetFile`` as record
+    batches, reading only the row groups that hold them, a batch at a time."""
+    metadata = parquet.metadata
+    first = 0
+    for group in range(metadata.num_row_groups):
+        count = metadata.row_group(group).num_rows
+        if first + count > begin and first < end:
+            number = first
+            for batch in parquet.iter_batches(batch_size=_PARQUET_BATCH, row_groups=[group]):
+                low, high = max(begin - number, 0), min(end - number, batch.num_rows)
+                if low < high:
+                    yield batch.slice(low, high - low)
+                number += batch.num_rows
+        first += count
+        if first >= end:
+            break
+
+
+def _parquet_rows(parquet: Any, begin: int, end: int) -> Iterator[dict[str, Any]]:
+    for batch in parquet_batches(parquet, begin, end):
+        yield from batch.to_pylist()
+
+
+def read_parquet_rows(parquet: Any, begin: int, end: int) -> Iterator[tuple[dict[str, Any], bytes]]:
+    """Rows ``[begin, end)`` of an open ``pyarrow.parquet.ParquetFile``: each as a
+    dict and as its row bytes (:func:`ledger.row_leaves.canonical_row`)."""
+    for row in _parquet_rows(parquet, begin, end):
+        yield row, canonical_row(row)
 
 
 def _arrow_type(arrow: Any) -> str:

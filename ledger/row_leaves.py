@@ -14,9 +14,10 @@ check that the rows delivered are exactly rows ``[a, a + N)``. A row's leaf is
   encoding in which the bytes ``\\n`` and ``\\r`` only ever mean those
   characters (UTF-8, GB 18030, GBK, Big5, …; not UTF-16 or UTF-32, whose
   files have no row tree).
-* **JSON Lines**: the line's raw bytes without its terminator (``\\n``, with a
-  ``\\r`` before it dropped too), and without the UTF-8 byte order mark on the
-  first line. Lines of only whitespace are not rows.
+* **JSON Lines**: the line's raw bytes without its line terminator
+  (``\\r\\n`` or ``\\n``; a last line without one loses a final ``\\r``), and
+  without the UTF-8 byte order mark on the first line. Lines of only
+  whitespace are not rows.
 * **Parquet** (and any row given as decoded values): :func:`canonical_row`,
   the RFC 8785 JSON of the object ``{column: value}`` with each value in its
   canonical JSON form (see there).

@@ -1,4 +1,5 @@
-"""``clients.datasets.describe_file``: formats, type inference, errors, one streamed pass."""
+"""``clients.datasets.describe_file``: formats, type inference, errors, the row tree, one
+streamed pass."""
 
 from __future__ import annotations
 
@@ -23,6 +24,8 @@ from clients.datasets import (
     detect_format,
 )
 from exchange.listings.schemas import ListingContent
+from ledger.merkle import leaf_hash, root_from_leaf_hashes
+from ledger.row_tree import RowIndex
 from ledger.sm3 import sm3_file
 
 
@@ -463,3 +466,142 @@ def test_listing_fields_are_accepted_by_the_listing_schema(tmp_path: Path) -> No
     ListingContent.model_validate(content)
     csv_fields = describe_file(write(tmp_path, "a.csv", "a,b\n1,2.5\n")).to_listing_fields()
     ListingContent.model_validate({**content, **csv_fields})
+
+
+# --------------------------------------------------------------------------- row tree
+
+
+def row_root(rows: list[bytes]) -> str:
+    """The row root by its definition: RFC 9162 SM3 tree of SM3(00 || row bytes)."""
+    return root_from_leaf_hashes([leaf_hash(r) for r in rows]).hex()
+
+
+ROW_BYTES_CASES: list[tuple[str, bytes, list[bytes]]] = [
+    ("lf", b"a,b\n1,2\n3,4\n", [b"1,2", b"3,4"]),
+    ("crlf", b"a,b\r\n1,2\r\n3,4\r\n", [b"1,2", b"3,4"]),
+    ("lone cr", b"a,b\r1,2\r3,4\r", [b"1,2", b"3,4"]),
+    ("no final newline", b"a,b\n1,2\n3,4", [b"1,2", b"3,4"]),
+    (
+        "quoted line breaks stay in the record",
+        b'a,b\r\n1,"x\r\ny"\r\n2,"p\nq\rr"\n3,""""\n',
+        [b'1,"x\r\ny"', b'2,"p\nq\rr"', b'3,""""'],
+    ),
+    (
+        "blank lines and a BOM are not rows",
+        b"\xef\xbb\xbfa,b\n\n1,2\n\r\n3,4\n\n",
+        [b"1,2", b"3,4"],
+    ),
+    ("header only", b"a,b\n", []),
+    ("empty", b"", []),
+    ("utf-8 text", "站,人\n解放碑,5\n".encode(), ["解放碑,5".encode()]),
+]
+
+
+@pytest.mark.parametrize(
+    ("body", "rows"),
+    [(b, r) for _, b, r in ROW_BYTES_CASES],
+    ids=[d for d, _, _ in ROW_BYTES_CASES],
+)
+def test_csv_row_root_is_over_the_raw_records(
+    tmp_path: Path, body: bytes, rows: list[bytes]
+) -> None:
+    d = describe_file(write(tmp_path, "r.csv", body))
+    assert d.row_count == len(rows)
+    assert d.row_root == row_root(rows)
+    assert d.to_dict()["row_root"] == d.row_root
+
+
+def test_csv_row_root_keeps_the_files_encoding(tmp_path: Path) -> None:
+    path = write(tmp_path, "g.csv", "站点,人数\n解放碑,5\n".encode("gb18030"))
+    d = describe_file(path, encoding="gb18030")
+    assert d.row_root == row_root(["解放碑,5".encode("gb18030")])
+    tsv = describe_file(write(tmp_path, "t.tsv", b"a\tb\nx,y\t2\n"))
+    assert tsv.row_root == row_root([b"x,y\t2"])
+
+
+def test_utf16_csv_is_described_without_a_row_tree(tmp_path: Path) -> None:
+    index = tmp_path / "u.idx"
+    path = write(tmp_path, "u.csv", "a,b\n1,2\n".encode("utf-16"))
+    d = describe_file(path, encoding="utf-16", row_index=index)
+    assert (d.row_count, d.sample, d.row_root) == (1, [{"a": 1, "b": 2}], None)
+    assert not index.exists() and list(tmp_path.iterdir()) == [path]
+
+
+def test_jsonl_row_root_is_over_the_raw_lines(tmp_path: Path) -> None:
+    body = b'\xef\xbb\xbf{"a": 1}\r\n\n  \n{"a":2}  \n{"a": 3}'
+    d = describe_file(write(tmp_path, "r.jsonl", body))
+    assert d.row_count == 3
+    assert d.row_root == row_root([b'{"a": 1}', b'{"a":2}  ', b'{"a": 3}'])
+
+
+def test_parquet_row_root_is_over_canonical_rows(tmp_path: Path) -> None:
+    path = tmp_path / "r.parquet"
+    table = pa.table(
+        {
+            "i": pa.array([1, 2**60, None], pa.int64()),
+            "f": [0.5, 1.0, float("nan")],
+            "d": [datetime.date(2025, 1, 1)] * 3,
+            "m": pa.array([decimal.Decimal("1.10")] * 3, pa.decimal128(5, 2)),
+            "b": [b"\x00", b"", None],
+        }
+    )
+    pq.write_table(table, path, row_group_size=2)
+    d = describe_file(path)
+    assert d.row_count == 3
+    assert d.row_root == row_root(
+        [
+            b'{"b":"AA==","d":"2025-01-01","f":0.5,"i":1,"m":"1.10"}',
+            b'{"b":"","d":"2025-01-01","f":1,"i":"1152921504606846976","m":"1.10"}',
+            b'{"b":null,"d":"2025-01-01","f":"NaN","i":null,"m":"1.10"}',
+        ]
+    )
+
+
+def test_binary_has_no_row_root(tmp_path: Path) -> None:
+    index = tmp_path / "b.idx"
+    d = describe_file(write(tmp_path, "b.bin", b"\x00\x01"), row_index=index)
+    assert d.row_root is None and not index.exists()
+
+
+def test_row_index_is_written_in_the_same_pass_and_changes_nothing_else(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "big.csv"
+    with path.open("w", encoding="utf-8", newline="") as out:
+        out.write("id,value\n")
+        for i in range(3000):
+            out.write(f'{i},"v\n{i}"\n' if i % 7 == 0 else f"{i},{i * 3}\n")
+    plain = describe_file(path)
+    reads: list[int] = []
+    indexed = describe_file(path, row_index=tmp_path / "big.idx", progress=reads.append)
+    assert indexed == plain
+    assert sum(reads) == path.stat().st_size  # the file is read once
+    with RowIndex(tmp_path / "big.idx") as index:
+        assert index.root.hex() == plain.row_root
+        assert index.tree_size == 3000 and index.header_end == len(b"id,value\n")
+        assert index.data_sm3.hex() == plain.sm3
+        assert index.block_offset(1) == path.read_bytes().index(b"\n1024,") + 1
+
+
+def test_a_failed_description_leaves_no_index(tmp_path: Path) -> None:
+    index = tmp_path / "r.idx"
+    index.write_bytes(b"an older index")
+    with pytest.raises(RaggedRowError):
+        describe_file(write(tmp_path, "r.csv", "a,b\n1,2\n3\n"), row_index=index)
+    assert index.read_bytes() == b"an older index"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.csv", "r.idx"]
+
+
+def test_row_tree_memory_does_not_grow_with_rows(tmp_path: Path) -> None:
+    path = tmp_path / "many.csv"
+    with path.open("w", encoding="utf-8") as out:
+        out.write("id\n")
+        out.write("".join(f"{i}\n" for i in range(40_000)))
+    tracemalloc.start()
+    try:
+        d = describe_file(path, row_index=tmp_path / "many.idx")
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert d.row_count == 40_000
+    assert peak < 4_000_000  # read buffers; holding the 40,000 leaf hashes would add 3 MB
