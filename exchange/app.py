@@ -196,6 +196,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     from exchange.delivery.setup import install_delivery
 
     install_delivery(app)
+    # events (GET /events, SSE) and webhooks, with their services (exchange/events, webhooks)
+    from exchange.events.setup import install_events
+
+    install_events(app)
     # last: puts the examples back as declared (FastAPI's encoder drops their nulls)
     from exchange.api.examples import install_examples
 

@@ -161,6 +161,55 @@ class Settings(BaseSettings):
         "their acceptance_deadline are accepted by the exchange and settled).",
     )
 
+    # -- events and webhooks (exchange/events, exchange/webhooks) ----------------------
+    events_poll_s: float = Field(
+        default=0.25,
+        gt=0,
+        le=60,
+        description="Seconds between the event feed's looks at the log and the anchors "
+        "(new events reach open streams and webhooks within about this long).",
+    )
+    events_ping_s: float = Field(
+        default=15.0, gt=0, le=3600, description="Seconds between SSE keep-alive comments."
+    )
+    events_stream_max_s: float = Field(
+        default=600.0,
+        gt=0,
+        description="Most seconds one SSE response lasts; the client reconnects with "
+        "Last-Event-ID (EventSource does by itself) and misses nothing.",
+    )
+    events_scan_max: int = Field(
+        default=2000,
+        ge=1,
+        le=100_000,
+        description="Most log entries one page of GET /events examines (a page may then "
+        "hold fewer events than asked for; its next cursor moves past what was examined).",
+    )
+    webhooks_enabled: bool = Field(
+        default=True, description="Run the webhook delivery worker inside the API process."
+    )
+    webhook_poll_s: float = Field(
+        default=0.5, gt=0, le=60, description="Seconds between the delivery worker's passes."
+    )
+    webhook_backoff_base_s: float = Field(
+        default=1.0,
+        gt=0,
+        description="Delay before the first retry of a failed delivery; it doubles per "
+        "attempt up to webhook_backoff_cap_s, with jitter (between half and all of it).",
+    )
+    webhook_backoff_cap_s: float = Field(
+        default=3600.0, gt=0, description="Longest delay between two delivery attempts."
+    )
+    webhook_timeout_s: float = Field(
+        default=10.0, gt=0, le=300, description="Seconds one delivery may take to answer."
+    )
+    webhook_concurrency: int = Field(
+        default=8, ge=1, le=256, description="Webhooks delivered to at once per API process."
+    )
+    webhook_max_per_participant: int = Field(
+        default=20, ge=1, le=10_000, description="Most webhooks one participant may register."
+    )
+
     @property
     def resolved_database_url(self) -> str:
         if self.database_url:

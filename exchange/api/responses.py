@@ -148,6 +148,11 @@ _MESSAGES = {
     "exact bytes you registered (or add a version); nothing was kept",
     "upload_incomplete": "the client disconnected before the end of the body",
     "range_not_satisfiable": "range starts at 140000000, the size is 131093296",
+    # events and webhooks
+    "invalid_webhook_url": "url must be an http or https URL",
+    "too_many_webhooks": "you have 20 webhooks, the most one participant may register; "
+    "delete one first",
+    "webhook_not_found": "no webhook {webhook_id}",
 }
 _BY_STATUS = {
     (400, "actor_mismatch"): "the record's actor is {buyer}, but the public key given is "

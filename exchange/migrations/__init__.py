@@ -53,6 +53,8 @@ MODEL_MODULES = (
     "exchange.accounts.models",
     "exchange.orders.models",
     "exchange.idempotency",
+    "exchange.events.models",
+    "exchange.webhooks.models",
 )
 """Every module that declares tables (``SQLModel, table=True``): importing them all
 fills ``SQLModel.metadata`` with the whole schema."""

@@ -1,0 +1,1 @@
+"""Webhooks: the event feed POSTed to participants' URLs, signed by the exchange."""
