@@ -23,6 +23,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
 from exchange.api.examples import ok, request_example, response_example
+from exchange.api.params import ListingIdPath
 from exchange.api.responses import signed_errors
 from exchange.auth.deps import StreamingParticipant, check_role
 from exchange.content import ContentTooLargeError
@@ -128,7 +129,7 @@ def _declared_length(request: Request) -> int | None:
 )
 @body_limit(None)
 async def upload_content(
-    listing_id: Annotated[str, Path(max_length=36, description="The listing's UUID.")],
+    listing_id: ListingIdPath,
     version: Annotated[int, Path(ge=1, le=_MAX_VERSION)],
     request: Request,
     signed: StreamingParticipant,

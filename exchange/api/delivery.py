@@ -11,11 +11,12 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, Header, Path, Request
+from fastapi import APIRouter, Body, Depends, Header, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from exchange.accounts.service import now_ms
 from exchange.api.examples import json_body, ok, response_example
+from exchange.api.params import OrderIdPath
 from exchange.api.responses import signed_errors
 from exchange.auth.deps import SessionDep, require_role
 from exchange.content import RangeNotSatisfiableError, content_range, parse_range
@@ -32,7 +33,6 @@ __all__ = ["router"]
 router = APIRouter(prefix="/orders", tags=["delivery"])
 
 Buyer = Annotated[Principal, Depends(require_role(Role.BUYER))]
-OrderIdPath = Annotated[str, Path(max_length=36, description="The order's UUID.")]
 
 _ACCESS_ERRORS = {
     403: "access_revoked, access_expired",

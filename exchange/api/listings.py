@@ -12,9 +12,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 
 from exchange.api.examples import json_body, ok
+from exchange.api.params import ListingIdPath
 from exchange.api.responses import error_responses
 from exchange.auth.deps import OptionalParticipant, SessionDep, require_role
 from exchange.auth.verifier import Authenticator
@@ -37,7 +38,6 @@ __all__ = ["router"]
 
 router = APIRouter(prefix="/listings", tags=["listings"])
 
-ListingIdPath = Annotated[str, Path(max_length=36, description="The listing's UUID.")]
 Provider = Annotated[Principal, Depends(require_role(Role.PROVIDER))]
 Operator = Annotated[Principal, Depends(require_role(Role.OPERATOR))]
 ProviderOrOperator = Annotated[Principal, Depends(require_role(Role.PROVIDER, Role.OPERATOR))]

@@ -7,10 +7,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Header, Path, Query, Request
+from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import JSONResponse
 
 from exchange.api.examples import json_body, ok
+from exchange.api.params import OrderIdPath
 from exchange.api.responses import signed_errors
 from exchange.auth.deps import CurrentParticipant, SessionDep, require_role
 from exchange.auth.verifier import Authenticator
@@ -35,7 +36,6 @@ router = APIRouter(prefix="/orders", tags=["orders"])
 Buyer = Annotated[Principal, Depends(require_role(Role.BUYER))]
 Operator = Annotated[Principal, Depends(require_role(Role.OPERATOR))]
 Provider = Annotated[Principal, Depends(require_role(Role.PROVIDER))]
-OrderIdPath = Annotated[str, Path(max_length=36)]
 IdempotencyHeader = Annotated[
     str | None,
     Header(
@@ -114,7 +114,7 @@ def place_order(
     },
 )
 def get_order(
-    order_id: Annotated[str, Path(max_length=36)],
+    order_id: OrderIdPath,
     principal: CurrentParticipant,
     session: SessionDep,
 ) -> OrderPublic:

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Request
+from fastapi import APIRouter, Depends, Request
 
 from exchange.api.examples import json_body, ok
+from exchange.api.params import ListingIdPath
 from exchange.api.responses import signed_errors
 from exchange.auth.deps import SessionDep, require_role
 from exchange.orders import service
@@ -42,7 +43,7 @@ Buyer = Annotated[Principal, Depends(require_role(Role.BUYER))]
     openapi_extra=json_body("quote_listing"),
 )
 def quote_listing(
-    listing_id: Annotated[str, Path(max_length=36)],
+    listing_id: ListingIdPath,
     body: QuoteRequest,
     principal: Buyer,
     session: SessionDep,

@@ -603,3 +603,90 @@ def test_an_unhandled_exception_is_a_json_500_that_tells_nothing_internal(
     reference = body["message"].split("reference ")[1].split(")")[0]
     logged = [r for r in caplog.records if reference in r.getMessage()]
     assert logged and logged[0].exc_info is not None  # the traceback stays server-side
+
+
+# ---------------------------------------------------------------------- hostile URL values
+
+
+HOSTILE_URL_VALUES = {
+    "NUL": "x%00",
+    "lone surrogate (CESU-8)": "a%ED%A0%80b",
+}
+"""Percent-encoded URL values no PostgreSQL text comparison may see: it refuses a
+NUL in a parameter (a 500), and a surrogate's bytes are no UTF-8 at all."""
+
+FREE_TEXT_QUERY = {("/listings/search", "q"), ("/listings/search", "category")} | {
+    ("/listings/search", "tag")
+}
+"""Search terms, where any text is a question: NUL separates terms in ``q``
+(tests/exchange/test_search.py) and the server decodes undecodable bytes as U+FFFD,
+which a category or a tag may be asked for (no listing has one)."""
+
+
+def _url_walk(
+    w: World, value: str
+) -> Iterator[tuple[str, str, str, bytes, list[SM2PrivateKey | None]]]:
+    """Per route and per path or query parameter of it: (method, URL with ``value`` as
+    that parameter, content type, body, who sends it). A signed route gets its record
+    from its actor (the path's other parameters name real things); every other route
+    is tried anonymously and as each role."""
+    fill = {
+        "listing_id": w.published,
+        "order_id": w.order,
+        "key_id": w.buyer.key_id(),
+        "version": "1",
+        "index": "0",
+        "tree_size": "1",
+    }
+    everyone: list[SM2PrivateKey | None] = [w.buyer, w.provider, w.ex.operator]
+    for template, item in w.ex.app.openapi()["paths"].items():
+        for method, operation in item.items():
+            content = operation.get("requestBody", {}).get("content", {})
+            content_type = next(iter(content), "application/json")
+            for parameter in operation.get("parameters", []):
+                where, name = parameter["in"], parameter["name"]
+                if where not in ("path", "query"):
+                    continue
+                path = template
+                for other, filled in fill.items():
+                    if where == "query" or other != name:
+                        path = path.replace("{" + other + "}", filled)
+                if where == "path":
+                    path = path.replace("{" + name + "}", value)
+                else:
+                    path += "?" + name + "=" + value
+                signed = SIGNED_ROUTES.get((method.upper(), template))
+                if signed is not None:
+                    actor = signed.actor(w)
+                    payload = signed.payload(w, path)
+                    record = sign_record(actor, signed.record_type, payload).to_dict()
+                    body = json.dumps({"record": record}).encode()
+                    yield method.upper(), path, content_type, body, [actor]
+                else:
+                    body = b"{}" if content_type == "application/json" else b""
+                    yield method.upper(), path, content_type, body, [None, *everyone]
+
+
+@pytest.mark.parametrize("value", HOSTILE_URL_VALUES)
+def test_hostile_path_and_query_values_are_client_errors(world: World, value: str) -> None:
+    """``GET /listings/x%00`` and ``GET /orders/x%00`` were 500s on PostgreSQL."""
+    failures = []
+    walked = 0
+    clients: dict[str | None, httpx.Client] = {}
+    for method, path, content_type, body, senders in _url_walk(world, HOSTILE_URL_VALUES[value]):
+        free_text = (path.split("?")[0], path.split("?")[-1].split("=")[0]) in FREE_TEXT_QUERY
+        for sender in senders:
+            walked += 1
+            name = sender.key_id() if sender else None
+            client = clients.setdefault(name, world.ex.http(sender))
+            response = client.request(
+                method, path, content=body, headers={"content-type": content_type}
+            )
+            if free_text and response.status_code == 200:
+                continue
+            is_json = response.headers.get("content-type") == "application/json"
+            ok = 400 <= response.status_code < 500 and is_json
+            if not ok or set(response.json()) != {"code", "message"}:
+                failures.append(f"{method} {path}: {response.status_code} {response.text[:200]}")
+    assert walked >= 100, walked
+    assert not failures, "\n".join(failures)
