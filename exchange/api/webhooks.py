@@ -13,6 +13,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, Request
 
 from exchange.api.examples import json_body, ok
+from exchange.api.params import UUID_PATTERN
 from exchange.api.responses import signed_errors
 from exchange.auth.deps import CurrentParticipant, SessionDep
 from exchange.settings import Settings
@@ -23,7 +24,7 @@ __all__ = ["router"]
 
 router = APIRouter(prefix="/webhooks", tags=["webhooks"])
 
-WebhookId = Annotated[str, Path(max_length=36, description="The webhook's id.")]
+WebhookId = Annotated[str, Path(pattern=UUID_PATTERN, description="The webhook's id.")]
 
 
 def _key_id(request: Request) -> str:
