@@ -16,6 +16,7 @@ from exchange.anchoring.service import AnchoringService
 from exchange.api import health, log, receipts
 from exchange.api import listings as listings_api
 from exchange.api import participants as participants_api
+from exchange.api.responses import install_common_errors
 from exchange.auth.setup import install_auth
 from exchange.db import make_engine
 from exchange.errors import install_error_handlers, install_internal_error_guard
@@ -180,6 +181,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_strict_json_body(app)
     install_body_limit(app, settings.max_request_bytes)
     install_internal_error_guard(app)
+    install_common_errors(app)  # documents invalid_json and internal in OpenAPI
     app.include_router(health.router)
     app.include_router(log.router)
     app.include_router(receipts.router)

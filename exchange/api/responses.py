@@ -9,6 +9,11 @@ message from :data:`ERROR_MESSAGES`). A code without a message there, or text th
 does not start with a code, fails at import: the documented codes and their
 examples cannot drift apart. ``tests/exchange/test_openapi.py`` also checks that
 each documented code is one the exchange raises with that status.
+
+Two answers come from no route but from what wraps them all, so
+:func:`install_common_errors` adds them to the document itself: 400
+``invalid_json`` on every operation taking a JSON body (exchange/json_body.py) and
+500 ``internal`` on every operation (the last-resort guard, exchange/errors.py).
 """
 
 from __future__ import annotations
@@ -16,6 +21,8 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from typing import Any
+
+from fastapi import FastAPI
 
 from exchange.api.examples import ids
 from exchange.log.schemas import ErrorBody
@@ -26,6 +33,7 @@ __all__ = [
     "error_codes",
     "error_example",
     "error_responses",
+    "install_common_errors",
     "signed_errors",
 ]
 
@@ -69,6 +77,8 @@ _MESSAGES = {
     "idempotency_key_reused": "Idempotency-Key 'deposit-2026030309001842' was used for a "
     "different request",
     "payload_too_large": "the request body exceeds 1048576 bytes",
+    "invalid_json": "the request body: duplicate key 'amount' in JSON object",
+    "internal": "internal error (reference 5f0c2a9e41d7b386); the exchange has logged it",
     "record_type_not_allowed": "the log's raw append takes only note.* and attestation.* "
     "records (statements that change nothing); settlement.paid is not one: the exchange's "
     "actions enter the log only through their own endpoints",
@@ -232,3 +242,57 @@ def signed_errors(extra: dict[int, str]) -> dict[int | str, dict[str, Any]]:
     for status, text in extra.items():
         merged[status] = f"{merged[status]}, {text}" if status in merged else text
     return error_responses(merged)
+
+
+INVALID_JSON = (
+    "invalid_json (the JSON body nests deeper than 80 levels, repeats a key in an object, "
+    "or holds NaN, Infinity or a NUL character)"
+)
+INTERNAL = "internal (a fault of the exchange's, logged under the reference its message gives)"
+_ERROR_SCHEMA = {"$ref": "#/components/schemas/ErrorBody"}
+
+
+def _add_error(operation: dict[str, Any], status: int, text: str) -> None:
+    """Document ``text``'s code (with its example) under ``status`` of ``operation``
+    (an OpenAPI operation object), next to the codes already there."""
+    responses = operation.setdefault("responses", {})
+    [code] = error_codes(text)
+    example = {"summary": code, "value": error_example(status, code)}
+    existing = responses.get(str(status))
+    if existing is None:
+        responses[str(status)] = {
+            "description": text,
+            "content": {"application/json": {"schema": _ERROR_SCHEMA, "examples": {code: example}}},
+        }
+        return
+    media = existing["content"]["application/json"]
+    if media.get("schema") != _ERROR_SCHEMA or code in media.get("examples", {}):
+        raise ValueError(f"{status} of {operation.get('operationId')} cannot take {code}")
+    existing["description"] = f"{existing['description']}, {text}"
+    media.setdefault("examples", {})[code] = example
+
+
+def document_common_errors(document: dict[str, Any]) -> None:
+    """Add 400 ``invalid_json`` to every operation of ``document`` taking a JSON body
+    and 500 ``internal`` to every operation."""
+    for item in document.get("paths", {}).values():
+        for operation in item.values():
+            content = operation.get("requestBody", {}).get("content", {})
+            if "application/json" in content:
+                _add_error(operation, 400, INVALID_JSON)
+            _add_error(operation, 500, INTERNAL)
+
+
+def install_common_errors(app: FastAPI) -> None:
+    """Make ``app.openapi()`` document the answers of what wraps every route (see the
+    module docstring)."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = build()
+        document_common_errors(schema)
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

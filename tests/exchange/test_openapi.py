@@ -17,6 +17,7 @@ import jsonschema_rs
 import pytest
 from pydantic import BaseModel
 
+from exchange import errors, json_body
 from exchange.accounts.schemas import DepositPayload
 from exchange.api.examples import data, request_example, response_example
 from exchange.api.examples.generate import doc_key
@@ -43,8 +44,14 @@ from ledger.sm3 import sm3
 
 METHODS = {"get", "put", "post", "delete", "patch", "head", "options"}
 ERROR_SCHEMA = {"$ref": "#/components/schemas/ErrorBody"}
-HANDLER_CODES = {"invalid_request": {422}, "payload_too_large": {413}}
-"""Codes the app's handlers (exchange/errors.py, exchange/limits.py) answer themselves."""
+HANDLER_CODES = {
+    "invalid_request": {422},
+    "payload_too_large": {413},
+    json_body.CODE: {400},
+    errors.INTERNAL_CODE: {500},
+}
+"""Codes the app's handlers and middleware (exchange/errors.py, exchange/limits.py,
+exchange/json_body.py) answer themselves."""
 
 # operationId of each signed action → (the record type it takes, its payload model)
 SIGNED_ACTIONS: dict[str, tuple[str, type[BaseModel]]] = {
@@ -176,6 +183,27 @@ def test_every_error_response_has_an_example_per_documented_code(spec: dict[str,
                 assert sorted(codes) == sorted(error_codes(description)), label
             checked += len(values)
     assert checked > 300
+
+
+def test_every_json_body_may_be_invalid_json_and_every_operation_internal(
+    spec: dict[str, Any],
+) -> None:
+    """The strict JSON middleware answers 400 ``invalid_json`` on any route taking a
+    JSON body, the last-resort guard 500 ``internal`` on any route: both documented."""
+    json_bodies = 0
+    for label, operation in operations(spec):
+        responses = operation["responses"]
+        expected = {"500": errors.INTERNAL_CODE}
+        if "application/json" in operation.get("requestBody", {}).get("content", {}):
+            expected["400"] = json_body.CODE
+            json_bodies += 1
+        for status, code in expected.items():
+            assert status in responses, f"{label}: no {status} documented"
+            assert code in error_codes(responses[status]["description"]), (label, status)
+            media = responses[status]["content"]["application/json"]
+            assert media["schema"] == ERROR_SCHEMA, (label, status)
+            assert media["examples"][code]["value"]["code"] == code, (label, status)
+    assert json_bodies >= 20
 
 
 def test_documented_error_codes_are_raised_with_that_status(spec: dict[str, Any]) -> None:
