@@ -76,6 +76,12 @@ NONCE_PATTERN: Final = re.compile(r"[A-Za-z0-9_\-.~+/=]{16,128}")
 
 _PRUNE_EVERY_S: Final = 1.0
 
+MAX_SIGNATURE_HEADER_CHARS: Final = 1024
+"""The longest ``Signature-Input``, ``Signature`` or ``Content-Digest`` taken (over
+three times the longest the SDK sends: a 128-character nonce, both digests). Checked
+before any parser reads them: parsing is linear but slow (~0.3 s for 100 kB)."""
+_SIGNATURE_HEADERS: Final = ("Signature-Input", "Signature", "Content-Digest")
+
 
 @dataclass(frozen=True, slots=True)
 class RequestParts:
@@ -248,6 +254,11 @@ class Authenticator:
             )
         if "content-digest" not in fields:
             raise AuthenticationError("the request has no Content-Digest")
+        for name in _SIGNATURE_HEADERS:
+            if len(fields[name.lower()]) > MAX_SIGNATURE_HEADER_CHARS:
+                raise AuthenticationError(
+                    f"{name} is longer than {MAX_SIGNATURE_HEADER_CHARS} characters"
+                )
         try:
             inputs: Any = http_sf.parse(
                 fields["signature-input"].encode("ascii"), tltype="dictionary"

@@ -4,6 +4,10 @@ replayed across workers, tampered body/headers/target, wrong alg/coverage)."""
 
 from __future__ import annotations
 
+import base64
+import datetime
+import hashlib
+import secrets
 import threading
 import time
 from pathlib import Path
@@ -16,6 +20,8 @@ from test_auth_support import Exchange, error, running_exchange
 from test_orders import BACKENDS
 
 from clients.signing import (
+    COVERED_COMPONENTS,
+    SIGNATURE_LABEL,
     SM2_SM3,
     SigningError,
     SM2RequestSigner,
@@ -25,6 +31,7 @@ from clients.signing import (
 from exchange.app import create_app
 from exchange.auth import algorithm as server_algorithm
 from exchange.auth.models import auth_nonce_table
+from exchange.auth.verifier import MAX_SIGNATURE_HEADER_CHARS
 from exchange.settings import Settings
 from ledger.errors import InvalidSignature
 from ledger.sm2 import SM2PrivateKey
@@ -300,3 +307,62 @@ def test_streamed_bodies_need_a_precomputed_digest(tmp_path: Path) -> None:
     SM2RequestSigner(key).sign(request)
     assert request.headers["content-digest"] == content_digest(path.read_bytes())
     assert "signature" in request.headers
+
+
+class _TaggedSigner(SM2RequestSigner):
+    """Signs as the SDK does, adding a ``tag`` parameter of the caller's to the
+    signature (RFC 9421 allows one; the exchange ignores it)."""
+
+    def __init__(self, key: SM2PrivateKey, tag: str) -> None:
+        super().__init__(key)
+        self.tag = tag
+
+    def sign(self, request: httpx.Request) -> None:
+        if "content-digest" not in request.headers:
+            request.headers["Content-Digest"] = content_digest(request.content)
+        self._signer.sign(
+            request,
+            key_id=self.key_id,
+            created=datetime.datetime.now(datetime.UTC),
+            nonce=secrets.token_urlsafe(16),
+            label=SIGNATURE_LABEL,
+            tag=self.tag,
+            include_alg=True,
+            covered_component_ids=COVERED_COMPONENTS,
+            use_existing_digest=True,
+        )
+
+
+PADDING = 8_000
+"""Bytes of padding: far beyond any signature header the SDK sends, well within the
+16 KiB of headers uvicorn (h11) reads; the header is parsed in full (~3 µs a byte)."""
+
+
+def test_long_signature_headers_are_refused_before_they_are_parsed(exchange: Exchange) -> None:
+    """A signature header far longer than any real one is refused (401) before any
+    parser reads it, even when the padding is signed or an ignored member."""
+    buyer = exchange.register("buyer")
+    for header in ("Signature-Input", "Signature", "Content-Digest"):
+        request = httpx.Request("GET", exchange.url + "/participants/me")
+        if header == "Signature-Input":  # signed and well formed: it was accepted
+            _TaggedSigner(buyer, "t" * PADDING).sign(request)
+        else:  # another member, of an algorithm or label nobody uses: parsed in full
+            SM2RequestSigner(buyer).sign(request)
+            request.headers[header] += f", other=:{'A' * PADDING}:"
+        assert len(request.headers[header]) > PADDING
+        message = error(_send(exchange, request), 401, "unauthenticated")
+        assert header in message and str(MAX_SIGNATURE_HEADER_CHARS) in message, message
+
+
+def test_the_longest_real_signature_headers_are_within_the_limit(exchange: Exchange) -> None:
+    """A nonce of 128 characters (the most the exchange takes), both digests and a
+    short tag: accepted."""
+    buyer = exchange.register("buyer")
+    request = httpx.Request("GET", exchange.url + "/participants/me")
+    sha256 = base64.b64encode(hashlib.sha256(b"").digest()).decode()
+    request.headers["Content-Digest"] = f"{content_digest(b'')}, sha-256=:{sha256}:"
+    SM2RequestSigner(buyer, nonce=lambda: "n" * 128).sign(request)
+    assert _send(exchange, request).status_code == 200
+    tagged = httpx.Request("GET", exchange.url + "/participants/me")
+    _TaggedSigner(buyer, "shancheng-sdk").sign(tagged)
+    assert _send(exchange, tagged).status_code == 200
