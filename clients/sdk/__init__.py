@@ -39,6 +39,7 @@ from clients.sdk.errors import (
     TransferError,
     TransportError,
 )
+from clients.sdk.event_models import AnchorFinal, Event, EventPage, Webhook, WebhookAttempt
 from clients.sdk.market_models import (
     PLATFORM_ACCOUNT,
     Account,
@@ -73,6 +74,7 @@ from clients.sdk.models import (
     InclusionProof,
     LogKey,
 )
+from clients.sdk.webhooks import WebhookVerificationError, verify_webhook
 from ledger import delivery as _delivery
 
 decrypt_delivery = translate_digest_errors(_delivery.decrypt_delivery)
@@ -86,6 +88,7 @@ __all__ = [
     "AccessRevokedError",
     "Account",
     "Anchor",
+    "AnchorFinal",
     "Appended",
     "AsyncExchangeClient",
     "Balance",
@@ -100,6 +103,8 @@ __all__ = [
     "DeliveryEnvelope",
     "DigestMismatchError",
     "Entry",
+    "Event",
+    "EventPage",
     "ExchangeClient",
     "FacetCount",
     "Facets",
@@ -127,7 +132,11 @@ __all__ = [
     "Settlement",
     "TransferError",
     "TransportError",
+    "Webhook",
+    "WebhookAttempt",
+    "WebhookVerificationError",
     "decrypt_delivery",
     "decrypt_file",
     "key_from_files",
+    "verify_webhook",
 ]

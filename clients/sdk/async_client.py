@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -13,10 +13,12 @@ import anyio
 import anyio.to_thread
 import httpx
 
-from clients.sdk._base import DEFAULT_TIMEOUT, USER_AGENT, Call, RetryPolicy
-from clients.sdk._marketplace import MarketplaceCalls
+from clients.sdk._base import DEFAULT_TIMEOUT, USER_AGENT, Call, RetryPolicy, error_from_response
+from clients.sdk._events import EventCalls
+from clients.sdk._sse import SSEParser
 from clients.sdk._transfer import Progress
 from clients.sdk.errors import ReceiptPendingError
+from clients.sdk.event_models import Event, EventPage, Webhook, WebhookAttempt
 from clients.sdk.market_models import (
     Account,
     ContentUploaded,
@@ -52,7 +54,7 @@ __all__ = ["AsyncExchangeClient"]
 T = TypeVar("T")
 
 
-class AsyncExchangeClient(MarketplaceCalls):
+class AsyncExchangeClient(EventCalls):
     """The async twin of :class:`clients.sdk.ExchangeClient` (same arguments, except
     ``transport`` is an ``httpx.AsyncBaseTransport``, e.g. ``httpx.ASGITransport``).
     Use ``async with``, or ``await client.aclose()``.
@@ -368,6 +370,71 @@ class AsyncExchangeClient(MarketplaceCalls):
         previous = await self.order(order_id)
         quote = await self.quote(previous.listing_id, **terms)
         return await self.place_order(quote, idempotency_key=idempotency_key, renews=order_id)
+
+    # ------------------------------------------------------------------ events
+
+    async def events(
+        self,
+        *,
+        after: str | None = None,
+        limit: int = 100,
+        types: Iterable[str] | None = None,
+    ) -> EventPage:
+        return await self._send(self._events_call(after, limit, types))
+
+    async def iter_events(
+        self,
+        *,
+        after: str | None = None,
+        types: Iterable[str] | None = None,
+        reconnect_delay: float = 1.0,
+    ) -> AsyncIterator[Event]:
+        """Like :meth:`clients.sdk.ExchangeClient.iter_events`, asynchronously."""
+        auth = self._stream_auth()
+        last = after
+        while True:
+            request = self._stream_request(self._http, last, types)
+            try:
+                response = await self._http.send(request, auth=auth, stream=True)
+            except httpx.TransportError:
+                response = None
+            if response is not None:
+                try:
+                    if response.status_code != 200:
+                        await response.aread()
+                        if response.status_code < 500:
+                            raise error_from_response(response)
+                    else:
+                        parser = SSEParser()
+                        async for line in response.aiter_lines():
+                            message = parser.feed(line)
+                            if message is not None:
+                                event = self._event_of(message)
+                                last = event.id
+                                yield event
+                except httpx.TransportError:
+                    pass  # the stream broke: reopen it after the last event received
+                finally:
+                    await response.aclose()
+            await anyio.sleep(reconnect_delay)
+
+    async def register_webhook(
+        self,
+        url: str,
+        *,
+        event_types: Iterable[str] | None = None,
+        after: str | None = None,
+    ) -> Webhook:
+        return await self._send(self._register_webhook_call(url, event_types, after))
+
+    async def webhooks(self) -> list[Webhook]:
+        return await self._send(self._webhooks_call())
+
+    async def delete_webhook(self, webhook_id: str) -> Webhook:
+        return await self._send(self._delete_webhook_call(webhook_id))
+
+    async def webhook_attempts(self, webhook_id: str, *, limit: int = 100) -> list[WebhookAttempt]:
+        return await self._send(self._webhook_attempts_call(webhook_id, limit))
 
     # ------------------------------------------------------------------ auditing
 

@@ -4,17 +4,19 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
 
-from clients.sdk._base import DEFAULT_TIMEOUT, USER_AGENT, Call, RetryPolicy
-from clients.sdk._marketplace import MarketplaceCalls
+from clients.sdk._base import DEFAULT_TIMEOUT, USER_AGENT, Call, RetryPolicy, error_from_response
+from clients.sdk._events import EventCalls
+from clients.sdk._sse import SSEParser
 from clients.sdk._transfer import Progress
 from clients.sdk.errors import ReceiptPendingError
+from clients.sdk.event_models import Event, EventPage, Webhook, WebhookAttempt
 from clients.sdk.market_models import (
     Account,
     ContentUploaded,
@@ -50,7 +52,7 @@ __all__ = ["ExchangeClient"]
 T = TypeVar("T")
 
 
-class ExchangeClient(MarketplaceCalls):
+class ExchangeClient(EventCalls):
     """A participant's (or an auditor's) connection to the exchange.
 
     ``key`` is the participant's SM2 private key: it signs records
@@ -436,6 +438,82 @@ class ExchangeClient(MarketplaceCalls):
         previous = self.order(order_id)
         quote = self.quote(previous.listing_id, **terms)
         return self.place_order(quote, idempotency_key=idempotency_key, renews=order_id)
+
+    # ------------------------------------------------------------------ events
+
+    def events(
+        self,
+        *,
+        after: str | None = None,
+        limit: int = 100,
+        types: Iterable[str] | None = None,
+    ) -> EventPage:
+        """One page of the events you may see after event id ``after`` (default: from
+        the start); continue with ``after=page.next``. ``types``: only these."""
+        return self._send(self._events_call(after, limit, types))
+
+    def iter_events(
+        self,
+        *,
+        after: str | None = None,
+        types: Iterable[str] | None = None,
+        reconnect_delay: float = 1.0,
+    ) -> Iterator[Event]:
+        """The events you may see after ``after``, as they happen (Server-Sent
+        Events), without end: when the stream ends or breaks it is reopened after
+        ``reconnect_delay`` s with ``Last-Event-ID``, so no event is skipped or
+        repeated. Leave the loop to stop. A refusal (401, 400 ``invalid_cursor``) is
+        raised as :class:`~clients.sdk.errors.APIError`; a 5xx is retried."""
+        auth = self._stream_auth()
+        last = after
+        while True:
+            request = self._stream_request(self._http, last, types)
+            try:
+                response = self._http.send(request, auth=auth, stream=True)
+            except httpx.TransportError:
+                response = None
+            if response is not None:
+                try:
+                    if response.status_code != 200:
+                        response.read()
+                        if response.status_code < 500:
+                            raise error_from_response(response)
+                    else:
+                        parser = SSEParser()
+                        for line in response.iter_lines():
+                            message = parser.feed(line)
+                            if message is not None:
+                                event = self._event_of(message)
+                                last = event.id
+                                yield event
+                except httpx.TransportError:
+                    pass  # the stream broke: reopen it after the last event received
+                finally:
+                    response.close()
+            time.sleep(reconnect_delay)
+
+    def register_webhook(
+        self,
+        url: str,
+        *,
+        event_types: Iterable[str] | None = None,
+        after: str | None = None,
+    ) -> Webhook:
+        """POST each event you may see (of ``event_types``) to ``url``, signed by the
+        exchange; from the event after ``after`` (default: from now on). Check each
+        delivery with :func:`clients.sdk.verify_webhook`."""
+        return self._send(self._register_webhook_call(url, event_types, after))
+
+    def webhooks(self) -> list[Webhook]:
+        """Your webhooks and their delivery state."""
+        return self._send(self._webhooks_call())
+
+    def delete_webhook(self, webhook_id: str) -> Webhook:
+        return self._send(self._delete_webhook_call(webhook_id))
+
+    def webhook_attempts(self, webhook_id: str, *, limit: int = 100) -> list[WebhookAttempt]:
+        """A webhook's delivery attempts, newest first."""
+        return self._send(self._webhook_attempts_call(webhook_id, limit))
 
     # ------------------------------------------------------------------ auditing
 
