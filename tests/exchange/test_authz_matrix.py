@@ -1,7 +1,7 @@
 """The authorisation matrix: every participants/listings/accounts/quotes/orders/
-content/delivery endpoint × every role (anonymous, the owner, another provider, a buyer, an
-auditor, an operator, a suspended participant) on someone's resource, with the
-exact status and code.
+content/delivery/events/webhooks endpoint × every role (anonymous, the owner,
+another provider, a buyer, an auditor, an operator, a suspended participant) on
+someone's resource, with the exact status and code.
 
 Each cell gets a fresh resource in the state the endpoint needs; the record in
 the body is signed by the same key that signs the request, so what is tested is
@@ -262,6 +262,22 @@ def _get(path: Callable[[World], str]) -> Callable[[World], Request]:
     return lambda w: ("GET", path(w), None, None)
 
 
+def _webhook_of_owner(w: World) -> str:
+    body = {"url": "http://127.0.0.1:9/matrix"}
+    response = w.ex.http(w.owner).post("/webhooks", json=body)
+    assert response.status_code == 201, response.text
+    webhook_id: str = response.json()["webhook"]["id"]
+    return webhook_id
+
+
+def _register_webhook(w: World) -> Request:
+    return "POST", "/webhooks", None, lambda _k: {"url": "http://127.0.0.1:9/matrix"}
+
+
+def _delete_webhook(w: World) -> Request:
+    return "DELETE", f"/webhooks/{_webhook_of_owner(w)}", None, None
+
+
 OK = (200, None)
 CREATED = (201, None)
 UNAUTH = (401, "unauthenticated")
@@ -271,6 +287,7 @@ HIDDEN = (404, "listing_not_found")
 NOT_OWNER = (403, "not_owner")
 TAKEN = (409, "already_registered")
 NO_ORDER = (404, "order_not_found")
+NO_WEBHOOK = (404, "webhook_not_found")
 
 
 def _row(**cells: tuple[int, str | None]) -> dict[str, tuple[int, str | None]]:
@@ -295,6 +312,26 @@ BUYER_ONLY = _row(
     buyer=OK,
     auditor=ROLE,
     operator=ROLE,
+    suspended=SUSPENDED,
+)
+
+ANY_PARTICIPANT_CREATES = _row(
+    anonymous=UNAUTH,
+    owner=CREATED,
+    other_provider=CREATED,
+    buyer=CREATED,
+    auditor=CREATED,
+    operator=CREATED,
+    suspended=SUSPENDED,
+)
+
+OWNER_OR_OPERATOR = _row(
+    anonymous=UNAUTH,
+    owner=OK,
+    other_provider=NO_WEBHOOK,
+    buyer=NO_WEBHOOK,
+    auditor=NO_WEBHOOK,
+    operator=OK,
     suspended=SUSPENDED,
 )
 
@@ -539,6 +576,14 @@ MATRIX: dict[str, tuple[Callable[[World], Request], dict[str, tuple[int, str | N
         _get(lambda w: f"/orders/{w.delivered_order(envelope=True)}/content"),
         BUYER_ONLY,
     ),
+    "events": (_get(lambda w: "/events"), ANY_PARTICIPANT),
+    "register a webhook": (_register_webhook, ANY_PARTICIPANT_CREATES),
+    "list webhooks": (_get(lambda w: "/webhooks"), ANY_PARTICIPANT),
+    "someone's webhook attempts": (
+        _get(lambda w: f"/webhooks/{_webhook_of_owner(w)}/attempts"),
+        OWNER_OR_OPERATOR,
+    ),
+    "delete someone's webhook": (_delete_webhook, OWNER_OR_OPERATOR),
 }
 
 EXCHANGE_LOGGED = {"request delivery"}
