@@ -69,12 +69,18 @@ def _page(
     return after, page
 
 
-def _head(request: Request) -> tuple[int, int] | None:
+def _head(request: Request) -> tuple[int, int]:
+    with request.app.state.session_factory() as session:
+        return feed_head(session)
+
+
+async def _current_head(request: Request) -> tuple[int, int] | None:
+    """The feed's head: the watcher's (in memory), or read from the database when the
+    app runs without its services (no lifespan)."""
     watcher: FeedWatcher | None = getattr(request.app.state, "event_watcher", None)
     if watcher is not None:
         return watcher.head
-    with request.app.state.session_factory() as session:
-        return feed_head(session)
+    return await run_in_threadpool(_head, request)
 
 
 def _stopping(request: Request) -> bool:
@@ -105,7 +111,7 @@ async def _messages(
     cursor = start
     deadline = anyio.current_time() + settings.events_stream_max_s
     while not _stopping(request) and anyio.current_time() < deadline:
-        seen = await run_in_threadpool(_head, request)
+        seen = await _current_head(request)
         _, page = await run_in_threadpool(_page, request, viewer, cursor, types, STREAM_PAGE)
         for event in page.events:
             yield ServerSentEvent(
@@ -120,7 +126,7 @@ async def _messages(
         # Wait for the feed to grow past what this page read (the watcher's head moves).
         while not _stopping(request) and anyio.current_time() < deadline:
             await anyio.sleep(settings.events_poll_s)
-            if await run_in_threadpool(_head, request) != seen:
+            if await _current_head(request) != seen:
                 break
 
 

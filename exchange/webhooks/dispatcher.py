@@ -125,6 +125,9 @@ class WebhookDispatcher(PeriodicThread):
                 .scalars()
                 .all()
             )
+        listed = set(due)
+        with self._lock:  # forget webhooks deleted (or failing) since
+            self._idle = {k: v for k, v in self._idle.items() if k in listed}
         for webhook_id in due:
             if self.stopping:
                 return
