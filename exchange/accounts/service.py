@@ -17,6 +17,8 @@ from contextlib import contextmanager
 from typing import Any, Final
 
 from sqlalchemy import Connection, event, func, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col
 
@@ -51,6 +53,7 @@ __all__ = [
     "ensure_account",
     "hold",
     "movement",
+    "open_account",
     "rebuild_deposit",
     "receipt_for",
     "refund_held",
@@ -107,7 +110,8 @@ def at_flush(session: Session, fn: Callable[[Connection], None]) -> Iterator[Non
 def ensure_account(session: Session, key_id: str) -> None:
     """Create ``key_id``'s zero account if missing and commit (so that the effect's
     transaction only ever UPDATEs balances). Precondition: nothing is pending on
-    ``session`` (call it before staging the effect)."""
+    ``session`` (call it before staging the effect). The account stays even if the
+    effect is refused: inside an effect, use :func:`open_account` instead."""
     if session.get(Account, key_id) is not None:
         return
     session.add(Account(key_id=key_id, available=0, held=0, created_at=now_ms()))
@@ -115,6 +119,19 @@ def ensure_account(session: Session, key_id: str) -> None:
         session.commit()
     except IntegrityError:  # created meanwhile by another request
         session.rollback()
+
+
+def open_account(connection: Connection, key_id: str) -> None:
+    """Create ``key_id``'s zero account unless it exists, on ``connection``: run it
+    inside the effect's transaction (:func:`at_flush`) before the balance UPDATEs, so
+    that a refused effect leaves no empty account behind. (``INSERT … ON CONFLICT DO
+    NOTHING``: an account made meanwhile by another transaction is kept as it is.)"""
+    insert = pg_insert if connection.dialect.name == "postgresql" else sqlite_insert
+    connection.execute(
+        insert(Account)
+        .values(key_id=key_id, available=0, held=0, created_at=now_ms())
+        .on_conflict_do_nothing(index_elements=["key_id"])
+    )
 
 
 def hold(connection: Connection, key_id: str, amount: int) -> None:
@@ -309,7 +326,6 @@ def deposit(
         )
     if session.get(Participant, key_id) is None:
         raise ParticipantNotFoundError(f"no participant {key_id}")
-    ensure_account(session, key_id)
     leaf_hash = action.submission.leaf_hash
     row = movement(
         key_id,
@@ -324,7 +340,11 @@ def deposit(
         idempotent.stage(session, resource_id=key_id, leaf_hash=leaf_hash, status_code=201)
         return row
 
-    with at_flush(session, lambda connection: credit(connection, key_id, payload.amount)):
+    def in_transaction(connection: Connection) -> None:
+        open_account(connection, key_id)
+        credit(connection, key_id, payload.amount)
+
+    with at_flush(session, in_transaction):
         _, accepted = commit_with_record(session, action, log_key, stage)
     session.refresh(row)
     return DepositCredited(

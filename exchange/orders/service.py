@@ -10,10 +10,12 @@ ONE transaction with the log record (``commit_with_record`` +
    (409 ``quote_used`` if it is there);
 2. re-reads the listing: still published at that version (409 ``listing_not_published``)
    and none of its providers suspended (409 ``provider_suspended``);
-3. for a limited offer, ``UPDATE offer_seats SET sold = sold + 1 WHERE … AND
-   sold < limit``; no row updated → 409 ``sold_out``;
-4. moves the amount from available to held: ``UPDATE account … WHERE
-   available >= amount``; no row → 402 ``insufficient_funds``;
+3. for a limited offer, creates its seat counter if missing (``INSERT … ON
+   CONFLICT DO NOTHING``), then ``UPDATE offer_seats SET sold = sold + 1 WHERE …
+   AND sold < limit``; no row updated → 409 ``sold_out``;
+4. creates the buyer's account if missing (the same way), then moves the amount
+   from available to held: ``UPDATE account … WHERE available >= amount``; no row
+   → 402 ``insufficient_funds``;
 5. inserts the order, the ``escrow_hold`` movement and the idempotency key.
 
 A renewal (``renews``: an earlier order id) must name the same buyer's
@@ -36,7 +38,6 @@ from __future__ import annotations
 from sqlalchemy import Connection, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col
 
 from exchange.accounts.models import Account, MovementKind
@@ -45,10 +46,10 @@ from exchange.accounts.service import (
     account_after,
     account_public,
     at_flush,
-    ensure_account,
     hold,
     movement,
     now_ms,
+    open_account,
     receipt_for,
 )
 from exchange.errors import ConflictError, ExchangeError, NotFoundError
@@ -234,6 +235,15 @@ def _mark_quote_used(connection: Connection, quote_id: str, order_id: str) -> No
 
 
 def _take_seat(connection: Connection, listing_id: str, version: int, limit: int) -> None:
+    """Count one more sale of the offer, unless all ``limit`` seats are sold. Its
+    counter is created here, in the order's transaction: a refused first order of
+    the offer leaves none behind."""
+    insert = pg_insert if connection.dialect.name == "postgresql" else sqlite_insert
+    connection.execute(
+        insert(OfferSeats)
+        .values(listing_id=listing_id, version=version, sold=0)
+        .on_conflict_do_nothing(index_elements=["listing_id", "version"])
+    )
     result = connection.execute(
         update(OfferSeats)
         .where(
@@ -245,17 +255,6 @@ def _take_seat(connection: Connection, listing_id: str, version: int, limit: int
     )
     if result.rowcount != 1:
         raise SoldOutError(f"all {limit} seat(s) of listing {listing_id} are sold")
-
-
-def _ensure_seats(session: Session, listing_id: str, version: int) -> None:
-    """Create the offer's seat counter if missing and commit (see ``ensure_account``)."""
-    if session.get(OfferSeats, (listing_id, version)) is not None:
-        return
-    session.add(OfferSeats(listing_id=listing_id, version=version, sold=0))
-    try:
-        session.commit()
-    except IntegrityError:
-        session.rollback()
 
 
 def _renewed(session: Session, previous_id: str, buyer: str, listing_id: str) -> Order:
@@ -373,9 +372,6 @@ def place(
     account = session.get(Account, buyer)
     if amount > (account.available if account is not None else 0):
         raise InsufficientFundsError(f"the order costs {amount} fen; your balance is lower")
-    if limit is not None:
-        _ensure_seats(session, listing.id, listing.version)
-    ensure_account(session, buyer)
 
     leaf_hash = action.submission.leaf_hash
     expires = None
@@ -433,6 +429,7 @@ def place(
             _take_seat(connection, listing_id, version, limit)
         if renews is not None:
             _recheck_renewal(connection, renews, order.id, listing_id)
+        open_account(connection, buyer)
         if amount > 0:
             hold(connection, buyer, amount)
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,9 @@ from test_lifecycle_support import mark_delivered
 from test_order_lifecycle import SUBSCRIPTION, placed_body
 from test_orders import BACKENDS, balances, deposit, publish, quote
 
+from exchange import records
 from exchange.books import assert_books_balance
+from exchange.orders import service as order_service
 from ledger.sm2 import SM2PrivateKey
 
 _NOT_STATE = {"auth_nonce", "alembic_version"}
@@ -316,3 +319,96 @@ def test_a_duplicate_order_holds_nothing(ex: Exchange) -> None:
     assert response.status_code == 409, response.text
     assert database_state(ex) == before
     assert balances(ex, buyer) == (80_100, 19_900)
+
+
+# ------------------------------------------------- refusals inside the order's transaction
+
+
+State = dict[str, list[str]]
+
+
+@dataclass
+class Meanwhile:
+    """What another request changed while an order was being placed: the database
+    right before and right after it."""
+
+    before: State | None = None
+    after: State | None = None
+
+    def applied_to(self, state: State) -> State:
+        """``state`` with this change made to it (rows removed and rows added)."""
+        assert self.before is not None and self.after is not None, "it never ran"
+        changed: State = {}
+        for table in sorted(set(state) | set(self.before) | set(self.after)):
+            before, after = Counter(self.before.get(table, [])), Counter(self.after.get(table, []))
+            rows = Counter(state.get(table, [])) - (before - after) + (after - before)
+            changed[table] = sorted(rows.elements())
+        return changed
+
+
+def place_meanwhile(
+    monkeypatch: pytest.MonkeyPatch, ex: Exchange, other: Callable[[], None]
+) -> Meanwhile:
+    """Make the next order placed run ``other`` (another request, served to the end)
+    once its checks passed and before its own transaction: whatever ``other``
+    commits, the order's transaction then finds (as when two requests race)."""
+    real = records.commit_with_record
+    seen = Meanwhile()
+
+    def paused(*args: Any, **kwargs: Any) -> Any:
+        if seen.before is None:
+            seen.before = database_state(ex)
+            other()
+            seen.after = database_state(ex)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(order_service, "commit_with_record", paused)
+    return seen
+
+
+def test_a_buyer_without_an_account_refused_the_last_seat_keeps_no_account(
+    ex: Exchange, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A free offer of one seat: while a buyer who never had an account orders it,
+    another buyer takes the seat; the first is refused inside its transaction."""
+    owner, late, first = ex.provider(), ex.register("buyer"), ex.register("buyer")
+    listing_id = publish(ex, owner, pricing={"model": "free", "seats": 1})
+    late_body = placed_body(late, quote(ex, late, listing_id))
+    first_body = placed_body(first, quote(ex, first, listing_id))
+
+    def first_buys() -> None:
+        assert ex.http(first).post("/orders", json=first_body).status_code == 201
+
+    meanwhile = place_meanwhile(monkeypatch, ex, first_buys)
+    before = database_state(ex)
+    assert "account" in before and "offer_seats" in before
+    error(ex.http(late).post("/orders", json=late_body), 409, "sold_out")
+    after = database_state(ex)
+    assert after == meanwhile.applied_to(before)
+    assert not [row for row in after["account"] if late.key_id() in row]
+    assert_books_balance(ex.app.state.engine)
+
+
+def test_a_refused_first_order_of_a_limited_offer_leaves_no_seat_counter(
+    ex: Exchange, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first order of an offer of three seats: while it is placed, the buyer
+    spends the money on another listing; it is refused inside its transaction."""
+    owner, buyer = ex.provider(), ex.register("buyer")
+    limited = publish(ex, owner, pricing={"model": "fixed", "price": 19_900, "seats": 3})
+    other = publish(ex, owner)  # 19,900 fen too, no limit
+    assert deposit(ex, buyer, 19_900).status_code == 201
+    limited_body = placed_body(buyer, quote(ex, buyer, limited))
+    other_body = placed_body(buyer, quote(ex, buyer, other))
+
+    def spend_it_all() -> None:
+        assert ex.http(buyer).post("/orders", json=other_body).status_code == 201
+
+    meanwhile = place_meanwhile(monkeypatch, ex, spend_it_all)
+    before = database_state(ex)
+    error(ex.http(buyer).post("/orders", json=limited_body), 402, "insufficient_funds")
+    after = database_state(ex)
+    assert after == meanwhile.applied_to(before)
+    assert not [row for row in after["offer_seats"] if limited in row]
+    assert balances(ex, buyer) == (0, 19_900)
+    assert_books_balance(ex.app.state.engine)
