@@ -19,9 +19,17 @@ import threading
 import time
 from collections.abc import Callable
 
-from exchange.errors import ExchangeError
+from fastapi.responses import JSONResponse
 
-__all__ = ["RateLimitedError", "TokenBuckets", "retry_after_seconds"]
+from exchange.errors import ExchangeError, error_body
+
+__all__ = [
+    "RateLimitedError",
+    "TokenBuckets",
+    "admit",
+    "rate_limited_response",
+    "retry_after_seconds",
+]
 
 _PRUNE_AT = 10_000
 """Buckets kept before the full ones (which are as good as absent) are dropped."""
@@ -84,3 +92,21 @@ class RateLimitedError(ExchangeError):
     def __init__(self, message: str, retry_after: int) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+def admit(buckets: TokenBuckets, key: str, doing: str, cost: int = 1) -> None:
+    """Spend ``cost`` of ``key``'s allowance, or raise :class:`RateLimitedError`
+    ("key <key> <doing>; retry in <n> s") with nothing spent."""
+    wait = buckets.take(key, cost)
+    if wait > 0:
+        seconds = retry_after_seconds(wait)
+        raise RateLimitedError(f"key {key} {doing}; retry in {seconds} s", seconds)
+
+
+def rate_limited_response(exc: RateLimitedError) -> JSONResponse:
+    """The 429 answer of ``exc``, with its ``Retry-After``."""
+    return JSONResponse(
+        error_body(exc.code, exc.message),
+        status_code=exc.status,
+        headers={"Retry-After": str(exc.retry_after)},
+    )

@@ -113,6 +113,20 @@ class Settings(BaseSettings):
         description="Records one key may add through the raw append at once before "
         "raw_append_rate_per_s applies (a larger batch waits for a full allowance).",
     )
+    quote_rate_per_s: float = Field(
+        default=2.0,
+        gt=0,
+        le=1_000_000,
+        description="Quotes a second one key may ask for (POST /listings/{id}/quotes: each "
+        "costs an SM2 signature with the log key), per API worker process; more is refused "
+        "with 429 rate_limited and Retry-After.",
+    )
+    quote_burst: int = Field(
+        default=30,
+        ge=1,
+        le=1_000_000,
+        description="Quotes one key may ask for at once before quote_rate_per_s applies.",
+    )
     public_origin: str | None = Field(
         default=None,
         description="Scheme://host[:port][/prefix] clients address (behind a proxy); the "

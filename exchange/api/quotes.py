@@ -1,7 +1,9 @@
 """Quotes over REST: ``POST /listings/{id}/quotes`` (buyers).
 
 A quote is the exchange's own statement (signed with its log key, see
-``exchange.quotes``), not a participant's record: nothing is logged.
+``exchange.quotes``), not a participant's record: nothing is logged. Each costs an
+SM2 signature, so a key may ask for ``quote_burst`` at once, then
+``quote_rate_per_s`` a second (per worker process, :mod:`exchange.ratelimit`).
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse
 
 from exchange.api.examples import json_body, ok
 from exchange.api.params import ListingIdPath
@@ -17,12 +20,28 @@ from exchange.auth.deps import SessionDep, require_role
 from exchange.orders import service
 from exchange.orders.schemas import QuoteIssued, QuoteRequest
 from exchange.participants.models import Principal, Role
+from exchange.ratelimit import RateLimitedError, TokenBuckets, admit, rate_limited_response
 
 __all__ = ["router"]
 
 router = APIRouter(tags=["orders"])
 
 Buyer = Annotated[Principal, Depends(require_role(Role.BUYER))]
+
+
+async def _quote_buckets(request: Request) -> TokenBuckets:
+    """The keys' quote allowances (made on first use, on the event loop: no race)."""
+    state = request.app.state
+    buckets: TokenBuckets | None = getattr(state, "quote_buckets", None)
+    if buckets is None:
+        settings = state.settings
+        buckets = state.quote_buckets = TokenBuckets(
+            settings.quote_rate_per_s, settings.quote_burst
+        )
+    return buckets
+
+
+QuoteBuckets = Annotated[TokenBuckets, Depends(_quote_buckets)]
 
 
 @router.post(
@@ -37,6 +56,8 @@ Buyer = Annotated[Principal, Depends(require_role(Role.BUYER))]
                 404: "listing_not_found",
                 409: "listing_not_published, provider_suspended, sold_out",
                 422: "invalid_request, invalid_terms",
+                429: "rate_limited: more than quote_rate_per_s quotes a second from this key "
+                "(after quote_burst at once); retry after Retry-After seconds",
             }
         ),
     },
@@ -48,11 +69,16 @@ def quote_listing(
     principal: Buyer,
     session: SessionDep,
     request: Request,
-) -> QuoteIssued:
+    buckets: QuoteBuckets,
+) -> QuoteIssued | JSONResponse:
     """Body ``{"terms": {"rows"?, "periods"?, "licence"?}}``: ``rows`` for tiered,
     ``periods`` for subscription pricing. The quote binds the listing, its current
     version and content digest, you, the terms and the amount (fen) until
     ``expires_at`` (``quote_ttl_s``)."""
+    try:
+        admit(buckets, principal.key_id, "asks for quotes faster than quote_rate_per_s allows")
+    except RateLimitedError as exc:
+        return rate_limited_response(exc)
     quote = service.issue(
         session,
         principal,

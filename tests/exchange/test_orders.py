@@ -319,3 +319,21 @@ def test_limited_offer_never_oversells(ex: Exchange, pricing: dict[str, Any]) ->
         assert balances(ex, buyer) == expected
     late = buyers[0]
     error(ex.http(late).post(f"/listings/{listing_id}/quotes", json={}), 409, "sold_out")
+
+
+def test_quotes_are_rate_limited_per_key(live_server: Any, tmp_path: Path) -> None:
+    """Each quote costs the exchange an SM2 signature: a key asking faster than
+    quote_rate_per_s after quote_burst quotes is refused (429, Retry-After), and
+    another key is not."""
+    with running_exchange(
+        live_server, tmp_path, "sqlite", quote_burst=3, quote_rate_per_s=0.001
+    ) as ex:
+        owner, eager, other = ex.provider(), ex.register("buyer"), ex.register("buyer")
+        listing_id = publish(ex, owner)
+        for _ in range(3):
+            quote(ex, eager, listing_id)
+        response = ex.http(eager).post(f"/listings/{listing_id}/quotes", json={"terms": {}})
+        message = error(response, 429, "rate_limited")
+        assert eager.key_id() in message
+        assert int(response.headers["Retry-After"]) >= 1
+        quote(ex, other, listing_id)
