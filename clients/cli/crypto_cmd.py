@@ -37,6 +37,7 @@ from ledger.errors import (
     InvalidSignature,
     KeyFormatError,
     KeyPasswordError,
+    UnsupportedKeyError,
 )
 from ledger.sm2 import SM2PrivateKey, SM2PublicKey
 from ledger.sm3 import sm3_file
@@ -106,16 +107,26 @@ def _load_private(path: Path, password_file: Path | None) -> SM2PrivateKey:
         if password is None:
             raise CLIError(f"{path}: the key is encrypted; pass --password-file") from None
         raise CLIError(f"{path}: {exc}") from None
-    except KeyFormatError as exc:  # malformed, or not SM2
+    except UnsupportedKeyError as exc:  # a key, but not SM2: says so itself
         raise CLIError(f"{path}: {exc}") from None
+    except KeyFormatError as exc:
+        raise CLIError(_not_a_key(path, "private", exc)) from None
 
 
 def _load_public(path: Path) -> SM2PublicKey:
     pem = _read(path, "public key")
     try:
         return SM2PublicKey.from_pem(pem)
-    except KeyFormatError as exc:  # malformed, or not SM2
+    except UnsupportedKeyError as exc:
         raise CLIError(f"{path}: {exc}") from None
+    except KeyFormatError as exc:
+        raise CLIError(_not_a_key(path, "public", exc)) from None
+
+
+def _not_a_key(path: Path, kind: str, exc: KeyFormatError) -> str:
+    """The one line for a key file that does not parse: what is wrong for the user
+    first, then the parser's precise reason (which names PEM and DER details)."""
+    return f"{path}: not a PEM {kind} key ({exc})"
 
 
 def _emit(text: str) -> None:

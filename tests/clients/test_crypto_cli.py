@@ -260,18 +260,17 @@ def test_user_errors_are_one_clear_message(
         tmp_path / "junk.pem", "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n"
     )
     p256 = _p256_pem(tmp_path)
+    junk_pub = _write(tmp_path / "j.pub", "junk")
     cases: list[tuple[tuple[str | Path, ...], str]] = [
         (("sign", tmp_path / "absent", "--key", keyfile), "file not found"),
         (("sign", data, "--key", tmp_path / "absent.pem"), "private key not found"),
-        (("sign", data, "--key", junk), "not a PEM private key"),
+        # what is wrong for the user, then the parser's detail: one line naming the file
+        (("sign", data, "--key", junk), f"{junk}: not a PEM private key (the PEM body"),
         (("sign", data, "--key", p256), "not an SM2 key"),
         (("sign", data, "--key", pubfile), "got a public key"),
         (("keys", "pub", p256), "not an SM2 key"),
         (("verify", data, "--pub", keyfile, "--sig", sig), "got a private key"),
-        (
-            ("verify", data, "--pub", _write(tmp_path / "j.pub", "junk"), "--sig", sig),
-            "not a PEM public key",
-        ),
+        (("verify", data, "--pub", junk_pub, "--sig", sig), f"{junk_pub}: not a PEM public key ("),
         (("verify", data, "--pub", pubfile, "--sig", tmp_path / "nosig"), "signature file not"),
         (("verify", tmp_path / "absent", "--pub", pubfile, "--sig", sig), "file not found"),
         (("keys", "new", "--out", tmp_path), "is a directory"),
@@ -341,12 +340,16 @@ def test_subprocess_round_trip_and_errors(tmp_path: Path) -> None:
     failures = [
         (("keys", "pub", "k.pem"), 2, "pass --password-file"),
         (("keys", "pub", "k.pem", "--password-file", "bad"), 2, "wrong password"),
-        (("keys", "pub", "junk.pem"), 2, "not a PEM private key"),
+        (("keys", "pub", "junk.pem"), 2, "junk.pem: not a PEM private key (not one PEM block"),
         (("keys", "pub", "p256.pem"), 2, "not an SM2 key"),
         (("sm3", "absent"), 2, "file not found"),
         (("verify", "pw", "--pub", "k.pub", "--sig", "sig"), 1, "invalid signature"),
         (("verify", "msg", "--pub", "k.pub", "--sig", "short.sig"), 1, "invalid signature"),
-        (("verify", "msg", "--pub", "junk.pem", "--sig", "sig"), 2, "not a PEM public key"),
+        (
+            ("verify", "msg", "--pub", "junk.pem", "--sig", "sig"),
+            2,
+            "junk.pem: not a PEM public key (",
+        ),
     ]
     # Started together: each process pays the CLI's import time once, in parallel.
     running = [
