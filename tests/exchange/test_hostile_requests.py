@@ -544,6 +544,11 @@ def _unsigned_bodies(w: World, value: str) -> dict[tuple[str, str], list[str]]:
         ("POST", "/log/records"): appends,
         ("POST", "/log/records:batch"): ['{"records": [' + text + "]}" for text in appends],
         ("POST", "/orders/{order_id}/delivery"): ['{"x": ' + value + "}"],
+        ("POST", "/webhooks"): [
+            '{"url": ' + value + "}",
+            '{"url": "http://127.0.0.1:9/x", "event_types": [' + value + "]}",
+            '{"url": "http://127.0.0.1:9/x", "after": ' + value + "}",
+        ],
     }
 
 
