@@ -78,6 +78,7 @@ def _start_appender(app: FastAPI) -> BackgroundService | None:
         max_batch=settings.append_max_batch,
         linger=settings.append_linger_ms / 1000,
         verifiers=settings.append_verifiers,
+        engine=app.state.engine,
     )
     appender.start()
     app.state.appender = appender
