@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from sqlalchemy import Engine
 from sqlmodel import Session
 
+from exchange.anchoring.lock import LockLostError, WorkerLock, worker_lock
 from exchange.anchoring.service import AnchoringService
 from exchange.api import health, log, receipts
 from exchange.api import listings as listings_api
@@ -78,6 +79,7 @@ def _start_appender(app: FastAPI) -> BackgroundService | None:
         max_batch=settings.append_max_batch,
         linger=settings.append_linger_ms / 1000,
         verifiers=settings.append_verifiers,
+        engine=app.state.engine,
     )
     appender.start()
     app.state.appender = appender
@@ -91,15 +93,42 @@ def _start_sequencer(app: FastAPI) -> BackgroundService | None:
     settings: Settings = app.state.settings
     if not settings.sequencer_enabled:
         return None
+    # One sequencer across the worker processes on this database: the holder of
+    # the sequencer lock (the others stand by; integrate() is safe anyway).
+    lock = worker_lock(app.state.engine, "sequencer")
     sequencer = Sequencer(
         app.state.session_factory,
         app.state.log_key,
         interval=settings.sequencer_interval,
         max_batch=settings.sequencer_max_batch,
+        elected=functools.partial(_holds, lock),
     )
     sequencer.start()
     app.state.sequencer = sequencer
-    return sequencer
+    return _ReleasingLock(sequencer, lock)
+
+
+def _holds(lock: WorkerLock) -> bool:
+    """Take ``lock`` if free; ``True`` while this process holds it."""
+    if not lock.try_acquire():
+        return False
+    try:
+        lock.ensure_held()
+    except LockLostError:
+        lock.release()
+        return False
+    return True
+
+
+class _ReleasingLock:
+    """Stops ``service``, then releases the lock it was elected by."""
+
+    def __init__(self, service: BackgroundService, lock: WorkerLock) -> None:
+        self._service, self._lock = service, lock
+
+    def stop(self) -> None:
+        self._service.stop()
+        self._lock.release()
 
 
 def _start_anchoring(app: FastAPI) -> BackgroundService | None:

@@ -27,12 +27,21 @@ one handler renders them: :class:`QuoteFormatError` (422 ``invalid_quote``),
 :class:`ledger.errors.InvalidSignature`), :class:`QuoteMismatchError`
 (422 ``quote_mismatch``, with ``field``/``expected``/``actual``) and
 :class:`QuoteExpiredError` (409 ``quote_expired``).
+
+The exchange verifies its own signature on a quote once per process: a quote
+it issued, or whose signature it has verified, is remembered (a bounded cache
+of the digests of its signed bytes and signature, :class:`_KnownQuotes`), so
+placing an order costs no SM2 verification for the quote in the process that
+quoted it. Any other bytes miss the cache and are verified.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 import secrets
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -264,6 +273,34 @@ class Quote:
         return cls.from_dict(_format(parse_json_object, data, "quote"))
 
 
+class _KnownQuotes:
+    """Digests of quotes (signed bytes + signature) this process signed or verified
+    with its log key: the least recently used are forgotten beyond ``capacity``."""
+
+    def __init__(self, capacity: int) -> None:
+        self._capacity = capacity
+        self._digests: OrderedDict[bytes, None] = OrderedDict()
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def digest(quote: Quote, signed_bytes: bytes) -> bytes:
+        return hashlib.sha256(signed_bytes + b"\x00" + quote.signature).digest()
+
+    def add(self, digest: bytes) -> None:
+        with self._lock:
+            self._digests[digest] = None
+            self._digests.move_to_end(digest)
+            while len(self._digests) > self._capacity:
+                self._digests.popitem(last=False)
+
+    def __contains__(self, digest: bytes) -> bool:
+        with self._lock:
+            return digest in self._digests
+
+
+_KNOWN = _KnownQuotes(capacity=100_000)
+
+
 def issue_quote(
     log_key: SM2PrivateKey,
     *,
@@ -298,7 +335,10 @@ def issue_quote(
         "log_key_id": log_key.key_id(),
     }
     unsigned = Quote(**fields, signature=b"\x00")  # validates every field first
-    return Quote(**fields, signature=log_key.sign(unsigned.signed_bytes()))
+    signed_bytes = unsigned.signed_bytes()
+    quote = Quote(**fields, signature=log_key.sign(signed_bytes))
+    _KNOWN.add(_KnownQuotes.digest(quote, signed_bytes))
+    return quote
 
 
 def verify_quote(
@@ -325,10 +365,14 @@ def verify_quote(
         raise QuoteSignatureError(
             f"the quote names log key {quote.log_key_id}, not this exchange's {log_pub.key_id()}"
         )
-    try:
-        log_pub.verify(quote.signature, quote.signed_bytes())
-    except InvalidSignature:
-        raise QuoteSignatureError("the quote's signature does not verify") from None
+    signed_bytes = quote.signed_bytes()
+    digest = _KnownQuotes.digest(quote, signed_bytes)
+    if digest not in _KNOWN:  # (the log key id in the signed bytes is log_pub's)
+        try:
+            log_pub.verify(quote.signature, signed_bytes)
+        except InvalidSignature:
+            raise QuoteSignatureError("the quote's signature does not verify") from None
+        _KNOWN.add(digest)
     expected: list[tuple[str, object, object]] = [
         ("buyer_key_id", buyer_key_id, quote.buyer_key_id),
         ("listing_id", listing_id, quote.listing_id),

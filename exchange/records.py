@@ -13,13 +13,16 @@ server never signs for a participant; it checks (:func:`check_action`):
 * the payload fits the action's schema (422 ``invalid_payload``; :func:`payload_of`).
 
 Then :func:`commit_with_record` stages the state change and stores the
-record in ONE database transaction: the change is staged on the session
-(no flush) and :func:`exchange.log.service.store` flushes it inside the log's
-exclusive write transaction, after inserting the entry and before the one
-commit. So there is no state change without its record and no record without
-its change. Checks that read state run before the log's lock; rows carry an
-optimistic ``row_version`` so that a change that lost a race fails at flush
-(409 ``concurrent_update``) and nothing is stored.
+record in ONE database transaction, through the one write path: the change is
+staged on the request's session (no flush), moved out of it and handed with
+the record to the group-committing appender, which applies it in a savepoint
+of its batch transaction and inserts the entry there
+(:mod:`exchange.log.batch`). So there is no state change without its record
+and no record without its change. Checks that read state run before the log's
+lock; what must hold atomically is re-checked in the transaction (conditional
+statements registered with :func:`exchange.log.batch.run_at_commit`), and rows
+carry an optimistic ``row_version`` so that a change that lost a race fails at
+flush (409 ``concurrent_update``) and nothing of it is stored.
 """
 
 from __future__ import annotations
@@ -29,14 +32,21 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm.exc import StaleDataError
+from sqlalchemy import Engine
 from sqlmodel import Session
 
 from exchange.auth.errors import ForbiddenError
-from exchange.errors import ConflictError, ExchangeError
+from exchange.errors import ExchangeError
+from exchange.log.appender import running_appender
+from exchange.log.batch import (
+    Accepted,
+    BatchItem,
+    ConcurrentUpdateError,
+    commit_batch,
+    take_staged,
+)
 from exchange.log.schemas import Appended, PromiseBody
-from exchange.log.service import Accepted, Submission, check_submission, store
+from exchange.log.service import Submission, check_submission
 from exchange.participants.models import Principal
 from ledger.records import RecordFormatError, SignedRecord, sign_record, thaw
 from ledger.sm2 import SM2PrivateKey, SM2PublicKey
@@ -44,6 +54,7 @@ from ledger.sm2 import SM2PrivateKey, SM2PublicKey
 __all__ = [
     "ActionRequest",
     "ActorMismatchError",
+    "ConcurrentUpdateError",
     "InvalidPayloadError",
     "SignedAction",
     "check_action",
@@ -80,10 +91,6 @@ class StaleRecordError(ExchangeError):
 class InvalidPayloadError(ExchangeError):
     status = 422
     code = "invalid_payload"
-
-
-class ConcurrentUpdateError(ConflictError):
-    code = "concurrent_update"
 
 
 class ActionRequest(BaseModel):
@@ -187,22 +194,35 @@ def commit_with_records(
     """:func:`commit_with_record` for several records that must be stored together
     with one change (consecutive log indexes, one transaction): a buyer's
     ``order.accepted`` and the exchange's ``settlement.paid``, for instance.
-    Returns ``stage``'s result and the records' entries, in order."""
+    Returns ``stage``'s result and the records' entries, in order.
+
+    The one write path: ``stage`` runs here (request side, no lock); what it
+    staged is moved out of ``session`` (:func:`exchange.log.batch.take_staged`)
+    and handed with the records to the engine's running
+    :class:`~exchange.log.appender.Appender`, which applies it and stores the
+    records in its next group-committed batch; this call waits for that batch.
+    Outside a running app (tools, tests) the same batch of one is committed here.
+    The staged rows come back into ``session`` as written.
+    """
+    submissions = [action.submission for action in actions]
     try:
         with session.no_autoflush:
             result = stage()
-        accepted = store(session, [action.submission for action in actions], log_key)
-    except StaleDataError:
-        session.rollback()
-        raise ConcurrentUpdateError(
-            "the resource changed while this request was applied; read it and try again"
-        ) from None
-    except IntegrityError as exc:
-        session.rollback()
-        raise ConflictError(f"conflicting write: {exc.orig}") from None
+        change = take_staged(session)
     except BaseException:
         session.rollback()
         raise
+    bind = session.get_bind()
+    appender = running_appender(bind) if isinstance(bind, Engine) else None
+    if appender is not None:
+        accepted = appender.submit(submissions, change).result()
+    else:
+        with Session(bind, expire_on_commit=False) as own:
+            [outcome] = commit_batch(own, [BatchItem(submissions, change)], log_key)
+        if isinstance(outcome, Exception):
+            raise outcome
+        accepted = outcome
+    change.return_to(session)
     return result, accepted
 
 

@@ -2,9 +2,9 @@
 
 Every balance change is a SQL ``UPDATE`` run *inside* the log's append
 transaction (:func:`at_flush`): :func:`exchange.records.commit_with_record`
-flushes the staged rows after the log entry is inserted and before the one
-commit, and :func:`at_flush` runs its function at that flush, on the same
-connection. A debit is conditional (``WHERE available >= amount``, rowcount
+hands the staged change to the write path, which runs these statements in the
+change's savepoint of the batch transaction, before its rows are written and
+before the one commit. A debit is conditional (``WHERE available >= amount``, rowcount
 checked), never read-then-write, so two orders of one buyer cannot both spend
 the same fen; a refusal raised there rolls back the record and every row.
 """
@@ -12,11 +12,11 @@ the same fen; a refusal raised there rolls back the record and every row.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
-from typing import Any, Final
+from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
+from typing import Final
 
-from sqlalchemy import Connection, event, func, select, update
+from sqlalchemy import Connection, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
@@ -32,6 +32,7 @@ from exchange.accounts.schemas import (
 )
 from exchange.errors import ExchangeError, NotFoundError
 from exchange.idempotency import IdempotencyKey, Idempotent
+from exchange.log.batch import run_at_commit
 from exchange.log.models import LogEntry
 from exchange.log.queries import promise_of
 from exchange.log.schemas import Appended, PromiseBody
@@ -87,24 +88,11 @@ def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-@contextmanager
-def at_flush(session: Session, fn: Callable[[Connection], None]) -> Iterator[None]:
-    """Run ``fn(connection)`` once, at the start of the session's next flush (inside
-    the transaction that flush belongs to). Raising there aborts the flush and the
-    transaction. The hook is removed when the block ends."""
-    done = False
-
-    def hook(sess: Session, _context: Any, _instances: Any) -> None:
-        nonlocal done
-        if not done:
-            done = True
-            fn(sess.connection())
-
-    event.listen(session, "before_flush", hook)
-    try:
-        yield
-    finally:
-        event.remove(session, "before_flush", hook)
+def at_flush(session: Session, fn: Callable[[Connection], None]) -> AbstractContextManager[None]:
+    """Run ``fn(connection)`` inside the transaction that commits the change staged
+    on ``session`` in this block, before its rows are written
+    (:func:`exchange.log.batch.run_at_commit`). Raising there refuses the change."""
+    return run_at_commit(session, fn)
 
 
 def ensure_account(session: Session, key_id: str) -> None:

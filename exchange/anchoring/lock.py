@@ -144,16 +144,19 @@ class LocalWorkerLock(WorkerLock):
             self._lock.release()
 
 
-def worker_lock(engine: Engine) -> WorkerLock:
-    """The single-worker lock that fits ``engine``'s database."""
+def worker_lock(engine: Engine, role: str = "anchor-worker") -> WorkerLock:
+    """The single-worker lock that fits ``engine``'s database, one per ``role``
+    (``anchor-worker``, ``sequencer``): across the processes on one database,
+    at most one holds it."""
     url = engine.url
     backend = url.get_backend_name()
     if backend == "postgresql":
-        return AdvisoryWorkerLock(engine)
+        key = int.from_bytes(sm3(f"shancheng/{role}".encode())[:8], "big", signed=True)
+        return AdvisoryWorkerLock(engine, key)
     if backend == "sqlite":
         database = url.database or ""
         if database in ("", ":memory:") or database.startswith("file:"):
-            return LocalWorkerLock(str(url))
+            return LocalWorkerLock(f"{url}#{role}")
         db = Path(database).resolve()
-        return FileWorkerLock(db.with_name(db.name + ".anchor-worker.lock"))
+        return FileWorkerLock(db.with_name(f"{db.name}.{role}.lock"))
     raise ValueError(f"no single-worker lock for a {backend} database")

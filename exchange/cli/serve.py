@@ -3,7 +3,11 @@
 With ``--json`` it prints its startup map as one JSON document on stdout (URLs,
 database, chain) just before the server starts listening, and sends everything
 else there is to say to stderr: uvicorn's access log, which goes to stdout
-otherwise, included. A script reads the document, then polls ``/health`` until
+otherwise, included. With ``--workers N`` uvicorn runs N worker processes of
+the app (its own supervisor); the log stays one sequence because every write
+transaction takes the database's log lock, and the sequencer and the anchoring
+worker run in one process each, elected by a database (or file) lock.
+A script reads the document, then polls ``/health`` until
 the server answers. ``shancheng run`` (:mod:`exchange.cli.run`) shares the
 helpers here.
 """
@@ -31,6 +35,12 @@ def serve(
             "registry_address) as one JSON document on stdout; logs go to stderr.",
         ),
     ] = False,
+    workers: int = typer.Option(
+        1,
+        min=1,
+        help="uvicorn worker processes (PostgreSQL, or SQLite for a light load): they "
+        "group-commit each on their own and elect one sequencer and one anchoring worker.",
+    ),
 ) -> None:
     """Serve the exchange API with the configuration from SHANCHENG_* variables."""
     import uvicorn
@@ -54,7 +64,21 @@ def serve(
                 "registry_address": settings.registry_address,
             }
         )
-    uvicorn.run(app, host=host, port=port, log_level="info", log_config=log_config(as_json))
+    if workers == 1:
+        uvicorn.run(app, host=host, port=port, log_level="info", log_config=log_config(as_json))
+        return
+    # The app above prepared the database (migrations, tables, log key); each
+    # worker process builds its own from the same SHANCHENG_* variables.
+    app.state.engine.dispose()
+    uvicorn.run(
+        "exchange.app:create_app",
+        factory=True,
+        workers=workers,
+        host=host,
+        port=port,
+        log_level="info",
+        log_config=log_config(as_json),
+    )
 
 
 def urls(api: str) -> dict[str, str]:

@@ -5,7 +5,7 @@ SM2 backend releases the GIL, so this runs on every CPU), then hand the
 checked :class:`~exchange.log.service.Submission` s to the :class:`Appender`
 and wait for the outcome. Its single committer thread takes what is queued
 (up to ``max_batch`` records), and stores it with
-:func:`~exchange.log.service.commit_groups`: one exclusive transaction
+:func:`~exchange.log.batch.commit_batch`: one exclusive transaction
 (``BEGIN IMMEDIATE`` on SQLite, an advisory lock on PostgreSQL), a duplicate
 check, consecutive indexes, ONE promise-batch signature, the inserts and one
 durable commit; then it resolves every waiter. A duplicate fails only its own
@@ -23,6 +23,12 @@ Lingering. Once the first submission of a round is queued, the committer
 waits up to ``linger`` seconds for more, but only while submissions are being
 prepared (reserved and not yet submitted): a lone client is never delayed, a
 busy server commits fewer, larger batches.
+
+A submission may carry the state change staged for its records
+(:mod:`exchange.records`): the committer applies it on its own session
+inside the batch's transaction, in a savepoint, before the entries are
+inserted (:func:`~exchange.log.batch.commit_batch`); a change refused there
+fails only its own submission.
 
 Several API processes on one database each run their own committer; the
 database lock serialises their transactions, so indexes stay gap-free.
@@ -44,10 +50,13 @@ from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
+from sqlalchemy import Engine
+
 from exchange.errors import ExchangeError
+from exchange.log.batch import Accepted, BatchItem, StagedChange, commit_batch
 from exchange.log.errors import DuplicateRecordError
 from exchange.log.sequencer import SessionFactory
-from exchange.log.service import Accepted, Submission, commit_groups
+from exchange.log.service import Submission
 from ledger.sm2 import SM2PrivateKey
 
 __all__ = [
@@ -58,6 +67,7 @@ __all__ = [
     "LogUnavailableError",
     "Reservation",
     "ShuttingDownError",
+    "running_appender",
 ]
 
 DEFAULT_MAX_BATCH = 1000
@@ -80,9 +90,20 @@ class LogUnavailableError(ExchangeError):
     code = "log_unavailable"
 
 
+_RUNNING: dict[Engine, Appender] = {}
+"""The started appender of each engine (one per app; see :func:`running_appender`)."""
+
+
+def running_appender(engine: Engine) -> Appender | None:
+    """The appender started for ``engine`` in this process, if any (still
+    stopping counts: it refuses new submissions with 503 ``shutting_down``)."""
+    return _RUNNING.get(engine)
+
+
 @dataclass(eq=False, slots=True)
 class _Item:
     submissions: Sequence[Submission]
+    change: StagedChange | None = None
     future: Future[list[Accepted]] = field(default_factory=Future)
 
 
@@ -96,6 +117,8 @@ class AppenderStats:
     """Records stored."""
     refused: int = 0
     """Submissions refused as duplicates."""
+    rejected: int = 0
+    """Submissions whose staged state change was refused (rolled back alone)."""
     failed: int = 0
     """Transactions that failed (every submission in them got the error)."""
     largest: int = 0
@@ -124,7 +147,10 @@ class Appender:
 
     ``max_batch`` bounds the records of one transaction (a single submission
     larger than that is committed alone); ``linger`` is the most seconds the
-    committer waits for announced submissions before it commits.
+    committer waits for announced submissions before it commits. With
+    ``engine`` (the one ``session_factory`` opens), a started appender is the
+    write path of every signed action on that engine in this process
+    (:func:`running_appender`, :func:`exchange.records.commit_with_records`).
     """
 
     name = "appender"
@@ -137,6 +163,7 @@ class Appender:
         max_batch: int = DEFAULT_MAX_BATCH,
         linger: float = DEFAULT_LINGER_S,
         verifiers: int | None = None,
+        engine: Engine | None = None,
     ) -> None:
         if max_batch < 1:
             raise ValueError(f"max_batch must be >= 1, got {max_batch}")
@@ -157,6 +184,7 @@ class Appender:
         self._announced = 0
         self._state = "new"  # new -> running -> stopping -> stopped
         self._thread: threading.Thread | None = None
+        self._engine = engine
 
     # -- lifecycle -----------------------------------------------------------------
 
@@ -169,6 +197,8 @@ class Appender:
             if self._state != "new":
                 raise RuntimeError(f"the appender cannot start when {self._state}")
             self._state = "running"
+        if self._engine is not None:
+            _RUNNING.setdefault(self._engine, self)
         self._thread = threading.Thread(target=self._run, name="log-appender", daemon=True)
         self._thread.start()
 
@@ -185,6 +215,8 @@ class Appender:
             thread.join()
         with self._cond:
             self._state = "stopped"
+        if self._engine is not None and _RUNNING.get(self._engine) is self:
+            del _RUNNING[self._engine]
 
     # -- submitting ----------------------------------------------------------------
 
@@ -213,26 +245,34 @@ class Appender:
                         self._announced -= 1
                         self._wake_committer()
 
-    def submit(self, submissions: Sequence[Submission]) -> Future[list[Accepted]]:
+    def submit(
+        self, submissions: Sequence[Submission], change: StagedChange | None = None
+    ) -> Future[list[Accepted]]:
         """Queue checked submissions, to be stored together (all or nothing) at
-        consecutive indexes. The future resolves to their entries and promises,
-        or raises :class:`DuplicateRecordError` (409; one of them is already in
-        the log), or the transaction's error (e.g. ``LogBusyError``, 503).
+        consecutive indexes, with the state ``change`` staged for them
+        (:func:`exchange.log.batch.take_staged`). The future resolves to their
+        entries and promises, or raises :class:`DuplicateRecordError` (409; one
+        of them is already in the log), the change's refusal, or the
+        transaction's error (e.g. ``LogBusyError``, 503).
 
         Raises :class:`ShuttingDownError` / :class:`LogUnavailableError` (503) at
         once when the appender does not take submissions."""
-        return self._enqueue(submissions, reserved=False)
+        return self._enqueue(submissions, reserved=False, change=change)
 
     async def append(self, submissions: Sequence[Submission]) -> list[Accepted]:
         """:meth:`submit` and await the outcome without blocking the event loop."""
         return await asyncio.wrap_future(self.submit(submissions))
 
     def _enqueue(
-        self, submissions: Sequence[Submission], *, reserved: bool
+        self,
+        submissions: Sequence[Submission],
+        *,
+        reserved: bool,
+        change: StagedChange | None = None,
     ) -> Future[list[Accepted]]:
         if not submissions:
             raise ValueError("nothing to submit")
-        item = _Item(list(submissions))
+        item = _Item(list(submissions), change)
         with self._cond:
             if reserved:
                 self._announced -= 1
@@ -295,8 +335,11 @@ class Appender:
             return
         try:
             with self._session_factory() as session:
-                outcomes = commit_groups(
-                    session, [item.submissions for item in live], self._log_key
+                session.expire_on_commit = False  # the rows go back to their requests
+                outcomes = commit_batch(
+                    session,
+                    [BatchItem(item.submissions, item.change) for item in live],
+                    self._log_key,
                 )
         except Exception as exc:
             self.stats.failed += 1
@@ -309,8 +352,11 @@ class Appender:
             return
         stored = 0
         for item, outcome in zip(live, outcomes, strict=True):
-            if isinstance(outcome, DuplicateRecordError):
-                self.stats.refused += 1
+            if isinstance(outcome, Exception):
+                if isinstance(outcome, DuplicateRecordError):
+                    self.stats.refused += 1
+                else:
+                    self.stats.rejected += 1
                 item.future.set_exception(outcome)
             else:
                 stored += len(outcome)

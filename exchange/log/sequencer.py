@@ -110,7 +110,11 @@ def integrate_pending(
 
 
 class Sequencer(PeriodicThread):
-    """Background thread: :func:`integrate_pending` every ``interval`` seconds."""
+    """Background thread: :func:`integrate_pending` every ``interval`` seconds.
+
+    With ``elected`` (several API processes on one database), a pass runs only
+    while ``elected()`` says this process holds the sequencer's lock; the others
+    stand by and ask again at each tick, so one takes over when the holder dies."""
 
     name = "log-sequencer"
 
@@ -121,16 +125,20 @@ class Sequencer(PeriodicThread):
         *,
         interval: float = 1.0,
         max_batch: int = DEFAULT_MAX_BATCH,
+        elected: Callable[[], bool] | None = None,
     ) -> None:
         super().__init__(interval)
         self._session_factory = session_factory
         self._log_key = log_key
         self.max_batch = max_batch
+        self._elected = elected
 
     def run_once(self) -> list[Checkpoint]:
         return integrate_pending(self._session_factory, self._log_key, self.max_batch)
 
     def tick(self) -> None:
+        if self._elected is not None and not self._elected():
+            return  # another process sequences; this one stands by
         # one checkpoint at a time, so that stop() need not wait for a long backlog
         while not self.stopping:
             if integrate(self._session_factory, self._log_key, self.max_batch) is None:
