@@ -1,4 +1,17 @@
-"""The FastAPI application factory."""
+"""The composition root: :func:`create_app` builds everything the exchange runs on
+and wires it together, in one place.
+
+It makes the engine (migrated to head), the log key, the request authenticator
+(with the configured operators), the tables, the routers and middleware, and the
+background services the lifespan starts (appender, sequencer, auto-acceptor,
+anchoring worker, event feed watcher, webhook worker). What it built is kept on
+``app.state`` (``settings``, ``engine``, ``session_factory``, ``log_key``,
+``authenticator``, ``appender``, ``sequencer``, ``anchoring``, ``auto_acceptor``,
+``event_watcher``, ``event_streams``, ``webhook_dispatcher``; tests read them there) and is
+handed to the routes only through the dependencies of :mod:`exchange.api.deps`,
+which tests can swap with ``app.dependency_overrides``. No other module reads
+``app.state``, and no domain package imports :mod:`exchange.api`.
+"""
 
 from __future__ import annotations
 
@@ -12,15 +25,31 @@ from fastapi import FastAPI
 from sqlalchemy import Engine
 from sqlmodel import Session
 
+from exchange.accounts.models import create_account_tables
 from exchange.anchoring.lock import LockLostError, WorkerLock, worker_lock
 from exchange.anchoring.service import AnchoringService
-from exchange.api import health, log, receipts
-from exchange.api import listings as listings_api
-from exchange.api import participants as participants_api
+from exchange.api import (
+    accounts,
+    content,
+    delivery,
+    events,
+    health,
+    listings,
+    log,
+    orders,
+    participants,
+    quotes,
+    receipts,
+    webhooks,
+)
+from exchange.api.deps import StreamCount
+from exchange.api.examples import install_examples
 from exchange.api.responses import install_common_errors
-from exchange.auth.setup import install_auth
-from exchange.db import make_engine
+from exchange.auth.verifier import Authenticator
+from exchange.db import create_tables, make_engine
 from exchange.errors import install_error_handlers, install_internal_error_guard
+from exchange.events.watcher import FeedWatcher
+from exchange.idempotency import create_idempotency_table
 from exchange.json_body import install_strict_json_body
 from exchange.keys import load_log_key
 from exchange.limits import install_body_limit
@@ -29,7 +58,11 @@ from exchange.log.appender import Appender
 from exchange.log.models import create_log_tables
 from exchange.log.sequencer import Sequencer
 from exchange.migrations import ensure_schema
+from exchange.orders.lifecycle import AutoAcceptor
+from exchange.orders.models import create_order_tables
+from exchange.participants.operators import Operators
 from exchange.settings import Settings
+from exchange.webhooks.dispatcher import WebhookDispatcher
 
 API_DESCRIPTION = """
 Shancheng (山城) Data Exchange. Every record is signed with SM2, hashed with SM3
@@ -58,7 +91,59 @@ OPENAPI_TAGS = [
         "description": "Data product registration (数据产品登记): draft, submit, review, "
         "publish or reject, delist, content versions. Each change is a signed record.",
     },
+    {
+        "name": "accounts",
+        "description": "Integer fen balances (available, held in escrow), operator deposits "
+        "(deposit.credited records) and the append-only movement ledger.",
+    },
+    {
+        "name": "orders",
+        "description": "Exchange-signed quotes; orders (order.placed, buyer-signed) that move "
+        "the price into escrow atomically with their log record; limited offers never "
+        "oversell. Money-moving POSTs take an Idempotency-Key header.",
+    },
+    {
+        "name": "content",
+        "description": "Providers upload a listing version's dataset (streamed; SM3 checked "
+        "against the listing's digest; SM4-GCM at rest). See docs/custody.md.",
+    },
+    {
+        "name": "delivery",
+        "description": "Buyers receive the content key in an SM2 envelope (delivery.issued, "
+        "logged by the exchange) and download the ciphertext with HTTP Range.",
+    },
+    {
+        "name": "events",
+        "description": "What happened to your orders, settlements and the log's anchors: "
+        "a cursor-paged JSON feed and Server-Sent Events resumable with Last-Event-ID "
+        "(docs/events.md).",
+    },
+    {
+        "name": "webhooks",
+        "description": "The same events POSTed to your URL, signed by the exchange (RFC 9421, "
+        "sm2-sm3, the log key), retried with backoff; at least once, in order.",
+    },
 ]
+
+ROUTERS = (
+    health.router,
+    log.router,
+    receipts.router,
+    participants.router,
+    listings.router,
+    accounts.router,
+    quotes.router,
+    orders.router,
+    content.router,
+    delivery.router,
+    events.router,
+    webhooks.router,
+)
+"""Every route of the exchange, in the order the OpenAPI document lists them."""
+
+AUTH_TABLES = ("auth_nonce", "participant", "listing", "listing_provider", "listing_version")
+"""The tables of the nonce store, participants and listings (created here if missing,
+beside Alembic: safe when several workers start at once)."""
 
 
 class BackgroundService(Protocol):
@@ -141,8 +226,6 @@ def _start_anchoring(app: FastAPI) -> BackgroundService | None:
 def _start_auto_accept(app: FastAPI) -> BackgroundService | None:
     # Delivered orders past their acceptance deadline: accepted and settled by the
     # exchange (exchange.orders.lifecycle); safe to run in every worker process.
-    from exchange.orders.lifecycle import AutoAcceptor
-
     settings: Settings = app.state.settings
     acceptor = AutoAcceptor(
         app.state.session_factory,
@@ -155,11 +238,37 @@ def _start_auto_accept(app: FastAPI) -> BackgroundService | None:
     return acceptor
 
 
+def _start_event_watcher(app: FastAPI) -> BackgroundService | None:
+    # Follows the feed's head (and records final anchors as events) for the streams
+    # and the webhook worker of this process.
+    watcher = FeedWatcher(app.state.session_factory, app.state.settings.events_poll_s)
+    watcher.start()
+    app.state.event_watcher = watcher
+    return watcher
+
+
+def _start_webhooks(app: FastAPI) -> BackgroundService | None:
+    settings: Settings = app.state.settings
+    if not settings.webhooks_enabled:
+        return None
+    dispatcher = WebhookDispatcher(
+        app.state.session_factory,
+        app.state.log_key,
+        settings,
+        app.state.event_watcher,
+    )
+    dispatcher.start()
+    app.state.webhook_dispatcher = dispatcher
+    return dispatcher
+
+
 DEFAULT_SERVICES: tuple[ServiceStarter, ...] = (
     _start_appender,
     _start_sequencer,
     _start_auto_accept,
     _start_anchoring,
+    _start_event_watcher,
+    _start_webhooks,
 )
 """Started in this order when the app starts, stopped in reverse when it stops (the
 appender last: it commits the appends still queued before the app stops)."""
@@ -181,11 +290,21 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine.dispose()
 
 
+def _create_tables(engine: Engine) -> None:
+    """The tables Alembic made already, if missing (an earlier database, tests)."""
+    create_log_tables(engine)
+    create_tables(engine, AUTH_TABLES)
+    create_search_tables(engine)  # the listing search index (exchange/listings/search)
+    create_account_tables(engine)
+    create_order_tables(engine)
+    create_idempotency_table(engine)
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     engine = make_engine(settings.resolved_database_url)
     ensure_schema(engine)  # Alembic: migrate to head (a fresh database is marked at head)
-    create_log_tables(engine)
+    _create_tables(engine)
 
     app = FastAPI(
         title="Shancheng Data Exchange",
@@ -198,12 +317,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.engine = engine
     app.state.session_factory = functools.partial(Session, engine)
     app.state.log_key = load_log_key(settings)
+    app.state.authenticator = Authenticator(
+        engine, Operators.from_settings(settings), skew_s=settings.auth_clock_skew_s
+    )
+    app.state.content_store = None  # opened on first use (exchange.api.deps)
     app.state.service_starters = list(DEFAULT_SERVICES)
     app.state.appender = None
     app.state.append_limiter = None
     app.state.sequencer = None
     app.state.anchoring = None
     app.state.auto_acceptor = None
+    app.state.event_watcher = None
+    app.state.event_streams = StreamCount()
+    app.state.webhook_dispatcher = None
     install_error_handlers(app)
     # Middleware, innermost first: strict JSON bodies are read within the size limit,
     # and the last-resort guard wraps everything.
@@ -211,28 +337,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_body_limit(app, settings.max_request_bytes)
     install_internal_error_guard(app)
     install_common_errors(app)  # documents invalid_json and internal in OpenAPI
-    app.include_router(health.router)
-    app.include_router(log.router)
-    app.include_router(receipts.router)
-    # participants, request authentication, listings (exchange/auth, participants, listings)
-    install_auth(app, settings, engine)
-    create_search_tables(engine)  # the listing search index (exchange/listings/search_index)
-    app.include_router(participants_api.router)
-    app.include_router(listings_api.router)
-    # accounts, quotes, orders with escrow, idempotency keys (exchange/accounts, orders)
-    from exchange.orders.setup import install_orders
-
-    install_orders(app, engine)
-    # content upload, delivery envelopes, ciphertext download (exchange/delivery, api/content)
-    from exchange.delivery.setup import install_delivery
-
-    install_delivery(app)
-    # events (GET /events, SSE) and webhooks, with their services (exchange/events, webhooks)
-    from exchange.events.setup import install_events
-
-    install_events(app)
+    for router in ROUTERS:
+        app.include_router(router)
     # last: puts the examples back as declared (FastAPI's encoder drops their nulls)
-    from exchange.api.examples import install_examples
-
     install_examples(app)
     return app

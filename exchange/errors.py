@@ -32,6 +32,13 @@ class NotFoundError(ExchangeError):
     code = "not_found"
 
 
+class ForbiddenError(ExchangeError):
+    """Authenticated, but not allowed to do this."""
+
+    status = 403
+    code = "forbidden"
+
+
 class ConflictError(ExchangeError):
     status = 409
     code = "conflict"

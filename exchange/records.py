@@ -35,8 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy import Engine
 from sqlmodel import Session
 
-from exchange.auth.errors import ForbiddenError
-from exchange.errors import ExchangeError
+from exchange.errors import ExchangeError, ForbiddenError
 from exchange.log.appender import running_appender
 from exchange.log.batch import (
     Accepted,
@@ -47,7 +46,6 @@ from exchange.log.batch import (
 )
 from exchange.log.schemas import Appended, PromiseBody
 from exchange.log.service import Submission, check_submission
-from exchange.participants.models import Principal
 from ledger.records import RecordFormatError, SignedRecord, sign_record, thaw
 from ledger.sm2 import SM2PrivateKey, SM2PublicKey
 
@@ -130,12 +128,12 @@ def check_action(
     *,
     record_type: str,
     public_key: SM2PublicKey,
-    principal: Principal | None,
+    signer: str | None,
     skew_s: int,
 ) -> SignedAction:
-    """Parse and check a signed action (see the module docstring). ``principal`` is
-    the authenticated signer (``None`` only for registration, whose record is
-    checked against the key it registers)."""
+    """Parse and check a signed action (see the module docstring). ``signer`` is
+    the key id of the request's authenticated signer (``None`` only for
+    registration, whose record is checked against the key it registers)."""
     try:
         signed = SignedRecord.from_dict(body.record)
     except RecordFormatError as exc:
@@ -143,9 +141,9 @@ def check_action(
     record = signed.record
     if record.type != record_type:
         raise WrongRecordTypeError(f"this endpoint takes a {record_type} record, not {record.type}")
-    if principal is not None and record.actor != principal.key_id:
+    if signer is not None and record.actor != signer:
         raise ActorMismatchError(
-            f"the record is by {record.actor}, but the request is signed by {principal.key_id}"
+            f"the record is by {record.actor}, but the request is signed by {signer}"
         )
     now_ms = time.time_ns() // 1_000_000
     if abs(now_ms - record.timestamp) > skew_s * 1000:

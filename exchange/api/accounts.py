@@ -14,10 +14,15 @@ from fastapi.responses import JSONResponse
 
 from exchange.accounts import service
 from exchange.accounts.schemas import AccountView, DepositCredited
+from exchange.api.deps import (
+    AuthenticatorDep,
+    CurrentParticipant,
+    LogKeyDep,
+    SessionDep,
+    require_role,
+)
 from exchange.api.examples import json_body, ok
 from exchange.api.responses import signed_errors
-from exchange.auth.deps import CurrentParticipant, SessionDep, require_role
-from exchange.auth.verifier import Authenticator
 from exchange.idempotency import Idempotent, run
 from exchange.participants.models import Principal, Role
 from exchange.records import ActionRequest, check_action
@@ -73,13 +78,14 @@ def credit_deposit(
     principal: Operator,
     session: SessionDep,
     request: Request,
+    authenticator: AuthenticatorDep,
+    log_key: LogKeyDep,
     idempotency_key: IdempotencyHeader = None,
 ) -> DepositCredited | JSONResponse:
     """A ``deposit.credited`` record signed by the operator: ``{"participant":
     key_id, "amount": fen ≥ 1, "reference": "bank transfer …"}``. The balance
     change, its ``deposit`` movement and the record commit together."""
     del idempotency_key  # read by Idempotent from the request (documented here)
-    authenticator: Authenticator = request.app.state.authenticator
     idempotent = Idempotent(request, principal.key_id, body)
 
     def effect() -> DepositCredited:
@@ -87,10 +93,10 @@ def credit_deposit(
             body,
             record_type="deposit.credited",
             public_key=authenticator.operators[principal.key_id],
-            principal=principal,
+            signer=principal.key_id,
             skew_s=authenticator.skew_s,
         )
-        return service.deposit(session, action, key_id, request.app.state.log_key, idempotent)
+        return service.deposit(session, action, key_id, log_key, idempotent)
 
     result = run(session, idempotent, lambda row: service.rebuild_deposit(session, row), effect)
     assert isinstance(result, DepositCredited | JSONResponse)

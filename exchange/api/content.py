@@ -18,19 +18,26 @@ import anyio
 import anyio.to_thread
 from fastapi import APIRouter, Path, Request
 from fastapi.responses import JSONResponse
+from sqlalchemy import Engine
 from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
+from exchange.api.deps import (
+    ContentStoreDep,
+    EngineDep,
+    SettingsDep,
+    StreamingParticipant,
+    UploadLimiterDep,
+)
 from exchange.api.examples import ok, request_example, response_example
 from exchange.api.params import ListingIdPath
 from exchange.api.responses import signed_errors
-from exchange.auth.deps import StreamingParticipant, check_role
+from exchange.auth.authorisation import check_role
 from exchange.content import ContentTooLargeError
 from exchange.content.store import blocking_chunks
 from exchange.delivery.errors import UploadIncompleteError
 from exchange.delivery.schemas import ContentUploaded
-from exchange.delivery.setup import ContentStoreDep
 from exchange.delivery.upload import store_upload, upload_target
 from exchange.limits import body_limit
 from exchange.participants.models import Principal, Role
@@ -38,12 +45,6 @@ from exchange.participants.models import Principal, Role
 __all__ = ["router"]
 
 router = APIRouter(prefix="/listings", tags=["content"])
-
-UPLOAD_THREADS = 16
-"""Most uploads streaming at once per worker process. Each holds a worker thread
-for its whole duration, so they get their own limiter rather than starving the
-thread pool every synchronous endpoint runs in; further uploads wait (their
-bodies held back by TCP flow control)."""
 
 _MAX_VERSION = 2**31 - 1
 
@@ -80,17 +81,8 @@ _BODY: dict[str, Any] = {
 }
 
 
-def _limiter(request: Request) -> anyio.CapacityLimiter:
-    state = request.app.state
-    limiter: anyio.CapacityLimiter | None = getattr(state, "upload_limiter", None)
-    if limiter is None:  # created on the event loop, where it is used
-        limiter = anyio.CapacityLimiter(UPLOAD_THREADS)
-        state.upload_limiter = limiter
-    return limiter
-
-
-def _target(request: Request, principal: Principal, listing_id: str, version: int) -> str:
-    with Session(request.app.state.engine) as session:
+def _target(engine: Engine, principal: Principal, listing_id: str, version: int) -> str:
+    with Session(engine) as session:
         return upload_target(session, principal, listing_id, version)
 
 
@@ -134,6 +126,9 @@ async def upload_content(
     request: Request,
     signed: StreamingParticipant,
     store: ContentStoreDep,
+    engine: EngineDep,
+    settings: SettingsDep,
+    limiter: UploadLimiterDep,
 ) -> ContentUploaded | JSONResponse:
     """The body is the dataset. Its SM3 must equal the listing version's committed
     ``content_digest`` (422 ``content_digest_mismatch`` otherwise) and it must match
@@ -142,8 +137,8 @@ async def upload_content(
     encrypted (docs/custody.md). 201 when stored; 200 when the same content was
     already there (an idempotent retry). Any listing state but delisted."""
     principal = check_role(signed.principal, Role.PROVIDER)
-    expected = await run_in_threadpool(_target, request, principal, listing_id, version)
-    max_bytes: int = request.app.state.settings.content_max_bytes
+    expected = await run_in_threadpool(_target, engine, principal, listing_id, version)
+    max_bytes = settings.content_max_bytes
     declared = _declared_length(request)
     if declared is not None and declared > max_bytes:
         raise ContentTooLargeError(max_bytes)
@@ -158,7 +153,7 @@ async def upload_content(
         max_bytes,
     )
     try:
-        content, created = await anyio.to_thread.run_sync(ingest, limiter=_limiter(request))
+        content, created = await anyio.to_thread.run_sync(ingest, limiter=limiter)
     except ClientDisconnect:
         raise UploadIncompleteError("the client disconnected before the end of the body") from None
     uploaded = ContentUploaded(

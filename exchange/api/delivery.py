@@ -15,15 +15,20 @@ from fastapi import APIRouter, Body, Depends, Header, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from exchange.accounts.service import now_ms
+from exchange.api.deps import (
+    ContentStoreDep,
+    LogKeyDep,
+    SessionDep,
+    SettingsDep,
+    require_role,
+)
 from exchange.api.examples import json_body, ok, response_example
 from exchange.api.params import OrderIdPath
 from exchange.api.responses import signed_errors
-from exchange.auth.deps import SessionDep, require_role
 from exchange.content import RangeNotSatisfiableError, content_range, parse_range
 from exchange.content.store import Delivery
 from exchange.delivery import service
 from exchange.delivery.schemas import DeliveryIssued, DeliveryRequest
-from exchange.delivery.setup import ContentStoreDep
 from exchange.errors import error_body
 from exchange.participants.models import Principal, Role
 from ledger.sm3 import sm3
@@ -77,7 +82,8 @@ def request_delivery(
     principal: Buyer,
     session: SessionDep,
     store: ContentStoreDep,
-    request: Request,
+    log_key: LogKeyDep,
+    settings: SettingsDep,
     body: Annotated[DeliveryRequest | None, Body()] = None,
 ) -> DeliveryIssued:
     """Sign the request; the body is `{}` or empty, you sign no record. The exchange
@@ -91,10 +97,10 @@ def request_delivery(
     return service.issue(
         session,
         store,
-        request.app.state.log_key,
+        log_key,
         principal,
         order_id,
-        acceptance_window_s=request.app.state.settings.acceptance_window_s,
+        acceptance_window_s=settings.acceptance_window_s,
         now_ms=now_ms(),
     )
 

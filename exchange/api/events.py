@@ -16,21 +16,30 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 import anyio
-from fastapi import APIRouter, Header, Query, Request
+from fastapi import APIRouter, Depends, Header, Query, Request
 from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.concurrency import run_in_threadpool
 
+from exchange.api.deps import (
+    CurrentParticipant,
+    EventStreamsDep,
+    EventWatcherDep,
+    SessionFactoryDep,
+    SettingsDep,
+    StreamCount,
+)
 from exchange.api.examples import response_example
 from exchange.api.responses import signed_errors
-from exchange.auth.deps import CurrentParticipant
 from exchange.events.cursor import Position
 from exchange.events.feed import Page, feed_head, read_page, resolve_cursor
 from exchange.events.schemas import EventPage, EventType
 from exchange.events.visibility import Viewer
 from exchange.events.watcher import FeedWatcher
+from exchange.log.sequencer import SessionFactory
 from exchange.settings import Settings
 
 __all__ = ["router"]
@@ -45,74 +54,84 @@ _STREAM_DOC: dict[str, Any] = {
 }
 
 
-class StreamCount:
-    """Open SSE responses of this process (``app.state.event_streams``; the event loop
-    alone changes it)."""
+@dataclass(frozen=True, slots=True)
+class _Feed:
+    """What reading the feed needs: sessions, settings, the watcher of its head
+    (``None`` when the app runs without its services) and the open stream count."""
 
-    def __init__(self) -> None:
-        self.open = 0
+    session_factory: SessionFactory
+    settings: Settings
+    watcher: FeedWatcher | None
+    streams: StreamCount
+
+
+async def _feed(
+    session_factory: SessionFactoryDep,
+    settings: SettingsDep,
+    watcher: EventWatcherDep,
+    streams: EventStreamsDep,
+) -> _Feed:
+    return _Feed(session_factory, settings, watcher, streams)
+
+
+Feed = Annotated[_Feed, Depends(_feed)]
 
 
 def _page(
-    request: Request,
+    feed: _Feed,
     viewer: Viewer,
     cursor: str | Position | None,
     types: frozenset[str] | None,
     limit: int,
 ) -> tuple[Position, Page]:
-    settings: Settings = request.app.state.settings
-    with request.app.state.session_factory() as session:
+    with feed.session_factory() as session:
         after = cursor if isinstance(cursor, Position) else resolve_cursor(session, cursor)
         page = read_page(
-            session, viewer, after, limit=limit, scan=settings.events_scan_max, types=types
+            session, viewer, after, limit=limit, scan=feed.settings.events_scan_max, types=types
         )
     return after, page
 
 
-def _head(request: Request) -> tuple[int, int]:
-    with request.app.state.session_factory() as session:
+def _head(feed: _Feed) -> tuple[int, int]:
+    with feed.session_factory() as session:
         return feed_head(session)
 
 
-async def _current_head(request: Request) -> tuple[int, int] | None:
+async def _current_head(feed: _Feed) -> tuple[int, int] | None:
     """The feed's head: the watcher's (in memory), or read from the database when the
     app runs without its services (no lifespan)."""
-    watcher: FeedWatcher | None = getattr(request.app.state, "event_watcher", None)
-    if watcher is not None:
-        return watcher.head
-    return await run_in_threadpool(_head, request)
+    if feed.watcher is not None:
+        return feed.watcher.head
+    return await run_in_threadpool(_head, feed)
 
 
-def _stopping(request: Request) -> bool:
-    watcher: FeedWatcher | None = getattr(request.app.state, "event_watcher", None)
-    return watcher is not None and watcher.stopping
+def _stopping(feed: _Feed) -> bool:
+    return feed.watcher is not None and feed.watcher.stopping
 
 
 async def _stream(
-    request: Request, viewer: Viewer, start: Position, types: frozenset[str] | None
+    feed: _Feed, viewer: Viewer, start: Position, types: frozenset[str] | None
 ) -> AsyncIterator[ServerSentEvent]:
-    settings: Settings = request.app.state.settings
-    streams: StreamCount = request.app.state.event_streams
-    streams.open += 1
+    feed.streams.open += 1
     try:
-        async for message in _messages(request, viewer, start, types, settings):
+        async for message in _messages(feed, viewer, start, types):
             yield message
     finally:
-        streams.open -= 1
+        feed.streams.open -= 1
 
 
 async def _messages(
-    request: Request,
+    feed: _Feed,
     viewer: Viewer,
     start: Position,
     types: frozenset[str] | None,
-    settings: Settings,
 ) -> AsyncIterator[ServerSentEvent]:
+    settings = feed.settings
     cursor = start
     deadline = anyio.current_time() + settings.events_stream_max_s
-    while not _stopping(request) and anyio.current_time() < deadline:
-        seen = await _current_head(request)
-        _, page = await run_in_threadpool(_page, request, viewer, cursor, types, STREAM_PAGE)
+    while not _stopping(feed) and anyio.current_time() < deadline:
+        seen = await _current_head(feed)
+        _, page = await run_in_threadpool(_page, feed, viewer, cursor, types, STREAM_PAGE)
         for event in page.events:
             yield ServerSentEvent(
                 data=json.dumps(event.body, ensure_ascii=False, separators=(",", ":")),
@@ -124,9 +143,9 @@ async def _messages(
         if page.more:
             continue
         # Wait for the feed to grow past what this page read (the watcher's head moves).
-        while not _stopping(request) and anyio.current_time() < deadline:
+        while not _stopping(feed) and anyio.current_time() < deadline:
             await anyio.sleep(settings.events_poll_s)
-            if await _current_head(request) != seen:
+            if await _current_head(feed) != seen:
                 break
 
 
@@ -162,6 +181,7 @@ async def _messages(
 async def get_events(
     request: Request,
     principal: CurrentParticipant,
+    feed: Feed,
     after: Annotated[
         str | None,
         Query(
@@ -194,16 +214,15 @@ async def get_events(
     viewer = Viewer(principal.key_id, principal.is_operator)
     types = None if event_type is None else frozenset(str(t) for t in event_type)
     cursor = last_event_id if last_event_id is not None else after
-    settings: Settings = request.app.state.settings
     if "text/event-stream" in request.headers.get("accept", ""):
-        with request.app.state.session_factory() as session:
+        with feed.session_factory() as session:
             start = await run_in_threadpool(resolve_cursor, session, cursor)
         return EventSourceResponse(
-            _stream(request, viewer, start, types),
-            ping=settings.events_ping_s,
+            _stream(feed, viewer, start, types),
+            ping=feed.settings.events_ping_s,
             send_timeout=30,
         )
-    _, page = await run_in_threadpool(_page, request, viewer, cursor, types, limit)
+    _, page = await run_in_threadpool(_page, feed, viewer, cursor, types, limit)
     return EventPage.model_validate(
         {"events": [event.body for event in page.events], "next": page.next_id}
     )

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Response
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 
 from contracts.chain import ChainClient
 from contracts.errors import ChainError
+from exchange.api.deps import EngineDep, SettingsDep
 from exchange.api.examples import ok, response_example
 from exchange.db import redact_url
 from ledger.protocol.health import ChainStatus, DatabaseStatus, Health
@@ -62,10 +63,9 @@ def chain_status(rpc_url: str | None, registry_address: str | None) -> ChainStat
         },
     },
 )
-async def get_health(request: Request, response: Response) -> Health:
+async def get_health(response: Response, settings: SettingsDep, engine: EngineDep) -> Health:
     """200 when the database answers and the configured chain (if any) holds the registry."""
-    settings = request.app.state.settings
-    database = await run_in_threadpool(database_status, request.app.state.engine)
+    database = await run_in_threadpool(database_status, engine)
     chain = await run_in_threadpool(chain_status, settings.rpc_url, settings.registry_address)
     healthy = database.ok and (chain.ok or not chain.configured)
     if not healthy:

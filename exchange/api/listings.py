@@ -10,14 +10,22 @@ searches published listings (exchange/listings/search.py).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query
 
+from exchange.api.deps import (
+    AuthenticatorDep,
+    LogKeyDep,
+    OptionalParticipant,
+    SessionDep,
+    SettingsDep,
+    require_role,
+)
 from exchange.api.examples import json_body, ok
 from exchange.api.params import ListingIdPath
 from exchange.api.responses import error_responses
-from exchange.auth.deps import OptionalParticipant, SessionDep, require_role
 from exchange.auth.verifier import Authenticator
 from exchange.listings import search, service
 from exchange.listings.models import ListingState
@@ -32,7 +40,8 @@ from exchange.listings.search import SearchPage
 from exchange.participants.models import Principal, Role
 from exchange.pricing import MAX_AMOUNT_FEN
 from exchange.records import ActionRequest, log_receipt
-from ledger.sm2 import SM2PublicKey
+from exchange.settings import Settings
+from ledger.sm2 import SM2PrivateKey, SM2PublicKey
 
 __all__ = ["router"]
 
@@ -69,8 +78,26 @@ def _errors(**extra: str) -> dict[int | str, dict[str, Any]]:
     return error_responses(spec)
 
 
-def _ctx(request: Request, session: SessionDep, principal: Principal) -> service.ListingContext:
-    authenticator: Authenticator = request.app.state.authenticator
+@dataclass(frozen=True, slots=True)
+class _Signing:
+    """What checking and logging a listing action needs besides the request."""
+
+    authenticator: Authenticator
+    log_key: SM2PrivateKey
+    settings: Settings
+
+
+async def _signing(
+    authenticator: AuthenticatorDep, log_key: LogKeyDep, settings: SettingsDep
+) -> _Signing:
+    return _Signing(authenticator, log_key, settings)
+
+
+Signing = Annotated[_Signing, Depends(_signing)]
+
+
+def _ctx(signing: _Signing, session: SessionDep, principal: Principal) -> service.ListingContext:
+    authenticator = signing.authenticator
     if principal.is_operator:
         key = authenticator.operators[principal.key_id]
     else:
@@ -79,9 +106,9 @@ def _ctx(request: Request, session: SessionDep, principal: Principal) -> service
         session=session,
         principal=principal,
         public_key=key,
-        log_key=request.app.state.log_key,
+        log_key=signing.log_key,
         skew_s=authenticator.skew_s,
-        sample_max_bytes=request.app.state.settings.listing_sample_max_bytes,
+        sample_max_bytes=signing.settings.listing_sample_max_bytes,
     )
 
 
@@ -108,11 +135,11 @@ _TOO_LARGE = "sample_too_large, payload_too_large (the body exceeds max_request_
     openapi_extra=json_body("create_listing"),
 )
 def create_listing(
-    body: ActionRequest, principal: Provider, session: SessionDep, request: Request
+    body: ActionRequest, principal: Provider, session: SessionDep, signing: Signing
 ) -> ListingChanged:
     """A ``listing.drafted`` record: ``{"listing_id": <new UUID>, title, …}``.
     Unverified providers may draft; 核心 data is refused at once."""
-    return _changed(service.draft(_ctx(request, session, principal), body))
+    return _changed(service.draft(_ctx(signing, session, principal), body))
 
 
 @router.put(
@@ -130,10 +157,10 @@ def edit_listing(
     body: ActionRequest,
     principal: Provider,
     session: SessionDep,
-    request: Request,
+    signing: Signing,
 ) -> ListingChanged:
     """A ``listing.edited`` record with the full new content."""
-    return _changed(service.edit(_ctx(request, session, principal), listing_id, body))
+    return _changed(service.edit(_ctx(signing, session, principal), listing_id, body))
 
 
 @router.post(
@@ -151,9 +178,9 @@ def submit_listing(
     body: ActionRequest,
     principal: Provider,
     session: SessionDep,
-    request: Request,
+    signing: Signing,
 ) -> ListingChanged:
-    return _changed(service.submit(_ctx(request, session, principal), listing_id, body))
+    return _changed(service.submit(_ctx(signing, session, principal), listing_id, body))
 
 
 @router.post(
@@ -168,9 +195,9 @@ def start_review(
     body: ActionRequest,
     principal: Operator,
     session: SessionDep,
-    request: Request,
+    signing: Signing,
 ) -> ListingChanged:
-    return _changed(service.start_review(_ctx(request, session, principal), listing_id, body))
+    return _changed(service.start_review(_ctx(signing, session, principal), listing_id, body))
 
 
 @router.post(
@@ -188,12 +215,12 @@ def publish_listing(
     body: ActionRequest,
     principal: Operator,
     session: SessionDep,
-    request: Request,
+    signing: Signing,
 ) -> ListingChanged:
     """Refused (422 ``declarations_incomplete``) unless classification (一般/重要),
     personal information (and its legal basis when true), source legality,
     licence and permitted purposes are declared."""
-    return _changed(service.publish(_ctx(request, session, principal), listing_id, body))
+    return _changed(service.publish(_ctx(signing, session, principal), listing_id, body))
 
 
 @router.post(
@@ -208,9 +235,9 @@ def reject_listing(
     body: ActionRequest,
     principal: Operator,
     session: SessionDep,
-    request: Request,
+    signing: Signing,
 ) -> ListingChanged:
-    return _changed(service.reject(_ctx(request, session, principal), listing_id, body))
+    return _changed(service.reject(_ctx(signing, session, principal), listing_id, body))
 
 
 @router.post(
@@ -225,9 +252,9 @@ def delist_listing(
     body: ActionRequest,
     principal: ProviderOrOperator,
     session: SessionDep,
-    request: Request,
+    signing: Signing,
 ) -> ListingChanged:
-    return _changed(service.delist(_ctx(request, session, principal), listing_id, body))
+    return _changed(service.delist(_ctx(signing, session, principal), listing_id, body))
 
 
 @router.post(
@@ -246,11 +273,11 @@ def add_version(
     body: ActionRequest,
     principal: Provider,
     session: SessionDep,
-    request: Request,
+    signing: Signing,
 ) -> VersionAdded:
     """A ``listing.version_added`` record: the next version number and its SM3 digest."""
     listing, version, accepted = service.add_version(
-        _ctx(request, session, principal), listing_id, body
+        _ctx(signing, session, principal), listing_id, body
     )
     return VersionAdded(listing=listing, version=version, log=log_receipt(accepted))
 

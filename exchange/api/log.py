@@ -2,7 +2,7 @@
 
 Appending is for authenticated, active participants and takes only statements
 that change nothing (``note.*``, ``attestation.*``) by the signer itself, at a
-limited rate per key: see :mod:`exchange.log.raw`. Reads are public.
+limited rate per key: see :mod:`exchange.raw_append`. Reads are public.
 
 Every error is ``{"code", "message"}``; the codes are listed per route in the
 OpenAPI document. Entries and proofs are served for integrated tree sizes
@@ -13,27 +13,32 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Iterator
 from concurrent.futures import Future
 from typing import Annotated, Any
 
 import anyio
 import anyio.to_thread
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 from sqlalchemy import select
-from sqlmodel import Session, col
+from sqlmodel import col
 
 from exchange.anchoring.models import AnchorRow
+from exchange.api.deps import (
+    AppenderDep,
+    AppendLimiterDep,
+    CurrentParticipant,
+    LogKeyDep,
+    RawAppendBucketsDep,
+    SessionDep,
+)
 from exchange.api.examples import json_body, ok
 from exchange.api.responses import error_responses, signed_errors
-from exchange.auth.deps import CurrentParticipant
 from exchange.errors import ExchangeError, error_body
 from exchange.limits import body_limit
 from exchange.log import queries
 from exchange.log.appender import Appender, LogUnavailableError
 from exchange.log.errors import InvalidIndexError
-from exchange.log.raw import check_raw_record, check_raw_sender
 from exchange.log.schemas import (
     AnchorBody,
     Appended,
@@ -55,29 +60,16 @@ from exchange.log.service import (
 )
 from exchange.participants.models import Principal
 from exchange.ratelimit import RateLimitedError, TokenBuckets, retry_after_seconds
+from exchange.raw_append import check_raw_record, check_raw_sender
 from ledger.records import MAX_SAFE_INTEGER
-from ledger.sm2 import SM2PrivateKey
 
-__all__ = ["SessionDep", "get_session", "router"]
+__all__ = ["router"]
 
 MAX_BATCH_BODY_BYTES = 8 << 20
 
 router = APIRouter(tags=["log"])
 
 _HEX_HASH = re.compile(r"[0-9a-fA-F]{64}")
-
-
-def get_session(request: Request) -> Iterator[Session]:
-    with Session(request.app.state.engine) as session:
-        yield session
-
-
-SessionDep = Annotated[Session, Depends(get_session)]
-
-
-def _log_key(request: Request) -> SM2PrivateKey:
-    key: SM2PrivateKey = request.app.state.log_key
-    return key
 
 
 def _errors(*statuses: int, **descriptions: str) -> dict[int | str, dict[str, Any]]:
@@ -101,23 +93,16 @@ def _appended(accepted: Accepted) -> Appended:
     summary="The log's SM2 public key",
     responses=ok(200, "get_log_key"),
 )
-def get_log_key(request: Request) -> LogKey:
+def get_log_key(log_key: LogKeyDep) -> LogKey:
     """The key that signs promises and checkpoints; auditors pin it."""
-    public = _log_key(request).public_key()
+    public = log_key.public_key()
     return LogKey(key_id=public.key_id(), public_key=public.to_pem().decode("ascii"))
-
-
-def _appender(request: Request) -> Appender:
-    appender: Appender | None = request.app.state.appender
-    if appender is None:
-        raise LogUnavailableError("the log appender is not running")
-    return appender
 
 
 def _prepare_and_submit(
     appender: Appender, items: list[AppendRequest], principal: Principal, numbered: bool
 ) -> Future[list[Accepted]]:
-    """Parse ``items``, check that ``principal`` may append them (exchange.log.raw),
+    """Parse ``items``, check that ``principal`` may append them (exchange.raw_append),
     verify them and hand them to the appender (runs in a worker thread: SM2
     verification releases the GIL, so requests verify in parallel)."""
     with appender.reserve() as reservation:
@@ -135,21 +120,10 @@ def _prepare_and_submit(
         return reservation.submit(submissions)
 
 
-def _raw_append_buckets(request: Request) -> TokenBuckets:
-    state = request.app.state
-    buckets: TokenBuckets | None = getattr(state, "raw_append_buckets", None)
-    if buckets is None:  # made on first use (the app's event loop: no race)
-        settings = state.settings
-        buckets = state.raw_append_buckets = TokenBuckets(
-            settings.raw_append_rate_per_s, settings.raw_append_burst
-        )
-    return buckets
-
-
-def _admit(request: Request, principal: Principal, records: int) -> None:
+def _admit(buckets: TokenBuckets, principal: Principal, records: int) -> None:
     """Refuse a participant that may not append (403), or one over its rate (429)."""
     check_raw_sender(principal)
-    wait = _raw_append_buckets(request).take(principal.key_id, records)
+    wait = buckets.take(principal.key_id, records)
     if wait > 0:
         seconds = retry_after_seconds(wait)
         raise RateLimitedError(
@@ -168,7 +142,12 @@ def _rate_limited(exc: RateLimitedError) -> JSONResponse:
 
 
 async def _append(
-    request: Request, items: list[AppendRequest], principal: Principal, *, numbered: bool
+    appender: Appender | None,
+    limiter: anyio.CapacityLimiter | None,
+    items: list[AppendRequest],
+    principal: Principal,
+    *,
+    numbered: bool,
 ) -> list[Accepted]:
     """Verify ``items`` in a worker thread, then store them through the appender
     (group commit) and await the outcome: all or nothing, consecutive indexes.
@@ -176,11 +155,8 @@ async def _append(
     At most ``appender.verifiers`` requests hold a worker thread for this at a
     time (the appender admits no more anyway); the others wait here, on the
     event loop, leaving the threadpool to other requests."""
-    appender = _appender(request)
-    state = request.app.state
-    limiter: anyio.CapacityLimiter | None = getattr(state, "append_limiter", None)
-    if limiter is None:  # an appender not started by the app's lifespan
-        limiter = state.append_limiter = anyio.CapacityLimiter(appender.verifiers)
+    if appender is None or limiter is None:
+        raise LogUnavailableError("the log appender is not running")
     future = await anyio.to_thread.run_sync(
         _prepare_and_submit, appender, items, principal, numbered, limiter=limiter
     )
@@ -212,7 +188,11 @@ async def _append(
     openapi_extra=json_body("post_record"),
 )
 async def post_record(
-    body: AppendRequest, request: Request, principal: CurrentParticipant
+    body: AppendRequest,
+    principal: CurrentParticipant,
+    buckets: RawAppendBucketsDep,
+    appender: AppenderDep,
+    limiter: AppendLimiterDep,
 ) -> Appended | JSONResponse:
     """Put a statement of yours on the log (a signed request, see docs/api-auth.md):
     a ``note.*`` or ``attestation.*`` record whose actor is you. The exchange's
@@ -225,10 +205,10 @@ async def post_record(
     signature, one durable commit); each gets its own promise, which carries the
     inclusion proof of its leaf in the batch."""
     try:
-        _admit(request, principal, 1)
+        _admit(buckets, principal, 1)
     except RateLimitedError as exc:
         return _rate_limited(exc)
-    [accepted] = await _append(request, [body], principal, numbered=False)
+    [accepted] = await _append(appender, limiter, [body], principal, numbered=False)
     return _appended(accepted)
 
 
@@ -256,15 +236,19 @@ async def post_record(
 )
 @body_limit(MAX_BATCH_BODY_BYTES)  # a full batch with its PEM keys is a few MiB
 async def post_records(
-    body: BatchAppendRequest, request: Request, principal: CurrentParticipant
+    body: BatchAppendRequest,
+    principal: CurrentParticipant,
+    buckets: RawAppendBucketsDep,
+    appender: AppenderDep,
+    limiter: AppendLimiterDep,
 ) -> BatchAppended | JSONResponse:
     """All or nothing: the records get consecutive indexes in the order given. Each
     must be one :func:`post_record` takes; each counts against the rate limit."""
     try:
-        _admit(request, principal, len(body.records))
+        _admit(buckets, principal, len(body.records))
     except RateLimitedError as exc:
         return _rate_limited(exc)
-    accepted = await _append(request, body.records, principal, numbered=True)
+    accepted = await _append(appender, limiter, body.records, principal, numbered=True)
     return BatchAppended(appended=[_appended(a) for a in accepted])
 
 

@@ -10,10 +10,17 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import JSONResponse
 
+from exchange.api.deps import (
+    AuthenticatorDep,
+    CurrentParticipant,
+    LogKeyDep,
+    SessionDep,
+    SettingsDep,
+    require_role,
+)
 from exchange.api.examples import json_body, ok
 from exchange.api.params import OrderIdPath
 from exchange.api.responses import signed_errors
-from exchange.auth.deps import CurrentParticipant, SessionDep, require_role
 from exchange.auth.verifier import Authenticator
 from exchange.errors import ExchangeError
 from exchange.idempotency import Idempotent, run
@@ -74,6 +81,8 @@ def place_order(
     principal: Buyer,
     session: SessionDep,
     request: Request,
+    authenticator: AuthenticatorDep,
+    log_key: LogKeyDep,
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
 ) -> OrderPlaced | JSONResponse:
     """An ``order.placed`` record signed by the buyer: ``{"order_id": <new UUID>,
@@ -84,7 +93,6 @@ def place_order(
     (not revoked, not refunded, not already renewed): the new paid period starts
     where that one ends, or now if it has ended."""
     del idempotency_key  # read by Idempotent from the request (documented here)
-    authenticator: Authenticator = request.app.state.authenticator
     idempotent = Idempotent(request, principal.key_id, body)
 
     def effect() -> OrderPlaced:
@@ -92,10 +100,10 @@ def place_order(
             body,
             record_type="order.placed",
             public_key=SM2PublicKey.from_pem(principal.public_key_pem),
-            principal=principal,
+            signer=principal.key_id,
             skew_s=authenticator.skew_s,
         )
-        return service.place(session, action, request.app.state.log_key, idempotent)
+        return service.place(session, action, log_key, idempotent)
 
     result = run(session, idempotent, lambda row: service.rebuild_placed(session, row), effect)
     assert isinstance(result, OrderPlaced | JSONResponse)
@@ -138,9 +146,8 @@ def list_orders(
 
 
 def _action(
-    body: ActionRequest, principal: Principal, request: Request, record_type: str
+    body: ActionRequest, principal: Principal, authenticator: Authenticator, record_type: str
 ) -> SignedAction:
-    authenticator: Authenticator = request.app.state.authenticator
     public_key = (
         authenticator.operators[principal.key_id]
         if principal.is_operator
@@ -150,7 +157,7 @@ def _action(
         body,
         record_type=record_type,
         public_key=public_key,
-        principal=principal,
+        signer=principal.key_id,
         skew_s=authenticator.skew_s,
     )
 
@@ -203,6 +210,9 @@ def accept_order(
     principal: Buyer,
     session: SessionDep,
     request: Request,
+    authenticator: AuthenticatorDep,
+    log_key: LogKeyDep,
+    settings: SettingsDep,
     idempotency_key: IdempotencyHeader = None,
 ) -> OrderChanged | JSONResponse:
     """An ``order.accepted`` record signed by the buyer: ``{"order_id"}``, while the
@@ -213,11 +223,9 @@ def accept_order(
     del idempotency_key  # read by Idempotent from the request (documented here)
 
     def effect(idempotent: Idempotent) -> OrderChanged:
-        action = _action(body, principal, request, "order.accepted")
+        action = _action(body, principal, authenticator, "order.accepted")
         _check_target(action, order_id)
-        return lifecycle.accept(
-            session, action, request.app.state.log_key, request.app.state.settings, idempotent
-        )
+        return lifecycle.accept(session, action, log_key, settings, idempotent)
 
     return _idempotent_change(session, request, principal, body, effect)
 
@@ -246,14 +254,15 @@ def dispute_order(
     body: ActionRequest,
     principal: Buyer,
     session: SessionDep,
-    request: Request,
+    authenticator: AuthenticatorDep,
+    log_key: LogKeyDep,
 ) -> OrderChanged:
     """An ``order.disputed`` record signed by the buyer: ``{"order_id", "reason"}``
     (1 to 1000 characters), while the order is delivered and before its
     ``acceptance_deadline``. An operator then resolves it."""
-    action = _action(body, principal, request, "order.disputed")
+    action = _action(body, principal, authenticator, "order.disputed")
     _check_target(action, order_id)
-    return lifecycle.dispute(session, action, request.app.state.log_key)
+    return lifecycle.dispute(session, action, log_key)
 
 
 @router.post(
@@ -281,6 +290,9 @@ def resolve_dispute(
     principal: Operator,
     session: SessionDep,
     request: Request,
+    authenticator: AuthenticatorDep,
+    log_key: LogKeyDep,
+    settings: SettingsDep,
     idempotency_key: IdempotencyHeader = None,
 ) -> OrderChanged | JSONResponse:
     """A ``dispute.resolved`` record signed by an operator: ``{"order_id", "outcome":
@@ -290,11 +302,9 @@ def resolve_dispute(
     del idempotency_key  # read by Idempotent from the request (documented here)
 
     def effect(idempotent: Idempotent) -> OrderChanged:
-        action = _action(body, principal, request, "dispute.resolved")
+        action = _action(body, principal, authenticator, "dispute.resolved")
         _check_target(action, order_id)
-        return lifecycle.resolve(
-            session, action, request.app.state.log_key, request.app.state.settings, idempotent
-        )
+        return lifecycle.resolve(session, action, log_key, settings, idempotent)
 
     return _idempotent_change(session, request, principal, body, effect)
 
@@ -325,6 +335,8 @@ def revoke_access(
     principal: Provider,
     session: SessionDep,
     request: Request,
+    authenticator: AuthenticatorDep,
+    log_key: LogKeyDep,
     idempotency_key: IdempotencyHeader = None,
 ) -> OrderChanged | JSONResponse:
     """An ``access.revoked`` record signed by a provider of the order's listing:
@@ -336,9 +348,9 @@ def revoke_access(
     del idempotency_key  # read by Idempotent from the request (documented here)
 
     def effect(idempotent: Idempotent) -> OrderChanged:
-        action = _action(body, principal, request, "access.revoked")
+        action = _action(body, principal, authenticator, "access.revoked")
         _check_target(action, order_id)
-        return lifecycle.revoke(session, action, request.app.state.log_key, idempotent)
+        return lifecycle.revoke(session, action, log_key, idempotent)
 
     return _idempotent_change(session, request, principal, body, effect)
 

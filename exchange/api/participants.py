@@ -6,17 +6,22 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Request
+from fastapi import APIRouter, Depends, Path
 
+from exchange.api.deps import (
+    AuthenticatorDep,
+    CurrentParticipant,
+    LogKeyDep,
+    OperatorsDep,
+    SessionDep,
+    require_role,
+)
 from exchange.api.examples import json_body, ok
 from exchange.api.responses import error_responses
-from exchange.auth.deps import CurrentParticipant, SessionDep, require_role
-from exchange.auth.verifier import Authenticator
 from exchange.participants import service
 from exchange.participants.models import Principal, Role
 from exchange.participants.schemas import ParticipantChanged, ParticipantPublic
 from exchange.records import ActionRequest, log_receipt
-from ledger.sm2 import SM2PrivateKey
 
 __all__ = ["router"]
 
@@ -49,16 +54,6 @@ def errors(*parts: dict[int, str]) -> dict[int | str, dict[str, Any]]:
     return error_responses(merged)
 
 
-def _authenticator(request: Request) -> Authenticator:
-    authenticator: Authenticator = request.app.state.authenticator
-    return authenticator
-
-
-def _log_key(request: Request) -> SM2PrivateKey:
-    key: SM2PrivateKey = request.app.state.log_key
-    return key
-
-
 @router.post(
     "",
     status_code=201,
@@ -73,12 +68,14 @@ def _log_key(request: Request) -> SM2PrivateKey:
     },
     openapi_extra=json_body("register"),
 )
-def register(body: ActionRequest, session: SessionDep, request: Request) -> ParticipantChanged:
+def register(
+    body: ActionRequest, session: SessionDep, authenticator: AuthenticatorDep, log_key: LogKeyDep
+) -> ParticipantChanged:
     """Unauthenticated, but the body is a ``participant.registered`` record signed by
     the key being registered (proof of possession). Providers start ``unverified``
     until an operator approves them; buyers and auditors start ``active``."""
     participant, accepted = service.register(
-        session, body, _authenticator(request), _log_key(request)
+        session, body, authenticator.operators, authenticator.skew_s, log_key
     )
     return ParticipantChanged(participant=participant, log=log_receipt(accepted))
 
@@ -92,8 +89,10 @@ def register(body: ActionRequest, session: SessionDep, request: Request) -> Part
         **errors({401: _AUTH_ERRORS[401], 403: "participant_suspended"}),
     },
 )
-def me(principal: CurrentParticipant, session: SessionDep, request: Request) -> ParticipantPublic:
-    return service.public_profile(session, _authenticator(request), principal.key_id)
+def me(
+    principal: CurrentParticipant, session: SessionDep, operators: OperatorsDep
+) -> ParticipantPublic:
+    return service.public_profile(session, operators, principal.key_id)
 
 
 @router.get(
@@ -105,9 +104,11 @@ def me(principal: CurrentParticipant, session: SessionDep, request: Request) -> 
         **errors({404: "participant_not_found", 422: "invalid_request"}),
     },
 )
-def get_participant(key_id: KeyIdPath, session: SessionDep, request: Request) -> ParticipantPublic:
+def get_participant(
+    key_id: KeyIdPath, session: SessionDep, operators: OperatorsDep
+) -> ParticipantPublic:
     """Public: anyone may read a key's display name, role and status."""
-    return service.public_profile(session, _authenticator(request), key_id)
+    return service.public_profile(session, operators, key_id)
 
 
 @router.post(
@@ -130,12 +131,13 @@ def approve(
     body: ActionRequest,
     operator: Operator,
     session: SessionDep,
-    request: Request,
+    authenticator: AuthenticatorDep,
+    log_key: LogKeyDep,
 ) -> ParticipantChanged:
     """Body: a ``participant.approved`` record ``{"participant": key_id}``, signed by
     the operator."""
     participant, accepted = service.approve(
-        session, body, operator, key_id, _authenticator(request), _log_key(request)
+        session, body, operator, key_id, authenticator.operators, authenticator.skew_s, log_key
     )
     return ParticipantChanged(participant=participant, log=log_receipt(accepted))
 
@@ -160,11 +162,12 @@ def suspend(
     body: ActionRequest,
     operator: Operator,
     session: SessionDep,
-    request: Request,
+    authenticator: AuthenticatorDep,
+    log_key: LogKeyDep,
 ) -> ParticipantChanged:
     """Body: a ``participant.suspended`` record ``{"participant", "reason"}`` signed by
     the operator. A suspended participant is refused (403) on every endpoint."""
     participant, accepted = service.suspend(
-        session, body, operator, key_id, _authenticator(request), _log_key(request)
+        session, body, operator, key_id, authenticator.operators, authenticator.skew_s, log_key
     )
     return ParticipantChanged(participant=participant, log=log_receipt(accepted))

@@ -10,38 +10,29 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse
 
+from exchange.api.deps import (
+    LogKeyDep,
+    QuoteBucketsDep,
+    SessionDep,
+    SettingsDep,
+    require_role,
+)
 from exchange.api.examples import json_body, ok
 from exchange.api.params import ListingIdPath
 from exchange.api.responses import signed_errors
-from exchange.auth.deps import SessionDep, require_role
 from exchange.orders import service
 from exchange.orders.schemas import QuoteIssued, QuoteRequest
 from exchange.participants.models import Principal, Role
-from exchange.ratelimit import RateLimitedError, TokenBuckets, admit, rate_limited_response
+from exchange.ratelimit import RateLimitedError, admit, rate_limited_response
 
 __all__ = ["router"]
 
 router = APIRouter(tags=["orders"])
 
 Buyer = Annotated[Principal, Depends(require_role(Role.BUYER))]
-
-
-async def _quote_buckets(request: Request) -> TokenBuckets:
-    """The keys' quote allowances (made on first use, on the event loop: no race)."""
-    state = request.app.state
-    buckets: TokenBuckets | None = getattr(state, "quote_buckets", None)
-    if buckets is None:
-        settings = state.settings
-        buckets = state.quote_buckets = TokenBuckets(
-            settings.quote_rate_per_s, settings.quote_burst
-        )
-    return buckets
-
-
-QuoteBuckets = Annotated[TokenBuckets, Depends(_quote_buckets)]
 
 
 @router.post(
@@ -68,8 +59,9 @@ def quote_listing(
     body: QuoteRequest,
     principal: Buyer,
     session: SessionDep,
-    request: Request,
-    buckets: QuoteBuckets,
+    buckets: QuoteBucketsDep,
+    log_key: LogKeyDep,
+    settings: SettingsDep,
 ) -> QuoteIssued | JSONResponse:
     """Body ``{"terms": {"rows"?, "periods"?, "licence"?}}``: ``rows`` for tiered,
     ``periods`` for subscription pricing. The quote binds the listing, its current
@@ -84,7 +76,7 @@ def quote_listing(
         principal,
         listing_id,
         body.terms,
-        request.app.state.log_key,
-        request.app.state.settings.quote_ttl_s,
+        log_key,
+        settings.quote_ttl_s,
     )
     return QuoteIssued(quote=quote.to_dict())

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
+from exchange.anchoring.receipts import build_receipt
+from exchange.api.deps import LogKeyDep, SessionDep
 from exchange.api.examples import ok
-from exchange.api.log import SessionDep
 from exchange.api.responses import error_responses
-from exchange.log.receipts import build_receipt
 from exchange.log.schemas import BundleBody
-from ledger.sm2 import SM2PrivateKey
 
 __all__ = ["router"]
 
@@ -32,12 +31,11 @@ router = APIRouter(tags=["receipts"])
         ),
     },
 )
-def get_receipt(index: int, session: SessionDep, request: Request) -> JSONResponse:
+def get_receipt(index: int, session: SessionDep, log_key: LogKeyDep) -> JSONResponse:
     """Everything an auditor needs, offline from the exchange: the signed record, the
     actor's key, the promise, the inclusion proof at the earliest anchored checkpoint
     covering the entry, that checkpoint, the log key and the anchor transaction.
     Verify with ``shancheng audit verify``."""
-    log_key: SM2PrivateKey = request.app.state.log_key
     bundle = build_receipt(session, index, log_key.public_key())
     # Returned as built (not re-serialised through the response model).
     return JSONResponse(bundle.to_dict())

@@ -10,13 +10,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, Request
+from fastapi import APIRouter, Path, Query
 
+from exchange.api.deps import CurrentParticipant, LogKeyDep, SessionDep, SettingsDep
 from exchange.api.examples import json_body, ok
 from exchange.api.params import UUID_PATTERN
 from exchange.api.responses import signed_errors
-from exchange.auth.deps import CurrentParticipant, SessionDep
-from exchange.settings import Settings
 from exchange.webhooks import service
 from exchange.webhooks.schemas import AttemptList, WebhookCreate, WebhookCreated, WebhookList
 
@@ -25,10 +24,6 @@ __all__ = ["router"]
 router = APIRouter(prefix="/webhooks", tags=["webhooks"])
 
 WebhookId = Annotated[str, Path(pattern=UUID_PATTERN, description="The webhook's id.")]
-
-
-def _key_id(request: Request) -> str:
-    return str(request.app.state.log_key.key_id())
 
 
 @router.post(
@@ -49,17 +44,20 @@ def _key_id(request: Request) -> str:
     openapi_extra=json_body("create_webhook"),
 )
 def create_webhook(
-    body: WebhookCreate, request: Request, principal: CurrentParticipant, session: SessionDep
+    body: WebhookCreate,
+    principal: CurrentParticipant,
+    session: SessionDep,
+    log_key: LogKeyDep,
+    settings: SettingsDep,
 ) -> WebhookCreated:
     """Deliveries start with the first event after ``after`` (default: from now on).
     Verify each with the log key (/.well-known/shancheng/log-key): the signature
     covers the method, the URL as registered, the Content-Digest and
     Shancheng-Event-Id."""
-    settings: Settings = request.app.state.settings
     webhook = service.register_webhook(
         session, principal, body, limit=settings.webhook_max_per_participant
     )
-    return WebhookCreated(webhook=service.public(webhook, _key_id(request)))
+    return WebhookCreated(webhook=service.public(webhook, log_key.key_id()))
 
 
 @router.get(
@@ -69,9 +67,9 @@ def create_webhook(
     responses={**ok(200, "list_webhooks"), **signed_errors({422: "invalid_request"})},
 )
 def list_webhooks(
-    request: Request, principal: CurrentParticipant, session: SessionDep
+    principal: CurrentParticipant, session: SessionDep, log_key: LogKeyDep
 ) -> WebhookList:
-    key_id = _key_id(request)
+    key_id = log_key.key_id()
     return WebhookList(
         items=[service.public(w, key_id) for w in service.list_webhooks(session, principal)]
     )
@@ -105,9 +103,9 @@ def webhook_attempts(
     },
 )
 def delete_webhook(
-    webhook_id: WebhookId, request: Request, principal: CurrentParticipant, session: SessionDep
+    webhook_id: WebhookId, principal: CurrentParticipant, session: SessionDep, log_key: LogKeyDep
 ) -> WebhookCreated:
     """Its deliveries stop: at most a POST already under way when it was removed still
     arrives."""
     webhook = service.delete_webhook(session, principal, webhook_id)
-    return WebhookCreated(webhook=service.public(webhook, _key_id(request)))
+    return WebhookCreated(webhook=service.public(webhook, log_key.key_id()))

@@ -1,18 +1,7 @@
 """Request authentication (RFC 9421 HTTP Message Signatures, ``sm2-sm3``) and
-authorisation (roles, suspension). See ``docs/api-auth.md``."""
+authorisation (roles, suspension). See ``docs/api-auth.md``.
 
-from exchange.auth.deps import (
-    CurrentParticipant,
-    OptionalParticipant,
-    current_participant,
-    optional_participant,
-    require_role,
-)
-
-__all__ = [
-    "CurrentParticipant",
-    "OptionalParticipant",
-    "current_participant",
-    "optional_participant",
-    "require_role",
-]
+:mod:`exchange.auth.verifier` (the signature checks and the nonce store),
+:mod:`exchange.auth.authorisation` (suspension and roles). The FastAPI
+dependencies that apply them to a request are in :mod:`exchange.api.deps`.
+"""

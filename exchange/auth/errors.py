@@ -1,8 +1,21 @@
-"""Authentication and authorisation errors (401 / 403), each with its ``code``."""
+"""Authentication and authorisation errors (401 / 403), each with its ``code``
+(``ForbiddenError``, the base of every 403, is in :mod:`exchange.errors`)."""
 
 from __future__ import annotations
 
-from exchange.errors import ExchangeError
+from exchange.errors import ExchangeError, ForbiddenError
+
+__all__ = [
+    "AuthenticationError",
+    "BadSignatureError",
+    "DigestMismatchError",
+    "ForbiddenError",
+    "ReplayedNonceError",
+    "RoleError",
+    "StaleSignatureError",
+    "SuspendedError",
+    "UnknownKeyError",
+]
 
 
 class AuthenticationError(ExchangeError):
@@ -41,13 +54,6 @@ class DigestMismatchError(AuthenticationError):
     """The body does not match its signed ``Content-Digest``."""
 
     code = "digest_mismatch"
-
-
-class ForbiddenError(ExchangeError):
-    """Authenticated, but not allowed to do this."""
-
-    status = 403
-    code = "forbidden"
 
 
 class SuspendedError(ForbiddenError):

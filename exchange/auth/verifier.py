@@ -64,12 +64,12 @@ from exchange.auth.errors import (
     UnknownKeyError,
 )
 from exchange.auth.models import auth_nonce_table
-from exchange.participants.models import Participant, ParticipantStatus, Principal, Role
-from ledger.errors import KeyFormatError
+from exchange.participants.models import Participant, Principal
+from exchange.participants.operators import Operators
 from ledger.records import KEY_ID_PATTERN
 from ledger.sm2 import SM2PublicKey
 
-__all__ = ["Authenticator", "RequestHead", "RequestParts", "StreamedBody", "load_operator_keys"]
+__all__ = ["Authenticator", "RequestHead", "RequestParts", "StreamedBody"]
 
 NONCE_PATTERN: Final = re.compile(r"[A-Za-z0-9_\-.~+/=]{16,128}")
 """A nonce: 16 to 128 token characters (the SDK sends 128 random bits, base64url)."""
@@ -156,38 +156,19 @@ class _Resolver(HTTPSignatureKeyResolver):
         raise KeyError(key_id)
 
 
-def load_operator_keys(pems: Iterable[str]) -> dict[str, SM2PublicKey]:
-    """Key id → key of the configured operators; each text may hold several PEM
-    blocks. Raises :class:`ValueError` naming a block that is not an SM2 key."""
-    keys: dict[str, SM2PublicKey] = {}
-    for text in pems:
-        blocks = re.findall(
-            r"-----BEGIN PUBLIC KEY-----.+?-----END PUBLIC KEY-----", text, flags=re.DOTALL
-        )
-        if not blocks:
-            raise ValueError("an operator key entry holds no PUBLIC KEY PEM block")
-        for block in blocks:
-            try:
-                key = SM2PublicKey.from_pem(block)
-            except KeyFormatError as exc:
-                raise ValueError(f"operator key is not an SM2 public key: {exc}") from None
-            keys[key.key_id()] = key
-    return keys
-
-
 class Authenticator:
     """Checks request signatures against operators and the participant table."""
 
     def __init__(
         self,
         engine: Engine,
-        operators: Mapping[str, SM2PublicKey],
+        operators: Operators,
         *,
         skew_s: int,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.engine = engine
-        self.operators = dict(operators)
+        self.operators = operators
         self.skew_s = skew_s
         self._clock = clock
         self._last_prune = 0.0
@@ -294,22 +275,12 @@ class Authenticator:
     def _lookup(self, key_id: str) -> tuple[Principal, SM2PublicKey]:
         operator = self.operators.get(key_id)
         if operator is not None:
-            return self.operator_principal(key_id), operator
+            return self.operators.principal(key_id), operator
         with Session(self.engine) as session:
             row = session.get(Participant, key_id)
         if row is None:
             raise UnknownKeyError(f"no participant or operator has key id {key_id}")
         return Principal.of(row), SM2PublicKey.from_pem(row.public_key)
-
-    def operator_principal(self, key_id: str) -> Principal:
-        key = self.operators[key_id]
-        return Principal(
-            key_id=key_id,
-            role=Role.OPERATOR,
-            status=ParticipantStatus.ACTIVE,
-            display_name="operator",
-            public_key_pem=key.to_pem().decode("ascii"),
-        )
 
     def _remember_nonce(self, signature_input: _SignatureInput, now: float) -> None:
         now_ms = int(now * 1000)

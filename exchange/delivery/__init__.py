@@ -6,5 +6,5 @@ Range. See ``docs/custody.md``.
 
 :mod:`exchange.delivery.upload` (upload checks and streaming),
 :mod:`exchange.delivery.service` (envelopes, downloads),
-:mod:`exchange.delivery.setup` (wiring, the app's content store).
+The app's content store is opened by :mod:`exchange.api.deps`.
 """

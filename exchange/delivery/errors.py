@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from exchange.auth.errors import ForbiddenError
-from exchange.errors import ConflictError, ExchangeError, NotFoundError
+from exchange.errors import ConflictError, ExchangeError, ForbiddenError, NotFoundError
 
 __all__ = [
     "ContentDigestMismatchError",

@@ -2,7 +2,7 @@
 
 ``PUT /listings/{id}/versions/{v}/content`` takes the dataset as the raw
 body. The request is authenticated by its signed headers first
-(:func:`exchange.auth.deps.streaming_participant`); then :func:`upload_target`
+(:func:`exchange.api.deps.streaming_participant`); then :func:`upload_target`
 checks the listing, and :func:`store_upload` streams the body, in a worker
 thread, through two checks before anything is kept:
 

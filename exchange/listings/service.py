@@ -32,8 +32,7 @@ from pydantic import BaseModel
 from sqlalchemy import or_, select
 from sqlmodel import Session, col
 
-from exchange.auth.errors import ForbiddenError
-from exchange.errors import ConflictError, ExchangeError, NotFoundError
+from exchange.errors import ConflictError, ExchangeError, ForbiddenError, NotFoundError
 from exchange.listings.models import Listing, ListingProvider, ListingState, ListingVersion
 from exchange.listings.schemas import (
     MAX_SAMPLE_ROWS,
@@ -276,7 +275,7 @@ def _action(
         body,
         record_type=record_type,
         public_key=ctx.public_key,
-        principal=ctx.principal,
+        signer=ctx.principal.key_id,
         skew_s=ctx.skew_s,
     )
     return action, payload_of(action, model)

@@ -84,14 +84,13 @@ class CheckpointRow(SQLModel, table=True):
 
 
 def create_log_tables(engine: Engine) -> None:
-    """Create the log's tables (and the anchoring table receipts read) if missing.
+    """Create the log's tables if missing (the ``anchor`` table is the anchoring
+    worker's: :func:`exchange.anchoring.store.ensure_tables`).
 
     Safe when several workers start at once: a worker that loses the race to
     create a table retries and then finds it.
     """
-    import exchange.anchoring.models  # noqa: F401  (registers the "anchor" table)
-
-    create_tables(engine, ("promise_batch", "log_entry", "tree_node", "checkpoint", "anchor"))
+    create_tables(engine, ("promise_batch", "log_entry", "tree_node", "checkpoint"))
     _check_schema(engine)
 
 

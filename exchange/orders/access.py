@@ -11,8 +11,7 @@ its own period).
 
 from __future__ import annotations
 
-from exchange.auth.errors import ForbiddenError
-from exchange.errors import ConflictError
+from exchange.errors import ConflictError, ForbiddenError
 from exchange.orders.models import Order, OrderState
 
 __all__ = ["AccessExpiredError", "AccessRevokedError", "OrderClosedError", "check_access"]

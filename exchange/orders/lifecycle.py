@@ -33,8 +33,7 @@ from sqlalchemy import select
 from sqlmodel import Session, col
 
 from exchange.accounts.service import at_flush, now_ms, receipt_for
-from exchange.auth.errors import ForbiddenError
-from exchange.errors import ConflictError, ExchangeError
+from exchange.errors import ConflictError, ExchangeError, ForbiddenError
 from exchange.idempotency import IdempotencyKey, Idempotent
 from exchange.listings.models import ListingProvider
 from exchange.log.models import LogEntry

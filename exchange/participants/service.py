@@ -6,10 +6,10 @@ from typing import TypeVar
 
 from sqlmodel import Session
 
-from exchange.auth.verifier import Authenticator
 from exchange.errors import ConflictError, ExchangeError, NotFoundError
 from exchange.log.service import Accepted
 from exchange.participants.models import Participant, ParticipantStatus, Principal, Role
+from exchange.participants.operators import Operators
 from exchange.participants.schemas import (
     ApprovedPayload,
     ParticipantPublic,
@@ -79,11 +79,9 @@ def principal_profile(principal: Principal) -> ParticipantPublic:
     )
 
 
-def public_profile(
-    session: Session, authenticator: Authenticator, key_id: str
-) -> ParticipantPublic:
-    if key_id in authenticator.operators:
-        return principal_profile(authenticator.operator_principal(key_id))
+def public_profile(session: Session, operators: Operators, key_id: str) -> ParticipantPublic:
+    if key_id in operators:
+        return principal_profile(operators.principal(key_id))
     row = session.get(Participant, key_id)
     if row is None:
         raise ParticipantNotFoundError(f"no participant has key id {key_id}")
@@ -93,7 +91,8 @@ def public_profile(
 def register(
     session: Session,
     body: ActionRequest,
-    authenticator: Authenticator,
+    operators: Operators,
+    skew_s: int,
     log_key: SM2PrivateKey,
 ) -> tuple[ParticipantPublic, Accepted]:
     """``participant.registered``: the record is signed by the key it registers
@@ -123,15 +122,15 @@ def register(
         body,
         record_type="participant.registered",
         public_key=key,
-        principal=None,
-        skew_s=authenticator.skew_s,
+        signer=None,
+        skew_s=skew_s,
     )
     payload = payload_of(action, RegisteredPayload)
     key_id = key.key_id()
     timestamp = action.signed.record.timestamp
 
     def stage() -> Participant:
-        if key_id in authenticator.operators or session.get(Participant, key_id) is not None:
+        if key_id in operators or session.get(Participant, key_id) is not None:
             raise AlreadyRegisteredError(f"key {key_id} is already registered")
         row = Participant(
             key_id=key_id,
@@ -160,14 +159,15 @@ def _operator_action(
     target: str,
     record_type: str,
     model: type[_P],
-    authenticator: Authenticator,
+    operators: Operators,
+    skew_s: int,
 ) -> tuple[SignedAction, _P, Participant]:
     action = check_action(
         body,
         record_type=record_type,
-        public_key=authenticator.operators[operator.key_id],
-        principal=operator,
-        skew_s=authenticator.skew_s,
+        public_key=operators[operator.key_id],
+        signer=operator.key_id,
+        skew_s=skew_s,
     )
     payload = payload_of(action, model)
     if payload.participant != target:
@@ -185,12 +185,13 @@ def approve(
     body: ActionRequest,
     operator: Principal,
     target: str,
-    authenticator: Authenticator,
+    operators: Operators,
+    skew_s: int,
     log_key: SM2PrivateKey,
 ) -> tuple[ParticipantPublic, Accepted]:
     """``participant.approved``: an unverified provider becomes active."""
     action, _, row = _operator_action(
-        session, body, operator, target, "participant.approved", ApprovedPayload, authenticator
+        session, body, operator, target, "participant.approved", ApprovedPayload, operators, skew_s
     )
 
     def stage() -> Participant:
@@ -211,12 +212,20 @@ def suspend(
     body: ActionRequest,
     operator: Principal,
     target: str,
-    authenticator: Authenticator,
+    operators: Operators,
+    skew_s: int,
     log_key: SM2PrivateKey,
 ) -> tuple[ParticipantPublic, Accepted]:
     """``participant.suspended``: refused everywhere from now on (403)."""
     action, payload, row = _operator_action(
-        session, body, operator, target, "participant.suspended", SuspendedPayload, authenticator
+        session,
+        body,
+        operator,
+        target,
+        "participant.suspended",
+        SuspendedPayload,
+        operators,
+        skew_s,
     )
 
     def stage() -> Participant:

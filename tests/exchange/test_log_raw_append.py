@@ -1,7 +1,7 @@
 """The log's raw append (POST /log/records, /log/records:batch) over a real uvicorn:
 only authenticated, active participants, only statements that change nothing
 (note.*, attestation.*) by the signer itself, rate-limited per key; everything
-else is refused and leaves the log as it was (exchange/log/raw.py)."""
+else is refused and leaves the log as it was (exchange/raw_append.py)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ import pytest
 from test_auth_support import POSTGRES_URL, Exchange, error, running_exchange
 
 import exchange
-from exchange.log.raw import RAW_NAMESPACES, is_raw_type
+from exchange.raw_append import RAW_NAMESPACES, is_raw_type
 from ledger.records import SignedRecord, sign_record
 from ledger.sm2 import SM2PrivateKey
 

@@ -1001,7 +1001,7 @@ class Story:
             "public_key": self.exchange.public_key().to_pem().decode("ascii"),
         }
         # the raw log API (a log of its own): the provider's statements, which change
-        # nothing, alone and in a batch (exchange/log/raw.py)
+        # nothing, alone and in a batch (exchange/raw_append.py)
         pem = self.provider.public_key().to_pem().decode("ascii")
         note = self.signed(
             self.provider,

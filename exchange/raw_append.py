@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from exchange.auth.errors import ForbiddenError
+from exchange.errors import ForbiddenError
 from exchange.participants.models import ParticipantStatus, Principal
 from exchange.records import ActorMismatchError
 from ledger.records import SignedRecord
