@@ -23,21 +23,21 @@ from collections.abc import Generator
 from typing import Any
 
 import httpx
-from http_message_signatures import HTTPMessageSigner, HTTPSignatureKeyResolver
 
 from ledger.http_signatures import (
     ALGORITHM_ID,
     COVERED_COMPONENTS,
     SIGNATURE_LABEL,
     SM2_SM3,
-    SM3ContentDigest,
+    OneKeyResolver,
+    SM3MessageSigner,
     content_digest,
     content_digest_of_file,
     content_digest_of_sm3,
     der_to_raw,
     raw_to_der,
 )
-from ledger.sm2 import SM2PrivateKey, SM2PublicKey
+from ledger.sm2 import SM2PrivateKey
 
 __all__ = [
     "ALGORITHM_ID",
@@ -56,23 +56,6 @@ __all__ = [
 
 class SigningError(Exception):
     """A request cannot be signed (e.g. a streamed body without a Content-Digest)."""
-
-
-class _Signer(HTTPMessageSigner):
-    content_digest_class = SM3ContentDigest
-
-
-class _OneKey(HTTPSignatureKeyResolver):
-    def __init__(self, key: SM2PrivateKey) -> None:
-        self._key = key
-
-    def resolve_private_key(self, key_id: str) -> SM2PrivateKey:
-        if key_id != self._key.key_id():
-            raise KeyError(key_id)
-        return self._key
-
-    def resolve_public_key(self, key_id: str) -> SM2PublicKey | None:
-        return self._key.public_key() if key_id == self._key.key_id() else None
 
 
 class SM2RequestSigner(httpx.Auth):
@@ -95,7 +78,9 @@ class SM2RequestSigner(httpx.Auth):
         self.key_id = key.key_id()
         self._clock = clock or time.time
         self._nonce = nonce or (lambda: secrets.token_urlsafe(16))
-        self._signer = _Signer(signature_algorithm=SM2_SM3, key_resolver=_OneKey(key))
+        self._signer = SM3MessageSigner(
+            signature_algorithm=SM2_SM3, key_resolver=OneKeyResolver(key)
+        )
 
     def sign(self, request: httpx.Request) -> None:
         """Add ``Content-Digest`` (unless present), ``Signature-Input`` and ``Signature``.

@@ -38,7 +38,9 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
 from http_message_signatures import (
     ContentDigest,
     HTTPMessageSignaturesException,
+    HTTPMessageSigner,
     HTTPSignatureAlgorithm,
+    HTTPSignatureKeyResolver,
 )
 
 from ledger.sm2 import SM2PrivateKey, SM2PublicKey
@@ -53,7 +55,9 @@ __all__ = [
     "SM2_SM3",
     "BodyDigest",
     "DigestFormatError",
+    "OneKeyResolver",
     "SM3ContentDigest",
+    "SM3MessageSigner",
     "content_digest",
     "content_digest_of_file",
     "content_digest_of_sm3",
@@ -235,3 +239,24 @@ class SM3ContentDigest(ContentDigest):
 
     algorithm = DIGEST_ALGORITHM
     _hashers: ClassVar[dict[str, Any]] = {**ContentDigest._hashers, DIGEST_ALGORITHM: _SM3}
+
+
+class SM3MessageSigner(HTTPMessageSigner):
+    """``http-message-signatures``' signer with the ``sm3`` Content-Digest."""
+
+    content_digest_class = SM3ContentDigest
+
+
+class OneKeyResolver(HTTPSignatureKeyResolver):
+    """Resolves exactly one key id, to ``key`` (a signer holds one key)."""
+
+    def __init__(self, key: SM2PrivateKey) -> None:
+        self._key = key
+
+    def resolve_private_key(self, key_id: str) -> SM2PrivateKey:
+        if key_id != self._key.key_id():
+            raise KeyError(key_id)
+        return self._key
+
+    def resolve_public_key(self, key_id: str) -> SM2PublicKey | None:
+        return self._key.public_key() if key_id == self._key.key_id() else None

@@ -22,10 +22,15 @@ from collections.abc import Callable
 from typing import Final
 
 import httpx
-from http_message_signatures import HTTPMessageSigner, HTTPSignatureKeyResolver
 
-from ledger.http_signatures import SIGNATURE_LABEL, SM2_SM3, SM3ContentDigest, content_digest
-from ledger.sm2 import SM2PrivateKey, SM2PublicKey
+from ledger.http_signatures import (
+    SIGNATURE_LABEL,
+    SM2_SM3,
+    OneKeyResolver,
+    SM3MessageSigner,
+    content_digest,
+)
+from ledger.sm2 import SM2PrivateKey
 
 __all__ = ["EVENT_ID_HEADER", "WEBHOOK_COMPONENTS", "WebhookSigner"]
 
@@ -34,30 +39,15 @@ WEBHOOK_COMPONENTS: Final = ("@method", "@target-uri", "content-digest", "shanch
 """What a delivery's signature covers."""
 
 
-class _Signer(HTTPMessageSigner):
-    content_digest_class = SM3ContentDigest
-
-
-class _LogKey(HTTPSignatureKeyResolver):
-    def __init__(self, key: SM2PrivateKey) -> None:
-        self._key = key
-
-    def resolve_private_key(self, key_id: str) -> SM2PrivateKey:
-        if key_id != self._key.key_id():
-            raise KeyError(key_id)
-        return self._key
-
-    def resolve_public_key(self, key_id: str) -> SM2PublicKey | None:
-        return self._key.public_key() if key_id == self._key.key_id() else None
-
-
 class WebhookSigner:
     """Signs delivery requests with the log key (see the module docstring)."""
 
     def __init__(self, key: SM2PrivateKey, *, clock: Callable[[], float] = time.time) -> None:
         self.key_id = key.key_id()
         self._clock = clock
-        self._signer = _Signer(signature_algorithm=SM2_SM3, key_resolver=_LogKey(key))
+        self._signer = SM3MessageSigner(
+            signature_algorithm=SM2_SM3, key_resolver=OneKeyResolver(key)
+        )
 
     def sign(self, request: httpx.Request) -> None:
         """Add ``Content-Digest``, ``Signature-Input`` and ``Signature`` to ``request``
