@@ -52,6 +52,26 @@ def error_body(code: str, message: str) -> dict[str, str]:
     return {"code": code, "message": message}
 
 
+async def send_error(
+    send: Send,
+    status: int,
+    code: str,
+    message: str,
+    *,
+    extra_headers: tuple[tuple[bytes, bytes], ...] = (),
+) -> None:
+    """Answer ``{"code", "message"}`` straight on the ASGI ``send`` (for middleware,
+    which runs outside the app's exception handlers)."""
+    body = json.dumps(error_body(code, message)).encode()
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        *extra_headers,
+    ]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ExchangeError)
     async def _domain(_request: Request, exc: ExchangeError) -> JSONResponse:
@@ -117,23 +137,12 @@ class InternalErrorGuard:
             )
             if started:  # too late for an answer: the server drops the connection
                 raise
-            body = json.dumps(
-                error_body(
-                    INTERNAL_CODE,
-                    f"internal error (reference {reference}); the exchange has logged it",
-                )
-            ).encode()
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": 500,
-                    "headers": [
-                        (b"content-type", b"application/json"),
-                        (b"content-length", str(len(body)).encode()),
-                    ],
-                }
+            await send_error(
+                send,
+                500,
+                INTERNAL_CODE,
+                f"internal error (reference {reference}); the exchange has logged it",
             )
-            await send({"type": "http.response.body", "body": body})
 
 
 def install_internal_error_guard(app: FastAPI) -> None:

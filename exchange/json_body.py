@@ -28,6 +28,7 @@ from typing import Final
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from exchange.errors import send_error
 from exchange.limits import streams_body
 from ledger.records import RecordFormatError, parse_json_text
 
@@ -126,18 +127,7 @@ def _replay(body: bytes, receive: Receive) -> Receive:
 
 
 async def _refuse(send: Send, message: str) -> None:
-    body = json.dumps({"code": CODE, "message": message}).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 400,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
+    await send_error(send, 400, CODE, message)
 
 
 def install_strict_json_body(app: FastAPI) -> None:

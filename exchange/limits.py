@@ -13,7 +13,6 @@ refused, so ordinary requests pay nothing for it.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -21,6 +20,8 @@ from fastapi import FastAPI
 from starlette.exceptions import HTTPException
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from exchange.errors import send_error
 
 __all__ = [
     "BodySizeLimit",
@@ -158,19 +159,7 @@ def _content_length(scope: Scope) -> int | None:
 
 
 async def _refuse(send: Send, limit: int) -> None:
-    body = json.dumps({"code": CODE, "message": _message(limit)}).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 413,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                (b"connection", b"close"),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
+    await send_error(send, 413, CODE, _message(limit), extra_headers=((b"connection", b"close"),))
 
 
 _ERROR_SCHEMA = {
