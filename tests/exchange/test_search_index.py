@@ -214,7 +214,10 @@ def _search_schema(engine: Engine) -> Any:
                 ).all()
             ),
             connection.execute(
-                text("SELECT prosrc FROM pg_proc WHERE proname = 'listing_search_facet_count'")
+                text(
+                    "SELECT prosrc FROM pg_proc WHERE proname = 'listing_search_facet_count' "
+                    "AND pronamespace = current_schema()::regnamespace"
+                )
             ).all(),
             {
                 name: [(c["name"], str(c["type"])) for c in inspect(connection).get_columns(name)]
