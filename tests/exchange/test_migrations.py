@@ -12,6 +12,7 @@ import secrets
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -46,14 +47,15 @@ BACKENDS = [
 SEARCH_TRIGGERS = {"listing_search_ai", "listing_search_ad", "listing_search_au"}
 
 
-@pytest.fixture(params=BACKENDS)
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """The URL of an empty database: a SQLite file, or a new PostgreSQL schema."""
-    if request.param == "sqlite":
+@contextmanager
+def empty_database(backend: str, tmp_path: Path, prefix: str) -> Iterator[str]:
+    """The URL of an empty database: a SQLite file, or a new PostgreSQL schema
+    (named ``prefix`` + random hex, dropped afterwards)."""
+    if backend == "sqlite":
         yield f"sqlite:///{tmp_path / 'exchange.db'}"
         return
     assert POSTGRES_URL is not None
-    schema = f"mig_test_{secrets.token_hex(6)}"
+    schema = f"{prefix}{secrets.token_hex(6)}"
     admin = make_engine(POSTGRES_URL)
     try:
         with admin.begin() as connection:
@@ -67,6 +69,13 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         with admin.begin() as connection:
             connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
         admin.dispose()
+
+
+@pytest.fixture(params=BACKENDS)
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """The URL of an empty database: a SQLite file, or a new PostgreSQL schema."""
+    with empty_database(request.param, tmp_path, "mig_test_") as url:
+        yield url
 
 
 @pytest.fixture

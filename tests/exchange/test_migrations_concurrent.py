@@ -13,7 +13,6 @@ TEST_POSTGRES_URL is set) PostgreSQL:
 from __future__ import annotations
 
 import os
-import secrets
 import subprocess
 import sys
 import time
@@ -26,9 +25,8 @@ import pytest
 from alembic import command
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, text
-from sqlalchemy.engine import make_url
 from test_auth_support import Exchange
-from test_migrations import BACKENDS, POSTGRES_URL, _drift
+from test_migrations import BACKENDS, _drift, empty_database
 from test_order_lifecycle import placed_body
 from test_orders import deposit, order_body, place, publish, quote
 
@@ -73,24 +71,8 @@ run()
 @pytest.fixture(params=BACKENDS)
 def fresh_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """The URL of an empty database: a SQLite file, or a new PostgreSQL schema."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'exchange.db'}"
-        return
-    assert POSTGRES_URL is not None
-    schema = f"mig_race_{secrets.token_hex(6)}"
-    admin = make_engine(POSTGRES_URL)
-    try:
-        with admin.begin() as connection:
-            connection.execute(text(f'CREATE SCHEMA "{schema}"'))
-        yield (
-            make_url(POSTGRES_URL)
-            .update_query_dict({"options": f"-csearch_path={schema}"})
-            .render_as_string(hide_password=False)
-        )
-    finally:
-        with admin.begin() as connection:
-            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
+    with empty_database(request.param, tmp_path, "mig_race_") as url:
+        yield url
 
 
 @pytest.fixture
