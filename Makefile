@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 PY_STAMP := $(VENV)/.installed
 NPM_STAMP := devnet/node_modules/.installed
 
-.PHONY: setup run test lint bench demo clean
+.PHONY: setup run test lint bench demo examples clean
 
 setup: $(PY_STAMP) $(NPM_STAMP)
 
@@ -43,6 +43,11 @@ lint: setup
 
 bench: setup
 	@for script in bench/*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
+
+# The OpenAPI examples (exchange/api/examples/examples.json), recorded from a story
+# played against a real local exchange (tools/openapi_examples/).
+examples: setup
+	$(BIN)/python -m tools.openapi_examples
 
 clean:
 	rm -rf $(VENV) devnet/node_modules var .pytest_cache .mypy_cache .ruff_cache

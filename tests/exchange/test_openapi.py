@@ -20,7 +20,6 @@ from pydantic import BaseModel
 from exchange import errors, json_body
 from exchange.accounts.schemas import DepositPayload
 from exchange.api.examples import data, request_example, response_example
-from exchange.api.examples.generate import doc_key
 from exchange.api.responses import error_codes
 from exchange.app import create_app
 from exchange.errors import ExchangeError
@@ -41,6 +40,7 @@ from ledger.merkle import verify_consistency, verify_inclusion
 from ledger.records import SignedRecord
 from ledger.sm2 import SM2PublicKey
 from ledger.sm3 import sm3
+from tools.openapi_examples.keys import KEY_LABELS, doc_key
 
 METHODS = {"get", "put", "post", "delete", "patch", "head", "options"}
 ERROR_SCHEMA = {"$ref": "#/components/schemas/ErrorBody"}
@@ -73,7 +73,6 @@ SIGNED_ACTIONS: dict[str, tuple[str, type[BaseModel]]] = {
     "resolve_dispute": ("dispute.resolved", ResolvePayload),
     "revoke_access": ("access.revoked", RevokePayload),
 }
-KEY_LABELS = ("provider", "co-provider", "buyer", "broker", "operator", "exchange")
 
 
 @pytest.fixture(scope="module")

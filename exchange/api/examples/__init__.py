@@ -1,11 +1,12 @@
 """Examples of the OpenAPI document: request bodies and responses of every endpoint.
 
-They live in ``examples.json`` next to this module, written by
-``python -m exchange.api.examples.generate`` (never by hand): the signed records
-in it are real SM2 signatures by documentation keys, the promises, quotes and
-checkpoints real signatures of a documentation log key, so a reader can check
-them with the SDK, and ``tests/exchange/test_openapi.py`` re-verifies them
-(signatures, payload models, schemas) so they cannot rot.
+They live in ``examples.json`` next to this module, recorded by ``make examples``
+(``tools/openapi_examples/``, outside the runtime package) from a story played
+through the SDK against a real exchange: the signed records in it are real SM2
+signatures by documentation keys, the promises, quotes, checkpoints, proofs and
+receipt those the exchange answered, so a reader can check them with the SDK, and
+``tests/exchange/test_openapi.py`` re-verifies them (signatures, payload models,
+schemas) so they cannot rot. The runtime only loads the file.
 
 The helpers below return the pieces route decorators merge into their
 ``responses=`` and ``openapi_extra=`` (FastAPI deep-merges both into the

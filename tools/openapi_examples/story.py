@@ -1,0 +1,365 @@
+"""The story the examples are recorded from (see the package docstring), played
+through the SDK as its participants would."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from clients.datasets import describe_file
+from clients.sdk import ExchangeClient
+from ledger.records import sign_record
+from ledger.sm3 import sm3
+from tools.openapi_examples.keys import KEY_LABELS, doc_key
+from tools.openapi_examples.recording import WAIT_S, Receiver, Recorder, wait_for
+
+WEBHOOK_TYPES = ("order.delivered", "order.refunded", "settlement.paid")
+
+
+def write_ridership(path: Path, days: range, stops: Sequence[tuple[str, str, str]]) -> Path:
+    """A small CSV of daily boardings per bus stop (deterministic)."""
+    lines = ["stop_id,stop_name,district,date,boardings,alightings"]
+    for day in days:
+        for n, (stop_id, name, district) in enumerate(stops):
+            boardings = 15_000 + (day * 937 + n * 2_311) % 4_000
+            alightings = boardings - 400 + (day * 131 + n * 577) % 800
+            lines.append(f"{stop_id},{name},{district},2025-03-{day:02d},{boardings},{alightings}")
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+STOPS = (
+    ("YZ0412", "解放碑", "渝中区"),
+    ("JB1187", "观音桥", "江北区"),
+    ("SP0233", "沙坪坝", "沙坪坝区"),
+)
+
+LISTING_TERMS: dict[str, Any] = {
+    "title": "重庆主城区公交站点日客流 2025",
+    "description": "主城区公交站点逐日上下车人次，由公交 IC 卡与移动支付刷卡记录汇总而成，"
+    "不含任何个人标识。Daily boardings and alightings per bus stop in Chongqing's "
+    "central districts, aggregated from fare-card and mobile-payment taps; no personal "
+    "identifiers.",
+    "category": "transport",
+    "tags": ["公交", "客流", "chongqing", "mobility"],
+    "update_frequency": "monthly",
+    "licence": "山城数据标准许可 v1 (Shancheng standard data licence v1)",
+    "usage_terms": "仅限交通规划与学术研究；不得尝试重新识别个人；不得转售原始数据。"
+    "Transport planning and research only; no re-identification; no resale.",
+    "declarations": {
+        "classification": "一般",
+        "personal_information": False,
+        "source_legality": "由重庆市公交集团依据数据共享协议（渝交数〔2025〕17号）提供，"
+        "已汇总脱敏。Supplied by the city bus group under data-sharing agreement "
+        "2025-17, aggregated.",
+        "permitted_purposes": ["交通规划", "学术研究"],
+    },
+}
+FIXED_PRICE = {"model": "fixed", "price": 80_000}
+TIERED_PRICE = {
+    "model": "tiers",
+    "tiers": [
+        {"up_to_rows": 20, "price_per_1000_rows": 5_000_000},
+        {"up_to_rows": None, "price_per_1000_rows": 2_000_000},
+    ],
+}
+"""Fen per 1000 rows: the story's file is small, so a row is dear (¥50 each, ¥20
+beyond the first 20)."""
+
+
+class Story:
+    """Plays the story of the module docstring against the exchange at ``url``."""
+
+    def __init__(self, url: str, work: Path, recorder: Recorder) -> None:
+        self.url = url
+        self.work = work
+        self.rec = recorder
+        self.keys = {label: doc_key(label) for label in KEY_LABELS}
+        self.clients = {
+            label: ExchangeClient(url, key=key, transport=recorder)
+            for label, key in self.keys.items()
+        }
+        self.public = httpx.Client(base_url=url, transport=recorder)
+        self.ids: dict[str, str] = {
+            label.replace("-", "_"): key.key_id() for label, key in self.keys.items()
+        }
+
+    def client(self, who: str) -> ExchangeClient:
+        return self.clients[who]
+
+    def key_id(self, who: str) -> str:
+        return self.keys[who].key_id()
+
+    def get(self, name: str, path: str, **params: Any) -> Any:
+        """An unsigned read of a public endpoint, filed as ``name``."""
+        with self.rec.step(name, "GET", path):
+            self.public.get(path, params=params).raise_for_status()
+        return self.rec.responses[name]
+
+    def close(self) -> None:
+        for client in self.clients.values():
+            client.close()
+        self.public.close()
+
+    def run(self, receiver: Receiver) -> None:
+        self.participants()
+        self.listing()
+        self.money(receiver)
+        self.orders()
+        self.receipt()
+        self.other_branches()
+        self.reads()
+        self.log_statements()
+        self.revoke_and_delist()
+        self.proofs()
+        self.events_and_webhooks(receiver)
+
+    def participants(self) -> None:
+        names = {
+            "provider": ("重庆交通数据科技有限公司", "provider"),
+            "co-provider": ("两江新区大数据中心", "provider"),
+            "buyer": ("渝新物流研究院", "buyer"),
+            "broker": ("某数据经纪有限公司", "buyer"),
+        }
+        with self.rec.step("register", "POST", "/participants"):
+            self.client("provider").register(*names.pop("provider"))
+        for who, (display_name, role) in names.items():
+            self.client(who).register(display_name, role)
+        operator = self.client("operator")
+        provider = self.key_id("provider")
+        with self.rec.step("approve", "POST", f"/participants/{provider}/approve"):
+            operator.approve_participant(provider)
+        operator.approve_participant(self.key_id("co-provider"))
+        with self.rec.step("me", "GET", "/participants/me"):
+            self.client("provider").me()
+        with self.rec.step("get_participant", "GET", f"/participants/{provider}"):
+            self.client("buyer").participant(provider)
+
+    def listing(self) -> None:
+        provider, operator = self.client("provider"), self.client("operator")
+        self.csv = write_ridership(self.work / "ridership-v1.csv", range(1, 9), STOPS)
+        described = describe_file(self.csv, sample_rows=2).to_listing_fields()
+        fields = {
+            **LISTING_TERMS,
+            **described,
+            "providers": [
+                {"key_id": self.key_id("provider"), "share_bps": 7_000},
+                {"key_id": self.key_id("co-provider"), "share_bps": 3_000},
+            ],
+        }
+        with self.rec.step("create_listing", "POST", "/listings"):
+            listing = provider.create_listing({**fields, "pricing": FIXED_PRICE})
+        self.listing_id = lid = listing.id
+        self.fields = {**fields, "pricing": TIERED_PRICE}
+        with self.rec.step("edit_listing", "PUT", f"/listings/{lid}"):
+            provider.update_listing(lid, self.fields)
+        with self.rec.step("submit_listing", "POST", f"/listings/{lid}/submit"):
+            provider.submit_listing(lid)
+        with self.rec.step("start_review", "POST", f"/listings/{lid}/review"):
+            operator.review_listing(lid)
+        with self.rec.step("publish_listing", "POST", f"/listings/{lid}/publish"):
+            operator.publish_listing(lid)
+        path = f"/listings/{lid}/versions/1/content"
+        with self.rec.step("upload_content", "PUT", path, request=False):
+            provider.upload_content(lid, 1, self.csv)
+        body = self.csv.read_bytes()
+        self.rec.requests["upload_content"] = body.decode("utf-8")
+        digest = base64.b64encode(sm3(body)).decode("ascii")
+        self.rec.requests["upload_content_digest"] = f"sm3=:{digest}:"
+        self.ids["listing_id"] = lid
+
+    def money(self, receiver: Receiver) -> None:
+        buyer = self.key_id("buyer")
+        with self.rec.step("credit_deposit", "POST", f"/accounts/{buyer}/deposits"):
+            self.client("operator").deposit(
+                buyer, 200_000, "中国银行转账 流水号 2026030309001842", idempotency_key="deposit-1"
+            )
+        with self.rec.step("create_webhook", "POST", "/webhooks"):
+            webhook = self.client("buyer").register_webhook(receiver.url, event_types=WEBHOOK_TYPES)
+        self.ids["webhook_id"] = webhook.id
+
+    def orders(self) -> None:
+        buyer, operator = self.client("buyer"), self.client("operator")
+        lid = self.listing_id
+        rows = int(self.fields["row_count"])
+        with self.rec.step("quote_listing", "POST", f"/listings/{lid}/quotes"):
+            quote = buyer.quote(lid, rows=rows)
+        with self.rec.step("place_order", "POST", "/orders") as placed:
+            order = buyer.place_order(quote, idempotency_key="order-1")
+        self.order_id = order.id
+        self.placed_index = int(placed[0].response["log"]["index"])
+        with self.rec.step("request_delivery", "POST", f"/orders/{order.id}/delivery"):
+            envelope = buyer.request_delivery(order.id)
+        with self.rec.step("download_content", "GET", f"/orders/{order.id}/content") as got:
+            buyer.download(envelope, self.work / "download.bin")
+        headers = got[0].headers
+        self.rec.responses["download_content"] = {
+            "etag": headers["etag"],
+            "size": int(headers.get("content-length") or envelope.ciphertext_size),
+        }
+        with self.rec.step("accept_order", "POST", f"/orders/{order.id}/accept"):
+            buyer.accept(order.id, idempotency_key="accept-1")
+        self.ids["order_id"] = order.id
+
+        second = buyer.quote(lid, rows=10)
+        disputed = buyer.place_order(second, idempotency_key="order-2")
+        buyer.request_delivery(disputed.id)
+        with self.rec.step("dispute_order", "POST", f"/orders/{disputed.id}/dispute"):
+            buyer.dispute(
+                disputed.id,
+                "交付文件缺少 3 月 8 日的沙坪坝站记录，行数与登记的不符。"
+                "The delivered file lacks a stop's rows of 8 March.",
+            )
+        with self.rec.step("resolve_dispute", "POST", f"/orders/{disputed.id}/resolve"):
+            operator.resolve_dispute(
+                disputed.id,
+                "refund",
+                "经核查，提供方上传的版本确缺该站数据；全额退款。"
+                "Checked: the uploaded version lacks that stop; full refund.",
+                idempotency_key="resolve-1",
+            )
+        self.ids["disputed_order_id"] = disputed.id
+
+    def other_branches(self) -> None:
+        provider, operator = self.client("provider"), self.client("operator")
+        taxi = write_ridership(self.work / "taxi.csv", range(1, 4), STOPS[:1])
+        other = {
+            **self.fields,
+            **describe_file(taxi, sample_rows=1).to_listing_fields(),
+            "title": "重庆主城区出租车行程 2025",
+            "description": "出租车与网约车逐笔行程的起讫点网格、时长与里程。Origin and "
+            "destination grid cells, duration and distance of every taxi trip.",
+            "tags": ["出租车", "chongqing", "mobility"],
+        }
+        rid = provider.create_listing(other).id
+        provider.submit_listing(rid)
+        operator.review_listing(rid)
+        with self.rec.step("reject_listing", "POST", f"/listings/{rid}/reject"):
+            operator.reject_listing(
+                rid,
+                "来源合法性声明未附出租车企业的数据授权书；行程起讫点可能构成个人信息，"
+                "需补充个人信息处理的合法性基础后重新提交。The source statement lacks the "
+                "operators' authorisation, and trip endpoints may be personal information.",
+            )
+        self.ids["rejected_listing_id"] = rid
+
+        v2 = write_ridership(self.work / "ridership-v2.csv", range(1, 10), STOPS)
+        with self.rec.step("add_version", "POST", f"/listings/{self.listing_id}/versions"):
+            provider.new_version(self.listing_id, describe_file(v2).to_listing_fields())
+
+        broker = self.key_id("broker")
+        with self.rec.step("suspend", "POST", f"/participants/{broker}/suspend"):
+            operator.suspend_participant(
+                broker,
+                "账户涉嫌转售所购数据，暂停交易待调查。Suspected resale of purchased data; "
+                "suspended pending investigation.",
+            )
+
+    def reads(self) -> None:
+        lid = self.listing_id
+        self.get("get_listing", f"/listings/{lid}")
+        self.get("list_listings", "/listings", provider=self.key_id("provider"))
+        self.get("list_versions", f"/listings/{lid}/versions")
+        with self.rec.step("search_listings", "GET", "/listings/search"):
+            self.client("buyer").search("公交 客流", facets=True)
+        with self.rec.step("my_account", "GET", "/accounts/me"):
+            self.client("buyer").account()
+        provider = self.key_id("provider")
+        with self.rec.step("participant_account", "GET", f"/accounts/{provider}"):
+            self.client("operator").account(provider)
+        with self.rec.step("get_order", "GET", f"/orders/{self.order_id}"):
+            self.client("buyer").order(self.order_id)
+        with self.rec.step("list_orders", "GET", "/orders"):
+            self.client("buyer").orders()
+        self.get("get_log_key", "/.well-known/shancheng/log-key")
+        self.get("get_health", "/health")
+
+    def log_statements(self) -> None:
+        """The provider's own statements in the log: one alone, two in a batch."""
+        key, client = self.keys["provider"], self.client("provider")
+        lid = self.listing_id
+        note = sign_record(
+            key, "note.added", {"listing_id": lid, "text": "3 月数据已重新发布：YZ0412 客流更正"}
+        )
+        with self.rec.step("post_record", "POST", "/log/records"):
+            client.append(note, public_key=key.public_key())
+        batch = [
+            sign_record(
+                key,
+                "attestation.published",
+                {"listing_id": lid, "statement": "source contract 2025-17 renewed to 2027-12-31"},
+            ),
+            sign_record(
+                key, "note.added", {"listing_id": lid, "text": "YZ0412 的 3 月 2 日客流以本次为准"}
+            ),
+        ]
+        with self.rec.step("post_records", "POST", "/log/records:batch"):
+            client.append_many(batch, public_key=key.public_key())
+
+    def revoke_and_delist(self) -> None:
+        provider = self.client("provider")
+        with self.rec.step("revoke_access", "POST", f"/orders/{self.order_id}/revoke"):
+            provider.revoke(
+                self.order_id,
+                "买方违反使用条款，将原始数据提供给第三方。"
+                "The buyer passed the raw data to a third party.",
+                idempotency_key="revoke-1",
+            )
+        with self.rec.step("delist_listing", "POST", f"/listings/{self.listing_id}/delist"):
+            self.last = provider.delist(
+                self.listing_id, "数据源协议到期，停止发布。The data-sharing agreement has ended."
+            )
+
+    def receipt(self) -> None:
+        """The first order's receipt, once a final anchor covers it: taken before the
+        rest of the story, so the latest checkpoint is larger than the receipt's."""
+        bundle = self.client("buyer").wait_for_receipt(self.placed_index, timeout=WAIT_S)
+        self.receipt_size = bundle.checkpoint.tree_size
+        self.get("get_receipt", f"/receipts/{self.placed_index}")
+
+    def proofs(self) -> None:
+        """The receipt's checkpoint and anchor, and proofs up to the latest checkpoint
+        of the whole log."""
+        auditor = self.client("buyer")
+        index, size = self.placed_index, self.receipt_size
+        self.get("get_checkpoint", f"/log/checkpoints/{size}")
+        self.get("get_anchors", "/log/anchors", start=size, limit=10)
+        last_index = max(
+            int(e.response["log"]["index"])
+            for e in self.rec.exchanged
+            if isinstance(e.response, dict) and isinstance(e.response.get("log"), dict)
+        )
+        wait_for(
+            "the sequencer to integrate the story",
+            lambda: True if auditor.checkpoint().tree_size > last_index else None,
+        )
+        latest = self.get("get_latest_checkpoint", "/log/checkpoint")["tree_size"]
+        self.get("get_entry", f"/log/entries/{index}")
+        self.get("get_inclusion_proof", "/log/proofs/inclusion", index=index, tree_size=latest)
+        self.get("get_consistency_proof", "/log/proofs/consistency", first=size, second=latest)
+
+    def events_and_webhooks(self, receiver: Receiver) -> None:
+        """The buyer's feed from the first order on (with the anchor made final), and the
+        buyer's webhook once it delivered every event it asked for."""
+        buyer = self.client("buyer")
+        with self.rec.step("list_events", "GET", "/events"):
+            page = buyer.events(after=str(self.placed_index - 1), limit=50)
+        if not any(event.type == "anchor.final" for event in page.events):
+            raise RuntimeError("the buyer's feed shows no final anchor")
+        wanted = [e.id for e in buyer.events(types=WEBHOOK_TYPES, limit=100).events]
+        wait_for("the webhook deliveries", lambda: True if receiver.delivered == wanted else None)
+        webhook = self.ids["webhook_id"]
+        wait_for(
+            "the webhook's cursor",
+            lambda: True if buyer.webhooks()[0].delivered == len(wanted) else None,
+        )
+        with self.rec.step("list_webhooks", "GET", "/webhooks"):
+            buyer.webhooks()
+        with self.rec.step("webhook_attempts", "GET", f"/webhooks/{webhook}/attempts"):
+            buyer.webhook_attempts(webhook)
+        with self.rec.step("delete_webhook", "DELETE", f"/webhooks/{webhook}"):
+            buyer.delete_webhook(webhook)
