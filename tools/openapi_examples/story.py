@@ -75,7 +75,6 @@ class Story:
     """Plays the story of the module docstring against the exchange at ``url``."""
 
     def __init__(self, url: str, work: Path, recorder: Recorder) -> None:
-        self.url = url
         self.work = work
         self.rec = recorder
         self.keys = {label: doc_key(label) for label in KEY_LABELS}
@@ -310,7 +309,7 @@ class Story:
                 idempotency_key="revoke-1",
             )
         with self.rec.step("delist_listing", "POST", f"/listings/{self.listing_id}/delist"):
-            self.last = provider.delist(
+            provider.delist(
                 self.listing_id, "数据源协议到期，停止发布。The data-sharing agreement has ended."
             )
 
