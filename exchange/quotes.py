@@ -14,11 +14,13 @@ or checkpoint, nor they for a quote)::
 
     {"kind": "shancheng.quote.v1", "quote_id": hex(16 bytes),
      "listing_id": str, "listing_version": int, "content_digest": hex(32 bytes),
-     "buyer_key_id": hex, "terms": {"rows": int|null, "periods": int|null,
-     "licence": str}, "amount": int, "currency": "CNY",
+     "buyer_key_id": hex, "terms": {"rows": int|null, "row_offset": int,
+     "periods": int|null, "licence": str}, "amount": int, "currency": "CNY",
      "issued_at": ms, "expires_at": ms, "log_key_id": hex}
 
-The JSON form (:meth:`Quote.to_dict`) is the same object without ``kind``,
+``terms.row_offset`` (the first row bought) is there exactly when ``rows`` is
+(quotes issued before it existed have neither it nor a way to carry it, and
+still verify). The JSON form (:meth:`Quote.to_dict`) is the same object without ``kind``,
 plus ``"signature"`` (standard base64 DER).
 
 Errors are :class:`exchange.errors.ExchangeError` subclasses, so the API's
@@ -99,6 +101,7 @@ _FIELDS: Final = (
     "signature",
 )
 _TERMS_FIELDS: Final = ("rows", "periods", "licence")
+_ROW_TERMS_FIELDS: Final = ("rows", "row_offset", "periods", "licence")
 
 
 class QuoteFormatError(ExchangeError):
@@ -162,24 +165,39 @@ def _check_text(value: Any, path: str, maximum: int) -> str:
 
 @dataclass(frozen=True, slots=True)
 class QuoteTerms:
-    """What is bought: ``rows`` (tiered pricing), ``periods`` (subscription), licence."""
+    """What is bought: ``rows`` from ``row_offset`` (tiered pricing), ``periods``
+    (subscription), licence."""
 
     rows: int | None
     periods: int | None
     licence: str
+    row_offset: int | None = None
 
     def __post_init__(self) -> None:
         _check_optional_count(self.rows, "terms.rows")
         _check_optional_count(self.periods, "terms.periods")
         _check_text(self.licence, "terms.licence", MAX_LICENCE_LENGTH)
+        if self.row_offset is not None:
+            if self.rows is None:
+                raise QuoteFormatError("terms.row_offset: only together with rows")
+            _format(check_int, self.row_offset, "terms.row_offset")
 
     def to_dict(self) -> dict[str, Any]:
-        return {"rows": self.rows, "periods": self.periods, "licence": self.licence}
+        terms: dict[str, Any] = {"rows": self.rows}
+        if self.row_offset is not None:
+            terms["row_offset"] = self.row_offset
+        return terms | {"periods": self.periods, "licence": self.licence}
 
     @classmethod
     def from_dict(cls, data: Any, *, path: str = "terms") -> QuoteTerms:
-        f = _format(Fields, data, path, _TERMS_FIELDS)
-        return cls(rows=f.raw("rows"), periods=f.raw("periods"), licence=f.raw("licence"))
+        with_offset = isinstance(data, dict) and "row_offset" in data
+        f = _format(Fields, data, path, _ROW_TERMS_FIELDS if with_offset else _TERMS_FIELDS)
+        return cls(
+            rows=f.raw("rows"),
+            periods=f.raw("periods"),
+            licence=f.raw("licence"),
+            row_offset=f.raw("row_offset") if with_offset else None,
+        )
 
 
 @dataclass(frozen=True, slots=True)

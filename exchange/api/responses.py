@@ -158,6 +158,16 @@ _MESSAGES = {
     "exact bytes you registered (or add a version); nothing was kept",
     "upload_incomplete": "the client disconnected before the end of the body",
     "range_not_satisfiable": "range starts at 140000000, the size is 131093296",
+    "provider_custody": "this listing's data stays with its provider; the exchange takes no "
+    "content for it",
+    "exchange_custody": "listing {listing_id} is in exchange custody: the exchange delivers "
+    "its orders (POST /orders/{order_id}/delivery)",
+    "already_delivered": "order {order_id} was delivered already; its deliverable is final",
+    "deliverable_missing": "no deliverable was uploaded for order {order_id}: PUT "
+    "/orders/{order_id}/deliverable first",
+    "delivery_mismatch": "payload.ciphertext_sm3 is "
+    "9d3e1c7b5a2f8e4d6c0b9a8f7e6d5c4b3a2f1e0d9c8b7a6f5e4d3c2b1a0f9e8d; the uploaded "
+    "deliverable's is 4c1f9b0e7d2a8c3f6e5b1a0d9c8e7f6a5b4c3d2e1f0a9b8c7d6e5f4a3b2c1d0e",
     # events and webhooks
     "invalid_webhook_url": "url must be an http or https URL",
     "too_many_webhooks": "you have 20 webhooks, the most one participant may register; "

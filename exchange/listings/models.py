@@ -58,6 +58,10 @@ class Listing(SQLModel, table=True):
     created_at: int = Field(sa_type=BigInteger)
     updated_at: int = Field(sa_type=BigInteger)
     published_at: int | None = Field(default=None, sa_type=BigInteger)
+    custody: str = Field(default="provider", max_length=16)
+    """``provider`` (the provider's agent holds the data) or ``exchange``."""
+    delivery_window_s: int = Field(default=86_400)
+    """Seconds a paid order may wait for its delivery before it is refunded."""
     row_version: int = Field(default=1, sa_column=_listing_row_version)
 
 
@@ -83,6 +87,8 @@ class ListingVersion(SQLModel, table=True):
     row_count: int = Field(sa_type=BigInteger)
     byte_size: int = Field(sa_type=BigInteger)
     format: str
+    row_root: str | None = Field(default=None, max_length=64)
+    """SM3 row-tree root (hex) the provider signed for this version."""
     created_at: int = Field(sa_type=BigInteger)
     log_leaf_hash: str = Field(max_length=64)
     """Leaf hash (hex) of the record that declared the version."""

@@ -10,7 +10,14 @@ pass; the record layer already refuses floats). Record types and payloads:
 * ``listing.rejected``: ``{"listing_id", "reason"}``
 * ``listing.delisted``: ``{"listing_id", "reason"}``
 * ``listing.version_added``: ``{"listing_id", "version", "content_digest",
-  "row_count", "byte_size", "format"}``
+  "row_count", "byte_size", "format", "row_root"}``
+
+``custody`` says who holds the data (docs/custody.md): ``provider`` (the default:
+the provider's agent keeps it and delivers each order end-to-end encrypted; the
+exchange never sees plaintext) or ``exchange`` (the provider uploads it and the
+exchange encrypts it at rest and can read it). ``row_root`` is the SM3 row-tree
+root of the dataset (``clients.datasets.describe_file``): required in provider
+custody, where buyers check the rows they receive against it.
 """
 
 from __future__ import annotations
@@ -42,6 +49,11 @@ UpdateFrequency = Literal[
 SampleValue = str | StrictInt | StrictBool | None
 
 MAX_SAMPLE_ROWS = 100
+DEFAULT_DELIVERY_WINDOW_S = 86_400
+MIN_DELIVERY_WINDOW_S = 60
+MAX_DELIVERY_WINDOW_S = 30 * 86_400
+
+Custody = Literal["provider", "exchange"]
 
 
 class _Strict(BaseModel):
@@ -95,6 +107,21 @@ class ListingContent(_Strict):
     usage_terms: LongText = ""
     pricing: dict[str, Any] = Field(description="See exchange.pricing (integer fen).")
     declarations: Declarations = Field(default_factory=Declarations)
+    custody: Custody = Field(
+        default="provider",
+        description="Who holds the data: the provider's agent (default) or the exchange.",
+    )
+    row_root: HexDigest | None = Field(
+        default=None,
+        description="SM3 row-tree root of the dataset; required in provider custody.",
+    )
+    delivery_window_s: Annotated[
+        StrictInt, Field(ge=MIN_DELIVERY_WINDOW_S, le=MAX_DELIVERY_WINDOW_S)
+    ] = Field(
+        default=DEFAULT_DELIVERY_WINDOW_S,
+        description="Seconds the provider has to deliver a paid order before the exchange "
+        "refunds it in full.",
+    )
 
 
 class DraftPayload(ListingContent):
@@ -125,6 +152,7 @@ class VersionPayload(_Strict):
     row_count: Count
     byte_size: Count
     format: Format
+    row_root: HexDigest | None = None
 
 
 class ListingVersionPublic(BaseModel):
@@ -133,6 +161,7 @@ class ListingVersionPublic(BaseModel):
     row_count: int
     byte_size: int
     format: str
+    row_root: str | None = Field(default=None, description="SM3 row-tree root of the version.")
     created_at: int
     log_leaf_hash: str
 
@@ -158,6 +187,11 @@ class ListingPublic(BaseModel):
     usage_terms: str
     pricing: dict[str, Any]
     declarations: dict[str, Any]
+    custody: str = Field(
+        examples=["provider"], description="provider: only the provider can read the data."
+    )
+    delivery_window_s: int
+    row_root: str | None = Field(description="Row-tree root of the current version.")
     rejection_reason: str | None
     delisting_reason: str | None
     created_at: int

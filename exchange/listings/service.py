@@ -19,7 +19,8 @@ providers and operators (404 ``listing_not_found`` to anyone else, so drafts
 do not leak). Refusals: 403 ``not_owner`` / ``provider_unverified``, 409
 ``invalid_state``, 422 ``core_data_forbidden``, ``declarations_incomplete``,
 ``invalid_shares``, ``unknown_provider``, ``invalid_sample``,
-``invalid_pricing``; 413 ``sample_too_large``.
+``invalid_pricing``, ``invalid_payload`` (provider custody without a
+``row_root``; quantity pricing outside provider custody); 413 ``sample_too_large``.
 """
 
 from __future__ import annotations
@@ -47,9 +48,10 @@ from exchange.listings.schemas import (
 from exchange.listings.search import index as search_index
 from exchange.log.service import Accepted
 from exchange.participants.models import Participant, ParticipantStatus, Principal, Role
-from exchange.pricing import parse_pricing
+from exchange.pricing import TieredPricing, parse_pricing
 from exchange.records import (
     ActionRequest,
+    InvalidPayloadError,
     SignedAction,
     check_action,
     commit_with_record,
@@ -152,6 +154,7 @@ def _providers(session: Session, listing_id: str) -> list[ListingProvider]:
 
 
 def listing_public(session: Session, row: Listing) -> ListingPublic:
+    current = session.get(ListingVersion, (row.id, row.version))
     return ListingPublic(
         id=row.id,
         state=row.state,
@@ -182,6 +185,9 @@ def listing_public(session: Session, row: Listing) -> ListingPublic:
             "source_legality": row.source_legality,
             "permitted_purposes": row.permitted_purposes,
         },
+        custody=row.custody,
+        delivery_window_s=row.delivery_window_s,
+        row_root=None if current is None else current.row_root,
         rejection_reason=row.rejection_reason,
         delisting_reason=row.delisting_reason,
         created_at=row.created_at,
@@ -320,7 +326,20 @@ def _check_content(ctx: ListingContext, content: ListingContent) -> dict[str, ob
         if unknown:
             raise InvalidSampleError(f"sample_rows[{i}] has unknown column(s) {unknown}")
     pricing = parse_pricing(content.pricing)
+    _check_custody(content, pricing)
     return pricing.model_dump(exclude_defaults=True) | {"model": pricing.model}
+
+
+def _check_custody(content: ListingContent, pricing: object) -> None:
+    if content.custody == "provider" and content.row_root is None:
+        raise InvalidPayloadError(
+            "payload.row_root: required in provider custody (the SM3 row-tree root of the "
+            "dataset, clients.datasets.describe_file): buyers check their rows against it"
+        )
+    if isinstance(pricing, TieredPricing) and content.custody != "provider":
+        raise InvalidPayloadError(
+            "quantity pricing needs provider custody: the provider's agent cuts the rows bought"
+        )
 
 
 def _apply_content(row: Listing, content: ListingContent, pricing: dict[str, object]) -> None:
@@ -338,6 +357,8 @@ def _apply_content(row: Listing, content: ListingContent, pricing: dict[str, obj
     row.licence = content.licence
     row.usage_terms = content.usage_terms
     row.pricing = dict(pricing)
+    row.custody = content.custody
+    row.delivery_window_s = content.delivery_window_s
     d = content.declarations
     row.classification = d.classification
     row.personal_information = d.personal_information
@@ -433,6 +454,7 @@ def draft(ctx: ListingContext, body: ActionRequest) -> tuple[ListingPublic, Acce
                 row_count=payload.row_count,
                 byte_size=payload.byte_size,
                 format=payload.format,
+                row_root=payload.row_root,
                 created_at=timestamp,
                 log_leaf_hash=action.submission.leaf_hash.hex(),
             )
@@ -465,6 +487,7 @@ def edit(
             first.row_count = payload.row_count
             first.byte_size = payload.byte_size
             first.format = payload.format
+            first.row_root = payload.row_root
             first.log_leaf_hash = action.submission.leaf_hash.hex()
         return row
 
@@ -577,6 +600,8 @@ def add_version(
     action, payload = _action(ctx, body, "listing.version_added", VersionPayload)
     _check_target(payload.listing_id, listing_id)
     _require_owner(row, ctx.principal)
+    if row.custody == "provider" and payload.row_root is None:
+        raise InvalidPayloadError("payload.row_root: required in provider custody")
     timestamp = action.signed.record.timestamp
     session = ctx.session
 
@@ -593,6 +618,7 @@ def add_version(
             row_count=payload.row_count,
             byte_size=payload.byte_size,
             format=payload.format,
+            row_root=payload.row_root,
             created_at=timestamp,
             log_leaf_hash=action.submission.leaf_hash.hex(),
         )
@@ -612,6 +638,7 @@ def add_version(
         row_count=payload.row_count,
         byte_size=payload.byte_size,
         format=payload.format,
+        row_root=payload.row_root,
         created_at=timestamp,
         log_leaf_hash=action.submission.leaf_hash.hex(),
     )

@@ -17,6 +17,11 @@ placement: ``created_at + periods × period_days``), ``None`` for one-off sales.
 (downloads refused from then on; the unused part is refunded).
 ``renews_order_id`` names the order a subscription renewal extends (its paid
 period starts where that order's ends, or now if that has passed).
+``custody`` is the listing's at placement (``provider`` or ``exchange``);
+``delivery_deadline`` is when a still undelivered (placed) order is refunded in
+full (``created_at + delivery_window_s``; ``delivery.overdue``).
+:class:`OrderDelivery` lists every ``delivery.issued`` record of an order (the
+latest one is what ``GET /orders/{id}/delivery`` shows).
 ``row_version`` is the optimistic lock of later transitions (``exchange.records``).
 
 :class:`OfferSeats` counts the sales of a limited offer (``seats`` /
@@ -77,6 +82,8 @@ class Order(SQLModel, table=True):
     revoked_at: int | None = Field(default=None, sa_type=BigInteger)
     revocation_reason: str | None = Field(default=None, max_length=500)
     renews_order_id: str | None = Field(default=None, index=True, max_length=36)
+    custody: str = Field(default="exchange", max_length=16)
+    delivery_deadline: int | None = Field(default=None, index=True, sa_type=BigInteger)
     row_version: int = Field(default=1, sa_column=_order_row_version)
 
 
@@ -96,7 +103,18 @@ class UsedQuote(SQLModel, table=True):
     order_id: str = Field(max_length=36)
 
 
-TABLES = ("orders", "offer_seats", "used_quote")
+class OrderDelivery(SQLModel, table=True):
+    """One ``delivery.issued`` record of an order (append-only: re-issued envelopes
+    add rows; the order row itself does not change)."""
+
+    __tablename__ = "order_delivery"
+
+    leaf_hash: str = Field(primary_key=True, max_length=64)
+    """Hex leaf hash of the record (its log entry)."""
+    order_id: str = Field(index=True, max_length=36)
+
+
+TABLES = ("orders", "offer_seats", "used_quote", "order_delivery")
 
 
 def create_order_tables(engine: Engine) -> None:
