@@ -31,6 +31,7 @@ from exchange.anchoring.service import AnchoringService
 from exchange.api import (
     accounts,
     content,
+    deliverables,
     delivery,
     events,
     health,
@@ -136,6 +137,7 @@ ROUTERS = (
     orders.router,
     content.router,
     delivery.router,
+    deliverables.router,
     events.router,
     webhooks.router,
 )
