@@ -42,6 +42,7 @@ RECORD_EVENTS: Final[Mapping[str, _Namer]] = {
     "dispute.resolved": _resolution,
     "settlement.paid": _fixed("settlement.paid"),
     "access.revoked": _fixed("access.revoked"),
+    "delivery.overdue": _fixed("delivery.overdue"),
 }
 """Record type → the event type of such a record (given its payload)."""
 
@@ -54,6 +55,7 @@ _TYPES_OF_RECORD: Final[Mapping[str, frozenset[str]]] = {
     "dispute.resolved": frozenset({"order.refunded", "dispute.resolved"}),
     "settlement.paid": frozenset({"settlement.paid"}),
     "access.revoked": frozenset({"access.revoked"}),
+    "delivery.overdue": frozenset({"delivery.overdue"}),
 }
 
 EVENT_TYPES: Final = tuple(
