@@ -357,3 +357,24 @@ def test_a_co_provider_delivers_and_digest_is_the_listings(ex: Exchange) -> None
     assert payload["plaintext_sm3"] == DIGEST
     response = confirm(ex, co, order_id, payload)
     assert response.status_code == 201, response.text
+
+
+def test_a_dispute_carries_the_buyers_evidence(ex: Exchange) -> None:
+    owner, buyer = ex.provider(), ex.register("buyer")
+    _, order_id = quantity_order(ex, owner, buyer)
+    deliver(ex, owner, order_id)
+    path = f"/orders/{order_id}/dispute"
+    too_big = {"check": "range_proof", "actual": "x" * 16_400}
+    before = database_state(ex)
+    payload = {"order_id": order_id, "reason": "wrong rows", "evidence": too_big}
+    error(ex.act(buyer, "POST", path, "order.disputed", payload), 422, "invalid_payload")
+    payload["evidence"] = ["not", "an", "object"]
+    error(ex.act(buyer, "POST", path, "order.disputed", payload), 422, "invalid_payload")
+    assert database_state(ex) == before
+    evidence = {"check": "range_proof", "expected": ROW_ROOT, "actual": "ef" * 32}
+    payload["evidence"] = evidence
+    response = ex.act(buyer, "POST", path, "order.disputed", payload)
+    assert response.status_code == 200, response.text
+    assert response.json()["order"]["state"] == "disputed"
+    logged = ex.entry(response.json()["log"]["index"])["record"]["record"]["payload"]
+    assert logged["evidence"] == evidence
