@@ -1,8 +1,15 @@
 """``shancheng buyer …``: find, quote, order, download, accept or dispute datasets.
 
-``download ORDER`` does the whole delivery: asks for the envelope (the content
-key sealed to your SM2 key; a ``delivery.issued`` record), downloads the
-SM4-GCM ciphertext (resuming an interrupted ``.part`` with HTTP Range),
+``receive ORDER --out PATH`` takes a provider-held delivery: the record signed
+by the provider, the ciphertext, the decryption, and the plaintext against what
+the provider signed for the listing version (the rows bought: a range proof
+against the version's row root). A failed check names itself, leaves nothing at
+PATH, exits 3, and can write the evidence (``--evidence FILE``) for
+``dispute --evidence FILE``.
+
+``download ORDER`` does the whole delivery of an exchange-held listing: asks
+for the envelope (the content key sealed to your SM2 key; a ``delivery.issued``
+record), downloads the SM4-GCM ciphertext (resuming an interrupted ``.part`` with HTTP Range),
 decrypts it and checks its SM3 against the digest the provider committed in
 the listing. A mismatch removes the output and exits 1. Only then is the data
 yours to ``accept`` (which settles the payment) or ``dispute``.
@@ -45,6 +52,11 @@ RowsOption = Annotated[
 PeriodsOption = Annotated[
     int | None, typer.Option("--periods", min=1, help="Periods to buy (subscriptions).")
 ]
+RowOffsetOption = Annotated[
+    int | None,
+    typer.Option("--row-offset", min=0, help="First row to buy (with --rows; default 0)."),
+]
+EXIT_CHECK_FAILED = 3
 
 _EXTENSIONS = {
     "csv": ".csv",
@@ -56,12 +68,16 @@ _EXTENSIONS = {
 }
 
 
-def _terms(rows: int | None, periods: int | None) -> dict[str, int]:
+def _terms(rows: int | None, periods: int | None, row_offset: int | None = None) -> dict[str, int]:
     if rows is not None and periods is not None:
         raise CLIError("give --rows or --periods, not both", EXIT_USAGE)
+    if row_offset is not None and rows is None:
+        raise CLIError("--row-offset goes with --rows", EXIT_USAGE)
     terms = {}
     if rows is not None:
         terms["rows"] = rows
+    if row_offset is not None:
+        terms["row_offset"] = row_offset
     if periods is not None:
         terms["periods"] = periods
     return terms
@@ -141,9 +157,10 @@ def quote(
     out_file: Annotated[
         Path | None, typer.Option("--out", help="Save the quote (JSON) for `buyer order`.")
     ] = None,
+    row_offset: RowOffsetOption = None,
 ) -> None:
     """Ask the exchange for a signed price quote (valid for a few minutes)."""
-    issued = inv.client().quote(listing, **_terms(rows, periods))
+    issued = inv.client().quote(listing, **_terms(rows, periods, row_offset))
     if out_file is not None:
         out_file.write_text(
             json.dumps(issued.to_dict(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
@@ -190,6 +207,7 @@ def order(
     idempotency_key: Annotated[
         str | None, typer.Option("--idempotency-key", help="Reuse to retry safely.")
     ] = None,
+    row_offset: RowOffsetOption = None,
 ) -> None:
     """Place an order from a saved quote, or from a fresh one (--listing); the amount
     moves from your balance into escrow."""
@@ -197,12 +215,12 @@ def order(
         raise CLIError("give a QUOTE_FILE or --listing ID (one of them)", EXIT_USAGE)
     client = inv.client()
     if quote_file is not None:
-        if rows is not None or periods is not None:
+        if rows is not None or periods is not None or row_offset is not None:
             raise CLIError("--rows/--periods go with --listing (the quote has its terms)", 2)
         issued = _read_quote(quote_file)
     else:
         assert listing is not None
-        issued = client.quote(listing, **_terms(rows, periods))
+        issued = client.quote(listing, **_terms(rows, periods, row_offset))
     limit = _fen("--max-amount", max_amount)
     if limit is not None and issued.amount > limit:
         raise CLIError(
@@ -324,14 +342,81 @@ def accept(inv: Invocation, order_id: OrderArg) -> None:
     inv.out.result(result, lambda d: show_order(inv.out, d, action="acceptance"))
 
 
+@command(buyer_app, "receive")
+def receive(
+    inv: Invocation,
+    order_id: OrderArg,
+    out_file: Annotated[Path, typer.Option("--out", help="Where the checked data goes.")],
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing --out.")] = False,
+    evidence_file: Annotated[
+        Path | None,
+        typer.Option("--evidence", help="On a failed check, write its evidence (JSON) here."),
+    ] = None,
+) -> None:
+    """Receive a provider-held delivery: check the provider's signature, the ciphertext,
+    the decryption and the data (rows: the range proof), then write --out."""
+    from clients.sdk.errors import DeliveryCheckError
+
+    if out_file.is_dir():
+        raise CLIError(f"--out {out_file} is a directory", EXIT_USAGE)
+    if out_file.exists() and not force:
+        raise CLIError(f"{out_file} already exists (use --force to replace it)", EXIT_USAGE)
+    client = inv.client()
+    try:
+        with inv.out.progress(f"download {order_id[:8]}", None) as progress:
+            received = client.receive(order_id, out_file, progress=progress)
+    except DeliveryCheckError as exc:
+        if evidence_file is not None:
+            evidence_file.write_text(json.dumps(exc.evidence, indent=2) + "\n", encoding="utf-8")
+        hint = f"; evidence in {evidence_file}" if evidence_file is not None else ""
+        raise CLIError(
+            f"check {exc.check} failed: {exc.message}; nothing was written to {out_file}{hint}",
+            EXIT_CHECK_FAILED,
+        ) from exc
+    rows = received.rows
+    result = {
+        "order_id": order_id,
+        "path": str(received.path),
+        "size": received.size,
+        "sm3": received.sm3,
+        "rows": None if rows is None else rows.to_dict(),
+        "verified": True,
+    }
+
+    def human(d: dict[str, Any]) -> None:
+        what = (
+            "the whole dataset"
+            if rows is None
+            else (f"rows [{rows.offset}, {rows.offset + rows.count}) proven against the row root")
+        )
+        inv.out.line(
+            f"[green]✓[/] {d['path']}: {d['size']:,} bytes, {what}, signed by the provider"
+        )
+        inv.out.line(f"next: [bold]shancheng buyer accept {order_id}[/] (or dispute it)")
+
+    inv.out.result(result, human)
+
+
 @command(buyer_app, "dispute")
 def dispute(
     inv: Invocation,
     order_id: OrderArg,
     reason: Annotated[str, typer.Option("--reason", help="What is wrong (1-1000 characters).")],
+    evidence_file: Annotated[
+        Path | None,
+        typer.Option("--evidence", help="A JSON object to attach (e.g. from receive --evidence)."),
+    ] = None,
 ) -> None:
     """Dispute a delivered order before its acceptance deadline (escrow is frozen)."""
-    result = inv.client().dispute(order_id, reason)
+    evidence = None
+    if evidence_file is not None:
+        try:
+            evidence = json.loads(evidence_file.read_text(encoding="utf-8"))
+        except ValueError as exc:
+            raise CLIError(f"--evidence {evidence_file} is not JSON: {exc}", EXIT_USAGE) from None
+        if not isinstance(evidence, dict):
+            raise CLIError(f"--evidence {evidence_file} must hold a JSON object", EXIT_USAGE)
+    result = inv.client().dispute(order_id, reason, evidence=evidence)
     inv.out.result(result, lambda d: show_order(inv.out, d, action="dispute"))
 
 

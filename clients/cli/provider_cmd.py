@@ -2,10 +2,13 @@
 
 ``create-listing FILE`` describes the file (format, SM3, size, rows, columns,
 sample: :func:`clients.datasets.describe_file`) and drafts a listing whose
-content digest commits to those exact bytes; flags and ``--fields FILE`` (a JSON
-object of listing fields) add or override the rest. Then ``submit`` it for the
-operators' review and ``upload`` the bytes (any time before delisting; the
-exchange checks them against the committed digest).
+content digest (and row root) commits to those exact bytes; flags and
+``--fields FILE`` (a JSON object of listing fields) add or override the rest.
+Then ``submit`` it for the operators' review. In provider custody (the default)
+the data stays with you: run ``agent`` beside it, which delivers each paid
+order encrypted to its buyer. In exchange custody (``--custody exchange``)
+``upload`` the bytes (any time before delisting; the exchange checks them
+against the committed digest).
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ provider_app = typer.Typer(
 
 ListingArg = Annotated[str, typer.Argument(help="The listing's id (UUID).", show_default=False)]
 ReasonOption = Annotated[str, typer.Option("--reason", help="Why (recorded in the log).")]
+CUSTODIES = ("provider", "exchange")
 UPDATE_FREQUENCIES = (
     "once",
     "realtime",
@@ -156,8 +160,26 @@ def create_listing(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Print the fields; draft nothing.")
     ] = False,
+    custody: Annotated[
+        str,
+        typer.Option(
+            "--custody",
+            help="provider: your agent keeps and delivers the data; exchange: you upload it.",
+        ),
+    ] = "provider",
+    delivery_window: Annotated[
+        int | None,
+        typer.Option(
+            "--delivery-window",
+            min=60,
+            help="Seconds you have to deliver a paid order (default: the exchange's, 1 day).",
+        ),
+    ] = None,
 ) -> None:
-    """Draft a listing for FILE: digest, size, rows, columns and sample are read from it."""
+    """Draft a listing for FILE: digest, size, rows, row root, columns and sample are
+    read from it."""
+    if custody not in CUSTODIES:
+        raise CLIError(f"--custody is one of {', '.join(CUSTODIES)}", EXIT_USAGE)
     client = inv.client()
     overrides = _fields_file(fields)
     declarations = dict(overrides.pop("declarations", None) or {})
@@ -179,6 +201,8 @@ def create_listing(
         "licence": licence,
         "usage_terms": usage_terms,
         "pricing": _pricing(price, free, pricing),
+        "custody": custody,
+        "delivery_window_s": delivery_window,
     }
     overrides.update({k: v for k, v in flags.items() if v is not None})
     if provider or "providers" not in overrides:
@@ -198,7 +222,7 @@ def create_listing(
             EXIT_USAGE,
         )
     described = _describe(inv, file, file_format, sample_rows)
-    listing_fields = {**described.to_listing_fields(), **overrides}
+    listing_fields = {**_file_fields(described), **overrides}
     if dry_run:
         inv.out.json(listing_fields)  # JSON in both modes: it is what would be signed
         return
@@ -224,12 +248,18 @@ def _describe(
         return describe_file(file, format=file_format, sample_rows=sample_rows, progress=advance)
 
 
+def _file_fields(described: DatasetDescription) -> dict[str, Any]:
+    """The listing fields the file determines, with its row root."""
+    return {**described.to_listing_fields(), "row_root": described.row_root}
+
+
 def _drafted(inv: Invocation, data: dict[str, Any]) -> None:
     show_listing(inv.out, data, action="draft")
-    inv.out.line(
-        f"next: [bold]shancheng provider submit {data.get('id')}[/], then "
-        f"[bold]shancheng provider upload {data.get('id')} {data.get('version')} FILE[/]"
-    )
+    if data.get("custody") == "exchange":
+        then = f"[bold]shancheng provider upload {data.get('id')} {data.get('version')} FILE[/]"
+    else:
+        then = f"run [bold]shancheng provider agent --dataset {data.get('id')}=FILE[/]"
+    inv.out.line(f"next: [bold]shancheng provider submit {data.get('id')}[/], then {then}")
 
 
 @command(provider_app, "submit")
@@ -273,7 +303,7 @@ def new_version(
 ) -> None:
     """Declare the next content version of a published listing (its digest from FILE)."""
     client = inv.client()
-    fields = _describe(inv, file, file_format, 0).to_listing_fields()
+    fields = _file_fields(_describe(inv, file, file_format, 0))
     result = client.new_version(listing, fields)
     data: dict[str, Any] = {"listing": result}
     if upload_now:
@@ -321,6 +351,36 @@ def account(inv: Invocation) -> None:
     """Your balance and movements (payouts, fees, refunds)."""
     result = inv.client().account()
     inv.out.result(result, lambda d: show_account(inv.out, d))
+
+
+@command(provider_app, "agent")
+def agent(
+    inv: Invocation,
+    state_dir: Annotated[
+        Path, typer.Option("--state-dir", help="The agent's own small state (created if missing).")
+    ],
+    dataset: Annotated[
+        list[str],
+        typer.Option(
+            "--dataset", help="LISTING_ID=PATH: a provider-held listing and its file (repeatable)."
+        ),
+    ],
+) -> None:
+    """Run the provider agent: deliver every paid order of these listings, encrypted to
+    its buyer, until SIGTERM/SIGINT. Outbound connections only; one log line per step."""
+    from agent.runner import Agent
+
+    datasets: dict[str, Path] = {}
+    for value in dataset:
+        listing_id, sep, path = value.partition("=")
+        if not sep or not listing_id or not path:
+            raise CLIError(f"--dataset {value!r}: expected LISTING_ID=PATH", EXIT_USAGE)
+        if not Path(path).is_file():
+            raise CLIError(f"--dataset {value!r}: {path} is not a file", EXIT_USAGE)
+        datasets[listing_id] = Path(path)
+    code = Agent(inv.client(), state_dir, datasets).run()
+    if code:
+        raise typer.Exit(code)
 
 
 def _items(data: Any) -> list[dict[str, Any]]:

@@ -35,14 +35,18 @@ from clients.sdk._base import (
     _verify_statement,
     error_from_response,
 )
+from clients.sdk._receive import ReceiveJob
 from clients.sdk._transfer import Download, Progress, UploadBody, open_delivery
 from clients.sdk.errors import ResponseVerificationError
 from clients.sdk.market_models import (
     Account,
     ContentUploaded,
     DecryptedFile,
+    DeliverableUploaded,
+    Delivery,
     DeliveryEnvelope,
     Listing,
+    ListingVersion,
     Order,
     OrderPage,
     Participant,
@@ -51,7 +55,8 @@ from clients.sdk.market_models import (
 )
 from clients.sdk.models import Appended
 from ledger.errors import InvalidSignature
-from ledger.records import SignedRecord
+from ledger.protocol.delivery import DELIVERY_ISSUED, ProviderDelivery
+from ledger.records import RecordFormatError, SignedRecord
 from ledger.sm2 import SM2PublicKey
 
 __all__ = ["SEARCH_FILTERS", "MarketplaceCalls"]
@@ -79,6 +84,11 @@ VERSION_FIELDS: Final = ("content_digest", "row_count", "byte_size", "format")
 
 DISPUTE_OUTCOMES: Final = frozenset({"refund", "release"})
 ORDER_ROLES: Final = frozenset({"buyer", "provider"})
+CUSTODIES: Final = frozenset({"provider", "exchange"})
+NOT_INTEGRATED: Final = frozenset({"entry_not_found", "no_checkpoint"})
+"""Error codes of a log read whose entry the sequencer has not integrated yet."""
+LOG_WAIT: Final = 30.0
+"""Seconds ``receive`` waits for a fresh record to be integrated (about one second)."""
 
 
 class _Logged(Protocol):
@@ -266,6 +276,8 @@ class MarketplaceCalls(BaseClient):
             raise ValueError(f"a new version declares {', '.join(missing)}")
         payload = {"listing_id": listing_id, "version": version}
         payload.update({name: fields[name] for name in VERSION_FIELDS})
+        if fields.get("row_root") is not None:
+            payload["row_root"] = fields["row_root"]
         return self._action(
             "POST",
             f"/listings/{listing_id}/versions",
@@ -273,6 +285,19 @@ class MarketplaceCalls(BaseClient):
             payload,
             Listing.from_changed,
             ok=(201,),
+        )
+
+    def _versions_call(self, listing_id: str) -> Call[list[ListingVersion]]:
+        def parse(data: Any) -> list[ListingVersion]:
+            if not isinstance(data, list):
+                raise RecordFormatError("expected a JSON list")
+            return [ListingVersion.from_dict(item, f"[{i}]") for i, item in enumerate(data)]
+
+        return Call(
+            "GET",
+            f"/listings/{listing_id}/versions",
+            _parsed(parse),
+            signed=self._optional_auth(),
         )
 
     def _listing_call(self, listing_id: str) -> Call[Listing]:
@@ -300,12 +325,23 @@ class MarketplaceCalls(BaseClient):
         path: str | Path,
         file_format: str | None,
         sample_rows: int,
+        custody: str,
+        delivery_window_s: int | None,
         overrides: Mapping[str, Any],
     ) -> dict[str, Any]:
         from clients.datasets import describe_file
 
+        if custody not in CUSTODIES:
+            raise ValueError(f"custody is one of {', '.join(sorted(CUSTODIES))}")
         description = describe_file(path, format=file_format, sample_rows=sample_rows)
-        return {**description.to_listing_fields(), **overrides}
+        fields = {
+            **description.to_listing_fields(),
+            "custody": custody,
+            "row_root": description.row_root,
+        }
+        if delivery_window_s is not None:
+            fields["delivery_window_s"] = int(delivery_window_s)
+        return {**fields, **overrides}
 
     def _upload_content_call(
         self, listing_id: str, version: int, path: str | Path, progress: Progress | None
@@ -420,10 +456,13 @@ class MarketplaceCalls(BaseClient):
             order_id, "accept", "order.accepted", {}, keyed=True, idempotency_key=idempotency_key
         )
 
-    def _dispute_call(self, order_id: str, reason: str) -> Call[Order]:
-        return self._order_action_call(
-            order_id, "dispute", "order.disputed", {"reason": reason}, keyed=False
-        )
+    def _dispute_call(
+        self, order_id: str, reason: str, evidence: Mapping[str, Any] | None
+    ) -> Call[Order]:
+        extra: dict[str, Any] = {"reason": reason}
+        if evidence is not None:
+            extra["evidence"] = dict(evidence)
+        return self._order_action_call(order_id, "dispute", "order.disputed", extra, keyed=False)
 
     def _resolve_dispute_call(
         self, order_id: str, outcome: str, note: str, idempotency_key: str | None
@@ -500,12 +539,14 @@ class MarketplaceCalls(BaseClient):
         dest_path: str | Path,
         progress: Progress | None,
         resume: bool,
+        expected_size: int | None = None,
     ) -> tuple[Download, Call[None]]:
         """The download's state and a stand-in call (for its signature and errors)."""
+        expected: int | None
         if isinstance(order, DeliveryEnvelope):
             order_id, expected = order.order_id, order.ciphertext_size
         else:
-            order_id, expected = _order_id(order), None
+            order_id, expected = _order_id(order), expected_size
         policy = self.retries
         job = Download(
             order_id,
@@ -531,3 +572,64 @@ class MarketplaceCalls(BaseClient):
     ) -> DecryptedFile:
         key = self._require_key("opening a delivery")
         return open_delivery(key, envelope, ciphertext_path, out_path, progress)
+
+    # ------------------------------------------------------------------ provider-held delivery
+
+    def _upload_deliverable_call(
+        self, order_id: str, path: str | Path, progress: Progress | None
+    ) -> Call[DeliverableUploaded]:
+        order_id = _order_id(order_id)
+        body = UploadBody.of_file(path, progress)  # reads the file once (SM3)
+
+        def parse(response: httpx.Response) -> DeliverableUploaded:
+            uploaded = DeliverableUploaded.from_dict(_json(response))
+            stored = (uploaded.order_id, uploaded.ciphertext_sm3, uploaded.ciphertext_size)
+            if stored != (order_id, body.digest.hex(), body.size):
+                raise ResponseVerificationError(
+                    f"uploaded {body.size} bytes with SM3 {body.digest.hex()} for order "
+                    f"{order_id}, the exchange stored {uploaded.ciphertext_size} bytes with "
+                    f"SM3 {uploaded.ciphertext_sm3} for order {uploaded.order_id}"
+                )
+            return uploaded
+
+        return Call(
+            "PUT",
+            f"/orders/{order_id}/deliverable",
+            parse,
+            signed=True,
+            headers=body.headers(),
+            content=body,
+        )
+
+    def _issue_delivery_call(
+        self, order_id: str, delivery: ProviderDelivery, idempotency_key: str | None
+    ) -> Call[Order]:
+        order_id = _order_id(order_id)
+        if delivery.order_id != order_id:
+            raise ValueError(f"the delivery is for order {delivery.order_id}, not {order_id}")
+        return self._action(
+            "POST",
+            f"/orders/{order_id}/deliverable",
+            DELIVERY_ISSUED,
+            delivery.to_dict(),
+            Order.from_changed,
+            ok=(201,),
+            idempotency_key=idempotency_key,
+            keyed=True,
+        )
+
+    def _delivery_call(self, order_id: str) -> Call[Delivery]:
+        path = f"/orders/{_order_id(order_id)}/delivery"
+        return Call("GET", path, _parsed(Delivery.from_dict), signed=True)
+
+    def _receive_job(self, order: Order, listing: Listing, out_path: str | Path) -> ReceiveJob:
+        return ReceiveJob(self._require_key("receiving a delivery"), order, listing, out_path)
+
+    @staticmethod
+    def _version_of(versions: list[ListingVersion], order: Order) -> ListingVersion:
+        for version in versions:
+            if version.version == order.version:
+                return version
+        raise ResponseVerificationError(
+            f"listing {order.listing_id} shows no version {order.version} (order {order.id})"
+        )

@@ -15,20 +15,26 @@ import httpx
 
 from clients.sdk._base import DEFAULT_TIMEOUT, USER_AGENT, Call, RetryPolicy, error_from_response
 from clients.sdk._events import EventCalls
+from clients.sdk._marketplace import LOG_WAIT, NOT_INTEGRATED
+from clients.sdk._receive import ReceiveJob, SignedVersion
 from clients.sdk._sse import SSEParser
 from clients.sdk._transfer import Progress
-from clients.sdk.errors import ReceiptPendingError
+from clients.sdk.errors import APIError, ReceiptPendingError
 from clients.sdk.event_models import Event, EventPage, Webhook, WebhookAttempt
 from clients.sdk.market_models import (
     Account,
     ContentUploaded,
     DecryptedFile,
+    DeliverableUploaded,
+    Delivery,
     DeliveryEnvelope,
     Listing,
+    ListingVersion,
     Order,
     OrderPage,
     Participant,
     Quote,
+    Received,
     SearchPage,
 )
 from clients.sdk.models import (
@@ -42,6 +48,7 @@ from clients.sdk.models import (
 )
 from ledger.bundle import Bundle
 from ledger.checkpoint import Checkpoint
+from ledger.protocol.delivery import ProviderDelivery
 from ledger.records import SignedRecord
 from ledger.sm2 import SM2PrivateKey, SM2PublicKey
 
@@ -235,10 +242,18 @@ class AsyncExchangeClient(EventCalls):
         *,
         file_format: str | None = None,
         sample_rows: int = 5,
+        custody: str = "provider",
+        delivery_window_s: int | None = None,
         **overrides: Any,
     ) -> dict[str, Any]:
         return await anyio.to_thread.run_sync(
-            self._listing_fields_from_file, path, file_format, sample_rows, overrides
+            self._listing_fields_from_file,
+            path,
+            file_format,
+            sample_rows,
+            custody,
+            delivery_window_s,
+            overrides,
         )
 
     async def upload_content(
@@ -250,6 +265,21 @@ class AsyncExchangeClient(EventCalls):
     ) -> ContentUploaded:
         build = functools.partial(self._upload_content_call, listing_id, version, path, progress)
         return await self._send(await anyio.to_thread.run_sync(build))
+
+    async def upload_deliverable(
+        self, order_id: str, path: str | Path, progress: Progress | None = None
+    ) -> DeliverableUploaded:
+        build = functools.partial(self._upload_deliverable_call, order_id, path, progress)
+        return await self._send(await anyio.to_thread.run_sync(build))
+
+    async def issue_delivery(
+        self,
+        order_id: str,
+        delivery: ProviderDelivery,
+        *,
+        idempotency_key: str | None = None,
+    ) -> Order:
+        return await self._send(self._issue_delivery_call(order_id, delivery, idempotency_key))
 
     async def revoke(
         self, order_id: str, reason: str, *, idempotency_key: str | None = None
@@ -297,6 +327,9 @@ class AsyncExchangeClient(EventCalls):
     async def listing(self, listing_id: str) -> Listing:
         return await self._send(self._listing_call(listing_id))
 
+    async def versions(self, listing_id: str) -> list[ListingVersion]:
+        return await self._send(self._versions_call(listing_id))
+
     async def quote(self, listing_id: str, **terms: Any) -> Quote:
         return await self._send(self._quote_call(listing_id, terms))
 
@@ -325,8 +358,10 @@ class AsyncExchangeClient(EventCalls):
         dest_path: str | Path,
         progress: Progress | None = None,
         resume: bool = True,
+        *,
+        expected_size: int | None = None,
     ) -> Path:
-        job, call = self._download_job(order, dest_path, progress, resume)
+        job, call = self._download_job(order, dest_path, progress, resume, expected_size)
         auth = self._auth_for(call)
         with job:
             while not job.done:
@@ -361,8 +396,58 @@ class AsyncExchangeClient(EventCalls):
     async def accept(self, order_id: str, *, idempotency_key: str | None = None) -> Order:
         return await self._send(self._accept_call(order_id, idempotency_key))
 
-    async def dispute(self, order_id: str, reason: str) -> Order:
-        return await self._send(self._dispute_call(order_id, reason))
+    async def dispute(
+        self, order_id: str, reason: str, *, evidence: Mapping[str, Any] | None = None
+    ) -> Order:
+        return await self._send(self._dispute_call(order_id, reason, evidence))
+
+    async def delivery(self, order_id: str) -> Delivery:
+        return await self._send(self._delivery_call(order_id))
+
+    async def receive(
+        self,
+        order_id: str,
+        out_path: str | Path,
+        progress: Progress | None = None,
+        *,
+        log_wait: float = LOG_WAIT,
+    ) -> Received:
+        order = await self.order(order_id)
+        listing = await self.listing(order.listing_id)
+        job = self._receive_job(order, listing, out_path)
+        delivery = await self.delivery(order_id)
+        signer = await self.participant(job.signer_key_id(delivery))
+        entry = await self._integrated_entry(delivery.log_index, log_wait)
+        version = await self._signed_version(job, log_wait)
+        payload = job.check_record(delivery, entry, signer.public_key, version)
+        await self.download(
+            order_id, job.ciphertext, progress, expected_size=payload.ciphertext_size
+        )
+        return await anyio.to_thread.run_sync(job.open, payload, version)
+
+    async def _integrated_entry(self, index: int, log_wait: float) -> Entry:
+        deadline = anyio.current_time() + log_wait
+        while True:
+            try:
+                return await self.entry(index)
+            except APIError as exc:
+                if exc.code not in NOT_INTEGRATED or anyio.current_time() >= deadline:
+                    raise
+            await anyio.sleep(0.25)
+
+    async def _signed_version(self, job: ReceiveJob, log_wait: float) -> SignedVersion:
+        version = self._version_of(await self.versions(job.order.listing_id), job.order)
+        leaf = bytes.fromhex(version.log_leaf_hash)
+        deadline = anyio.current_time() + log_wait
+        while True:
+            try:
+                index = (await self.inclusion_proof(leaf_hash=leaf)).index
+                break
+            except APIError as exc:
+                if exc.code not in NOT_INTEGRATED or anyio.current_time() >= deadline:
+                    raise
+            await anyio.sleep(0.25)
+        return job.signed_version(version, await self.entry(index))
 
     async def renew(
         self, order_id: str, *, idempotency_key: str | None = None, **terms: Any

@@ -13,20 +13,26 @@ import httpx
 
 from clients.sdk._base import DEFAULT_TIMEOUT, USER_AGENT, Call, RetryPolicy, error_from_response
 from clients.sdk._events import EventCalls
+from clients.sdk._marketplace import LOG_WAIT, NOT_INTEGRATED
+from clients.sdk._receive import ReceiveJob, SignedVersion
 from clients.sdk._sse import SSEParser
 from clients.sdk._transfer import Progress
-from clients.sdk.errors import ReceiptPendingError
+from clients.sdk.errors import APIError, ReceiptPendingError
 from clients.sdk.event_models import Event, EventPage, Webhook, WebhookAttempt
 from clients.sdk.market_models import (
     Account,
     ContentUploaded,
     DecryptedFile,
+    DeliverableUploaded,
+    Delivery,
     DeliveryEnvelope,
     Listing,
+    ListingVersion,
     Order,
     OrderPage,
     Participant,
     Quote,
+    Received,
     SearchPage,
 )
 from clients.sdk.models import (
@@ -40,6 +46,7 @@ from clients.sdk.models import (
 )
 from ledger.bundle import Bundle
 from ledger.checkpoint import Checkpoint
+from ledger.protocol.delivery import ProviderDelivery
 from ledger.records import SignedRecord
 from ledger.sm2 import SM2PrivateKey, SM2PublicKey
 
@@ -271,12 +278,19 @@ class ExchangeClient(EventCalls):
         *,
         file_format: str | None = None,
         sample_rows: int = 5,
+        custody: str = "provider",
+        delivery_window_s: int | None = None,
         **overrides: Any,
     ) -> dict[str, Any]:
         """Listing fields inferred from a dataset file in one streamed pass
-        (content_digest, byte_size, row_count, format, columns, sample_rows; see
-        :func:`clients.datasets.describe_file`), updated with ``overrides``."""
-        return self._listing_fields_from_file(path, file_format, sample_rows, overrides)
+        (content_digest, byte_size, row_count, row_root, format, columns,
+        sample_rows; see :func:`clients.datasets.describe_file`) with ``custody``
+        (``provider``: your agent delivers; ``exchange``: you upload the content)
+        and ``delivery_window_s`` (server default when ``None``), updated with
+        ``overrides``."""
+        return self._listing_fields_from_file(
+            path, file_format, sample_rows, custody, delivery_window_s, overrides
+        )
 
     def upload_content(
         self,
@@ -289,6 +303,25 @@ class ExchangeClient(EventCalls):
         bytes with that Content-Digest; ``progress(bytes_sent, total)``. Never
         retried automatically (call it again: the same bytes answer 200)."""
         return self._send(self._upload_content_call(listing_id, version, path, progress))
+
+    def upload_deliverable(
+        self, order_id: str, path: str | Path, progress: Progress | None = None
+    ) -> DeliverableUploaded:
+        """Provider custody: upload an order's encrypted deliverable, streamed with its
+        Content-Digest (as :meth:`upload_content`); a re-upload replaces it until the
+        order is delivered. Never retried automatically."""
+        return self._send(self._upload_deliverable_call(order_id, path, progress))
+
+    def issue_delivery(
+        self,
+        order_id: str,
+        delivery: ProviderDelivery,
+        *,
+        idempotency_key: str | None = None,
+    ) -> Order:
+        """Provider custody: sign and post the ``delivery.issued`` record of an order
+        whose deliverable is uploaded; the order becomes ``delivered``."""
+        return self._send(self._issue_delivery_call(order_id, delivery, idempotency_key))
 
     def revoke(self, order_id: str, reason: str, *, idempotency_key: str | None = None) -> Order:
         """Revoke a buyer's access to an order on your listing (refund rule in
@@ -348,6 +381,10 @@ class ExchangeClient(EventCalls):
     def listing(self, listing_id: str) -> Listing:
         return self._send(self._listing_call(listing_id))
 
+    def versions(self, listing_id: str) -> list[ListingVersion]:
+        """A listing's content versions (each with the leaf hash of its signed record)."""
+        return self._send(self._versions_call(listing_id))
+
     def quote(self, listing_id: str, **terms: Any) -> Quote:
         """A quote for you: terms ``rows`` (tiered pricing), ``periods``
         (subscription), ``licence``. Checked to be signed by the log key."""
@@ -384,12 +421,14 @@ class ExchangeClient(EventCalls):
         dest_path: str | Path,
         progress: Progress | None = None,
         resume: bool = True,
+        *,
+        expected_size: int | None = None,
     ) -> Path:
         """Download the order's ciphertext to ``dest_path`` through ``dest_path.part``,
         resuming a ``.part`` left before (``resume=False`` starts over) and retrying
         broken connections; ``progress(bytes_done, total)``. Given the
-        :class:`DeliveryEnvelope`, its ``ciphertext_size`` is checked."""
-        job, call = self._download_job(order, dest_path, progress, resume)
+        :class:`DeliveryEnvelope` (or ``expected_size``), the size is checked."""
+        job, call = self._download_job(order, dest_path, progress, resume, expected_size)
         auth = self._auth_for(call)
         with job:
             while not job.done:
@@ -424,13 +463,71 @@ class ExchangeClient(EventCalls):
         left at ``out_path`` then."""
         return self._open_delivery(envelope, ciphertext_path, out_path, progress)
 
+    def delivery(self, order_id: str) -> Delivery:
+        """The order's latest ``delivery.issued`` record as logged (unchecked: see
+        :meth:`receive`). 409 ``not_delivered`` before the delivery."""
+        return self._send(self._delivery_call(order_id))
+
+    def receive(
+        self,
+        order_id: str,
+        out_path: str | Path,
+        progress: Progress | None = None,
+        *,
+        log_wait: float = LOG_WAIT,
+    ) -> Received:
+        """Receive a provider-held delivery into ``out_path``, checking everything the
+        provider signed (see :mod:`clients.sdk._receive`): nothing reaches
+        ``out_path`` unless every check passed. Raises
+        :class:`~clients.sdk.errors.DeliveryCheckError` naming the failed check, with
+        ``evidence`` for :meth:`dispute`. Waits up to ``log_wait`` s for the records
+        to be integrated in the log."""
+        order = self.order(order_id)
+        listing = self.listing(order.listing_id)
+        job = self._receive_job(order, listing, out_path)
+        delivery = self.delivery(order_id)
+        signer = self.participant(job.signer_key_id(delivery))
+        entry = self._integrated_entry(delivery.log_index, log_wait)
+        version = self._signed_version(job, log_wait)
+        payload = job.check_record(delivery, entry, signer.public_key, version)
+        self.download(order_id, job.ciphertext, progress, expected_size=payload.ciphertext_size)
+        return job.open(payload, version)
+
+    def _integrated_entry(self, index: int, log_wait: float) -> Entry:
+        deadline = time.monotonic() + log_wait
+        while True:
+            try:
+                return self.entry(index)
+            except APIError as exc:
+                if exc.code not in NOT_INTEGRATED or time.monotonic() >= deadline:
+                    raise
+            time.sleep(0.25)
+
+    def _signed_version(self, job: ReceiveJob, log_wait: float) -> SignedVersion:
+        version = self._version_of(self.versions(job.order.listing_id), job.order)
+        leaf = bytes.fromhex(version.log_leaf_hash)
+        deadline = time.monotonic() + log_wait
+        while True:
+            try:
+                index = self.inclusion_proof(leaf_hash=leaf).index
+                break
+            except APIError as exc:
+                if exc.code not in NOT_INTEGRATED or time.monotonic() >= deadline:
+                    raise
+            time.sleep(0.25)
+        return job.signed_version(version, self.entry(index))
+
     def accept(self, order_id: str, *, idempotency_key: str | None = None) -> Order:
         """Accept a delivered order: the exchange settles it at once (``settlement``)."""
         return self._send(self._accept_call(order_id, idempotency_key))
 
-    def dispute(self, order_id: str, reason: str) -> Order:
-        """Dispute a delivered order within its acceptance window (escrow frozen)."""
-        return self._send(self._dispute_call(order_id, reason))
+    def dispute(
+        self, order_id: str, reason: str, *, evidence: Mapping[str, Any] | None = None
+    ) -> Order:
+        """Dispute a delivered order within its acceptance window (escrow frozen);
+        ``evidence``: a JSON object (≤ 16 KiB), e.g. a
+        :class:`~clients.sdk.errors.DeliveryCheckError`'s."""
+        return self._send(self._dispute_call(order_id, reason, evidence))
 
     def renew(self, order_id: str, *, idempotency_key: str | None = None, **terms: Any) -> Order:
         """Extend a subscription: quote its listing with ``terms`` (e.g. ``periods=1``)

@@ -20,11 +20,13 @@
   is :class:`ledger.errors.DecryptionError` instead.
 * :class:`TransferError`: an upload or download that cannot complete as such (the
   file changed while it was sent, the answer's ranges do not add up).
+* :class:`DeliveryCheckError`: a provider-held delivery failed one of the buyer's
+  checks (``check`` names it, ``evidence`` is what to attach to a dispute).
 """
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Any, Final, Literal
 
 import httpx
 
@@ -37,6 +39,8 @@ __all__ = [
     "AccessRevokedError",
     "ClientConfigError",
     "ClientError",
+    "DeliveryCheck",
+    "DeliveryCheckError",
     "DigestMismatchError",
     "InsufficientFundsError",
     "MissingKeyError",
@@ -113,6 +117,35 @@ class ClientConfigError(ClientError):
 class DigestMismatchError(ClientError, delivery.DigestMismatchError):
     """The decrypted plaintext's SM3 (``actual``) is not the digest the order commits
     to (``expected``); nothing is left at the output path."""
+
+
+DeliveryCheck = Literal[
+    "signature",
+    "ciphertext_sm3",
+    "decrypt",
+    "plaintext_sm3",
+    "content_digest",
+    "range",
+    "format",
+    "row_count",
+    "proof",
+    "row_root",
+]
+"""The buyer's checks of a provider-held delivery, in the order ``receive`` makes them
+(``range`` … ``row_root`` are :data:`clients.slices.SLICE_CHECKS`)."""
+
+
+class DeliveryCheckError(ClientError, VerificationError):
+    """A provider-held delivery failed the buyer's check ``check``; nothing was left
+    at the output path. ``evidence`` (a small JSON object: the check, the order,
+    the delivery record's log index, what was expected and found) is meant for
+    ``dispute(order_id, reason, evidence=error.evidence)``."""
+
+    def __init__(self, check: DeliveryCheck, message: str, evidence: dict[str, Any]) -> None:
+        self.check = check
+        self.message = message
+        self.evidence = evidence
+        super().__init__(f"delivery check {check!r} failed: {message}")
 
 
 class TransferError(ClientError):

@@ -24,8 +24,15 @@ from typing import Any, Final
 from clients.sdk.models import Appended
 from ledger.errors import InvalidSignature, KeyFormatError
 from ledger.protocol.accounts import PLATFORM_ACCOUNT, Balance
+from ledger.protocol.delivery import ProviderDelivery, RowRange
 from ledger.protocol.reader import JSONObject
-from ledger.records import MAX_SAFE_INTEGER, RecordFormatError, canonical_json
+from ledger.records import (
+    MAX_SAFE_INTEGER,
+    RecordFormatError,
+    SignedRecord,
+    canonical_json,
+    thaw,
+)
 from ledger.sm2 import SM2PublicKey
 
 __all__ = [
@@ -36,6 +43,8 @@ __all__ = [
     "Column",
     "ContentUploaded",
     "DecryptedFile",
+    "DeliverableUploaded",
+    "Delivery",
     "DeliveryEnvelope",
     "FacetCount",
     "Facets",
@@ -47,6 +56,7 @@ __all__ = [
     "Participant",
     "ProviderShare",
     "Quote",
+    "Received",
     "Refund",
     "SearchHit",
     "SearchPage",
@@ -64,6 +74,9 @@ class _Obj(JSONObject):
 
     def log(self, key: str = "log") -> Appended | None:
         return Appended.from_dict(self.data[key], path=self.path(key)) if self.has(key) else None
+
+    def opt_hex64(self, key: str) -> str | None:
+        return self.hex64(key) if self.has(key) else None
 
 
 def _objects(item: Any, where: str) -> dict[str, Any]:
@@ -158,7 +171,8 @@ class Column:
 @dataclass(frozen=True, slots=True)
 class ListingVersion:
     """One content version of a listing, as committed by its ``listing.version_added``
-    (or ``listing.drafted``) record, whose leaf hash is ``log_leaf_hash``."""
+    (or ``listing.drafted``) record, whose leaf hash is ``log_leaf_hash``.
+    ``row_root`` is the SM3 root over its rows (``None`` when none was declared)."""
 
     version: int
     content_digest: str
@@ -167,6 +181,7 @@ class ListingVersion:
     format: str
     created_at: int
     log_leaf_hash: str
+    row_root: str | None = None
 
     @classmethod
     def from_dict(cls, data: Any, where: str = "") -> ListingVersion:
@@ -179,13 +194,17 @@ class ListingVersion:
             format=o.text("format"),
             created_at=o.integer("created_at"),
             log_leaf_hash=o.hex64("log_leaf_hash"),
+            row_root=o.opt_hex64("row_root"),
         )
 
 
 @dataclass(frozen=True, slots=True)
 class Listing:
     """A listing (``state``: draft, submitted, under_review, published, rejected,
-    delisted). ``version``/``content_digest`` are the current content's.
+    delisted). ``version``/``content_digest``/``row_root`` are the current content's.
+    ``custody``: ``provider`` (the provider's agent keeps the data and delivers
+    it encrypted to each buyer) or ``exchange`` (the exchange stores the content);
+    ``delivery_window_s``: how long the provider has to deliver a paid order.
     After :meth:`~clients.sdk.ExchangeClient.new_version`, ``added_version`` is the
     version just declared."""
 
@@ -214,8 +233,15 @@ class Listing:
     created_at: int
     updated_at: int
     published_at: int | None
+    custody: str = "exchange"
+    delivery_window_s: int | None = None
+    row_root: str | None = None
     log: Appended | None = None
     added_version: ListingVersion | None = None
+
+    def provider_keys(self) -> frozenset[str]:
+        """Key ids of the listing's providers (the owner and its co-providers)."""
+        return frozenset({self.owner, *(p.key_id for p in self.providers)})
 
     def content_fields(self) -> dict[str, Any]:
         """The listing's editable content as the API takes it (``listing.edited``
@@ -238,6 +264,13 @@ class Listing:
             "usage_terms": self.usage_terms,
             "pricing": dict(self.pricing),
             "declarations": dict(self.declarations),
+            "custody": self.custody,
+            "row_root": self.row_root,
+            **(
+                {}
+                if self.delivery_window_s is None
+                else {"delivery_window_s": self.delivery_window_s}
+            ),
         }
 
     @classmethod
@@ -276,6 +309,9 @@ class Listing:
             created_at=o.integer("created_at"),
             updated_at=o.integer("updated_at"),
             published_at=o.opt_integer("published_at"),
+            custody=o.opt_text("custody") or "exchange",
+            delivery_window_s=o.opt_integer("delivery_window_s"),
+            row_root=o.opt_hex64("row_root"),
             log=log,
             added_version=added_version,
         )
@@ -344,6 +380,7 @@ class SearchHit:
     update_frequency: str
     published_at: int
     score: int | None
+    custody: str | None = None
 
     @classmethod
     def from_dict(cls, data: Any, where: str) -> SearchHit:
@@ -366,6 +403,7 @@ class SearchHit:
             update_frequency=o.text("update_frequency"),
             published_at=o.integer("published_at"),
             score=o.opt_integer("score"),
+            custody=o.opt_text("custody"),
         )
 
 
@@ -588,7 +626,9 @@ class Order:
     ``revoked_at``. ``account`` is the buyer's balance after ``place_order``;
     ``settlement`` is present once settled (with its ``log`` in the answer that
     settled it); ``refund`` in the answer of an action that returned money
-    (resolve with ``refund``, revoke)."""
+    (resolve with ``refund``, revoke). A quantity order names its rows:
+    ``rows`` from ``row_offset`` (both ``None`` otherwise). ``delivery_deadline``
+    (while placed): when an undelivered order is refunded."""
 
     id: str
     buyer: str
@@ -609,6 +649,10 @@ class Order:
     revoked_at: int | None = None
     revocation_reason: str | None = None
     renews_order_id: str | None = None
+    rows: int | None = None
+    row_offset: int | None = None
+    custody: str | None = None
+    delivery_deadline: int | None = None
     settlement: Settlement | None = None
     refund: Refund | None = None
     account: Balance | None = None
@@ -637,10 +681,22 @@ class Order:
             revoked_at=o.opt_integer("revoked_at"),
             revocation_reason=o.opt_text("revocation_reason"),
             renews_order_id=o.opt_text("renews_order_id"),
+            rows=o.opt_integer("rows", minimum=1),
+            row_offset=o.opt_integer("row_offset"),
+            custody=o.opt_text("custody"),
+            delivery_deadline=o.opt_integer("delivery_deadline"),
             settlement=Settlement.from_dict(o.raw("settlement"), o.path("settlement"))
             if o.has("settlement")
             else None,
         )
+
+    def row_range(self) -> RowRange | None:
+        """The rows bought (a quantity order), from the order's terms."""
+        rows = self.rows if self.rows is not None else self.terms.get("rows")
+        if rows is None:
+            return None
+        offset = self.row_offset if self.row_offset is not None else self.terms.get("row_offset", 0)
+        return RowRange(int(offset or 0), int(rows))
 
     @classmethod
     def from_changed(cls, data: Any) -> Order:
@@ -751,3 +807,65 @@ class DecryptedFile:
     path: Path
     sm3: str
     size: int
+
+
+@dataclass(frozen=True, slots=True)
+class DeliverableUploaded:
+    """An order's deliverable (the provider-encrypted ciphertext) as the exchange
+    stored it: ``ciphertext_sm3`` (hex) and ``ciphertext_size``. No log record:
+    the provider's ``delivery.issued`` record commits to both."""
+
+    order_id: str
+    ciphertext_sm3: str
+    ciphertext_size: int
+
+    @classmethod
+    def from_dict(cls, data: Any) -> DeliverableUploaded:
+        o = _Obj(data, "")
+        return cls(
+            order_id=o.text("order_id"),
+            ciphertext_sm3=o.hex64("ciphertext_sm3"),
+            ciphertext_size=o.integer("ciphertext_size"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """An order's latest ``delivery.issued`` (``GET /orders/{id}/delivery``):
+    ``record`` as logged at ``log_index``, signed by a provider of the listing
+    (``custody == "provider"``, then ``payload`` is its :class:`ProviderDelivery`)
+    or by the log key (``custody == "exchange"``). Nothing here is checked yet:
+    :meth:`~clients.sdk.ExchangeClient.receive` checks it."""
+
+    custody: str
+    record: SignedRecord
+    log_index: int
+    download_path: str
+
+    @property
+    def payload(self) -> ProviderDelivery:
+        """The provider-signed payload; :class:`RecordFormatError` if it is not one."""
+        return ProviderDelivery.from_dict(thaw(self.record.record.payload))
+
+    @classmethod
+    def from_dict(cls, data: Any) -> Delivery:
+        o = _Obj(data, "")
+        return cls(
+            custody=o.text("custody"),
+            record=SignedRecord.from_dict(o.raw("record"), path="record"),
+            log_index=o.integer("log_index"),
+            download_path=o.text("download_path"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Received:
+    """A provider-held delivery received and checked: the plaintext at ``path``
+    (``size`` bytes, SM3 ``sm3``), ``rows`` delivered (``None``: the whole
+    dataset), and the provider-signed ``delivery`` it was checked against."""
+
+    path: Path
+    sm3: str
+    size: int
+    rows: RowRange | None
+    delivery: ProviderDelivery
