@@ -109,6 +109,8 @@ def write_dataset(path: Path, rows: int = 3000) -> Path:
 
 
 LISTING_FLAGS = (
+    "--custody",  # these tests upload the content
+    "exchange",
     "--category",
     "transport",
     "--tag",

@@ -61,6 +61,7 @@ def content_fields(
     for inferred in ("content_digest", "byte_size", "row_count", "format", "columns"):
         fields.pop(inferred)
     fields.pop("sample_rows")
+    fields["custody"] = "exchange"  # these tests upload the content
     return fields
 
 
@@ -370,7 +371,9 @@ def test_dispute_resolution_and_renewal(market: Market, tmp_path: Path) -> None:
 def test_new_version_and_delisting(market: Market, tmp_path: Path) -> None:
     provider = market.provider()
     listed = market.ready_listing(provider, write_dataset(tmp_path / "v1.csv", rows=10))
-    newer = provider.listing_from_file(write_dataset(tmp_path / "v2.csv", rows=20))
+    newer = provider.listing_from_file(
+        write_dataset(tmp_path / "v2.csv", rows=20), custody="exchange"
+    )
     changed = provider.new_version(listed.id, newer)
     assert changed.added_version is not None and changed.added_version.version == 2
     assert changed.version == 2 and changed.content_digest == newer["content_digest"]
