@@ -33,6 +33,7 @@ from clients.sdk import APIError, ExchangeClient, Order
 from clients.slices import write_slice
 from ledger import envelope, sm4
 from ledger.protocol.delivery import ProviderDelivery, RangeProof, RowRange, deliverable_aad
+from ledger.sm2 import SM2PublicKey
 from ledger.sm3 import SM3Hasher
 
 __all__ = ["Dataset", "Deliverer", "DeliveryRefused", "Outcome"]
@@ -112,7 +113,7 @@ class Deliverer:
         if step in ("delivered", "closed"):
             return "delivered" if step == "delivered" else "closed"
         if step == "new" or not self.state.sealed_path(order.id).exists():
-            progress = self.seal(order)
+            progress = self.seal(order, self.client.participant(order.buyer).public_key)
         try:
             if progress["step"] == "sealed":
                 progress = self.upload(order, progress)
@@ -122,9 +123,10 @@ class Deliverer:
 
     # ------------------------------------------------------------------ steps
 
-    def seal(self, order: Order) -> dict[str, Any]:
+    def seal(self, order: Order, buyer: SM2PublicKey) -> dict[str, Any]:
+        """Cut and encrypt what ``order`` bought, the key wrapped to ``buyer`` (the
+        buyer's registered key)."""
         dataset = self._dataset_of(order)
-        buyer = self.client.participant(order.buyer).public_key
         bought = order.row_range()
         proof = None
         if bought is None:

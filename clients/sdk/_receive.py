@@ -38,12 +38,11 @@ from typing import Any, Final
 
 from clients.sdk.errors import DeliveryCheck, DeliveryCheckError
 from clients.sdk.market_models import Delivery, Listing, ListingVersion, Order, Received
-from clients.sdk.models import Entry
 from clients.slices import SLICE_CHECKS, SliceCheckError, verify_slice
 from ledger import envelope, sm4
 from ledger.errors import DecryptionError, InvalidSignature
 from ledger.protocol.delivery import DELIVERY_ISSUED, ProviderDelivery, deliverable_aad
-from ledger.records import ActorMismatchError, RecordFormatError, thaw
+from ledger.records import ActorMismatchError, RecordFormatError, SignedRecord, thaw
 from ledger.sm2 import SM2PrivateKey, SM2PublicKey
 from ledger.sm3 import SM3Hasher, sm3_file
 
@@ -121,22 +120,23 @@ class ReceiveJob:
             )
         return actor
 
-    def signed_version(self, version: ListingVersion, entry: Entry) -> SignedVersion:
-        """The version's content as the listing's owner signed it in ``entry`` (the
-        log entry whose leaf hash the version shows, verified by the client)."""
+    def signed_version(
+        self, version: ListingVersion, index: int, logged: SignedRecord
+    ) -> SignedVersion:
+        """The version's content as the listing's owner signed it in ``logged``, the
+        record at log ``index`` (verified by the client) whose leaf hash the version shows."""
         check: DeliveryCheck = "content_digest" if self.order.row_range() is None else "row_root"
-        record = entry.record.record
-        if entry.leaf_hash.hex() != version.log_leaf_hash or record.type not in VERSION_RECORDS:
+        record = logged.record
+        if logged.leaf_hash().hex() != version.log_leaf_hash or record.type not in VERSION_RECORDS:
             raise self.fail(
-                check,
-                f"log entry {entry.index} is not the record of listing version {version.version}",
+                check, f"log entry {index} is not the record of listing version {version.version}"
             )
         payload = thaw(record.payload)
         signed_version = payload.get("version", 1) if record.type == "listing.version_added" else 1
         if payload.get("listing_id") != self.listing.id or signed_version != version.version:
             raise self.fail(
                 check,
-                f"log entry {entry.index} is about listing {payload.get('listing_id')} version "
+                f"log entry {index} is about listing {payload.get('listing_id')} version "
                 f"{signed_version}, not {self.listing.id} version {version.version}",
             )
         if record.actor != self.listing.owner:
@@ -150,26 +150,27 @@ class ReceiveJob:
                 row_count=int(payload["row_count"]),
                 row_root=payload.get("row_root"),
                 format=str(payload.get("format", version.format)),
-                log_index=entry.index,
+                log_index=index,
             )
         except (KeyError, TypeError, ValueError):
-            raise self.fail(check, f"log entry {entry.index} declares no content") from None
+            raise self.fail(check, f"log entry {index} declares no content") from None
 
     def check_record(
         self,
         delivery: Delivery,
-        entry: Entry,
+        logged: SignedRecord,
         signer: SM2PublicKey,
         version: SignedVersion,
     ) -> ProviderDelivery:
-        """The provider-signed payload, once it is checked to be this order's, logged,
-        signed by a provider, and consistent with the signed version."""
+        """The provider-signed payload, once it is checked to be the record ``logged``
+        at its index (verified by the client), signed by a provider, this order's,
+        and consistent with the signed version."""
         signed = delivery.record
-        if entry.index != delivery.log_index or entry.leaf_hash != signed.leaf_hash():
+        if logged.leaf_hash() != signed.leaf_hash():
             raise self.fail(
                 "signature",
                 f"the delivery record is not the record logged at index {delivery.log_index}",
-                expected=entry.leaf_hash.hex(),
+                expected=logged.leaf_hash().hex(),
                 actual=signed.leaf_hash().hex(),
             )
         if signed.record.type != DELIVERY_ISSUED:
