@@ -36,7 +36,7 @@ from ledger.protocol.delivery import ProviderDelivery, RangeProof, RowRange, del
 from ledger.sm2 import SM2PublicKey
 from ledger.sm3 import SM3Hasher
 
-__all__ = ["Dataset", "Deliverer", "DeliveryRefused", "Outcome"]
+__all__ = ["Dataset", "Deliverer", "DeliveryRefused", "Outcome", "file_fingerprint"]
 
 Outcome = Literal["delivered", "already_delivered", "closed"]
 SLICEABLE: Final = frozenset({"csv", "tsv", "jsonl", "parquet"})
@@ -60,6 +60,13 @@ class Dataset:
     row_count: int
     row_root: str | None
     row_index: Path | None
+    fingerprint: tuple[int, int] | None = None
+    """``(size, mtime_ns)`` of the file when it was checked (:func:`file_fingerprint`)."""
+
+
+def file_fingerprint(path: Path) -> tuple[int, int]:
+    stat = path.stat()
+    return stat.st_size, stat.st_mtime_ns
 
 
 class _HashingReader:
@@ -208,6 +215,10 @@ class Deliverer:
         if dataset.format not in SLICEABLE or dataset.row_root is None:
             raise DeliveryRefused(f"listing {dataset.listing_id} has no rows to cut")
         out = self.state.slice_path(order.id)
+        self._check_unchanged(dataset)
+        # No self check (a full parse of the slice): the proof comes from the row index
+        # of the file checked at start-up, and the file is unchanged since (before and
+        # after the cut). The buyer's check is the authoritative one.
         sliced = write_slice(
             dataset.path,
             out,
@@ -215,7 +226,9 @@ class Deliverer:
             bought.count,
             index=dataset.row_index,
             format=dataset.format,
+            self_check=False,
         )
+        self._check_unchanged(dataset, out)
         if sliced.row_root.hex() != dataset.row_root or sliced.tree_size != dataset.row_count:
             out.unlink(missing_ok=True)
             raise DeliveryRefused(f"{dataset.path}'s rows are not version {dataset.version}'s")
@@ -225,6 +238,18 @@ class Deliverer:
             sliced.tree_size, sliced.row_root.hex(), tuple(node.hex() for node in sliced.proof)
         )
         return out, proof
+
+    def _check_unchanged(self, dataset: Dataset, partial: Path | None = None) -> None:
+        if (
+            dataset.fingerprint is not None
+            and file_fingerprint(dataset.path) != dataset.fingerprint
+        ):
+            if partial is not None:
+                partial.unlink(missing_ok=True)
+            raise DeliveryRefused(
+                f"{dataset.path} changed since the agent checked it; restart the agent to "
+                "check it against the listing again"
+            )
 
     def _settled(self, order: Order, exc: APIError) -> Outcome:
         """The exchange says the order needs nothing more (or re-raise)."""

@@ -29,7 +29,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Final, TypeVar
 
-from agent.deliver import Dataset, Deliverer, DeliveryRefused
+from agent.deliver import Dataset, Deliverer, DeliveryRefused, file_fingerprint
 from agent.state import AgentState
 from clients.datasets import DatasetError, describe_file
 from clients.sdk import APIError, ClientError, ExchangeClient, Order, TransportError
@@ -102,6 +102,7 @@ class Agent:
             index = self.state.row_index_path(listing_id, listing.version)
             self.log(f"listing {listing_id}: checking {path} against version {listing.version}")
             try:
+                fingerprint = file_fingerprint(path)
                 described = describe_file(
                     path,
                     format=_DESCRIBED_FORMATS.get(listing.format, "binary"),
@@ -110,6 +111,8 @@ class Agent:
                 )
             except (DatasetError, OSError) as exc:
                 raise AgentError(f"listing {listing_id}: cannot read {path}: {exc}") from None
+            if file_fingerprint(path) != fingerprint:
+                raise AgentError(f"listing {listing_id}: {path} changed while it was being checked")
             if described.sm3 != listing.content_digest:
                 raise AgentError(
                     f"listing {listing_id}: refusing to serve {path}: its SM3 {described.sm3} "
@@ -129,6 +132,7 @@ class Agent:
                 row_count=listing.row_count,
                 row_root=listing.row_root,
                 row_index=index if index.exists() else None,
+                fingerprint=fingerprint,
             )
             self.log(f"listing {listing_id}: serving {path} (version {listing.version})")
         return Deliverer(self.client, self.state, served, self.log)

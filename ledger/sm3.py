@@ -25,7 +25,7 @@ class SM3Hasher:
         self._hash = hashes.Hash(hashes.SM3())
         self._final: bytes | None = None
 
-    def update(self, data: bytes) -> None:
+    def update(self, data: bytes | bytearray | memoryview) -> None:
         if self._final is not None:
             raise ValueError("SM3Hasher already finalised")
         self._hash.update(data)

@@ -7,7 +7,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from agent.deliver import Dataset
+from agent.deliver import Dataset, file_fingerprint
 from clients.datasets import describe_file
 from clients.sdk import Delivery, Listing, ListingVersion, Order
 from clients.sdk._receive import ReceiveJob, SignedVersion
@@ -133,6 +133,7 @@ def make_market(directory: Path, file: Path | None = None) -> Market:
         row_count=described.row_count,
         row_root=described.row_root,
         row_index=index,
+        fingerprint=file_fingerprint(path),
     )
     version_record = sign_record(
         provider,

@@ -9,6 +9,7 @@ path against a real exchange is tests/test_e2e_agent.py.
 from __future__ import annotations
 
 import io
+import os
 import shutil
 from collections.abc import Callable
 from dataclasses import replace
@@ -139,6 +140,22 @@ def test_a_file_changed_since_start_is_not_delivered(market: Market, tmp_path: P
         deliverer.seal(order, market.buyer.public_key())
     assert not deliverer.state.sealed_path(order.id).exists()
     assert deliverer.state.order(order.id) is None
+
+
+def test_a_file_rewritten_since_start_is_not_sliced(market: Market, tmp_path: Path) -> None:
+    """Same size, one row changed: the slice would not match the proof made from the row
+    index of the file checked at start-up, so the agent refuses rather than cut it."""
+    deliverer, _ = _deliverer(market, tmp_path / "state", _unreachable)
+    data = market.dataset.path.read_bytes()
+    changed = data.replace(b"\n35,", b"\n53,", 1)
+    assert len(changed) == len(data) and changed != data
+    market.dataset.path.write_bytes(changed)
+    os.utime(market.dataset.path, ns=(0, market.dataset.path.stat().st_mtime_ns + 1_000_000))
+    order = market.order(rows=20, offset=30)
+    with pytest.raises(DeliveryRefused, match="changed since the agent checked it"):
+        deliverer.seal(order, market.buyer.public_key())
+    assert not deliverer.state.sealed_path(order.id).exists()
+    assert not deliverer.state.slice_path(order.id).exists()
 
 
 def test_a_crash_after_sealing_resumes_at_the_upload_with_the_same_sealed_bytes(
