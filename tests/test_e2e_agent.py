@@ -32,17 +32,6 @@ ROWS = 100
 REPO = Path(__file__).resolve().parent.parent
 
 
-def _exchange_takes_deliverables() -> bool:
-    from exchange.api.delivery import router
-
-    return any(getattr(r, "path", "").endswith("/deliverable") for r in router.routes)
-
-
-pytestmark = pytest.mark.skipif(
-    not _exchange_takes_deliverables(),
-    reason="the exchange side of provider custody (PUT/POST /orders/{id}/deliverable) is absent",
-)
-
 DECLARATIONS = {
     "classification": "一般",
     "personal_information": False,
