@@ -18,6 +18,9 @@ or checkpoint, nor they for a quote)::
      "licence": str}, "amount": int, "currency": "CNY",
      "issued_at": ms, "expires_at": ms, "log_key_id": hex}
 
+A computation order's terms add ``"computation": true, "queries": int|null``
+(present only then: quotes for data keep their encoding).
+
 The JSON form (:meth:`Quote.to_dict`) is the same object without ``kind``,
 plus ``"signature"`` (standard base64 DER).
 
@@ -46,7 +49,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from exchange.errors import ExchangeError
-from exchange.pricing import MAX_AMOUNT_FEN
+from exchange.pricing import MAX_AMOUNT_FEN, MAX_QUERIES
 from ledger.errors import InvalidSignature
 from ledger.records import (
     Fields,
@@ -99,6 +102,7 @@ _FIELDS: Final = (
     "signature",
 )
 _TERMS_FIELDS: Final = ("rows", "periods", "licence")
+_COMPUTATION_FIELDS: Final = ("computation", "queries")
 
 
 class QuoteFormatError(ExchangeError):
@@ -162,24 +166,52 @@ def _check_text(value: Any, path: str, maximum: int) -> str:
 
 @dataclass(frozen=True, slots=True)
 class QuoteTerms:
-    """What is bought: ``rows`` (tiered pricing), ``periods`` (subscription), licence."""
+    """What is bought: ``rows`` (tiered pricing), ``periods`` (subscription), licence;
+    or, with ``computation``, queries on the data (``queries``: how many, for an
+    offer priced per query)."""
 
     rows: int | None
     periods: int | None
     licence: str
+    computation: bool = False
+    queries: int | None = None
 
     def __post_init__(self) -> None:
         _check_optional_count(self.rows, "terms.rows")
         _check_optional_count(self.periods, "terms.periods")
         _check_text(self.licence, "terms.licence", MAX_LICENCE_LENGTH)
+        if not isinstance(self.computation, bool):
+            raise QuoteFormatError("terms.computation: expected true")
+        _check_optional_count(self.queries, "terms.queries")
+        if self.queries is not None and not (self.computation and self.queries <= MAX_QUERIES):
+            raise QuoteFormatError(
+                f"terms.queries: 1 to {MAX_QUERIES}, only on a computation order"
+            )
 
     def to_dict(self) -> dict[str, Any]:
-        return {"rows": self.rows, "periods": self.periods, "licence": self.licence}
+        terms: dict[str, Any] = {
+            "rows": self.rows,
+            "periods": self.periods,
+            "licence": self.licence,
+        }
+        if self.computation:
+            terms |= {"computation": True, "queries": self.queries}
+        return terms
 
     @classmethod
     def from_dict(cls, data: Any, *, path: str = "terms") -> QuoteTerms:
-        f = _format(Fields, data, path, _TERMS_FIELDS)
-        return cls(rows=f.raw("rows"), periods=f.raw("periods"), licence=f.raw("licence"))
+        computing = isinstance(data, dict) and "computation" in data
+        keys = _TERMS_FIELDS + _COMPUTATION_FIELDS if computing else _TERMS_FIELDS
+        f = _format(Fields, data, path, keys)
+        if computing and f.raw("computation") is not True:
+            raise QuoteFormatError(f"{f.path('computation')}: true, or no such field")
+        return cls(
+            rows=f.raw("rows"),
+            periods=f.raw("periods"),
+            licence=f.raw("licence"),
+            computation=computing,
+            queries=f.raw("queries") if computing else None,
+        )
 
 
 @dataclass(frozen=True, slots=True)

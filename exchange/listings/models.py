@@ -58,6 +58,8 @@ class Listing(SQLModel, table=True):
     created_at: int = Field(sa_type=BigInteger)
     updated_at: int = Field(sa_type=BigInteger)
     published_at: int | None = Field(default=None, sa_type=BigInteger)
+    computation: dict[str, Any] | None = Field(default=None, sa_type=JSON)
+    """The current version's computation offer (``ComputationOffer.to_dict()``), if any."""
     row_version: int = Field(default=1, sa_column=_listing_row_version)
 
 
@@ -83,6 +85,8 @@ class ListingVersion(SQLModel, table=True):
     row_count: int = Field(sa_type=BigInteger)
     byte_size: int = Field(sa_type=BigInteger)
     format: str
+    computation: dict[str, Any] | None = Field(default=None, sa_type=JSON)
+    """The computation offer the provider signed for this version, if any."""
     created_at: int = Field(sa_type=BigInteger)
     log_leaf_hash: str = Field(max_length=64)
     """Leaf hash (hex) of the record that declared the version."""

@@ -10,7 +10,10 @@ pass; the record layer already refuses floats). Record types and payloads:
 * ``listing.rejected``: ``{"listing_id", "reason"}``
 * ``listing.delisted``: ``{"listing_id", "reason"}``
 * ``listing.version_added``: ``{"listing_id", "version", "content_digest",
-  "row_count", "byte_size", "format"}``
+  "row_count", "byte_size", "format", "computation"}``
+
+``computation`` (optional, ``null`` by default) is the version's computation offer:
+``ledger.computation.offer.ComputationOffer`` JSON (docs/computations.md).
 """
 
 from __future__ import annotations
@@ -95,6 +98,11 @@ class ListingContent(_Strict):
     usage_terms: LongText = ""
     pricing: dict[str, Any] = Field(description="See exchange.pricing (integer fen).")
     declarations: Declarations = Field(default_factory=Declarations)
+    computation: dict[str, Any] | None = Field(
+        default=None,
+        description="A computation offer (docs/computations.md): what buyers may compute "
+        "on the data without seeing it; null: none.",
+    )
 
 
 class DraftPayload(ListingContent):
@@ -125,6 +133,9 @@ class VersionPayload(_Strict):
     row_count: Count
     byte_size: Count
     format: Format
+    computation: dict[str, Any] | None = Field(
+        default=None, description="The new version's computation offer; null: none."
+    )
 
 
 class ListingVersionPublic(BaseModel):
@@ -133,6 +144,9 @@ class ListingVersionPublic(BaseModel):
     row_count: int
     byte_size: int
     format: str
+    computation: dict[str, Any] | None = Field(
+        default=None, description="The version's computation offer (null: none)."
+    )
     created_at: int
     log_leaf_hash: str
 
@@ -158,6 +172,9 @@ class ListingPublic(BaseModel):
     usage_terms: str
     pricing: dict[str, Any]
     declarations: dict[str, Any]
+    computation: dict[str, Any] | None = Field(
+        default=None, description="The current version's computation offer (null: none)."
+    )
     rejection_reason: str | None
     delisting_reason: str | None
     created_at: int

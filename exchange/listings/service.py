@@ -50,11 +50,13 @@ from exchange.participants.models import Participant, ParticipantStatus, Princip
 from exchange.pricing import parse_pricing
 from exchange.records import (
     ActionRequest,
+    InvalidPayloadError,
     SignedAction,
     check_action,
     commit_with_record,
     payload_of,
 )
+from ledger.computation.offer import ComputationOffer, OfferFormatError
 from ledger.records import canonical_json
 from ledger.sm2 import SM2PrivateKey, SM2PublicKey
 
@@ -182,6 +184,7 @@ def listing_public(session: Session, row: Listing) -> ListingPublic:
             "source_legality": row.source_legality,
             "permitted_purposes": row.permitted_purposes,
         },
+        computation=row.computation,
         rejection_reason=row.rejection_reason,
         delisting_reason=row.delisting_reason,
         created_at=row.created_at,
@@ -323,6 +326,17 @@ def _check_content(ctx: ListingContext, content: ListingContent) -> dict[str, ob
     return pricing.model_dump(exclude_defaults=True) | {"model": pricing.model}
 
 
+def _computation_offer(value: dict[str, object] | None) -> dict[str, object] | None:
+    """The normalised computation offer of a draft or version payload (422
+    ``invalid_payload`` naming the path when it is not one)."""
+    if value is None:
+        return None
+    try:
+        return ComputationOffer.from_dict(value, "payload.computation").to_dict()
+    except OfferFormatError as exc:
+        raise InvalidPayloadError(str(exc)) from None
+
+
 def _apply_content(row: Listing, content: ListingContent, pricing: dict[str, object]) -> None:
     row.title = content.title
     row.description = content.description
@@ -394,6 +408,7 @@ def missing_declarations(row: Listing) -> list[str]:
 def draft(ctx: ListingContext, body: ActionRequest) -> tuple[ListingPublic, Accepted]:
     action, payload = _action(ctx, body, "listing.drafted", DraftPayload)
     pricing = _check_content(ctx, payload)
+    offer = _computation_offer(payload.computation)
     timestamp = action.signed.record.timestamp
     session = ctx.session
 
@@ -423,6 +438,7 @@ def draft(ctx: ListingContext, body: ActionRequest) -> tuple[ListingPublic, Acce
             permitted_purposes=[],
         )
         _apply_content(row, payload, pricing)
+        row.computation = offer
         session.add(row)
         _replace_providers(session, row.id, payload)
         session.add(
@@ -433,6 +449,7 @@ def draft(ctx: ListingContext, body: ActionRequest) -> tuple[ListingPublic, Acce
                 row_count=payload.row_count,
                 byte_size=payload.byte_size,
                 format=payload.format,
+                computation=offer,
                 created_at=timestamp,
                 log_leaf_hash=action.submission.leaf_hash.hex(),
             )
@@ -451,10 +468,12 @@ def edit(
     _require_owner(row, ctx.principal)
     _require_state(row, ListingState.DRAFT, ListingState.REJECTED)
     pricing = _check_content(ctx, payload)
+    offer = _computation_offer(payload.computation)
     session = ctx.session
 
     def stage() -> Listing:
         _apply_content(row, payload, pricing)
+        row.computation = offer
         row.state = ListingState.DRAFT
         row.rejection_reason = None
         row.updated_at = action.signed.record.timestamp
@@ -465,6 +484,7 @@ def edit(
             first.row_count = payload.row_count
             first.byte_size = payload.byte_size
             first.format = payload.format
+            first.computation = offer
             first.log_leaf_hash = action.submission.leaf_hash.hex()
         return row
 
@@ -577,6 +597,7 @@ def add_version(
     action, payload = _action(ctx, body, "listing.version_added", VersionPayload)
     _check_target(payload.listing_id, listing_id)
     _require_owner(row, ctx.principal)
+    offer = _computation_offer(payload.computation)
     timestamp = action.signed.record.timestamp
     session = ctx.session
 
@@ -593,6 +614,7 @@ def add_version(
             row_count=payload.row_count,
             byte_size=payload.byte_size,
             format=payload.format,
+            computation=offer,
             created_at=timestamp,
             log_leaf_hash=action.submission.leaf_hash.hex(),
         )
@@ -602,6 +624,7 @@ def add_version(
         row.row_count = payload.row_count
         row.byte_size = payload.byte_size
         row.format = payload.format
+        row.computation = offer
         row.updated_at = timestamp
         return row
 
@@ -612,6 +635,7 @@ def add_version(
         row_count=payload.row_count,
         byte_size=payload.byte_size,
         format=payload.format,
+        computation=offer,
         created_at=timestamp,
         log_leaf_hash=action.submission.leaf_hash.hex(),
     )
