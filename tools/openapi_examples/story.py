@@ -4,6 +4,9 @@ through the SDK as its participants would."""
 from __future__ import annotations
 
 import base64
+import io
+import secrets
+import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -12,8 +15,13 @@ import httpx
 
 from clients.datasets import describe_file
 from clients.sdk import ExchangeClient
+from clients.signing import SM2RequestSigner
+from ledger.computation.result import ResultTable
+from ledger.envelope import wrap_key
+from ledger.protocol.computation import result_aad
 from ledger.records import sign_record
 from ledger.sm3 import sm3
+from ledger.sm4 import encrypt_stream
 from tools.openapi_examples.keys import KEY_LABELS, doc_key
 from tools.openapi_examples.recording import WAIT_S, Receiver, Recorder, wait_for
 
@@ -69,6 +77,28 @@ TIERED_PRICE = {
 }
 """Fen per 1000 rows: the story's file is small, so a row is dear (¥50 each, ¥20
 beyond the first 20)."""
+COMPUTATION_OFFER: dict[str, Any] = {
+    "version": 1,
+    "table": "ridership",
+    "columns": [
+        {"name": "stop_id", "control": ["never"], "aggregates": []},
+        {"name": "stop_name", "control": ["never"], "aggregates": []},
+        {"name": "district", "control": ["filter", "group_by"], "aggregates": []},
+        {"name": "date", "control": ["filter", "group_by"], "aggregates": []},
+        {"name": "boardings", "control": ["aggregate"], "aggregates": ["avg", "count", "sum"]},
+        {"name": "alightings", "control": ["aggregate"], "aggregates": ["avg", "sum"]},
+    ],
+    "min_group_size": 5,
+    "privacy": {
+        "mechanism": "laplace",
+        "epsilon_per_query": "0.5",
+        "epsilon_budget": "5",
+        "bounds": {"alightings": ["0", "40000"], "boardings": ["0", "40000"]},
+    },
+    "price": {"unit": "query", "fen": 500},
+}
+"""What the ridership's computation listing lets buyers compute: averages and sums per
+district and day, never a stop's own rows; ε 0.5 a query out of 5 per order."""
 
 
 class Story:
@@ -83,6 +113,7 @@ class Story:
             for label, key in self.keys.items()
         }
         self.public = httpx.Client(base_url=url, transport=recorder)
+        self.raw_clients: list[httpx.Client] = []
         self.ids: dict[str, str] = {
             label.replace("-", "_"): key.key_id() for label, key in self.keys.items()
         }
@@ -100,7 +131,7 @@ class Story:
         return self.rec.responses[name]
 
     def close(self) -> None:
-        for client in self.clients.values():
+        for client in [*self.clients.values(), *self.raw_clients]:
             client.close()
         self.public.close()
 
@@ -109,6 +140,7 @@ class Story:
         self.listing()
         self.money(receiver)
         self.orders()
+        self.computations()
         self.receipt()
         self.other_branches()
         self.reads()
@@ -222,6 +254,92 @@ class Story:
                 idempotency_key="resolve-1",
             )
         self.ids["disputed_order_id"] = disputed.id
+
+    def signed(self, who: str) -> httpx.Client:
+        """A raw signed client of ``who`` on the recording transport (for calls the SDK
+        does not make)."""
+        client = httpx.Client(
+            base_url=str(self.public.base_url),
+            transport=self.rec,
+            auth=SM2RequestSigner(self.keys[who]),
+        )
+        self.raw_clients.append(client)
+        return client
+
+    def computations(self) -> None:
+        """A computation listing on the same data: the buyer buys 5 queries and asks the
+        average boardings per district; the provider answers with an encrypted result."""
+        provider, operator = self.client("provider"), self.client("operator")
+        fields = {**self.fields, "pricing": FIXED_PRICE, "computation": COMPUTATION_OFFER}
+        fields["title"] = "重庆主城区公交客流 · 可算不可见 (computation only)"
+        lid = provider.create_listing(fields).id
+        provider.submit_listing(lid)
+        operator.review_listing(lid)
+        operator.publish_listing(lid)
+        buyer_key = self.keys["buyer"]
+        buyer = self.signed("buyer")
+        terms = {"computation": True, "queries": 5}
+        quoted = buyer.post(f"/listings/{lid}/quotes", json={"terms": terms})
+        quoted.raise_for_status()
+        order_id = str(uuid.uuid4())
+        placed = {"order_id": order_id, "quote": quoted.json()["quote"]}
+        record = sign_record(buyer_key, "order.placed", placed).to_dict()
+        buyer.post("/orders", json={"record": record}).raise_for_status()
+        sql = (
+            "SELECT district, AVG(boardings) AS avg_boardings FROM ridership "
+            "GROUP BY district ORDER BY district"
+        )
+        computation_id = str(uuid.uuid4())
+        asked = {"computation_id": computation_id, "order_id": order_id, "sql": sql}
+        with self.rec.step("request_computation", "POST", "/computations"):
+            record = sign_record(buyer_key, "computation.requested", asked).to_dict()
+            buyer.post("/computations", json={"record": record}).raise_for_status()
+
+        # the provider's agent: answered here by hand, with the figures of the story's file
+        table = ResultTable.of(
+            ["district", "avg_boardings"],
+            [["江北区", 17029.4], ["沙坪坝区", 16805.1], ["渝中区", 16980.6]],
+        )
+        key = secrets.token_bytes(16)
+        sealed = io.BytesIO()
+        plain = io.BytesIO(table.to_bytes())
+        encrypt_stream(key, plain, sealed, result_aad(computation_id, order_id))
+        ciphertext = sealed.getvalue()
+        path = f"/computations/{computation_id}"
+        seller = self.signed("provider")
+        with self.rec.step("upload_computation_result", "PUT", f"{path}/result", request=False):
+            seller.put(
+                f"{path}/result",
+                content=ciphertext,
+                headers={"content-type": "application/octet-stream"},
+            ).raise_for_status()
+        self.rec.requests["upload_computation_result"] = base64.b64encode(ciphertext).decode()
+        digest = base64.b64encode(sm3(ciphertext)).decode("ascii")
+        self.rec.requests["upload_computation_result_digest"] = f"sm3=:{digest}:"
+        completed = {
+            "computation_id": computation_id,
+            "order_id": order_id,
+            "query_sm3": sm3(sql.encode()).hex(),
+            "result_sm3": table.sm3_hex(),
+            "ciphertext_sm3": sm3(ciphertext).hex(),
+            "ciphertext_size": len(ciphertext),
+            "wrapped_key": base64.b64encode(wrap_key(buyer_key.public_key(), key)).decode(),
+            "epsilon_spent": "0.5",
+            "rows_scanned": int(self.fields["row_count"]),
+        }
+        with self.rec.step("answer_computation", "POST", f"{path}/outcome"):
+            record = sign_record(self.keys["provider"], "computation.completed", completed)
+            seller.post(f"{path}/outcome", json={"record": record.to_dict()}).raise_for_status()
+        with self.rec.step("get_computation", "GET", path):
+            buyer.get(path).raise_for_status()
+        with self.rec.step("list_computations", "GET", "/computations"):
+            buyer.get("/computations", params={"order_id": order_id}).raise_for_status()
+        with self.rec.step("computation_result", "GET", f"{path}/result") as got:
+            buyer.get(f"{path}/result").raise_for_status()
+        self.rec.responses["computation_result"] = {
+            "etag": got[0].headers["etag"],
+            "size": int(got[0].headers["content-length"]),
+        }
 
     def other_branches(self) -> None:
         provider, operator = self.client("provider"), self.client("operator")
