@@ -7,6 +7,7 @@ background services the lifespan starts (appender, sequencer, auto-acceptor,
 anchoring worker, event feed watcher, webhook worker). What it built is kept on
 ``app.state`` (``settings``, ``engine``, ``session_factory``, ``log_key``,
 ``authenticator``, ``appender``, ``sequencer``, ``anchoring``, ``auto_acceptor``,
+``overdue_refunder``,
 ``event_watcher``, ``event_streams``, ``webhook_dispatcher``; tests read them there) and is
 handed to the routes only through the dependencies of :mod:`exchange.api.deps`,
 which tests can swap with ``app.dependency_overrides``. No other module reads
@@ -32,6 +33,7 @@ from exchange.api import (
     accounts,
     computations,
     content,
+    deliverables,
     delivery,
     events,
     health,
@@ -62,6 +64,7 @@ from exchange.log.sequencer import Sequencer
 from exchange.migrations import ensure_schema
 from exchange.orders.lifecycle import AutoAcceptor
 from exchange.orders.models import create_order_tables
+from exchange.orders.overdue import OverdueRefunder
 from exchange.participants.operators import Operators
 from exchange.settings import Settings
 from exchange.webhooks.dispatcher import WebhookDispatcher
@@ -145,6 +148,7 @@ ROUTERS = (
     content.router,
     delivery.router,
     computations.router,
+    deliverables.router,
     events.router,
     webhooks.router,
 )
@@ -247,6 +251,19 @@ def _start_auto_accept(app: FastAPI) -> BackgroundService | None:
     return acceptor
 
 
+def _start_overdue_refunds(app: FastAPI) -> BackgroundService | None:
+    # Paid orders past their delivery deadline: refunded in full by the exchange
+    # (exchange.orders.overdue); like auto-accept, safe in every worker process.
+    refunder = OverdueRefunder(
+        app.state.session_factory,
+        app.state.log_key,
+        interval=app.state.settings.auto_accept_interval_s,
+    )
+    refunder.start()
+    app.state.overdue_refunder = refunder
+    return refunder
+
+
 def _start_event_watcher(app: FastAPI) -> BackgroundService | None:
     # Follows the feed's head (and records final anchors as events) for the streams
     # and the webhook worker of this process.
@@ -275,6 +292,7 @@ DEFAULT_SERVICES: tuple[ServiceStarter, ...] = (
     _start_appender,
     _start_sequencer,
     _start_auto_accept,
+    _start_overdue_refunds,
     _start_anchoring,
     _start_event_watcher,
     _start_webhooks,
@@ -337,6 +355,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.sequencer = None
     app.state.anchoring = None
     app.state.auto_acceptor = None
+    app.state.overdue_refunder = None
     app.state.event_watcher = None
     app.state.event_streams = StreamCount()
     app.state.webhook_dispatcher = None

@@ -9,6 +9,7 @@ derives, for each record, the movements it must have caused (docs/money.md):
 * ``settlement.paid``: the buyer's held −= amount, each payout and the platform
   fee credited;
 * ``dispute.resolved`` with ``refund``: the order's remaining escrow back to the buyer;
+* ``delivery.overdue``: its ``refund`` (the whole escrow) back to the buyer;
 * ``access.revoked``: the refund of :func:`exchange.orders.settle.revocation_refund`
   (from the escrow, or clawed back from the payees of a settled order).
 
@@ -61,6 +62,7 @@ MONEY_RECORDS = (
     "settlement.paid",
     "dispute.resolved",
     "access.revoked",
+    "delivery.overdue",
 )
 """The record types that move money or change what a later one moves."""
 
@@ -314,6 +316,18 @@ class _Replay:
             self._move(order.buyer, MovementKind.REFUND, order.escrow)
             order.escrow = 0
             order.state = "refunded"
+
+    def _delivery_overdue(self, _actor: str, payload: Mapping[str, Any]) -> None:
+        order = self._order(payload)
+        refund = _fen(payload["refund"])
+        if order.state != "placed" or refund != order.escrow:
+            raise _Unreadable(
+                f"order {payload['order_id']} is {order.state} with {order.escrow} fen in "
+                f"escrow; an overdue refund of {refund} fen does not apply"
+            )
+        self._move(order.buyer, MovementKind.REFUND, refund)
+        order.escrow = 0
+        order.state = "refunded"
 
     def _access_revoked(self, _actor: str, payload: Mapping[str, Any]) -> None:
         order = self._order(payload)

@@ -14,12 +14,14 @@ or checkpoint, nor they for a quote)::
 
     {"kind": "shancheng.quote.v1", "quote_id": hex(16 bytes),
      "listing_id": str, "listing_version": int, "content_digest": hex(32 bytes),
-     "buyer_key_id": hex, "terms": {"rows": int|null, "periods": int|null,
-     "licence": str}, "amount": int, "currency": "CNY",
+     "buyer_key_id": hex, "terms": {"rows": int|null, "row_offset": int,
+     "periods": int|null, "licence": str}, "amount": int, "currency": "CNY",
      "issued_at": ms, "expires_at": ms, "log_key_id": hex}
 
-A computation order's terms add ``"computation": true, "queries": int|null``
-(present only then: quotes for data keep their encoding).
+``terms.row_offset`` (the first row bought) is there exactly when ``rows`` is
+(quotes issued before it existed have neither it nor a way to carry it, and
+still verify). A computation order's terms add ``"computation": true, "queries":
+int|null`` (present only then: quotes for data keep their encoding).
 
 The JSON form (:meth:`Quote.to_dict`) is the same object without ``kind``,
 plus ``"signature"`` (standard base64 DER).
@@ -102,6 +104,7 @@ _FIELDS: Final = (
     "signature",
 )
 _TERMS_FIELDS: Final = ("rows", "periods", "licence")
+_ROW_TERMS_FIELDS: Final = ("rows", "row_offset", "periods", "licence")
 _COMPUTATION_FIELDS: Final = ("computation", "queries")
 
 
@@ -166,13 +169,14 @@ def _check_text(value: Any, path: str, maximum: int) -> str:
 
 @dataclass(frozen=True, slots=True)
 class QuoteTerms:
-    """What is bought: ``rows`` (tiered pricing), ``periods`` (subscription), licence;
-    or, with ``computation``, queries on the data (``queries``: how many, for an
-    offer priced per query)."""
+    """What is bought: ``rows`` from ``row_offset`` (tiered pricing), ``periods``
+    (subscription), licence; or, with ``computation``, queries on the data
+    (``queries``: how many, for an offer priced per query)."""
 
     rows: int | None
     periods: int | None
     licence: str
+    row_offset: int | None = None
     computation: bool = False
     queries: int | None = None
 
@@ -180,6 +184,10 @@ class QuoteTerms:
         _check_optional_count(self.rows, "terms.rows")
         _check_optional_count(self.periods, "terms.periods")
         _check_text(self.licence, "terms.licence", MAX_LICENCE_LENGTH)
+        if self.row_offset is not None:
+            if self.rows is None:
+                raise QuoteFormatError("terms.row_offset: only together with rows")
+            _format(check_int, self.row_offset, "terms.row_offset")
         if not isinstance(self.computation, bool):
             raise QuoteFormatError("terms.computation: expected true")
         _check_optional_count(self.queries, "terms.queries")
@@ -189,19 +197,20 @@ class QuoteTerms:
             )
 
     def to_dict(self) -> dict[str, Any]:
-        terms: dict[str, Any] = {
-            "rows": self.rows,
-            "periods": self.periods,
-            "licence": self.licence,
-        }
+        terms: dict[str, Any] = {"rows": self.rows}
+        if self.row_offset is not None:
+            terms["row_offset"] = self.row_offset
+        terms |= {"periods": self.periods, "licence": self.licence}
         if self.computation:
             terms |= {"computation": True, "queries": self.queries}
         return terms
 
     @classmethod
     def from_dict(cls, data: Any, *, path: str = "terms") -> QuoteTerms:
+        with_offset = isinstance(data, dict) and "row_offset" in data
         computing = isinstance(data, dict) and "computation" in data
-        keys = _TERMS_FIELDS + _COMPUTATION_FIELDS if computing else _TERMS_FIELDS
+        keys: tuple[str, ...] = _ROW_TERMS_FIELDS if with_offset else _TERMS_FIELDS
+        keys += _COMPUTATION_FIELDS if computing else ()
         f = _format(Fields, data, path, keys)
         if computing and f.raw("computation") is not True:
             raise QuoteFormatError(f"{f.path('computation')}: true, or no such field")
@@ -209,6 +218,7 @@ class QuoteTerms:
             rows=f.raw("rows"),
             periods=f.raw("periods"),
             licence=f.raw("licence"),
+            row_offset=f.raw("row_offset") if with_offset else None,
             computation=computing,
             queries=f.raw("queries") if computing else None,
         )

@@ -209,6 +209,7 @@ def _race(client: Client, operator: SM2PrivateKey, log_pub: Any, db: LogDatabase
         "licence": "Shancheng standard data licence v1",
         "usage_terms": "No re-identification.",
         "pricing": {"model": "fixed", "price": 1_000, "seats": SEATS},
+        "custody": "exchange",
         "declarations": {
             "classification": "一般",
             "personal_information": False,

@@ -111,7 +111,8 @@ def _declared_length(request: Request) -> int | None:
                 400: "upload_incomplete (the client went away)",
                 403: "not_a_provider",
                 404: "listing_not_found, version_not_found",
-                409: "listing_delisted, content_exists",
+                409: "provider_custody (the data stays with its provider), listing_delisted, "
+                "content_exists",
                 413: "content_too_large (settings.content_max_bytes)",
                 422: "invalid_request, content_digest_mismatch (the bytes are not those "
                 "the listing version commits to)",

@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from exchange.accounts.service import now_ms
 from exchange.api.deps import (
     ContentStoreDep,
+    DeliverableStoreDep,
     LogKeyDep,
     SessionDep,
     SettingsDep,
@@ -26,12 +27,12 @@ from exchange.api.examples import json_body, ok, response_example
 from exchange.api.params import OrderIdPath
 from exchange.api.responses import signed_errors
 from exchange.content import RangeNotSatisfiableError, content_range, parse_range
+from exchange.content.deliverables import StoredDeliverable
 from exchange.content.store import Delivery
 from exchange.delivery import service
 from exchange.delivery.schemas import DeliveryIssued, DeliveryRequest
 from exchange.errors import error_body
 from exchange.participants.models import Principal, Role
-from ledger.sm3 import sm3
 
 __all__ = ["router"]
 
@@ -69,7 +70,8 @@ def _download_headers(length: int) -> dict[str, Any]:
         **signed_errors(
             {
                 **_ACCESS_ERRORS,
-                409: "order_closed (refunded), content_not_available (not uploaded yet), "
+                409: "provider_custody (the provider's agent delivers: GET .../delivery), "
+                "order_closed (refunded), content_not_available (not uploaded yet), "
                 "concurrent_update",
                 422: "invalid_request",
             }
@@ -105,19 +107,14 @@ def request_delivery(
     )
 
 
-def _etag(delivery: Delivery) -> str:
-    """Names the stored ciphertext, not just the plaintext: content stored again
-    (a fresh key) gets a new tag, so a resumed download never mixes two."""
-    content = delivery.content
-    tag = sm3(b"shancheng.ciphertext.v1\x00" + content.sm3_hex.encode() + content.wrapped_key)
-    return f'"{tag.hex()}"'
-
-
 def _download(
-    method: str, delivery: Delivery, range_header: str | None, if_range: str | None
+    method: str,
+    delivery: Delivery | StoredDeliverable,
+    range_header: str | None,
+    if_range: str | None,
 ) -> Response:
     size = delivery.size
-    etag = _etag(delivery)
+    etag = delivery.etag
     headers = {"Accept-Ranges": "bytes", "ETag": etag}
     if if_range is not None and if_range.strip() != etag:
         range_header = None  # the client's part is of another ciphertext: send it whole
@@ -149,11 +146,14 @@ def _serve(
     principal: Principal,
     session: SessionDep,
     store: ContentStoreDep,
+    deliverables: DeliverableStoreDep,
     request: Request,
     range_header: str | None,
     if_range: str | None,
 ) -> Response:
-    delivery = service.open_download(session, store, principal, order_id, now_ms=now_ms())
+    delivery = service.open_download(
+        session, store, deliverables, principal, order_id, now_ms=now_ms()
+    )
     session.close()  # the stream may take long: hold no connection meanwhile
     return _download(request.method, delivery, range_header, if_range)
 
@@ -197,6 +197,7 @@ def download_content(
     principal: Buyer,
     session: SessionDep,
     store: ContentStoreDep,
+    deliverables: DeliverableStoreDep,
     request: Request,
     range_header: Annotated[
         str | None,
@@ -213,9 +214,14 @@ def download_content(
     """The stored SM4-GCM ciphertext (the chunked format of ledger.sm4.encrypt_stream),
     exactly as stored: decrypt it with the key from your envelope
     (ledger.delivery.decrypt_file, then check the SM3 against the order's
-    content_digest). Needs an envelope issued before (POST .../delivery). A
+    content_digest). Needs an envelope issued before (POST .../delivery). In
+    provider custody: the ciphertext the provider's agent uploaded for this
+    order, byte for byte, once its delivery.issued is logged (ETag: its SM3);
+    decrypt it with the key wrapped in that record (GET .../delivery). A
     download resumes with `Range: bytes=<bytes you have>-` (and `If-Range: <ETag>`)."""
-    return _serve(order_id, principal, session, store, request, range_header, if_range)
+    return _serve(
+        order_id, principal, session, store, deliverables, request, range_header, if_range
+    )
 
 
 @router.head("/{order_id}/content", include_in_schema=False)
@@ -224,9 +230,12 @@ def download_content_head(
     principal: Buyer,
     session: SessionDep,
     store: ContentStoreDep,
+    deliverables: DeliverableStoreDep,
     request: Request,
     range_header: Annotated[str | None, Header(alias="Range")] = None,
     if_range: Annotated[str | None, Header(alias="If-Range")] = None,
 ) -> Response:
     """The headers of the download (size, ETag, range) without its body."""
-    return _serve(order_id, principal, session, store, request, range_header, if_range)
+    return _serve(
+        order_id, principal, session, store, deliverables, request, range_header, if_range
+    )

@@ -41,6 +41,7 @@ from exchange.auth.authorisation import check_active, check_role
 from exchange.auth.errors import AuthenticationError
 from exchange.auth.verifier import Authenticator, RequestHead, RequestParts, StreamedBody
 from exchange.content import ContentStore, content_store_from_settings
+from exchange.content.deliverables import DeliverableStore
 from exchange.events.watcher import FeedWatcher
 from exchange.log.appender import Appender
 from exchange.log.sequencer import SessionFactory
@@ -57,6 +58,7 @@ __all__ = [
     "AuthenticatorDep",
     "ContentStoreDep",
     "CurrentParticipant",
+    "DeliverableStoreDep",
     "EngineDep",
     "EventStreamsDep",
     "EventWatcherDep",
@@ -77,6 +79,7 @@ __all__ = [
     "get_appender",
     "get_authenticator",
     "get_content_store",
+    "get_deliverable_store",
     "get_engine",
     "get_event_streams",
     "get_event_watcher",
@@ -216,6 +219,14 @@ def get_content_store(request: Request, settings: SettingsDep) -> ContentStore:
 
 
 ContentStoreDep = Annotated[ContentStore, Depends(get_content_store)]
+
+
+def get_deliverable_store(store: ContentStoreDep) -> DeliverableStore:
+    """Provider-custody deliverables, beside the content store (``deliverables/``)."""
+    return DeliverableStore(store.root / "deliverables")
+
+
+DeliverableStoreDep = Annotated[DeliverableStore, Depends(get_deliverable_store)]
 
 UPLOAD_THREADS = 16
 """Most uploads streaming at once per worker process. Each holds a worker thread

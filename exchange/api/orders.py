@@ -258,8 +258,11 @@ def dispute_order(
     log_key: LogKeyDep,
 ) -> OrderChanged:
     """An ``order.disputed`` record signed by the buyer: ``{"order_id", "reason"}``
-    (1 to 1000 characters), while the order is delivered and before its
-    ``acceptance_deadline``. An operator then resolves it."""
+    (1 to 1000 characters) and optionally ``"evidence"``: a JSON object of at most
+    16 KiB canonical JSON, e.g. what the SDK's failed check found (``{"check":
+    "range_proof", "expected": ..., "actual": ...}``), logged with the record. While
+    the order is delivered and before its ``acceptance_deadline``. An operator then
+    resolves it."""
     action = _action(body, principal, authenticator, "order.disputed")
     _check_target(action, order_id)
     return lifecycle.dispute(session, action, log_key)

@@ -170,6 +170,16 @@ _MESSAGES = {
     "computation_mismatch": "payload.epsilon_spent is '0.4'; the computation's is '0.5'",
     "result_too_large": "the result exceeds the limit of 16777216 bytes; nothing was kept",
     "not_completed": "computation 3f1c9a2e-7b4d-4e8a-9c61-0d2f5b7a8e13 is pending, not completed",
+    "provider_custody": "this listing's data stays with its provider; the exchange takes no "
+    "content for it",
+    "exchange_custody": "listing {listing_id} is in exchange custody: the exchange delivers "
+    "its orders (POST /orders/{order_id}/delivery)",
+    "already_delivered": "order {order_id} was delivered already; its deliverable is final",
+    "deliverable_missing": "no deliverable was uploaded for order {order_id}: PUT "
+    "/orders/{order_id}/deliverable first",
+    "delivery_mismatch": "payload.ciphertext_sm3 is "
+    "9d3e1c7b5a2f8e4d6c0b9a8f7e6d5c4b3a2f1e0d9c8b7a6f5e4d3c2b1a0f9e8d; the uploaded "
+    "deliverable's is 4c1f9b0e7d2a8c3f6e5b1a0d9c8e7f6a5b4c3d2e1f0a9b8c7d6e5f4a3b2c1d0e",
     # events and webhooks
     "invalid_webhook_url": "url must be an http or https URL",
     "too_many_webhooks": "you have 20 webhooks, the most one participant may register; "

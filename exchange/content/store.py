@@ -67,7 +67,7 @@ from ledger import envelope, sm4
 from ledger.errors import DecryptionError
 from ledger.records import canonical_json
 from ledger.sm2 import SM2PublicKey
-from ledger.sm3 import SM3Hasher
+from ledger.sm3 import SM3Hasher, sm3
 
 __all__ = [
     "CIPHERTEXT_NAME",
@@ -78,6 +78,7 @@ __all__ = [
     "StoredContent",
     "blocking_chunks",
     "content_store_from_settings",
+    "read_file_range",
 ]
 
 CIPHERTEXT_NAME: Final = "content.sm4s"
@@ -246,38 +247,52 @@ class Delivery:
         """Ciphertext length in bytes (the ``Content-Length`` of a full download)."""
         return self.content.ciphertext_size
 
+    @property
+    def etag(self) -> str:
+        """Names the stored ciphertext, not just the plaintext: content stored again
+        (a fresh key) gets a new tag, so a resumed download never mixes two."""
+        content = self.content
+        tag = sm3(b"shancheng.ciphertext.v1\x00" + content.sm3_hex.encode() + content.wrapped_key)
+        return f'"{tag.hex()}"'
+
     def read_range(
         self, start: int = 0, end: int | None = None, *, block_size: int = READ_BLOCK
     ) -> Iterator[bytes]:
-        """Yield the ciphertext bytes ``[start, end)`` (``end`` defaults to the size)
-        in blocks of at most ``block_size``.
+        """The ciphertext bytes ``[start, end)``: :func:`read_file_range`."""
+        return read_file_range(self.path, self.size, start, end, block_size=block_size)
 
-        Raises :class:`RangeNotSatisfiableError` unless ``0 <= start <= end <= size``
-        (checked before the first block). Stitching consecutive ranges gives
-        the whole ciphertext, so a download resumes at any offset.
-        """
-        stop = self.size if end is None else end
-        for value in (start, stop):
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise RangeNotSatisfiableError("range bounds must be integers", self.size)
-        if not 0 <= start <= stop <= self.size:
-            raise RangeNotSatisfiableError(
-                f"range [{start}, {stop}) is outside [0, {self.size})", self.size
-            )
-        if block_size < 1:
-            raise ValueError("block_size must be positive")
-        return self._blocks(start, stop, block_size)
 
-    def _blocks(self, start: int, stop: int, block_size: int) -> Iterator[bytes]:
-        with open(self.path, "rb") as handle:
-            handle.seek(start)
-            left = stop - start
-            while left:
-                data = handle.read(min(block_size, left))
-                if not data:
-                    raise ContentCorruptError("the stored ciphertext is shorter than recorded")
-                left -= len(data)
-                yield data
+def read_file_range(
+    path: Path, size: int, start: int = 0, end: int | None = None, *, block_size: int = READ_BLOCK
+) -> Iterator[bytes]:
+    """Yield the bytes ``[start, end)`` (``end`` defaults to ``size``) of the file at
+    ``path`` of ``size`` bytes, in blocks of at most ``block_size``.
+
+    Raises :class:`RangeNotSatisfiableError` unless ``0 <= start <= end <= size``
+    (checked before the first block). Stitching consecutive ranges gives the
+    whole file, so a download resumes at any offset.
+    """
+    stop = size if end is None else end
+    for value in (start, stop):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise RangeNotSatisfiableError("range bounds must be integers", size)
+    if not 0 <= start <= stop <= size:
+        raise RangeNotSatisfiableError(f"range [{start}, {stop}) is outside [0, {size})", size)
+    if block_size < 1:
+        raise ValueError("block_size must be positive")
+    return _blocks(path, start, stop, block_size)
+
+
+def _blocks(path: Path, start: int, stop: int, block_size: int) -> Iterator[bytes]:
+    with open(path, "rb") as handle:
+        handle.seek(start)
+        left = stop - start
+        while left:
+            data = handle.read(min(block_size, left))
+            if not data:
+                raise ContentCorruptError("the stored ciphertext is shorter than recorded")
+            left -= len(data)
+            yield data
 
 
 class ContentStore:

@@ -5,11 +5,17 @@ from __future__ import annotations
 from exchange.errors import ConflictError, ExchangeError, ForbiddenError, NotFoundError
 
 __all__ = [
+    "AlreadyDeliveredError",
     "ContentDigestMismatchError",
     "ContentNotAvailableError",
+    "DeliverableMissingError",
+    "DeliveryMismatchError",
+    "ExchangeCustodyError",
     "ListingDelistedError",
     "NotDeliveredError",
     "NotProviderError",
+    "OrderClosedError",
+    "ProviderCustodyError",
     "UploadIncompleteError",
     "VersionNotFoundError",
 ]
@@ -53,3 +59,41 @@ class NotDeliveredError(ConflictError):
     """The ciphertext is served only after an envelope was issued for the order."""
 
     code = "not_delivered"
+
+
+class ProviderCustodyError(ConflictError):
+    """The listing's data stays with its provider: the exchange takes no content for it
+    and issues no envelope (the provider's agent delivers)."""
+
+    code = "provider_custody"
+
+
+class ExchangeCustodyError(ConflictError):
+    """The listing is in exchange custody: its orders are delivered by the exchange."""
+
+    code = "exchange_custody"
+
+
+class OrderClosedError(ConflictError):
+    """The order was refunded (or its access revoked): nothing more is delivered."""
+
+    code = "order_closed"
+
+
+class AlreadyDeliveredError(ConflictError):
+    """The order was delivered already: its deliverable is final."""
+
+    code = "already_delivered"
+
+
+class DeliverableMissingError(ConflictError):
+    """No ciphertext was uploaded for the order (``PUT /orders/{id}/deliverable``)."""
+
+    code = "deliverable_missing"
+
+
+class DeliveryMismatchError(ExchangeError):
+    """The provider's delivery record does not describe this order (or its upload)."""
+
+    status = 422
+    code = "delivery_mismatch"

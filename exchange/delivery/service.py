@@ -23,13 +23,19 @@ import base64
 from sqlmodel import Session
 
 from exchange.content import ContentNotFoundError, ContentStore, Delivery, StoredContent
-from exchange.delivery.errors import ContentNotAvailableError, NotDeliveredError
+from exchange.content.deliverables import DeliverableStore, StoredDeliverable
+from exchange.delivery.errors import (
+    ContentNotAvailableError,
+    NotDeliveredError,
+    ProviderCustodyError,
+)
+from exchange.delivery.provider import delivered_upload
 from exchange.delivery.schemas import DeliveryIssued
 from exchange.orders.access import check_access
-from exchange.orders.models import Order, OrderState
+from exchange.orders.models import Order, OrderDelivery, OrderState
 from exchange.orders.service import OrderNotFoundError
 from exchange.participants.models import Principal
-from exchange.records import commit_with_exchange_record, log_receipt
+from exchange.records import commit_with_record, exchange_action, log_receipt
 from ledger.sm2 import SM2PrivateKey, SM2PublicKey
 from ledger.sm3 import sm3
 
@@ -77,11 +83,17 @@ def issue(
 ) -> DeliveryIssued:
     """A fresh envelope for the buyer of ``order_id`` (see the module docstring).
 
-    Raises 404 ``order_not_found``, 403 ``access_revoked`` / ``access_expired``,
-    409 ``order_closed``, 409 ``content_not_available``, 409
-    ``concurrent_update`` (the order changed meanwhile; ask again).
+    Raises 404 ``order_not_found``, 409 ``provider_custody`` (the provider's agent
+    delivers), 403 ``access_revoked`` / ``access_expired``, 409 ``order_closed``,
+    409 ``content_not_available``, 409 ``concurrent_update`` (the order changed
+    meanwhile; ask again).
     """
     order = _own_order(session, principal, order_id)
+    if order.custody == "provider":
+        raise ProviderCustodyError(
+            f"the data of order {order_id} stays with its provider, whose agent delivers it: "
+            f"GET /orders/{order_id}/delivery"
+        )
     check_access(order, now_ms)
     content = _stored(store, order)
     envelope = store.envelope_for(SM2PublicKey.from_pem(principal.public_key_pem), content)
@@ -95,6 +107,7 @@ def issue(
     }
 
     def stage() -> None:
+        session.add(OrderDelivery(leaf_hash=action.submission.leaf_hash.hex(), order_id=order.id))
         if order.state == OrderState.PLACED:
             order.state = OrderState.DELIVERED.value
             order.delivered_at = now_ms
@@ -102,7 +115,8 @@ def issue(
             order.updated_at = now_ms
             session.add(order)
 
-    _, accepted = commit_with_exchange_record(session, log_key, DELIVERY_ISSUED, payload, stage)
+    action = exchange_action(log_key, DELIVERY_ISSUED, payload)
+    _, accepted = commit_with_record(session, action, log_key, stage)
     return DeliveryIssued(
         order_id=order_id,
         listing_id=content.listing_id,
@@ -117,9 +131,17 @@ def issue(
 
 
 def open_download(
-    session: Session, store: ContentStore, principal: Principal, order_id: str, *, now_ms: int
-) -> Delivery:
-    """The stored ciphertext of the buyer's order, once an envelope was issued.
+    session: Session,
+    store: ContentStore,
+    deliverables: DeliverableStore,
+    principal: Principal,
+    order_id: str,
+    *,
+    now_ms: int,
+) -> Delivery | StoredDeliverable:
+    """The stored ciphertext of the buyer's order, once delivered: the listing
+    version's (exchange custody, after an envelope was issued) or the order's own
+    deliverable that the provider's ``delivery.issued`` names (provider custody).
 
     Raises 404 ``order_not_found``, 403 ``access_revoked`` / ``access_expired``,
     409 ``order_closed``, 409 ``not_delivered``, 409 ``content_not_available``.
@@ -127,9 +149,17 @@ def open_download(
     order = _own_order(session, principal, order_id)
     check_access(order, now_ms)
     if order.delivered_at is None:
-        raise NotDeliveredError(
-            f"no envelope was issued for order {order_id} yet: POST /orders/{order_id}/delivery"
+        how = (
+            "its provider has not delivered it"
+            if order.custody == "provider"
+            else f"request the envelope first: POST /orders/{order_id}/delivery"
         )
+        raise NotDeliveredError(f"order {order_id} has not been delivered yet; {how}")
+    if order.custody == "provider":
+        upload = delivered_upload(session, deliverables, order)
+        if upload is None:
+            raise ContentNotAvailableError(f"the deliverable of order {order_id} is gone")
+        return upload
     try:
         return store.open_for_delivery(order.listing_id, order.version)
     except ContentNotFoundError:

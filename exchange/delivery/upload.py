@@ -31,6 +31,7 @@ from exchange.delivery.errors import (
     ContentDigestMismatchError,
     ListingDelistedError,
     NotProviderError,
+    ProviderCustodyError,
     VersionNotFoundError,
 )
 from exchange.listings.models import Listing, ListingProvider, ListingState, ListingVersion
@@ -45,7 +46,8 @@ def upload_target(session: Session, principal: Principal, listing_id: str, versi
     """The SM3 digest (hex) the upload must have; refuses, in this order:
 
     404 ``listing_not_found`` (none, or a draft you may not see), 403
-    ``not_a_provider``, 404 ``version_not_found``, 409 ``listing_delisted``.
+    ``not_a_provider``, 409 ``provider_custody`` (the data stays with its
+    provider), 404 ``version_not_found``, 409 ``listing_delisted``.
     Any other listing state takes uploads (content may arrive before review).
     """
     listing = session.get(Listing, listing_id)
@@ -55,6 +57,10 @@ def upload_target(session: Session, principal: Principal, listing_id: str, versi
         if listing.state in PUBLIC_STATES or principal.is_operator:
             raise NotProviderError(f"only the providers of listing {listing_id} upload its content")
         raise ListingNotFoundError(f"no listing {listing_id}")
+    if listing.custody == "provider":
+        raise ProviderCustodyError(
+            "this listing's data stays with its provider; the exchange takes no content for it"
+        )
     row = session.get(ListingVersion, (listing_id, version))
     if row is None:
         raise VersionNotFoundError(f"listing {listing_id} has no version {version}")

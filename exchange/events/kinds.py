@@ -45,6 +45,7 @@ RECORD_EVENTS: Final[Mapping[str, _Namer]] = {
     "computation.requested": _fixed("computation.requested"),
     "computation.completed": _fixed("computation.completed"),
     "computation.refused": _fixed("computation.refused"),
+    "delivery.overdue": _fixed("delivery.overdue"),
 }
 """Record type → the event type of such a record (given its payload)."""
 
@@ -60,6 +61,7 @@ _TYPES_OF_RECORD: Final[Mapping[str, frozenset[str]]] = {
     "computation.requested": frozenset({"computation.requested"}),
     "computation.completed": frozenset({"computation.completed"}),
     "computation.refused": frozenset({"computation.refused"}),
+    "delivery.overdue": frozenset({"delivery.overdue"}),
 }
 
 EVENT_TYPES: Final = tuple(

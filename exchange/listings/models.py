@@ -60,6 +60,10 @@ class Listing(SQLModel, table=True):
     published_at: int | None = Field(default=None, sa_type=BigInteger)
     computation: dict[str, Any] | None = Field(default=None, sa_type=JSON)
     """The current version's computation offer (``ComputationOffer.to_dict()``), if any."""
+    custody: str = Field(default="provider", max_length=16)
+    """``provider`` (the provider's agent holds the data) or ``exchange``."""
+    delivery_window_s: int = Field(default=86_400)
+    """Seconds a paid order may wait for its delivery before it is refunded."""
     row_version: int = Field(default=1, sa_column=_listing_row_version)
 
 
@@ -87,6 +91,8 @@ class ListingVersion(SQLModel, table=True):
     format: str
     computation: dict[str, Any] | None = Field(default=None, sa_type=JSON)
     """The computation offer the provider signed for this version, if any."""
+    row_root: str | None = Field(default=None, max_length=64)
+    """SM3 row-tree root (hex) the provider signed for this version."""
     created_at: int = Field(sa_type=BigInteger)
     log_leaf_hash: str = Field(max_length=64)
     """Leaf hash (hex) of the record that declared the version."""

@@ -10,10 +10,18 @@ pass; the record layer already refuses floats). Record types and payloads:
 * ``listing.rejected``: ``{"listing_id", "reason"}``
 * ``listing.delisted``: ``{"listing_id", "reason"}``
 * ``listing.version_added``: ``{"listing_id", "version", "content_digest",
-  "row_count", "byte_size", "format", "computation"}``
+  "row_count", "byte_size", "format", "row_root", "computation"}``
 
 ``computation`` (optional, ``null`` by default) is the version's computation offer:
-``ledger.computation.offer.ComputationOffer`` JSON (docs/computations.md).
+``ledger.computation.offer.ComputationOffer`` JSON (docs/computations.md); it needs
+provider custody (the provider's agent runs the queries).
+
+``custody`` says who holds the data (docs/custody.md): ``provider`` (the default:
+the provider's agent keeps it and delivers each order end-to-end encrypted; the
+exchange never sees plaintext) or ``exchange`` (the provider uploads it and the
+exchange encrypts it at rest and can read it). ``row_root`` is the SM3 row-tree
+root of the dataset (``clients.datasets.describe_file``): required in provider
+custody, where buyers check the rows they receive against it.
 """
 
 from __future__ import annotations
@@ -45,6 +53,11 @@ UpdateFrequency = Literal[
 SampleValue = str | StrictInt | StrictBool | None
 
 MAX_SAMPLE_ROWS = 100
+DEFAULT_DELIVERY_WINDOW_S = 86_400
+MIN_DELIVERY_WINDOW_S = 60
+MAX_DELIVERY_WINDOW_S = 30 * 86_400
+
+Custody = Literal["provider", "exchange"]
 
 
 class _Strict(BaseModel):
@@ -101,7 +114,22 @@ class ListingContent(_Strict):
     computation: dict[str, Any] | None = Field(
         default=None,
         description="A computation offer (docs/computations.md): what buyers may compute "
-        "on the data without seeing it; null: none.",
+        "on the data without seeing it; null: none. Needs provider custody.",
+    )
+    custody: Custody = Field(
+        default="provider",
+        description="Who holds the data: the provider's agent (default) or the exchange.",
+    )
+    row_root: HexDigest | None = Field(
+        default=None,
+        description="SM3 row-tree root of the dataset; required in provider custody.",
+    )
+    delivery_window_s: Annotated[
+        StrictInt, Field(ge=MIN_DELIVERY_WINDOW_S, le=MAX_DELIVERY_WINDOW_S)
+    ] = Field(
+        default=DEFAULT_DELIVERY_WINDOW_S,
+        description="Seconds the provider has to deliver a paid order before the exchange "
+        "refunds it in full.",
     )
 
 
@@ -136,6 +164,7 @@ class VersionPayload(_Strict):
     computation: dict[str, Any] | None = Field(
         default=None, description="The new version's computation offer; null: none."
     )
+    row_root: HexDigest | None = None
 
 
 class ListingVersionPublic(BaseModel):
@@ -147,6 +176,7 @@ class ListingVersionPublic(BaseModel):
     computation: dict[str, Any] | None = Field(
         default=None, description="The version's computation offer (null: none)."
     )
+    row_root: str | None = Field(default=None, description="SM3 row-tree root of the version.")
     created_at: int
     log_leaf_hash: str
 
@@ -175,6 +205,11 @@ class ListingPublic(BaseModel):
     computation: dict[str, Any] | None = Field(
         default=None, description="The current version's computation offer (null: none)."
     )
+    custody: str = Field(
+        examples=["provider"], description="provider: only the provider can read the data."
+    )
+    delivery_window_s: int
+    row_root: str | None = Field(description="Row-tree root of the current version.")
     rejection_reason: str | None
     delisting_reason: str | None
     created_at: int

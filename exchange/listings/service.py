@@ -19,7 +19,8 @@ providers and operators (404 ``listing_not_found`` to anyone else, so drafts
 do not leak). Refusals: 403 ``not_owner`` / ``provider_unverified``, 409
 ``invalid_state``, 422 ``core_data_forbidden``, ``declarations_incomplete``,
 ``invalid_shares``, ``unknown_provider``, ``invalid_sample``,
-``invalid_pricing``; 413 ``sample_too_large``.
+``invalid_pricing``, ``invalid_payload`` (provider custody without a
+``row_root``; quantity pricing outside provider custody); 413 ``sample_too_large``.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ from exchange.listings.schemas import (
 from exchange.listings.search import index as search_index
 from exchange.log.service import Accepted
 from exchange.participants.models import Participant, ParticipantStatus, Principal, Role
-from exchange.pricing import parse_pricing
+from exchange.pricing import TieredPricing, parse_pricing
 from exchange.records import (
     ActionRequest,
     InvalidPayloadError,
@@ -154,6 +155,7 @@ def _providers(session: Session, listing_id: str) -> list[ListingProvider]:
 
 
 def listing_public(session: Session, row: Listing) -> ListingPublic:
+    current = session.get(ListingVersion, (row.id, row.version))
     return ListingPublic(
         id=row.id,
         state=row.state,
@@ -185,6 +187,9 @@ def listing_public(session: Session, row: Listing) -> ListingPublic:
             "permitted_purposes": row.permitted_purposes,
         },
         computation=row.computation,
+        custody=row.custody,
+        delivery_window_s=row.delivery_window_s,
+        row_root=None if current is None else current.row_root,
         rejection_reason=row.rejection_reason,
         delisting_reason=row.delisting_reason,
         created_at=row.created_at,
@@ -323,18 +328,37 @@ def _check_content(ctx: ListingContext, content: ListingContent) -> dict[str, ob
         if unknown:
             raise InvalidSampleError(f"sample_rows[{i}] has unknown column(s) {unknown}")
     pricing = parse_pricing(content.pricing)
+    _check_custody(content, pricing)
     return pricing.model_dump(exclude_defaults=True) | {"model": pricing.model}
 
 
-def _computation_offer(value: dict[str, object] | None) -> dict[str, object] | None:
+def _computation_offer(value: dict[str, object] | None, custody: str) -> dict[str, object] | None:
     """The normalised computation offer of a draft or version payload (422
-    ``invalid_payload`` naming the path when it is not one)."""
+    ``invalid_payload`` naming the path when it is not one, or when the data is not
+    in provider custody: the provider's agent runs the queries)."""
     if value is None:
         return None
+    if custody != "provider":
+        raise InvalidPayloadError(
+            "payload.computation: a computation offer needs provider custody: the "
+            "provider's agent runs the queries on data that stays with it"
+        )
     try:
         return ComputationOffer.from_dict(value, "payload.computation").to_dict()
     except OfferFormatError as exc:
         raise InvalidPayloadError(str(exc)) from None
+
+
+def _check_custody(content: ListingContent, pricing: object) -> None:
+    if content.custody == "provider" and content.row_root is None:
+        raise InvalidPayloadError(
+            "payload.row_root: required in provider custody (the SM3 row-tree root of the "
+            "dataset, clients.datasets.describe_file): buyers check their rows against it"
+        )
+    if isinstance(pricing, TieredPricing) and content.custody != "provider":
+        raise InvalidPayloadError(
+            "quantity pricing needs provider custody: the provider's agent cuts the rows bought"
+        )
 
 
 def _apply_content(row: Listing, content: ListingContent, pricing: dict[str, object]) -> None:
@@ -352,6 +376,8 @@ def _apply_content(row: Listing, content: ListingContent, pricing: dict[str, obj
     row.licence = content.licence
     row.usage_terms = content.usage_terms
     row.pricing = dict(pricing)
+    row.custody = content.custody
+    row.delivery_window_s = content.delivery_window_s
     d = content.declarations
     row.classification = d.classification
     row.personal_information = d.personal_information
@@ -408,7 +434,7 @@ def missing_declarations(row: Listing) -> list[str]:
 def draft(ctx: ListingContext, body: ActionRequest) -> tuple[ListingPublic, Accepted]:
     action, payload = _action(ctx, body, "listing.drafted", DraftPayload)
     pricing = _check_content(ctx, payload)
-    offer = _computation_offer(payload.computation)
+    offer = _computation_offer(payload.computation, payload.custody)
     timestamp = action.signed.record.timestamp
     session = ctx.session
 
@@ -450,6 +476,7 @@ def draft(ctx: ListingContext, body: ActionRequest) -> tuple[ListingPublic, Acce
                 byte_size=payload.byte_size,
                 format=payload.format,
                 computation=offer,
+                row_root=payload.row_root,
                 created_at=timestamp,
                 log_leaf_hash=action.submission.leaf_hash.hex(),
             )
@@ -468,7 +495,7 @@ def edit(
     _require_owner(row, ctx.principal)
     _require_state(row, ListingState.DRAFT, ListingState.REJECTED)
     pricing = _check_content(ctx, payload)
-    offer = _computation_offer(payload.computation)
+    offer = _computation_offer(payload.computation, payload.custody)
     session = ctx.session
 
     def stage() -> Listing:
@@ -485,6 +512,7 @@ def edit(
             first.byte_size = payload.byte_size
             first.format = payload.format
             first.computation = offer
+            first.row_root = payload.row_root
             first.log_leaf_hash = action.submission.leaf_hash.hex()
         return row
 
@@ -597,7 +625,9 @@ def add_version(
     action, payload = _action(ctx, body, "listing.version_added", VersionPayload)
     _check_target(payload.listing_id, listing_id)
     _require_owner(row, ctx.principal)
-    offer = _computation_offer(payload.computation)
+    offer = _computation_offer(payload.computation, row.custody)
+    if row.custody == "provider" and payload.row_root is None:
+        raise InvalidPayloadError("payload.row_root: required in provider custody")
     timestamp = action.signed.record.timestamp
     session = ctx.session
 
@@ -615,6 +645,7 @@ def add_version(
             byte_size=payload.byte_size,
             format=payload.format,
             computation=offer,
+            row_root=payload.row_root,
             created_at=timestamp,
             log_leaf_hash=action.submission.leaf_hash.hex(),
         )
@@ -636,6 +667,7 @@ def add_version(
         byte_size=payload.byte_size,
         format=payload.format,
         computation=offer,
+        row_root=payload.row_root,
         created_at=timestamp,
         log_leaf_hash=action.submission.leaf_hash.hex(),
     )

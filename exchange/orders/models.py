@@ -21,6 +21,11 @@ period starts where that order's ends, or now if that has passed).
 allowance (``None``: not limited that way, or not a computation order); they only
 decrease by a conditional ``UPDATE`` when a query is reserved (and come back when
 the provider refuses it): never below zero (exchange.computations).
+``custody`` is the listing's at placement (``provider`` or ``exchange``);
+``delivery_deadline`` is when a still undelivered (placed) order is refunded in
+full (``created_at + delivery_window_s``; ``delivery.overdue``).
+:class:`OrderDelivery` lists every ``delivery.issued`` record of an order (the
+latest one is what ``GET /orders/{id}/delivery`` shows).
 ``row_version`` is the optimistic lock of later transitions (``exchange.records``).
 
 :class:`OfferSeats` counts the sales of a limited offer (``seats`` /
@@ -83,6 +88,8 @@ class Order(SQLModel, table=True):
     renews_order_id: str | None = Field(default=None, index=True, max_length=36)
     queries_left: int | None = Field(default=None, sa_type=BigInteger)
     epsilon_left: int | None = Field(default=None, sa_type=BigInteger)
+    custody: str = Field(default="exchange", max_length=16)
+    delivery_deadline: int | None = Field(default=None, index=True, sa_type=BigInteger)
     row_version: int = Field(default=1, sa_column=_order_row_version)
 
 
@@ -102,7 +109,18 @@ class UsedQuote(SQLModel, table=True):
     order_id: str = Field(max_length=36)
 
 
-TABLES = ("orders", "offer_seats", "used_quote")
+class OrderDelivery(SQLModel, table=True):
+    """One ``delivery.issued`` record of an order (append-only: re-issued envelopes
+    add rows; the order row itself does not change)."""
+
+    __tablename__ = "order_delivery"
+
+    leaf_hash: str = Field(primary_key=True, max_length=64)
+    """Hex leaf hash of the record (its log entry)."""
+    order_id: str = Field(index=True, max_length=36)
+
+
+TABLES = ("orders", "offer_seats", "used_quote", "order_delivery")
 
 
 def create_order_tables(engine: Engine) -> None:

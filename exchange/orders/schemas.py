@@ -3,22 +3,25 @@
 Record ``order.placed`` (signed by the buyer): ``{"order_id": <new UUID>,
 "quote": <exchange.quotes.Quote.to_dict()>, "renews": <order id>}`` (``renews``
 optional: a subscription renewal). The lifecycle records (exchange.orders.lifecycle):
-``order.accepted`` ``{order_id}`` and ``order.disputed`` ``{order_id, reason}``
-(buyer), ``dispute.resolved`` ``{order_id, outcome, note}`` (operator),
+``order.accepted`` ``{order_id}`` and ``order.disputed`` ``{order_id, reason,
+evidence?}`` (buyer), ``dispute.resolved`` ``{order_id, outcome, note}`` (operator),
 ``access.revoked`` ``{order_id, reason}`` (provider), and the exchange's own
 ``order.auto_accepted`` ``{order_id, acceptance_deadline}`` and
-``settlement.paid`` ``{order_id, amount, platform_fee, payouts, remainder_rule}``.
+``settlement.paid`` ``{order_id, amount, platform_fee, payouts, remainder_rule}``
+and ``delivery.overdue`` ``{order_id, delivery_deadline, refund}``; and the
+provider's ``delivery.issued`` (``ledger.protocol.delivery.ProviderDelivery``).
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StringConstraints, field_validator
 
 from exchange.accounts.schemas import AccountPublic
 from exchange.log.schemas import Appended
 from exchange.pricing import MAX_PERIODS, MAX_QUERIES, MAX_ROWS
+from ledger.records import canonical_json
 
 OrderId = Annotated[
     str,
@@ -31,6 +34,11 @@ class TermsIn(BaseModel):
 
     rows: Annotated[StrictInt, Field(ge=1, le=MAX_ROWS)] | None = Field(
         default=None, description="Rows bought (tiered pricing only, required there)."
+    )
+    row_offset: Annotated[StrictInt, Field(ge=0, le=MAX_ROWS)] | None = Field(
+        default=None,
+        description="The first row bought (0-based; only with rows, default 0): the order "
+        "buys rows [row_offset, row_offset + rows) of the version.",
     )
     periods: Annotated[StrictInt, Field(ge=1, le=MAX_PERIODS)] | None = Field(
         default=None, description="Periods bought (subscription pricing only, required there)."
@@ -77,6 +85,7 @@ class OrderPayload(BaseModel):
 
 
 Reason = Annotated[str, StringConstraints(min_length=1, max_length=1000)]
+MAX_EVIDENCE_BYTES = 16 * 1024
 
 
 class OrderRefPayload(BaseModel):
@@ -88,12 +97,22 @@ class OrderRefPayload(BaseModel):
 
 
 class DisputePayload(BaseModel):
-    """``order.disputed`` (buyer): the escrow stays frozen until an operator resolves."""
+    """``order.disputed`` (buyer): the escrow stays frozen until an operator resolves.
+    ``evidence``: what the buyer's checks found (e.g. ``{"check": "range_proof",
+    "expected": ..., "actual": ...}``), at most 16 KiB of canonical JSON."""
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
     order_id: OrderId
     reason: Reason
+    evidence: dict[str, Any] | None = None
+
+    @field_validator("evidence")
+    @classmethod
+    def _small_evidence(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is not None and len(canonical_json(value)) > MAX_EVIDENCE_BYTES:
+            raise ValueError(f"at most {MAX_EVIDENCE_BYTES} bytes of canonical JSON")
+        return value
 
 
 class ResolvePayload(BaseModel):
@@ -157,7 +176,18 @@ class OrderPublic(BaseModel):
     acceptance_deadline: int | None
     access_expires_at: int | None
     placed_leaf_hash: str
-    delivered_at: int | None = Field(default=None, description="First envelope issued (ms).")
+    rows: int | None = Field(default=None, description="Rows bought (quantity orders).")
+    row_offset: int | None = Field(
+        default=None, description="The first row bought (quantity orders; else null)."
+    )
+    custody: str = Field(
+        examples=["provider"], description="Who delivers: the provider's agent or the exchange."
+    )
+    delivery_deadline: int | None = Field(
+        default=None,
+        description="While placed: when the order is refunded in full unless delivered (ms).",
+    )
+    delivered_at: int | None = Field(default=None, description="First delivery (ms).")
     revoked_at: int | None = Field(default=None, description="Access revoked (ms).")
     revocation_reason: str | None = None
     renews_order_id: str | None = Field(

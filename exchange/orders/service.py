@@ -214,10 +214,12 @@ def issue(
     if terms_in.licence is not None and terms_in.licence != licence:
         raise TermsError(f"this listing is offered under {licence!r} only")
     allowance = _allowance(listing, terms_in)
+    row_offset = _row_offset(terms_in)
     if allowance is not None:
         amount = allowance.amount
     else:
         amount = price(pricing, rows=terms_in.rows, periods=terms_in.periods)
+        _check_rows_exist(listing, terms_in.rows, row_offset)
         _seats_left(session, listing, pricing.seat_limit)
     return issue_quote(
         log_key,
@@ -229,6 +231,7 @@ def issue(
             rows=terms_in.rows,
             periods=terms_in.periods,
             licence=licence,
+            row_offset=row_offset,
             computation=bool(terms_in.computation),
             queries=terms_in.queries,
         ),
@@ -236,6 +239,26 @@ def issue(
         now=now_ms(),
         ttl_ms=ttl_s * 1000,
     )
+
+
+def _row_offset(terms_in: TermsIn) -> int | None:
+    """The first row bought: 0 unless given for a quantity order; ``None`` otherwise."""
+    if terms_in.rows is None:
+        if terms_in.row_offset is not None:
+            raise TermsError("row_offset applies only together with rows")
+        return None
+    return terms_in.row_offset or 0
+
+
+def _check_rows_exist(listing: Listing, rows: int | None, row_offset: int | None) -> None:
+    if rows is None:
+        return
+    end = (row_offset or 0) + rows
+    if end > listing.row_count:
+        raise TermsError(
+            f"rows [{row_offset or 0}, {end}) go past the {listing.row_count} rows of "
+            f"listing {listing.id} version {listing.version}"
+        )
 
 
 # --------------------------------------------------------------------------- orders
@@ -264,10 +287,21 @@ def order_public(row: Order, settlement: SettlementPublic | None = None) -> Orde
         revoked_at=row.revoked_at,
         revocation_reason=row.revocation_reason,
         renews_order_id=row.renews_order_id,
+        rows=row.terms.get("rows"),
+        row_offset=_ordered_offset(row.terms),
+        custody=row.custody,
+        delivery_deadline=row.delivery_deadline if row.state == OrderState.PLACED else None,
         queries_left=row.queries_left,
         epsilon_left=None if row.epsilon_left is None else epsilon_text(row.epsilon_left),
         settlement=settlement,
     )
+
+
+def _ordered_offset(terms: dict[str, object]) -> int | None:
+    if terms.get("rows") is None:
+        return None
+    offset = terms.get("row_offset", 0)  # quotes from before row_offset start at row 0
+    return offset if isinstance(offset, int) else 0
 
 
 def _mark_quote_used(connection: Connection, quote_id: str, order_id: str) -> None:
@@ -399,6 +433,7 @@ def place(
         amount = allowance.amount
     else:
         amount = price(pricing, rows=quote.terms.rows, periods=quote.terms.periods)
+        _check_rows_exist(listing, quote.terms.rows, quote.terms.row_offset)
     verify_quote(
         log_key.public_key(),
         quote,
@@ -450,6 +485,8 @@ def place(
         access_expires_at=expires,
         placed_leaf_hash=leaf_hash.hex(),
         renews_order_id=renews,
+        custody=listing.custody,
+        delivery_deadline=now + listing.delivery_window_s * 1000,
         queries_left=None if allowance is None else allowance.queries_left,
         epsilon_left=None if allowance is None else allowance.epsilon_left,
     )
@@ -509,6 +546,7 @@ def rebuild_placed(session: Session, row: IdempotencyKey) -> OrderPlaced:
             "state": OrderState.PLACED.value,
             "updated_at": order.created_at,
             "acceptance_deadline": None,
+            "delivery_deadline": order.delivery_deadline,
             "delivered_at": None,
             "revoked_at": None,
             "revocation_reason": None,

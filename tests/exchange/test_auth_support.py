@@ -36,6 +36,11 @@ def error(response: httpx.Response, status: int, code: str) -> str:
     return str(body["message"])
 
 
+PROVIDER_CUSTODY: dict[str, Any] = {"custody": "provider", "row_root": "cd" * 32}
+"""Overrides of :func:`listing_content` for a listing in provider custody (quantity
+pricing needs it)."""
+
+
 def listing_content(owner: str, **overrides: Any) -> dict[str, Any]:
     content: dict[str, Any] = {
         "title": "重庆公交客流 2025",
@@ -53,6 +58,7 @@ def listing_content(owner: str, **overrides: Any) -> dict[str, Any]:
         "licence": "Shancheng standard data licence v1",
         "usage_terms": "No re-identification.",
         "pricing": {"model": "fixed", "price": 19_900},
+        "custody": "exchange",
         "declarations": {
             "classification": "一般",
             "personal_information": False,

@@ -86,6 +86,34 @@ class World:
             assert response.status_code == 200, response.text
         return order_id
 
+    def provider_order(self, *, uploaded: bytes | None = None) -> str:
+        """An order of the matrix's buyer on a listing in provider custody, with the
+        owner's deliverable ``uploaded`` (or none)."""
+        order_id = self.order(self.listing("published", custody="provider", row_root="cd" * 32))
+        if uploaded is not None:
+            response = self.ex.http(self.owner).put(
+                f"/orders/{order_id}/deliverable", content=uploaded
+            )
+            assert response.status_code == 200, response.text
+        return order_id
+
+    def delivery_payload(self, order_id: str, ciphertext: bytes) -> dict[str, Any]:
+        order = self.ex.http(self.ex.operator).get(f"/orders/{order_id}").json()
+        return {
+            "order_id": order_id,
+            "listing_id": order["listing_id"],
+            "version": 1,
+            "buyer": order["buyer"],
+            "format": "csv",
+            "rows": None,
+            "range_proof": None,
+            "plaintext_sm3": order["content_digest"],
+            "plaintext_size": 100,
+            "ciphertext_sm3": sm3(ciphertext).hex(),
+            "ciphertext_size": len(ciphertext),
+            "wrapped_key": "a2V5",
+        }
+
     def order(self, listing_id: str | None = None) -> str:
         """An order of the matrix's buyer on one of the owner's listings."""
         buyer = self.keys["buyer"]
@@ -230,6 +258,27 @@ def _upload(w: World) -> Request:
     return "PUT", f"/listings/{listing_id}/versions/1/content", None, lambda _k: data
 
 
+def _upload_deliverable(w: World) -> Request:
+    order_id = w.provider_order()
+    return "PUT", f"/orders/{order_id}/deliverable", None, lambda _k: os.urandom(500)
+
+
+def _confirm_deliverable(w: World) -> Request:
+    data = os.urandom(500)
+    order_id = w.provider_order(uploaded=data)
+    payload = w.delivery_payload(order_id, data)
+    return "POST", f"/orders/{order_id}/deliverable", "delivery.issued", lambda _k: payload
+
+
+def _delivery_record(w: World) -> str:
+    data = os.urandom(500)
+    order_id = w.provider_order(uploaded=data)
+    body = w.ex.signed_body(w.owner, "delivery.issued", w.delivery_payload(order_id, data))
+    response = w.ex.http(w.owner).post(f"/orders/{order_id}/deliverable", json=body)
+    assert response.status_code == 201, response.text
+    return f"/orders/{order_id}/delivery"
+
+
 def _request_delivery(w: World) -> Request:
     return "POST", f"/orders/{w.delivered_order(envelope=False)}/delivery", None, lambda _k: {}
 
@@ -281,7 +330,7 @@ def _delete_webhook(w: World) -> Request:
 
 def _computation_buy(w: World) -> Bought:
     """A computation order of the matrix's buyer on one of the owner's listings."""
-    listing_id = w.listing("published", computation=offer())
+    listing_id = w.listing("published", computation=offer(), custody="provider", row_root="cd" * 32)
     buyer = w.keys["buyer"]
     terms = {"terms": {"computation": True, "queries": 5}}
     response = w.ex.http(buyer).post(f"/listings/{listing_id}/quotes", json=terms)
@@ -596,6 +645,31 @@ MATRIX: dict[str, tuple[Callable[[World], Request], dict[str, tuple[int, str | N
         ),
     ),
     "request delivery": (_request_delivery, BUYER_ONLY),  # (another buyer: test_delivery)
+    "upload a deliverable": (
+        _upload_deliverable,
+        _row(
+            anonymous=UNAUTH,
+            owner=OK,
+            other_provider=NO_ORDER,  # as if there were no such order
+            buyer=ROLE,
+            auditor=ROLE,
+            operator=ROLE,
+            suspended=SUSPENDED,
+        ),
+    ),
+    "deliver an order": (
+        _confirm_deliverable,
+        _row(
+            anonymous=UNAUTH,
+            owner=CREATED,
+            other_provider=(403, "not_a_provider"),
+            buyer=ROLE,
+            auditor=ROLE,
+            operator=ROLE,
+            suspended=SUSPENDED,
+        ),
+    ),
+    "read an order's delivery": (_get(_delivery_record), BUYER_ONLY),
     "accept an order": (_on_order("accept", "order.accepted", _delivered), BUYER_ONLY),
     "dispute an order": (
         _on_order("dispute", "order.disputed", _delivered, reason="matrix"),

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_auth_support import Exchange, error, running_exchange
+from test_auth_support import PROVIDER_CUSTODY, Exchange, error, listing_content, running_exchange
 from test_computations_support import (
     GOOD_SQL,
     PRICE_FEN,
@@ -51,7 +51,7 @@ def test_the_offer_is_stored_per_version_and_shown(ex: Exchange) -> None:
     assert listing["computation"]["price"] == {"unit": "query", "fen": PRICE_FEN}
     [version] = ex.http().get(f"/listings/{listing_id}/versions").json()
     assert version["computation"] == listing["computation"]
-    plain = publish(ex, owner)
+    plain = publish(ex, owner, **PROVIDER_CUSTODY)
     assert ex.http().get(f"/listings/{plain}").json()["computation"] is None
     hits = ex.http().get("/listings/search").json()["items"]
     shown = {hit["id"]: hit["computation"] for hit in hits}
@@ -79,9 +79,17 @@ def test_a_malformed_offer_is_refused_naming_its_path(
 
 
 def _content(owner: Any, computation: dict[str, Any]) -> dict[str, Any]:
-    from test_auth_support import listing_content
+    return listing_content(owner.key_id(), computation=computation, **PROVIDER_CUSTODY)
 
-    return listing_content(owner.key_id(), computation=computation)
+
+def test_a_computation_offer_needs_provider_custody(ex: Exchange) -> None:
+    owner = ex.provider()
+    content = listing_content(owner.key_id(), computation=offer())  # exchange custody
+    payload = {"listing_id": str(uuid.uuid4()), **content}
+    before = ex.log_size()
+    response = ex.act(owner, "POST", "/listings", "listing.drafted", payload)
+    assert "provider custody" in error(response, 422, "invalid_payload")
+    assert ex.log_size() == before
 
 
 # ------------------------------------------------------------------------- orders

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
-from test_auth_support import Exchange
+from test_auth_support import PROVIDER_CUSTODY, Exchange
 from test_orders import deposit, order_body, publish, quote
 from test_refusals import database_state
 
@@ -96,7 +96,7 @@ class Bought:
 
 
 def computation_listing(ex: Exchange, owner: SM2PrivateKey, **offer_kw: Any) -> str:
-    return publish(ex, owner, computation=offer(**offer_kw))
+    return publish(ex, owner, computation=offer(**offer_kw), **PROVIDER_CUSTODY)
 
 
 def buy_queries(

@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
-from test_auth_support import POSTGRES_URL, Exchange, error, running_exchange
+from test_auth_support import POSTGRES_URL, PROVIDER_CUSTODY, Exchange, error, running_exchange
 
 from exchange.accounts.service import derived_balance
 from exchange.quotes import Quote
@@ -192,7 +192,7 @@ def test_quote_refusals(ex: Exchange) -> None:
             {"up_to_rows": None, "price_per_1000_rows": 200},
         ],
     }
-    listing_id = publish(ex, owner, pricing=tiers)
+    listing_id = publish(ex, owner, pricing=tiers, **PROVIDER_CUSTODY)
     assert quote(ex, buyer, listing_id, rows=2000)["amount"] == 700
     http = ex.http(buyer)
     error(http.post(f"/listings/{listing_id}/quotes", json={}), 422, "invalid_terms")

@@ -11,7 +11,14 @@ from typing import Any
 import httpx
 import pytest
 from sqlmodel import Session
-from test_auth_support import POSTGRES_URL, Exchange, error, listing_content, running_exchange
+from test_auth_support import (
+    POSTGRES_URL,
+    PROVIDER_CUSTODY,
+    Exchange,
+    error,
+    listing_content,
+    running_exchange,
+)
 
 from exchange.listings.models import Listing
 from exchange.listings.search import index as search_index
@@ -97,6 +104,7 @@ class Corpus:
                     {"up_to_rows": None, "price_per_1000_rows": 200},
                 ],
             },
+            **PROVIDER_CUSTODY,
         )
         self.draft = exchange.draft(self.p1, title="重庆交通 草稿", tags=["traffic"])
         self.delisted = _publish(exchange, self.p1, title="重庆交通 旧版", tags=["traffic"])

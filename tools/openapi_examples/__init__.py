@@ -8,10 +8,13 @@ on 127.0.0.1), then plays a story through the SDK as its participants would and
 records each operation's request and response body under its example name:
 
 a provider (with a co-provider holding 30 %) registers, is approved, drafts,
-edits, submits and has published a listing of Chongqing bus-stop ridership and
-uploads its content; the operator credits the buyer, who registers a webhook,
-quotes, orders, receives the envelope, downloads and accepts (the exchange
-settles with a 5 % platform fee); a second order is disputed and refunded;
+edits, submits and has published a listing of Chongqing bus-stop ridership in
+exchange custody and uploads its content; the operator credits the buyer, who
+registers a webhook, quotes, orders, receives the envelope, downloads and
+accepts (the exchange settles with a 5 % platform fee); a second order is
+disputed and refunded; on a second listing, in provider custody and priced by
+the row, the buyer orders 10 rows and the provider uploads their ciphertext and
+signs its delivery (as its agent would);
 another listing is rejected; a version is added; a participant is suspended;
 the provider appends notes to the log, revokes the first order's access and
 delists the listing; the anchoring worker anchors the log on the devnet, so

@@ -16,12 +16,19 @@ import httpx
 from clients.datasets import describe_file
 from clients.sdk import ExchangeClient
 from clients.signing import SM2RequestSigner
+from clients.slices import write_slice
+from ledger import envelope, sm4
 from ledger.computation.result import ResultTable
-from ledger.envelope import wrap_key
 from ledger.protocol.computation import result_aad
+from ledger.protocol.delivery import (
+    DELIVERY_ISSUED,
+    ProviderDelivery,
+    RangeProof,
+    RowRange,
+    deliverable_aad,
+)
 from ledger.records import sign_record
 from ledger.sm3 import sm3
-from ledger.sm4 import encrypt_stream
 from tools.openapi_examples.keys import KEY_LABELS, doc_key
 from tools.openapi_examples.recording import WAIT_S, Receiver, Recorder, wait_for
 
@@ -77,6 +84,8 @@ TIERED_PRICE = {
 }
 """Fen per 1000 rows: the story's file is small, so a row is dear (¥50 each, ¥20
 beyond the first 20)."""
+
+
 COMPUTATION_OFFER: dict[str, Any] = {
     "version": 1,
     "table": "ridership",
@@ -106,6 +115,7 @@ class Story:
 
     def __init__(self, url: str, work: Path, recorder: Recorder) -> None:
         self.work = work
+        self.url = url
         self.rec = recorder
         self.keys = {label: doc_key(label) for label in KEY_LABELS}
         self.clients = {
@@ -113,7 +123,6 @@ class Story:
             for label, key in self.keys.items()
         }
         self.public = httpx.Client(base_url=url, transport=recorder)
-        self.raw_clients: list[httpx.Client] = []
         self.ids: dict[str, str] = {
             label.replace("-", "_"): key.key_id() for label, key in self.keys.items()
         }
@@ -131,7 +140,7 @@ class Story:
         return self.rec.responses[name]
 
     def close(self) -> None:
-        for client in [*self.clients.values(), *self.raw_clients]:
+        for client in self.clients.values():
             client.close()
         self.public.close()
 
@@ -140,6 +149,7 @@ class Story:
         self.listing()
         self.money(receiver)
         self.orders()
+        self.provider_custody()
         self.computations()
         self.receipt()
         self.other_branches()
@@ -177,6 +187,7 @@ class Story:
         fields = {
             **LISTING_TERMS,
             **described,
+            "custody": "exchange",
             "providers": [
                 {"key_id": self.key_id("provider"), "share_bps": 7_000},
                 {"key_id": self.key_id("co-provider"), "share_bps": 3_000},
@@ -185,7 +196,7 @@ class Story:
         with self.rec.step("create_listing", "POST", "/listings"):
             listing = provider.create_listing({**fields, "pricing": FIXED_PRICE})
         self.listing_id = lid = listing.id
-        self.fields = {**fields, "pricing": TIERED_PRICE}
+        self.fields = {**fields, "pricing": {**FIXED_PRICE, "price": 60_000}}
         with self.rec.step("edit_listing", "PUT", f"/listings/{lid}"):
             provider.update_listing(lid, self.fields)
         with self.rec.step("submit_listing", "POST", f"/listings/{lid}/submit"):
@@ -216,9 +227,8 @@ class Story:
     def orders(self) -> None:
         buyer, operator = self.client("buyer"), self.client("operator")
         lid = self.listing_id
-        rows = int(self.fields["row_count"])
         with self.rec.step("quote_listing", "POST", f"/listings/{lid}/quotes"):
-            quote = buyer.quote(lid, rows=rows)
+            quote = buyer.quote(lid)
         with self.rec.step("place_order", "POST", "/orders") as placed:
             order = buyer.place_order(quote, idempotency_key="order-1")
         self.order_id = order.id
@@ -236,7 +246,7 @@ class Story:
             buyer.accept(order.id, idempotency_key="accept-1")
         self.ids["order_id"] = order.id
 
-        second = buyer.quote(lid, rows=10)
+        second = buyer.quote(lid)
         disputed = buyer.place_order(second, idempotency_key="order-2")
         buyer.request_delivery(disputed.id)
         with self.rec.step("dispute_order", "POST", f"/orders/{disputed.id}/dispute"):
@@ -255,29 +265,84 @@ class Story:
             )
         self.ids["disputed_order_id"] = disputed.id
 
-    def signed(self, who: str) -> httpx.Client:
-        """A raw signed client of ``who`` on the recording transport (for calls the SDK
-        does not make)."""
-        client = httpx.Client(
-            base_url=str(self.public.base_url),
-            transport=self.rec,
-            auth=SM2RequestSigner(self.keys[who]),
-        )
-        self.raw_clients.append(client)
-        return client
+    def provider_custody(self) -> None:
+        """A listing in provider custody sold by the row: the provider's agent cuts
+        rows [2, 12), encrypts them to the buyer, uploads and signs the delivery."""
+        provider, operator, buyer = (self.client(w) for w in ("provider", "operator", "buyer"))
+        described = describe_file(self.csv, sample_rows=2)
+        fields = {
+            **self.fields,
+            "title": "重庆主城区公交站点日客流 2025（按行计价）",
+            "custody": "provider",
+            "row_root": described.row_root,
+            "pricing": TIERED_PRICE,
+        }
+        lid = provider.create_listing(fields).id
+        provider.submit_listing(lid)
+        operator.review_listing(lid)
+        operator.publish_listing(lid)
+        # the quote and order examples are this one's: a quote names the rows it buys
+        with self.rec.step("quote_listing", "POST", f"/listings/{lid}/quotes"):
+            quote = buyer.quote(lid, rows=10, row_offset=2)
+        with self.rec.step("place_order", "POST", "/orders"):
+            order = buyer.place_order(quote, idempotency_key="order-3")
+        sliced = write_slice(self.csv, self.work / "slice.csv", 2, 10)
+        plaintext = (self.work / "slice.csv").read_bytes()
+        key = sm4.generate_key()
+        sealed = io.BytesIO()
+        sm4.encrypt_stream(key, io.BytesIO(plaintext), sealed, deliverable_aad(order.id, lid, 1))
+        ciphertext = sealed.getvalue()
+        signed = self.signed_http("provider")
+        path = f"/orders/{order.id}/deliverable"
+        with self.rec.step("upload_deliverable", "PUT", path, request=False):
+            signed.put(path, content=ciphertext).raise_for_status()
+        self.rec.requests["upload_deliverable"] = base64.b64encode(ciphertext).decode("ascii")
+        digest = base64.b64encode(sm3(ciphertext)).decode("ascii")
+        self.rec.requests["upload_deliverable_digest"] = f"sm3=:{digest}:"
+        buyer_key = self.keys["buyer"].public_key()
+        payload = ProviderDelivery(
+            order_id=order.id,
+            listing_id=lid,
+            version=1,
+            buyer=self.key_id("buyer"),
+            format="csv",
+            rows=RowRange(sliced.offset, sliced.count),
+            range_proof=RangeProof(
+                sliced.tree_size, sliced.row_root.hex(), tuple(n.hex() for n in sliced.proof)
+            ),
+            plaintext_sm3=sm3(plaintext).hex(),
+            plaintext_size=len(plaintext),
+            ciphertext_sm3=sm3(ciphertext).hex(),
+            ciphertext_size=len(ciphertext),
+            wrapped_key=base64.b64encode(envelope.wrap_key(buyer_key, key)).decode("ascii"),
+        ).to_dict()
+        record = sign_record(self.keys["provider"], DELIVERY_ISSUED, payload)
+        with self.rec.step("confirm_deliverable", "POST", path):
+            signed.post(path, json={"record": record.to_dict()}).raise_for_status()
+        signed.close()
+        reader = self.signed_http("buyer")
+        with self.rec.step("get_delivery", "GET", f"/orders/{order.id}/delivery"):
+            reader.get(f"/orders/{order.id}/delivery").raise_for_status()
+        reader.close()
 
     def computations(self) -> None:
         """A computation listing on the same data: the buyer buys 5 queries and asks the
         average boardings per district; the provider answers with an encrypted result."""
         provider, operator = self.client("provider"), self.client("operator")
-        fields = {**self.fields, "pricing": FIXED_PRICE, "computation": COMPUTATION_OFFER}
+        fields = {
+            **self.fields,
+            "custody": "provider",
+            "row_root": describe_file(self.csv).row_root,
+            "pricing": FIXED_PRICE,
+            "computation": COMPUTATION_OFFER,
+        }
         fields["title"] = "重庆主城区公交客流 · 可算不可见 (computation only)"
         lid = provider.create_listing(fields).id
         provider.submit_listing(lid)
         operator.review_listing(lid)
         operator.publish_listing(lid)
         buyer_key = self.keys["buyer"]
-        buyer = self.signed("buyer")
+        buyer = self.signed_http("buyer")
         terms = {"computation": True, "queries": 5}
         quoted = buyer.post(f"/listings/{lid}/quotes", json={"terms": terms})
         quoted.raise_for_status()
@@ -303,10 +368,10 @@ class Story:
         key = secrets.token_bytes(16)
         sealed = io.BytesIO()
         plain = io.BytesIO(table.to_bytes())
-        encrypt_stream(key, plain, sealed, result_aad(computation_id, order_id))
+        sm4.encrypt_stream(key, plain, sealed, result_aad(computation_id, order_id))
         ciphertext = sealed.getvalue()
         path = f"/computations/{computation_id}"
-        seller = self.signed("provider")
+        seller = self.signed_http("provider")
         with self.rec.step("upload_computation_result", "PUT", f"{path}/result", request=False):
             seller.put(
                 f"{path}/result",
@@ -316,6 +381,7 @@ class Story:
         self.rec.requests["upload_computation_result"] = base64.b64encode(ciphertext).decode()
         digest = base64.b64encode(sm3(ciphertext)).decode("ascii")
         self.rec.requests["upload_computation_result_digest"] = f"sm3=:{digest}:"
+        wrapped = envelope.wrap_key(buyer_key.public_key(), key)
         completed = {
             "computation_id": computation_id,
             "order_id": order_id,
@@ -323,13 +389,13 @@ class Story:
             "result_sm3": table.sm3_hex(),
             "ciphertext_sm3": sm3(ciphertext).hex(),
             "ciphertext_size": len(ciphertext),
-            "wrapped_key": base64.b64encode(wrap_key(buyer_key.public_key(), key)).decode(),
+            "wrapped_key": base64.b64encode(wrapped).decode(),
             "epsilon_spent": "0.5",
             "rows_scanned": int(self.fields["row_count"]),
         }
         with self.rec.step("answer_computation", "POST", f"{path}/outcome"):
-            record = sign_record(self.keys["provider"], "computation.completed", completed)
-            seller.post(f"{path}/outcome", json={"record": record.to_dict()}).raise_for_status()
+            answered = sign_record(self.keys["provider"], "computation.completed", completed)
+            seller.post(f"{path}/outcome", json={"record": answered.to_dict()}).raise_for_status()
         with self.rec.step("get_computation", "GET", path):
             buyer.get(path).raise_for_status()
         with self.rec.step("list_computations", "GET", "/computations"):
@@ -340,6 +406,14 @@ class Story:
             "etag": got[0].headers["etag"],
             "size": int(got[0].headers["content-length"]),
         }
+        buyer.close()
+        seller.close()
+
+    def signed_http(self, who: str) -> httpx.Client:
+        """Plain HTTP signed as ``who``: for what the SDK does not call yet."""
+        return httpx.Client(
+            base_url=self.url, transport=self.rec, auth=SM2RequestSigner(self.keys[who])
+        )
 
     def other_branches(self) -> None:
         provider, operator = self.client("provider"), self.client("operator")
