@@ -31,6 +31,7 @@ from exchange.anchoring.lock import LockLostError, WorkerLock, worker_lock
 from exchange.anchoring.service import AnchoringService
 from exchange.api import (
     accounts,
+    computations,
     content,
     deliverables,
     delivery,
@@ -48,6 +49,7 @@ from exchange.api.deps import StreamCount
 from exchange.api.examples import install_examples
 from exchange.api.responses import install_common_errors
 from exchange.auth.verifier import Authenticator
+from exchange.computations.models import create_computation_tables
 from exchange.db import create_tables, make_engine
 from exchange.errors import install_error_handlers, install_internal_error_guard
 from exchange.events.watcher import FeedWatcher
@@ -116,6 +118,12 @@ OPENAPI_TAGS = [
         "logged by the exchange) and download the ciphertext with HTTP Range.",
     },
     {
+        "name": "computations",
+        "description": "Queries on provider-held data (computation.requested, buyer-signed), "
+        "answered by the provider's agent (computation.completed / .refused) with a result "
+        "encrypted to the buyer. See docs/computations.md.",
+    },
+    {
         "name": "events",
         "description": "What happened to your orders, settlements and the log's anchors: "
         "a cursor-paged JSON feed and Server-Sent Events resumable with Last-Event-ID "
@@ -139,6 +147,7 @@ ROUTERS = (
     orders.router,
     content.router,
     delivery.router,
+    computations.router,
     deliverables.router,
     events.router,
     webhooks.router,
@@ -315,6 +324,7 @@ def _create_tables(engine: Engine) -> None:
     create_search_tables(engine)  # the listing search index (exchange/listings/search)
     create_account_tables(engine)
     create_order_tables(engine)
+    create_computation_tables(engine)
     create_idempotency_table(engine)
 
 

@@ -26,6 +26,10 @@ class ExchangeError(Exception):
         super().__init__(message)
         self.message = message
 
+    def details(self) -> dict[str, str]:
+        """Fields the error body carries beside ``code`` and ``message`` (none by default)."""
+        return {}
+
 
 class NotFoundError(ExchangeError):
     status = 404
@@ -75,7 +79,8 @@ async def send_error(
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ExchangeError)
     async def _domain(_request: Request, exc: ExchangeError) -> JSONResponse:
-        return JSONResponse(error_body(exc.code, exc.message), status_code=exc.status)
+        body = error_body(exc.code, exc.message) | exc.details()
+        return JSONResponse(body, status_code=exc.status)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -29,6 +29,11 @@ Rules (see ``docs/money.md``):
 * Terms that do not apply to a model are refused rather than ignored: ``rows``
   only for ``tiers`` (required there), ``periods`` only for ``subscription``
   (required there).
+* A computation order (terms ``computation: true``) is priced by the listing
+  version's computation offer instead (:func:`computation_allowance`): per
+  query, ``queries × price.fen`` for ``1 ≤ queries ≤ MAX_QUERIES``; per budget,
+  ``price.fen`` for one ε budget. It buys an allowance: queries left and ε
+  left (integer micro-ε: an offer's ε has at most 6 decimals).
 
 :func:`parse_pricing` validates JSON into a :data:`Pricing`;
 :func:`price` computes the amount. Both raise :class:`PricingError` /
@@ -37,6 +42,8 @@ Rules (see ``docs/money.md``):
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from decimal import Decimal
 from typing import Annotated, Any, Final, Literal
 
 from pydantic import (
@@ -51,14 +58,18 @@ from pydantic import (
 )
 
 from exchange.errors import ExchangeError
+from ledger.computation.offer import ComputationOffer
 
 __all__ = [
     "MAX_AMOUNT_FEN",
     "MAX_PERIODS",
     "MAX_PERIOD_DAYS",
+    "MAX_QUERIES",
     "MAX_ROWS",
     "MAX_SEATS",
     "MAX_TIERS",
+    "MICRO_EPSILON",
+    "ComputationAllowance",
     "FixedPricing",
     "FreePricing",
     "Pricing",
@@ -67,6 +78,9 @@ __all__ = [
     "TermsError",
     "Tier",
     "TieredPricing",
+    "computation_allowance",
+    "epsilon_text",
+    "micro_epsilon",
     "parse_pricing",
     "price",
 ]
@@ -79,6 +93,10 @@ MAX_TIERS: Final = 32
 MAX_PERIOD_DAYS: Final = 3660
 MAX_PERIODS: Final = 1200
 MAX_SEATS: Final = 1_000_000
+MAX_QUERIES: Final = 10_000
+"""Most queries one computation order buys."""
+MICRO_EPSILON: Final = 1_000_000
+"""Micro-ε per ε: allowances are integers."""
 
 Fen = Annotated[StrictInt, Field(ge=0, le=MAX_AMOUNT_FEN, examples=[19900])]
 """An amount in fen: a strict integer in ``[0, MAX_AMOUNT_FEN]``."""
@@ -257,3 +275,48 @@ def price(
     if amount > MAX_AMOUNT_FEN:
         raise PricingError(f"the price {amount} fen exceeds the maximum of {MAX_AMOUNT_FEN} fen")
     return amount
+
+
+@dataclass(frozen=True, slots=True)
+class ComputationAllowance:
+    """What a computation order costs and buys: ``queries_left`` (``None``: as many
+    as the ε budget pays for) and ``epsilon_left`` in micro-ε (``None``: no
+    differential privacy), and the micro-ε one query reserves."""
+
+    amount: int
+    queries_left: int | None
+    epsilon_left: int | None
+    epsilon_per_query: int
+
+
+def micro_epsilon(epsilon: Decimal) -> int:
+    """``epsilon`` (at most 6 decimals, as offers and records carry it) in micro-ε."""
+    micro = epsilon * MICRO_EPSILON
+    if micro != micro.to_integral_value():
+        raise ValueError(f"ε {epsilon} has more than 6 decimals")
+    return int(micro)
+
+
+def computation_allowance(offer: ComputationOffer, *, queries: int | None) -> ComputationAllowance:
+    """The price and allowance of a computation order on ``offer`` (see the module
+    docstring). Raises :class:`TermsError` for terms the offer cannot price."""
+    privacy = offer.privacy
+    budget = None if privacy is None else micro_epsilon(privacy.epsilon_budget)
+    per_query = 0 if privacy is None else micro_epsilon(privacy.epsilon_per_query)
+    if offer.price.unit == "budget":
+        if queries is not None:
+            raise TermsError("queries do not apply to an offer priced per ε budget")
+        if offer.price.fen > MAX_AMOUNT_FEN:
+            raise PricingError(f"the price exceeds the maximum of {MAX_AMOUNT_FEN} fen")
+        return ComputationAllowance(offer.price.fen, None, budget, per_query)
+    count = _check_count(queries, "queries", MAX_QUERIES)
+    amount = count * offer.price.fen
+    if amount > MAX_AMOUNT_FEN:
+        raise PricingError(f"the price {amount} fen exceeds the maximum of {MAX_AMOUNT_FEN} fen")
+    return ComputationAllowance(amount, count, budget, per_query)
+
+
+def epsilon_text(micro: int) -> str:
+    """``micro`` micro-ε as the decimal string records and answers carry (``"4.5"``)."""
+    whole, fraction = divmod(micro, MICRO_EPSILON)
+    return f"{whole}.{fraction:06d}".rstrip("0").rstrip(".")

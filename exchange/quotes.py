@@ -20,7 +20,10 @@ or checkpoint, nor they for a quote)::
 
 ``terms.row_offset`` (the first row bought) is there exactly when ``rows`` is
 (quotes issued before it existed have neither it nor a way to carry it, and
-still verify). The JSON form (:meth:`Quote.to_dict`) is the same object without ``kind``,
+still verify). A computation order's terms add ``"computation": true, "queries":
+int|null`` (present only then: quotes for data keep their encoding).
+
+The JSON form (:meth:`Quote.to_dict`) is the same object without ``kind``,
 plus ``"signature"`` (standard base64 DER).
 
 Errors are :class:`exchange.errors.ExchangeError` subclasses, so the API's
@@ -48,7 +51,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from exchange.errors import ExchangeError
-from exchange.pricing import MAX_AMOUNT_FEN
+from exchange.pricing import MAX_AMOUNT_FEN, MAX_QUERIES
 from ledger.errors import InvalidSignature
 from ledger.records import (
     Fields,
@@ -102,6 +105,7 @@ _FIELDS: Final = (
 )
 _TERMS_FIELDS: Final = ("rows", "periods", "licence")
 _ROW_TERMS_FIELDS: Final = ("rows", "row_offset", "periods", "licence")
+_COMPUTATION_FIELDS: Final = ("computation", "queries")
 
 
 class QuoteFormatError(ExchangeError):
@@ -166,12 +170,15 @@ def _check_text(value: Any, path: str, maximum: int) -> str:
 @dataclass(frozen=True, slots=True)
 class QuoteTerms:
     """What is bought: ``rows`` from ``row_offset`` (tiered pricing), ``periods``
-    (subscription), licence."""
+    (subscription), licence; or, with ``computation``, queries on the data
+    (``queries``: how many, for an offer priced per query)."""
 
     rows: int | None
     periods: int | None
     licence: str
     row_offset: int | None = None
+    computation: bool = False
+    queries: int | None = None
 
     def __post_init__(self) -> None:
         _check_optional_count(self.rows, "terms.rows")
@@ -181,22 +188,39 @@ class QuoteTerms:
             if self.rows is None:
                 raise QuoteFormatError("terms.row_offset: only together with rows")
             _format(check_int, self.row_offset, "terms.row_offset")
+        if not isinstance(self.computation, bool):
+            raise QuoteFormatError("terms.computation: expected true")
+        _check_optional_count(self.queries, "terms.queries")
+        if self.queries is not None and not (self.computation and self.queries <= MAX_QUERIES):
+            raise QuoteFormatError(
+                f"terms.queries: 1 to {MAX_QUERIES}, only on a computation order"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         terms: dict[str, Any] = {"rows": self.rows}
         if self.row_offset is not None:
             terms["row_offset"] = self.row_offset
-        return terms | {"periods": self.periods, "licence": self.licence}
+        terms |= {"periods": self.periods, "licence": self.licence}
+        if self.computation:
+            terms |= {"computation": True, "queries": self.queries}
+        return terms
 
     @classmethod
     def from_dict(cls, data: Any, *, path: str = "terms") -> QuoteTerms:
         with_offset = isinstance(data, dict) and "row_offset" in data
-        f = _format(Fields, data, path, _ROW_TERMS_FIELDS if with_offset else _TERMS_FIELDS)
+        computing = isinstance(data, dict) and "computation" in data
+        keys: tuple[str, ...] = _ROW_TERMS_FIELDS if with_offset else _TERMS_FIELDS
+        keys += _COMPUTATION_FIELDS if computing else ()
+        f = _format(Fields, data, path, keys)
+        if computing and f.raw("computation") is not True:
+            raise QuoteFormatError(f"{f.path('computation')}: true, or no such field")
         return cls(
             rows=f.raw("rows"),
             periods=f.raw("periods"),
             licence=f.raw("licence"),
             row_offset=f.raw("row_offset") if with_offset else None,
+            computation=computing,
+            queries=f.raw("queries") if computing else None,
         )
 
 

@@ -158,6 +158,18 @@ _MESSAGES = {
     "exact bytes you registered (or add a version); nothing was kept",
     "upload_incomplete": "the client disconnected before the end of the body",
     "range_not_satisfiable": "range starts at 140000000, the size is 131093296",
+    # computations
+    "query_refused": "returns_rows: a query returns aggregates only; SELECT * returns rows",
+    "not_a_computation_order": "order {order_id} did not buy computation",
+    "budget_exhausted": "order {order_id} has ε 0.5 left; a query spends 1",
+    "computation_exists": "computation 3f1c9a2e-7b4d-4e8a-9c61-0d2f5b7a8e13 exists",
+    "computation_not_found": "no computation 3f1c9a2e-7b4d-4e8a-9c61-0d2f5b7a8e13",
+    "computation_closed": "computation 3f1c9a2e-7b4d-4e8a-9c61-0d2f5b7a8e13 is completed; "
+    "it takes no answer",
+    "result_missing": "upload the result of computation 3f1c9a2e-7b4d-4e8a-9c61-0d2f5b7a8e13 first",
+    "computation_mismatch": "payload.epsilon_spent is '0.4'; the computation's is '0.5'",
+    "result_too_large": "the result exceeds the limit of 16777216 bytes; nothing was kept",
+    "not_completed": "computation 3f1c9a2e-7b4d-4e8a-9c61-0d2f5b7a8e13 is pending, not completed",
     "provider_custody": "this listing's data stays with its provider; the exchange takes no "
     "content for it",
     "exchange_custody": "listing {listing_id} is in exchange custody: the exchange delivers "

@@ -42,6 +42,9 @@ RECORD_EVENTS: Final[Mapping[str, _Namer]] = {
     "dispute.resolved": _resolution,
     "settlement.paid": _fixed("settlement.paid"),
     "access.revoked": _fixed("access.revoked"),
+    "computation.requested": _fixed("computation.requested"),
+    "computation.completed": _fixed("computation.completed"),
+    "computation.refused": _fixed("computation.refused"),
     "delivery.overdue": _fixed("delivery.overdue"),
 }
 """Record type → the event type of such a record (given its payload)."""
@@ -55,6 +58,9 @@ _TYPES_OF_RECORD: Final[Mapping[str, frozenset[str]]] = {
     "dispute.resolved": frozenset({"order.refunded", "dispute.resolved"}),
     "settlement.paid": frozenset({"settlement.paid"}),
     "access.revoked": frozenset({"access.revoked"}),
+    "computation.requested": frozenset({"computation.requested"}),
+    "computation.completed": frozenset({"computation.completed"}),
+    "computation.refused": frozenset({"computation.refused"}),
     "delivery.overdue": frozenset({"delivery.overdue"}),
 }
 

@@ -58,6 +58,8 @@ class Listing(SQLModel, table=True):
     created_at: int = Field(sa_type=BigInteger)
     updated_at: int = Field(sa_type=BigInteger)
     published_at: int | None = Field(default=None, sa_type=BigInteger)
+    computation: dict[str, Any] | None = Field(default=None, sa_type=JSON)
+    """The current version's computation offer (``ComputationOffer.to_dict()``), if any."""
     custody: str = Field(default="provider", max_length=16)
     """``provider`` (the provider's agent holds the data) or ``exchange``."""
     delivery_window_s: int = Field(default=86_400)
@@ -87,6 +89,8 @@ class ListingVersion(SQLModel, table=True):
     row_count: int = Field(sa_type=BigInteger)
     byte_size: int = Field(sa_type=BigInteger)
     format: str
+    computation: dict[str, Any] | None = Field(default=None, sa_type=JSON)
+    """The computation offer the provider signed for this version, if any."""
     row_root: str | None = Field(default=None, max_length=64)
     """SM3 row-tree root (hex) the provider signed for this version."""
     created_at: int = Field(sa_type=BigInteger)

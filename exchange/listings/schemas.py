@@ -10,7 +10,11 @@ pass; the record layer already refuses floats). Record types and payloads:
 * ``listing.rejected``: ``{"listing_id", "reason"}``
 * ``listing.delisted``: ``{"listing_id", "reason"}``
 * ``listing.version_added``: ``{"listing_id", "version", "content_digest",
-  "row_count", "byte_size", "format", "row_root"}``
+  "row_count", "byte_size", "format", "row_root", "computation"}``
+
+``computation`` (optional, ``null`` by default) is the version's computation offer:
+``ledger.computation.offer.ComputationOffer`` JSON (docs/computations.md); it needs
+provider custody (the provider's agent runs the queries).
 
 ``custody`` says who holds the data (docs/custody.md): ``provider`` (the default:
 the provider's agent keeps it and delivers each order end-to-end encrypted; the
@@ -107,6 +111,11 @@ class ListingContent(_Strict):
     usage_terms: LongText = ""
     pricing: dict[str, Any] = Field(description="See exchange.pricing (integer fen).")
     declarations: Declarations = Field(default_factory=Declarations)
+    computation: dict[str, Any] | None = Field(
+        default=None,
+        description="A computation offer (docs/computations.md): what buyers may compute "
+        "on the data without seeing it; null: none. Needs provider custody.",
+    )
     custody: Custody = Field(
         default="provider",
         description="Who holds the data: the provider's agent (default) or the exchange.",
@@ -152,6 +161,9 @@ class VersionPayload(_Strict):
     row_count: Count
     byte_size: Count
     format: Format
+    computation: dict[str, Any] | None = Field(
+        default=None, description="The new version's computation offer; null: none."
+    )
     row_root: HexDigest | None = None
 
 
@@ -161,6 +173,9 @@ class ListingVersionPublic(BaseModel):
     row_count: int
     byte_size: int
     format: str
+    computation: dict[str, Any] | None = Field(
+        default=None, description="The version's computation offer (null: none)."
+    )
     row_root: str | None = Field(default=None, description="SM3 row-tree root of the version.")
     created_at: int
     log_leaf_hash: str
@@ -187,6 +202,9 @@ class ListingPublic(BaseModel):
     usage_terms: str
     pricing: dict[str, Any]
     declarations: dict[str, Any]
+    computation: dict[str, Any] | None = Field(
+        default=None, description="The current version's computation offer (null: none)."
+    )
     custody: str = Field(
         examples=["provider"], description="provider: only the provider can read the data."
     )

@@ -57,6 +57,7 @@ from exchange.records import (
     commit_with_record,
     payload_of,
 )
+from ledger.computation.offer import ComputationOffer, OfferFormatError
 from ledger.records import canonical_json
 from ledger.sm2 import SM2PrivateKey, SM2PublicKey
 
@@ -185,6 +186,7 @@ def listing_public(session: Session, row: Listing) -> ListingPublic:
             "source_legality": row.source_legality,
             "permitted_purposes": row.permitted_purposes,
         },
+        computation=row.computation,
         custody=row.custody,
         delivery_window_s=row.delivery_window_s,
         row_root=None if current is None else current.row_root,
@@ -330,6 +332,23 @@ def _check_content(ctx: ListingContext, content: ListingContent) -> dict[str, ob
     return pricing.model_dump(exclude_defaults=True) | {"model": pricing.model}
 
 
+def _computation_offer(value: dict[str, object] | None, custody: str) -> dict[str, object] | None:
+    """The normalised computation offer of a draft or version payload (422
+    ``invalid_payload`` naming the path when it is not one, or when the data is not
+    in provider custody: the provider's agent runs the queries)."""
+    if value is None:
+        return None
+    if custody != "provider":
+        raise InvalidPayloadError(
+            "payload.computation: a computation offer needs provider custody: the "
+            "provider's agent runs the queries on data that stays with it"
+        )
+    try:
+        return ComputationOffer.from_dict(value, "payload.computation").to_dict()
+    except OfferFormatError as exc:
+        raise InvalidPayloadError(str(exc)) from None
+
+
 def _check_custody(content: ListingContent, pricing: object) -> None:
     if content.custody == "provider" and content.row_root is None:
         raise InvalidPayloadError(
@@ -415,6 +434,7 @@ def missing_declarations(row: Listing) -> list[str]:
 def draft(ctx: ListingContext, body: ActionRequest) -> tuple[ListingPublic, Accepted]:
     action, payload = _action(ctx, body, "listing.drafted", DraftPayload)
     pricing = _check_content(ctx, payload)
+    offer = _computation_offer(payload.computation, payload.custody)
     timestamp = action.signed.record.timestamp
     session = ctx.session
 
@@ -444,6 +464,7 @@ def draft(ctx: ListingContext, body: ActionRequest) -> tuple[ListingPublic, Acce
             permitted_purposes=[],
         )
         _apply_content(row, payload, pricing)
+        row.computation = offer
         session.add(row)
         _replace_providers(session, row.id, payload)
         session.add(
@@ -454,6 +475,7 @@ def draft(ctx: ListingContext, body: ActionRequest) -> tuple[ListingPublic, Acce
                 row_count=payload.row_count,
                 byte_size=payload.byte_size,
                 format=payload.format,
+                computation=offer,
                 row_root=payload.row_root,
                 created_at=timestamp,
                 log_leaf_hash=action.submission.leaf_hash.hex(),
@@ -473,10 +495,12 @@ def edit(
     _require_owner(row, ctx.principal)
     _require_state(row, ListingState.DRAFT, ListingState.REJECTED)
     pricing = _check_content(ctx, payload)
+    offer = _computation_offer(payload.computation, payload.custody)
     session = ctx.session
 
     def stage() -> Listing:
         _apply_content(row, payload, pricing)
+        row.computation = offer
         row.state = ListingState.DRAFT
         row.rejection_reason = None
         row.updated_at = action.signed.record.timestamp
@@ -487,6 +511,7 @@ def edit(
             first.row_count = payload.row_count
             first.byte_size = payload.byte_size
             first.format = payload.format
+            first.computation = offer
             first.row_root = payload.row_root
             first.log_leaf_hash = action.submission.leaf_hash.hex()
         return row
@@ -600,6 +625,7 @@ def add_version(
     action, payload = _action(ctx, body, "listing.version_added", VersionPayload)
     _check_target(payload.listing_id, listing_id)
     _require_owner(row, ctx.principal)
+    offer = _computation_offer(payload.computation, row.custody)
     if row.custody == "provider" and payload.row_root is None:
         raise InvalidPayloadError("payload.row_root: required in provider custody")
     timestamp = action.signed.record.timestamp
@@ -618,6 +644,7 @@ def add_version(
             row_count=payload.row_count,
             byte_size=payload.byte_size,
             format=payload.format,
+            computation=offer,
             row_root=payload.row_root,
             created_at=timestamp,
             log_leaf_hash=action.submission.leaf_hash.hex(),
@@ -628,6 +655,7 @@ def add_version(
         row.row_count = payload.row_count
         row.byte_size = payload.byte_size
         row.format = payload.format
+        row.computation = offer
         row.updated_at = timestamp
         return row
 
@@ -638,6 +666,7 @@ def add_version(
         row_count=payload.row_count,
         byte_size=payload.byte_size,
         format=payload.format,
+        computation=offer,
         row_root=payload.row_root,
         created_at=timestamp,
         log_leaf_hash=action.submission.leaf_hash.hex(),

@@ -52,6 +52,7 @@ MODEL_MODULES = (
     "exchange.listings.search.index",
     "exchange.accounts.models",
     "exchange.orders.models",
+    "exchange.computations.models",
     "exchange.idempotency",
     "exchange.events.models",
     "exchange.webhooks.models",

@@ -17,6 +17,10 @@ placement: ``created_at + periods × period_days``), ``None`` for one-off sales.
 (downloads refused from then on; the unused part is refunded).
 ``renews_order_id`` names the order a subscription renewal extends (its paid
 period starts where that order's ends, or now if that has passed).
+``queries_left`` / ``epsilon_left`` (micro-ε) are a computation order's
+allowance (``None``: not limited that way, or not a computation order); they only
+decrease by a conditional ``UPDATE`` when a query is reserved (and come back when
+the provider refuses it): never below zero (exchange.computations).
 ``custody`` is the listing's at placement (``provider`` or ``exchange``);
 ``delivery_deadline`` is when a still undelivered (placed) order is refunded in
 full (``created_at + delivery_window_s``; ``delivery.overdue``).
@@ -82,6 +86,8 @@ class Order(SQLModel, table=True):
     revoked_at: int | None = Field(default=None, sa_type=BigInteger)
     revocation_reason: str | None = Field(default=None, max_length=500)
     renews_order_id: str | None = Field(default=None, index=True, max_length=36)
+    queries_left: int | None = Field(default=None, sa_type=BigInteger)
+    epsilon_left: int | None = Field(default=None, sa_type=BigInteger)
     custody: str = Field(default="exchange", max_length=16)
     delivery_deadline: int | None = Field(default=None, index=True, sa_type=BigInteger)
     row_version: int = Field(default=1, sa_column=_order_row_version)

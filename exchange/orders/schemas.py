@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, StringConstraints,
 
 from exchange.accounts.schemas import AccountPublic
 from exchange.log.schemas import Appended
-from exchange.pricing import MAX_PERIODS, MAX_ROWS
+from exchange.pricing import MAX_PERIODS, MAX_QUERIES, MAX_ROWS
 from ledger.records import canonical_json
 
 OrderId = Annotated[
@@ -45,6 +45,15 @@ class TermsIn(BaseModel):
     )
     licence: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = Field(
         default=None, description="The listing's licence (the default); no other is offered."
+    )
+    computation: Literal[True] | None = Field(
+        default=None,
+        description="Buy queries on the data (the listing's computation offer) "
+        "instead of the data.",
+    )
+    queries: Annotated[StrictInt, Field(ge=1, le=MAX_QUERIES)] | None = Field(
+        default=None,
+        description="Queries bought (computation offers priced per query, required there).",
     )
 
 
@@ -183,6 +192,13 @@ class OrderPublic(BaseModel):
     revocation_reason: str | None = None
     renews_order_id: str | None = Field(
         default=None, description="The subscription order this one renews."
+    )
+    queries_left: int | None = Field(
+        default=None, description="Computation orders priced per query: queries left."
+    )
+    epsilon_left: str | None = Field(
+        default=None,
+        description="Computation orders with differential privacy: ε left (decimal string).",
     )
     settlement: SettlementPublic | None = Field(
         default=None, description="The settlement's breakdown, once settled."

@@ -66,9 +66,18 @@ from exchange.orders.schemas import (
 )
 from exchange.orders.settle import settlements_of
 from exchange.participants.models import Participant, ParticipantStatus, Principal
-from exchange.pricing import SubscriptionPricing, TermsError, parse_pricing, price
+from exchange.pricing import (
+    ComputationAllowance,
+    SubscriptionPricing,
+    TermsError,
+    computation_allowance,
+    epsilon_text,
+    parse_pricing,
+    price,
+)
 from exchange.quotes import Quote, QuoteTerms, issue_quote, verify_quote
 from exchange.records import SignedAction, commit_with_record, log_receipt, payload_of
+from ledger.computation.offer import ComputationOffer
 from ledger.sm2 import SM2PrivateKey
 
 __all__ = ["get_order", "issue", "list_orders", "place", "rebuild_placed"]
@@ -162,6 +171,33 @@ def _seats_left(session: Session, listing: Listing, limit: int | None) -> None:
         raise SoldOutError(f"all {limit} seat(s) of listing {listing.id} are sold")
 
 
+def _computation_terms(
+    listing: Listing, *, rows: int | None, periods: int | None, queries: int | None
+) -> ComputationAllowance:
+    """The price and allowance of a computation order on the listing's current version."""
+    if listing.computation is None:
+        raise TermsError(f"listing {listing.id} version {listing.version} offers no computation")
+    if rows is not None or periods is not None:
+        raise TermsError("a computation order buys queries, not rows or periods")
+    offer = ComputationOffer.from_dict(listing.computation)
+    return computation_allowance(offer, queries=queries)
+
+
+def _allowance(
+    listing: Listing, pricing_terms: QuoteTerms | TermsIn
+) -> ComputationAllowance | None:
+    if pricing_terms.computation:
+        return _computation_terms(
+            listing,
+            rows=pricing_terms.rows,
+            periods=pricing_terms.periods,
+            queries=pricing_terms.queries,
+        )
+    if pricing_terms.queries is not None:
+        raise TermsError("queries apply only to a computation order (computation: true)")
+    return None
+
+
 def issue(
     session: Session,
     principal: Principal,
@@ -177,10 +213,14 @@ def issue(
     licence = listing.licence or "standard"
     if terms_in.licence is not None and terms_in.licence != licence:
         raise TermsError(f"this listing is offered under {licence!r} only")
-    amount = price(pricing, rows=terms_in.rows, periods=terms_in.periods)
+    allowance = _allowance(listing, terms_in)
     row_offset = _row_offset(terms_in)
-    _check_rows_exist(listing, terms_in.rows, row_offset)
-    _seats_left(session, listing, pricing.seat_limit)
+    if allowance is not None:
+        amount = allowance.amount
+    else:
+        amount = price(pricing, rows=terms_in.rows, periods=terms_in.periods)
+        _check_rows_exist(listing, terms_in.rows, row_offset)
+        _seats_left(session, listing, pricing.seat_limit)
     return issue_quote(
         log_key,
         listing_id=listing.id,
@@ -188,7 +228,12 @@ def issue(
         content_digest=listing.content_digest,
         buyer_key_id=principal.key_id,
         terms=QuoteTerms(
-            rows=terms_in.rows, periods=terms_in.periods, licence=licence, row_offset=row_offset
+            rows=terms_in.rows,
+            periods=terms_in.periods,
+            licence=licence,
+            row_offset=row_offset,
+            computation=bool(terms_in.computation),
+            queries=terms_in.queries,
         ),
         amount=amount,
         now=now_ms(),
@@ -246,6 +291,8 @@ def order_public(row: Order, settlement: SettlementPublic | None = None) -> Orde
         row_offset=_ordered_offset(row.terms),
         custody=row.custody,
         delivery_deadline=row.delivery_deadline if row.state == OrderState.PLACED else None,
+        queries_left=row.queries_left,
+        epsilon_left=None if row.epsilon_left is None else epsilon_text(row.epsilon_left),
         settlement=settlement,
     )
 
@@ -381,8 +428,12 @@ def place(
     _check_providers_active(session.connection(), listing.id)
     pricing = parse_pricing(listing.pricing)
     now = now_ms()
-    amount = price(pricing, rows=quote.terms.rows, periods=quote.terms.periods)
-    _check_rows_exist(listing, quote.terms.rows, quote.terms.row_offset)
+    allowance = _allowance(listing, quote.terms)
+    if allowance is not None:
+        amount = allowance.amount
+    else:
+        amount = price(pricing, rows=quote.terms.rows, periods=quote.terms.periods)
+        _check_rows_exist(listing, quote.terms.rows, quote.terms.row_offset)
     verify_quote(
         log_key.public_key(),
         quote,
@@ -397,13 +448,13 @@ def place(
         raise OrderExistsError(f"order {payload.order_id} exists")
     previous = None
     if payload.renews is not None:
-        if not isinstance(pricing, SubscriptionPricing):
+        if allowance is not None or not isinstance(pricing, SubscriptionPricing):
             raise NotRenewableError(f"listing {listing.id} is not sold by subscription")
         previous = _renewed(session, payload.renews, buyer, listing.id)
         _not_renewed_yet(session.connection(), previous.id, payload.order_id)
     if session.get(UsedQuote, quote.quote_id) is not None:
         raise QuoteUsedError(f"quote {quote.quote_id} was already used for an order")
-    limit = pricing.seat_limit
+    limit = None if allowance is not None else pricing.seat_limit
     _seats_left(session, listing, limit)
     account = session.get(Account, buyer)
     if amount > (account.available if account is not None else 0):
@@ -411,7 +462,7 @@ def place(
 
     leaf_hash = action.submission.leaf_hash
     expires = None
-    if isinstance(pricing, SubscriptionPricing):
+    if allowance is None and isinstance(pricing, SubscriptionPricing):
         assert quote.terms.periods is not None
         start = now
         if previous is not None and previous.access_expires_at is not None:
@@ -436,6 +487,8 @@ def place(
         renews_order_id=renews,
         custody=listing.custody,
         delivery_deadline=now + listing.delivery_window_s * 1000,
+        queries_left=None if allowance is None else allowance.queries_left,
+        epsilon_left=None if allowance is None else allowance.epsilon_left,
     )
     listing_id, version = listing.id, listing.version
 

@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 from test_auth_support import Exchange, listing_content, running_exchange
+from test_computations_support import GOOD_SQL, Bought, complete, offer
 from test_orders import BACKENDS
 
 from ledger.sm2 import SM2PrivateKey
@@ -325,6 +326,50 @@ def _register_webhook(w: World) -> Request:
 
 def _delete_webhook(w: World) -> Request:
     return "DELETE", f"/webhooks/{_webhook_of_owner(w)}", None, None
+
+
+def _computation_buy(w: World) -> Bought:
+    """A computation order of the matrix's buyer on one of the owner's listings."""
+    listing_id = w.listing("published", computation=offer(), custody="provider", row_root="cd" * 32)
+    buyer = w.keys["buyer"]
+    terms = {"terms": {"computation": True, "queries": 5}}
+    response = w.ex.http(buyer).post(f"/listings/{listing_id}/quotes", json=terms)
+    assert response.status_code == 201, response.text
+    quote = response.json()["quote"]
+    w.deposit(buyer, quote["amount"])
+    order_id = str(uuid.uuid4())
+    body = w.ex.signed_body(buyer, "order.placed", {"order_id": order_id, "quote": quote})
+    assert w.ex.http(buyer).post("/orders", json=body).status_code == 201
+    return Bought(w.ex, w.owner, buyer, listing_id, order_id)
+
+
+def _computation(w: World, *, completed: bool = False) -> str:
+    bought = _computation_buy(w)
+    computation = bought.asked()
+    if completed:
+        assert complete(bought, computation).status_code == 201
+    return str(computation["id"])
+
+
+def _request_computation(w: World) -> Request:
+    order_id = _computation_buy(w).order_id
+
+    def payload(_key: SM2PrivateKey) -> dict[str, Any]:
+        return {"computation_id": str(uuid.uuid4()), "order_id": order_id, "sql": GOOD_SQL}
+
+    return "POST", "/computations", "computation.requested", payload
+
+
+def _refuse_computation(w: World) -> Request:
+    bought = _computation_buy(w)
+    computation_id = bought.asked()["id"]
+    payload = {"computation_id": computation_id, "order_id": bought.order_id, "reason": "timeout"}
+    path = f"/computations/{computation_id}/outcome"
+    return "POST", path, "computation.refused", lambda _k: payload
+
+
+def _upload_result(w: World) -> Request:
+    return "PUT", f"/computations/{_computation(w)}/result", None, lambda _k: b"sealed"
 
 
 OK = (200, None)
@@ -648,6 +693,70 @@ MATRIX: dict[str, tuple[Callable[[World], Request], dict[str, tuple[int, str | N
     ),
     "download content": (
         _get(lambda w: f"/orders/{w.delivered_order(envelope=True)}/content"),
+        BUYER_ONLY,
+    ),
+    "request a computation": (
+        _request_computation,
+        _row(
+            anonymous=UNAUTH,
+            owner=ROLE,
+            other_provider=ROLE,
+            buyer=CREATED,
+            auditor=ROLE,
+            operator=ROLE,
+            suspended=SUSPENDED,
+        ),
+    ),
+    "read someone's computation": (
+        _get(lambda w: f"/computations/{_computation(w)}"),
+        _row(
+            anonymous=UNAUTH,
+            owner=OK,  # the listing's provider
+            other_provider=(404, "computation_not_found"),
+            buyer=OK,
+            auditor=(404, "computation_not_found"),
+            operator=OK,
+            suspended=SUSPENDED,
+        ),
+    ),
+    "list an order's computations": (
+        _get(lambda w: f"/computations?order_id={_computation_buy(w).order_id}"),
+        _row(
+            anonymous=UNAUTH,
+            owner=OK,
+            other_provider=NO_ORDER,
+            buyer=OK,
+            auditor=NO_ORDER,
+            operator=OK,
+            suspended=SUSPENDED,
+        ),
+    ),
+    "upload a computation result": (
+        _upload_result,
+        _row(
+            anonymous=UNAUTH,
+            owner=OK,
+            other_provider=(404, "computation_not_found"),
+            buyer=ROLE,
+            auditor=ROLE,
+            operator=ROLE,
+            suspended=SUSPENDED,
+        ),
+    ),
+    "answer a computation": (
+        _refuse_computation,
+        _row(
+            anonymous=UNAUTH,
+            owner=CREATED,  # a provider of the listing
+            other_provider=(403, "not_a_provider"),
+            buyer=ROLE,
+            auditor=ROLE,
+            operator=ROLE,
+            suspended=SUSPENDED,
+        ),
+    ),
+    "download a computation result": (
+        _get(lambda w: f"/computations/{_computation(w, completed=True)}/result"),
         BUYER_ONLY,
     ),
     "events": (_get(lambda w: "/events"), ANY_PARTICIPANT),

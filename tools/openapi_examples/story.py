@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import base64
 import io
+import secrets
+import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -16,6 +18,8 @@ from clients.sdk import ExchangeClient
 from clients.signing import SM2RequestSigner
 from clients.slices import write_slice
 from ledger import envelope, sm4
+from ledger.computation.result import ResultTable
+from ledger.protocol.computation import result_aad
 from ledger.protocol.delivery import (
     DELIVERY_ISSUED,
     ProviderDelivery,
@@ -82,6 +86,30 @@ TIERED_PRICE = {
 beyond the first 20)."""
 
 
+COMPUTATION_OFFER: dict[str, Any] = {
+    "version": 1,
+    "table": "ridership",
+    "columns": [
+        {"name": "stop_id", "control": ["never"], "aggregates": []},
+        {"name": "stop_name", "control": ["never"], "aggregates": []},
+        {"name": "district", "control": ["filter", "group_by"], "aggregates": []},
+        {"name": "date", "control": ["filter", "group_by"], "aggregates": []},
+        {"name": "boardings", "control": ["aggregate"], "aggregates": ["avg", "count", "sum"]},
+        {"name": "alightings", "control": ["aggregate"], "aggregates": ["avg", "sum"]},
+    ],
+    "min_group_size": 5,
+    "privacy": {
+        "mechanism": "laplace",
+        "epsilon_per_query": "0.5",
+        "epsilon_budget": "5",
+        "bounds": {"alightings": ["0", "40000"], "boardings": ["0", "40000"]},
+    },
+    "price": {"unit": "query", "fen": 500},
+}
+"""What the ridership's computation listing lets buyers compute: averages and sums per
+district and day, never a stop's own rows; ε 0.5 a query out of 5 per order."""
+
+
 class Story:
     """Plays the story of the module docstring against the exchange at ``url``."""
 
@@ -122,6 +150,7 @@ class Story:
         self.money(receiver)
         self.orders()
         self.provider_custody()
+        self.computations()
         self.receipt()
         self.other_branches()
         self.reads()
@@ -295,6 +324,90 @@ class Story:
         with self.rec.step("get_delivery", "GET", f"/orders/{order.id}/delivery"):
             reader.get(f"/orders/{order.id}/delivery").raise_for_status()
         reader.close()
+
+    def computations(self) -> None:
+        """A computation listing on the same data: the buyer buys 5 queries and asks the
+        average boardings per district; the provider answers with an encrypted result."""
+        provider, operator = self.client("provider"), self.client("operator")
+        fields = {
+            **self.fields,
+            "custody": "provider",
+            "row_root": describe_file(self.csv).row_root,
+            "pricing": FIXED_PRICE,
+            "computation": COMPUTATION_OFFER,
+        }
+        fields["title"] = "重庆主城区公交客流 · 可算不可见 (computation only)"
+        lid = provider.create_listing(fields).id
+        provider.submit_listing(lid)
+        operator.review_listing(lid)
+        operator.publish_listing(lid)
+        buyer_key = self.keys["buyer"]
+        buyer = self.signed_http("buyer")
+        terms = {"computation": True, "queries": 5}
+        quoted = buyer.post(f"/listings/{lid}/quotes", json={"terms": terms})
+        quoted.raise_for_status()
+        order_id = str(uuid.uuid4())
+        placed = {"order_id": order_id, "quote": quoted.json()["quote"]}
+        record = sign_record(buyer_key, "order.placed", placed).to_dict()
+        buyer.post("/orders", json={"record": record}).raise_for_status()
+        sql = (
+            "SELECT district, AVG(boardings) AS avg_boardings FROM ridership "
+            "GROUP BY district ORDER BY district"
+        )
+        computation_id = str(uuid.uuid4())
+        asked = {"computation_id": computation_id, "order_id": order_id, "sql": sql}
+        with self.rec.step("request_computation", "POST", "/computations"):
+            record = sign_record(buyer_key, "computation.requested", asked).to_dict()
+            buyer.post("/computations", json={"record": record}).raise_for_status()
+
+        # the provider's agent: answered here by hand, with the figures of the story's file
+        table = ResultTable.of(
+            ["district", "avg_boardings"],
+            [["江北区", 17029.4], ["沙坪坝区", 16805.1], ["渝中区", 16980.6]],
+        )
+        key = secrets.token_bytes(16)
+        sealed = io.BytesIO()
+        plain = io.BytesIO(table.to_bytes())
+        sm4.encrypt_stream(key, plain, sealed, result_aad(computation_id, order_id))
+        ciphertext = sealed.getvalue()
+        path = f"/computations/{computation_id}"
+        seller = self.signed_http("provider")
+        with self.rec.step("upload_computation_result", "PUT", f"{path}/result", request=False):
+            seller.put(
+                f"{path}/result",
+                content=ciphertext,
+                headers={"content-type": "application/octet-stream"},
+            ).raise_for_status()
+        self.rec.requests["upload_computation_result"] = base64.b64encode(ciphertext).decode()
+        digest = base64.b64encode(sm3(ciphertext)).decode("ascii")
+        self.rec.requests["upload_computation_result_digest"] = f"sm3=:{digest}:"
+        wrapped = envelope.wrap_key(buyer_key.public_key(), key)
+        completed = {
+            "computation_id": computation_id,
+            "order_id": order_id,
+            "query_sm3": sm3(sql.encode()).hex(),
+            "result_sm3": table.sm3_hex(),
+            "ciphertext_sm3": sm3(ciphertext).hex(),
+            "ciphertext_size": len(ciphertext),
+            "wrapped_key": base64.b64encode(wrapped).decode(),
+            "epsilon_spent": "0.5",
+            "rows_scanned": int(self.fields["row_count"]),
+        }
+        with self.rec.step("answer_computation", "POST", f"{path}/outcome"):
+            answered = sign_record(self.keys["provider"], "computation.completed", completed)
+            seller.post(f"{path}/outcome", json={"record": answered.to_dict()}).raise_for_status()
+        with self.rec.step("get_computation", "GET", path):
+            buyer.get(path).raise_for_status()
+        with self.rec.step("list_computations", "GET", "/computations"):
+            buyer.get("/computations", params={"order_id": order_id}).raise_for_status()
+        with self.rec.step("computation_result", "GET", f"{path}/result") as got:
+            buyer.get(f"{path}/result").raise_for_status()
+        self.rec.responses["computation_result"] = {
+            "etag": got[0].headers["etag"],
+            "size": int(got[0].headers["content-length"]),
+        }
+        buyer.close()
+        seller.close()
 
     def signed_http(self, who: str) -> httpx.Client:
         """Plain HTTP signed as ``who``: for what the SDK does not call yet."""

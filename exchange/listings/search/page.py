@@ -60,6 +60,9 @@ class SearchHit(BaseModel):
     update_frequency: str
     published_at: int
     score: int | None = Field(description="Relevance (with q): Σ 4·title + 2·tags + 1·description.")
+    computation: dict[str, Any] | None = Field(
+        default=None, description="The computation offer of the current version (null: none)."
+    )
 
 
 class SearchPage(BaseModel):
@@ -146,6 +149,7 @@ def hits(session: Session, found: list[tuple[str, int | None, int]]) -> list[Sea
         col(Listing.update_frequency),
         col(Listing.published_at),
         col(Listing.updated_at),
+        col(Listing.computation),
     ]
     listings = {
         row.id: row for row in session.execute(select(*shown).where(col(Listing.id).in_(ids))).all()
@@ -181,6 +185,7 @@ def hits(session: Session, found: list[tuple[str, int | None, int]]) -> list[Sea
                 update_frequency=row.update_frequency,
                 published_at=row.published_at or row.updated_at,
                 score=score,
+                computation=row.computation,
             )
         )
     return found_hits
