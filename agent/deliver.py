@@ -26,11 +26,11 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, Final, Literal
+from typing import Any, BinaryIO, Final, Literal, Protocol
 
 from agent.state import AgentState
 from clients.sdk import APIError, ExchangeClient, Order
-from clients.slices import write_slice
+from clients.slices import TEXT_FORMATS, SliceProof, open_text_slice, write_slice
 from ledger import envelope, sm4
 from ledger.protocol.delivery import ProviderDelivery, RangeProof, RowRange, deliverable_aad
 from ledger.sm2 import SM2PublicKey
@@ -69,8 +69,12 @@ def file_fingerprint(path: Path) -> tuple[int, int]:
     return stat.st_size, stat.st_mtime_ns
 
 
+class Readable(Protocol):
+    def read(self, size: int = -1, /) -> bytes: ...
+
+
 class _HashingReader:
-    def __init__(self, handle: BinaryIO) -> None:
+    def __init__(self, handle: Readable) -> None:
         self._handle = handle
         self.hasher = SM3Hasher()
         self.size = 0
@@ -135,19 +139,19 @@ class Deliverer:
         buyer's registered key)."""
         dataset = self._dataset_of(order)
         bought = order.row_range()
-        proof = None
-        if bought is None:
-            source = dataset.path
-        else:
-            source, proof = self._cut(order, dataset, bought)
         key = sm4.generate_key()
         aad = deliverable_aad(order.id, order.listing_id, order.version)
         target = self.state.sealed_path(order.id)
-        try:
+        proof: RangeProof | None = None
+        with contextlib.ExitStack() as stack:
+            source: Readable
+            if bought is None:
+                source = stack.enter_context(open(dataset.path, "rb"))
+            else:
+                source, proof = self._cut(order, dataset, bought, stack)
             plain, cipher = _encrypt(source, target, key, aad)
-        finally:
-            if bought is not None:
-                self.state.slice_path(order.id).unlink(missing_ok=True)
+        if bought is not None:
+            self._check_unchanged(dataset, target)  # also while it was being read
         if bought is None and plain.hasher.hexdigest() != dataset.content_digest:
             target.unlink(missing_ok=True)
             raise DeliveryRefused(
@@ -211,33 +215,53 @@ class Deliverer:
             )
         return dataset
 
-    def _cut(self, order: Order, dataset: Dataset, bought: RowRange) -> tuple[Path, RangeProof]:
-        if dataset.format not in SLICEABLE or dataset.row_root is None:
+    def _cut(
+        self, order: Order, dataset: Dataset, bought: RowRange, stack: contextlib.ExitStack
+    ) -> tuple[Readable, RangeProof]:
+        """The plaintext of the rows bought, as a stream open in ``stack``, and their proof.
+
+        No self check of the slice (a full parse): the proof comes from the row index
+        of the file checked at start-up, whose size and mtime must not have changed
+        (checked before the cut and after the encryption). The buyer's check is the
+        authoritative one. Text slices stream from the dataset's byte ranges (no
+        plaintext copy on disk); Parquet slices are written to the state directory
+        first and removed when ``stack`` closes."""
+        if dataset.format not in SLICEABLE or dataset.row_root is None or not dataset.row_index:
             raise DeliveryRefused(f"listing {dataset.listing_id} has no rows to cut")
-        out = self.state.slice_path(order.id)
         self._check_unchanged(dataset)
-        # No self check (a full parse of the slice): the proof comes from the row index
-        # of the file checked at start-up, and the file is unchanged since (before and
-        # after the cut). The buyer's check is the authoritative one.
-        sliced = write_slice(
-            dataset.path,
-            out,
-            bought.offset,
-            bought.count,
-            index=dataset.row_index,
-            format=dataset.format,
-            self_check=False,
-        )
-        self._check_unchanged(dataset, out)
+        sliced: SliceProof
+        reader: Readable
+        if dataset.format in TEXT_FORMATS:
+            reader, sliced = stack.enter_context(
+                open_text_slice(
+                    dataset.path,
+                    bought.offset,
+                    bought.count,
+                    index=dataset.row_index,
+                    format=dataset.format,
+                )
+            )
+        else:
+            out = self.state.slice_path(order.id)
+            stack.callback(out.unlink, missing_ok=True)
+            sliced = write_slice(
+                dataset.path,
+                out,
+                bought.offset,
+                bought.count,
+                index=dataset.row_index,
+                format=dataset.format,
+                self_check=False,
+            )
+            reader = stack.enter_context(out.open("rb"))
         if sliced.row_root.hex() != dataset.row_root or sliced.tree_size != dataset.row_count:
-            out.unlink(missing_ok=True)
             raise DeliveryRefused(f"{dataset.path}'s rows are not version {dataset.version}'s")
         end = bought.offset + bought.count
         self.log(f"order {order.id}: cut rows [{bought.offset}, {end}) of {dataset.path.name}")
         proof = RangeProof(
             sliced.tree_size, sliced.row_root.hex(), tuple(node.hex() for node in sliced.proof)
         )
-        return out, proof
+        return reader, proof
 
     def _check_unchanged(self, dataset: Dataset, partial: Path | None = None) -> None:
         if (
@@ -270,12 +294,12 @@ class Deliverer:
 
 
 def _encrypt(
-    source: Path, target: Path, key: bytes, aad: bytes
+    source: Readable, target: Path, key: bytes, aad: bytes
 ) -> tuple[_HashingReader, _HashingWriter]:
     temporary = target.with_name(f".{target.name}.tmp")
     try:
-        with open(source, "rb") as src, open(temporary, "wb") as dst:
-            plain, cipher = _HashingReader(src), _HashingWriter(dst)
+        with open(temporary, "wb") as dst:
+            plain, cipher = _HashingReader(source), _HashingWriter(dst)
             sm4.encrypt_stream(key, plain, cipher, aad)  # type: ignore[arg-type]
             dst.flush()
             os.fsync(dst.fileno())

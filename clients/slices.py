@@ -68,9 +68,12 @@ from ledger.row_tree import (
 
 __all__ = [
     "SLICE_CHECKS",
+    "TEXT_FORMATS",
     "SliceCheck",
     "SliceCheckError",
     "SliceProof",
+    "SliceReader",
+    "open_text_slice",
     "verify_slice",
     "write_slice",
 ]
@@ -283,16 +286,17 @@ def _text_rows_from(
         yield from read_text_rows(handle, format, encoding=plain, position=position, header=False)
 
 
-def _cut_text(
+def _text_ranges(
     dataset: Path,
-    out: Path,
     index: RowIndex,
     format: str,
     encoding: str,
     begin: int,
     end: int,
     edges: dict[int, bytes],
-) -> None:
+) -> tuple[tuple[int, int], tuple[int, int]]:
+    """The two byte ranges of a text slice (the header; rows ``[begin, end)``), hashing
+    the rows of the two edge blocks outside the slice into ``edges``."""
     (left_lo, _), (right_lo, right_hi) = edge_ranges(begin, end, index.tree_size, index.block_level)
     slice_start = slice_end = -1
     rows = _text_rows_from(
@@ -316,9 +320,57 @@ def _cut_text(
     rows.close()
     if slice_start < 0 or slice_end < 0:
         raise DatasetError("the dataset has fewer rows than its row index says")
+    return (0, index.header_end), (slice_start, slice_end)
+
+
+def _cut_text(
+    dataset: Path,
+    out: Path,
+    index: RowIndex,
+    format: str,
+    encoding: str,
+    begin: int,
+    end: int,
+    edges: dict[int, bytes],
+) -> None:
+    ranges = _text_ranges(dataset, index, format, encoding, begin, end, edges)
     with open(dataset, "rb") as source, open(out, "wb") as sink:
-        _copy_range(source, sink, 0, index.header_end)
-        _copy_range(source, sink, slice_start, slice_end)
+        for start, stop in ranges:
+            _copy_range(source, sink, start, stop)
+
+
+class SliceReader:
+    """The bytes of a text slice as one read-only stream (``read(size)``), straight from
+    the dataset's byte ranges: no copy of the slice is written anywhere."""
+
+    def __init__(self, source: IO[bytes], ranges: Sequence[tuple[int, int]]) -> None:
+        self._source = source
+        self._ranges = list(ranges)
+        self._position = self._ranges[0][0] if self._ranges else 0
+        if self._ranges:
+            source.seek(self._position)
+
+    def read(self, size: int = -1) -> bytes:
+        parts: list[bytes] = []
+        wanted = size if size >= 0 else None
+        while self._ranges and (wanted is None or wanted > 0):
+            stop = self._ranges[0][1]
+            left = stop - self._position
+            if left <= 0:
+                self._ranges.pop(0)
+                if self._ranges:
+                    self._position = self._ranges[0][0]
+                    self._source.seek(self._position)
+                continue
+            take = left if wanted is None else min(left, wanted)
+            chunk = self._source.read(take)
+            if not chunk:
+                raise DatasetError("the dataset is shorter than its row index says")
+            parts.append(chunk)
+            self._position += len(chunk)
+            if wanted is not None:
+                wanted -= len(chunk)
+        return b"".join(parts)
 
 
 def _cut_parquet(
@@ -416,3 +468,46 @@ def write_slice(
             if self_check:
                 proof.verify(temporary, format=chosen, encoding=encoding)
     return proof
+
+
+TEXT_FORMATS: Final = frozenset({"csv", "tsv", "jsonl"})
+
+
+@contextlib.contextmanager
+def open_text_slice(
+    dataset: str | Path,
+    offset: int,
+    count: int,
+    *,
+    index: str | Path,
+    format: str | None = None,
+    encoding: str = "utf-8",
+) -> Iterator[tuple[SliceReader, SliceProof]]:
+    """Rows ``[offset, offset + count)`` of a CSV/TSV/JSON Lines ``dataset`` as a stream
+    (the bytes :func:`write_slice` would write, read from the dataset where they are)
+    and their :class:`SliceProof` from the row ``index``: for a provider that encrypts
+    the slice as it reads it. Never checks the slice itself (that is a full parse); the
+    caller makes sure the file is the one ``index`` describes. Raises as
+    :func:`write_slice`, and :class:`clients.datasets.DatasetError` for Parquet."""
+    dataset = Path(dataset)
+    chosen = _format_of(dataset, format)
+    if chosen not in TEXT_FORMATS:
+        raise DatasetError(f"{chosen} slices are written, not streamed: use write_slice")
+    begin, end = offset, offset + count
+    with RowIndex(index) as rows, open(dataset, "rb") as source:
+        if not 0 <= begin < end <= rows.tree_size:
+            raise RangeError(begin, end, rows.tree_size)
+        if os.fstat(source.fileno()).st_size != rows.data_size:
+            raise RowIndexError(
+                f"the row index is of a {rows.data_size}-byte file, {dataset.name} is not"
+            )
+        edges: dict[int, bytes] = {}
+        ranges = _text_ranges(dataset, rows, chosen, encoding, begin, end, edges)
+        proof = SliceProof(
+            offset,
+            count,
+            rows.tree_size,
+            rows.root,
+            tuple(row_range_proof(rows, begin, end, edges)),
+        )
+        yield SliceReader(source, ranges), proof

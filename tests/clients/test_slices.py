@@ -13,8 +13,16 @@ import pyarrow as pa  # type: ignore[import-untyped, unused-ignore]
 import pyarrow.parquet as pq  # type: ignore[import-untyped, unused-ignore]
 import pytest
 
-from clients.datasets import DatasetDescription, describe_file
-from clients.slices import SLICE_CHECKS, SliceCheckError, SliceProof, verify_slice, write_slice
+from clients.datasets import DatasetDescription, DatasetError, describe_file
+from clients.slices import (
+    SLICE_CHECKS,
+    SliceCheckError,
+    SliceProof,
+    SliceReader,
+    open_text_slice,
+    verify_slice,
+    write_slice,
+)
 from ledger.merkle import RangeError
 from ledger.row_tree import RowIndexError
 
@@ -305,3 +313,59 @@ def test_csv_rows_written_by_the_csv_module_slice_as_records(tmp_path: Path) -> 
     assert got[0] == ["k", "v"] and [int(r[0]) for r in got[1:]] == list(range(7, 16))
     assert d.row_root is not None
     verify_slice(out, 7, 9, 50, bytes.fromhex(d.row_root), proof.proof)
+
+
+# --------------------------------------------------------------------------- streamed slices
+
+
+def _read_all(reader: SliceReader, size: int) -> bytes:
+    parts = []
+    while chunk := reader.read(size):
+        parts.append(chunk)
+    return b"".join(parts)
+
+
+@pytest.mark.parametrize(("offset", "count"), [(20_000, 20_000), (0, 1), (0, ROWS), (1023, 2)])
+@pytest.mark.parametrize("read_size", [7, 1 << 16, -1])
+def test_a_streamed_slice_is_the_written_slice_with_the_same_proof(
+    dataset: Dataset, tmp_path: Path, offset: int, count: int, read_size: int
+) -> None:
+    out = tmp_path / "slice.csv"
+    written = write_slice(dataset.path, out, offset, count, index=dataset.index)
+    with open_text_slice(dataset.path, offset, count, index=dataset.index) as (reader, proof):
+        streamed = _read_all(reader, read_size) if read_size > 0 else reader.read()
+        assert reader.read(10) == b""
+    assert proof == written
+    assert streamed == out.read_bytes()
+
+
+def test_a_streamed_jsonl_slice_has_no_header(tmp_path: Path) -> None:
+    path = tmp_path / "rows.jsonl"
+    lines = [json.dumps({"id": i}) for i in range(300)]
+    path.write_bytes(b"\xef\xbb\xbf" + "\n".join(lines).encode() + b"\n")
+    index = tmp_path / "rows.idx"
+    describe_file(path, row_index=index, index_block_level=4)
+    with open_text_slice(path, 35, 70, index=index) as (reader, proof):
+        assert _read_all(reader, 100) == "".join(line + "\n" for line in lines[35:105]).encode()
+    assert (proof.offset, proof.count, proof.tree_size) == (35, 70, 300)
+
+
+def test_streaming_refuses_parquet_a_bad_range_and_another_file(
+    dataset: Dataset, tmp_path: Path
+) -> None:
+    parquet = tmp_path / "rows.parquet"
+    pq.write_table(pa.table({"id": list(range(10))}), parquet)
+    with (
+        pytest.raises(DatasetError, match="write_slice"),
+        open_text_slice(parquet, 0, 1, index=dataset.index),
+    ):
+        pass
+    with (
+        pytest.raises(RangeError),
+        open_text_slice(dataset.path, ROWS - 1, 2, index=dataset.index),
+    ):
+        pass
+    shorter = tmp_path / "shorter.csv"
+    shorter.write_bytes(dataset.path.read_bytes()[:-10])
+    with pytest.raises(RowIndexError), open_text_slice(shorter, 0, 1, index=dataset.index):
+        pass
