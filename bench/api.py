@@ -104,6 +104,10 @@ def _serve(
     # as `shancheng serve --workers N`: uvicorn's worker processes, each building
     # the app from the SHANCHENG_* variables
     app.state.engine.dispose()
+    # uvicorn re-opens the descriptor number of this process's stdin in each worker;
+    # multiprocessing left it on one a spawned worker does not inherit: use 0
+    os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
+    sys.stdin = os.fdopen(0)
     for name, value in settings_kw.items():
         os.environ[f"SHANCHENG_{name.upper()}"] = (
             json.dumps(value) if isinstance(value, list) else str(value)

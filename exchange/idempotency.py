@@ -11,13 +11,15 @@ is staged with the effect and committed with its log record). Then:
   ``idempotency_key_reused``;
 * a malformed key → 422 ``invalid_idempotency_key``.
 
-The response body is written to the row right after the commit; if the process
-dies in between, a replay rebuilds the response from the stored resource and
-its log entry (``rebuild``).
+The response body is written to the row after the commit, in the running
+appender's next batch (no second durable commit on the request's way); until
+then, or if the process dies in between, a replay rebuilds the response from
+the stored resource and its log entry (``rebuild``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import time
@@ -27,11 +29,13 @@ from typing import Any, Final
 from fastapi import Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
-from sqlalchemy import JSON, BigInteger, Engine, update
+from sqlalchemy import JSON, BigInteger, Connection, Engine, Executable, update
 from sqlmodel import Field, Session, SQLModel, col
 
 from exchange.db import create_tables
 from exchange.errors import ExchangeError
+from exchange.log.appender import ShuttingDownError, running_appender
+from exchange.log.batch import StagedChange
 from ledger.records import RecordFormatError, canonical_json
 from ledger.sm3 import sm3
 
@@ -145,10 +149,11 @@ class Idempotent:
         )
 
     def remember(self, session: Session, response: BaseModel) -> None:
-        """Store the response of the committed effect (after its commit)."""
+        """Store the response of the committed effect: queued for the engine's
+        running appender, or (without one) committed here."""
         if self.key is None:
             return
-        session.execute(
+        statement = (
             update(IdempotencyKey)
             .where(
                 col(IdempotencyKey.participant_key_id) == self.participant_key_id,
@@ -156,7 +161,18 @@ class Idempotent:
             )
             .values(response=response.model_dump(mode="json"))
         )
+        bind = session.get_bind()
+        appender = running_appender(bind) if isinstance(bind, Engine) else None
+        if appender is not None and appender.running:
+            with contextlib.suppress(ShuttingDownError):  # (then stored here)
+                appender.submit([], StagedChange(statements=[lambda c: _run(c, statement)]))
+                return
+        session.execute(statement)
         session.commit()
+
+
+def _run(connection: Connection, statement: Executable) -> None:
+    connection.execute(statement)
 
 
 def create_idempotency_table(engine: Engine) -> None:

@@ -42,6 +42,7 @@ from exchange.log.batch import (
     BatchItem,
     ConcurrentUpdateError,
     commit_batch,
+    forget_committed,
     take_staged,
 )
 from exchange.log.schemas import Appended, PromiseBody
@@ -220,6 +221,7 @@ def commit_with_records(
         if isinstance(outcome, Exception):
             raise outcome
         accepted = outcome
+    forget_committed(session)
     change.return_to(session)
     return result, accepted
 

@@ -27,7 +27,8 @@ streams.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -44,6 +45,7 @@ from exchange.content import ContentStore, content_store_from_settings
 from exchange.content.deliverables import DeliverableStore
 from exchange.events.watcher import FeedWatcher
 from exchange.log.appender import Appender
+from exchange.log.batch import commit_pending, run_until_committed
 from exchange.log.sequencer import SessionFactory
 from exchange.participants.models import Principal, Role
 from exchange.participants.operators import Operators
@@ -309,27 +311,55 @@ async def request_parts(request: Request, settings: SettingsDep) -> RequestParts
     )
 
 
-async def current_participant(
-    request: Request, settings: SettingsDep, authenticator: AuthenticatorDep
-) -> Principal:
-    """The authenticated, not suspended participant (or operator); 401/403 otherwise."""
+_READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+@asynccontextmanager
+async def _authenticated(
+    request: Request, settings: Settings, authenticator: Authenticator, session: Session
+) -> AsyncIterator[Principal]:
+    """The authenticated, not suspended participant (or operator); 401/403 otherwise.
+
+    A read stores its nonce at once. A write's nonce goes into the transaction of
+    its effect when that is a batch item made from the request's ``session``
+    (:func:`exchange.log.batch.run_until_committed`); otherwise, or if that item
+    was refused, it is stored as the block ends (the endpoint returned, the
+    response is not sent yet)."""
     parts = await request_parts(request, settings)
-    principal = await run_in_threadpool(authenticator.authenticate, parts)
-    return check_active(principal)
+    if request.method in _READ_METHODS:
+        principal = await run_in_threadpool(authenticator.authenticate, parts)
+        yield check_active(principal)
+        return
+    principal, claim = await run_in_threadpool(authenticator.authenticate_deferred, parts)
+    run_until_committed(session, claim.store)
+    try:
+        yield check_active(principal)
+    finally:
+        await run_in_threadpool(commit_pending, session)
+
+
+async def current_participant(
+    request: Request, settings: SettingsDep, authenticator: AuthenticatorDep, session: SessionDep
+) -> AsyncIterator[Principal]:
+    """The authenticated, not suspended participant (or operator); 401/403 otherwise."""
+    async with _authenticated(request, settings, authenticator, session) as principal:
+        yield principal
 
 
 async def optional_participant(
-    request: Request, settings: SettingsDep, authenticator: AuthenticatorDep
-) -> Principal | None:
+    request: Request, settings: SettingsDep, authenticator: AuthenticatorDep, session: SessionDep
+) -> AsyncIterator[Principal | None]:
     """Like :func:`current_participant`, but ``None`` for an unsigned request (a
     request that tries to sign and fails is still refused)."""
     if "signature" not in request.headers and "signature-input" not in request.headers:
-        return None
-    return await current_participant(request, settings, authenticator)
+        yield None
+        return
+    async with _authenticated(request, settings, authenticator, session) as principal:
+        yield principal
 
 
-CurrentParticipant = Annotated[Principal, Depends(current_participant)]
-OptionalParticipant = Annotated[Principal | None, Depends(optional_participant)]
+CurrentParticipant = Annotated[Principal, Depends(current_participant, scope="function")]
+OptionalParticipant = Annotated[Principal | None, Depends(optional_participant, scope="function")]
 
 
 @dataclass(frozen=True, slots=True)

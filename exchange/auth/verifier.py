@@ -18,6 +18,15 @@ checks, in order, each with its 401 code (``docs/api-auth.md``):
 The signature is verified before the nonce is stored, so nobody can burn
 another participant's nonces.
 
+:meth:`Authenticator.authenticate` stores the nonce at once, in a transaction
+of its own. :meth:`Authenticator.authenticate_deferred` (write requests)
+returns it as a :class:`NonceClaim` instead, whose :meth:`NonceClaim.store`
+the caller runs in the transaction of the request's effect: a signed action's
+batch item (:func:`exchange.log.batch.run_until_committed`), where a replay
+refuses that item alone and leaves nothing, or else a transaction of its own
+before the response is sent. Either way the unique key of ``auth_nonce``
+decides, across processes.
+
 A body too large to hold (a content upload) is authenticated by
 :meth:`Authenticator.authenticate_head`: checks 1-4 and 6 on the headers
 before the body is read (the signature covers ``content-digest``), then check
@@ -42,8 +51,9 @@ from http_message_signatures import (
     HTTPMessageVerifier,
     HTTPSignatureKeyResolver,
 )
-from sqlalchemy import Engine, delete, insert
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Connection, Engine, delete
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session
 
 from exchange.auth.algorithm import (
@@ -69,7 +79,7 @@ from exchange.participants.operators import Operators
 from ledger.records import KEY_ID_PATTERN
 from ledger.sm2 import SM2PublicKey
 
-__all__ = ["Authenticator", "RequestHead", "RequestParts", "StreamedBody"]
+__all__ = ["Authenticator", "NonceClaim", "RequestHead", "RequestParts", "StreamedBody"]
 
 NONCE_PATTERN: Final = re.compile(r"[A-Za-z0-9_\-.~+/=]{16,128}")
 """A nonce: 16 to 128 token characters (the SDK sends 128 random bits, base64url)."""
@@ -107,6 +117,37 @@ class _SignatureInput:
     key_id: str
     created: int
     nonce: str
+
+
+@dataclass(frozen=True, slots=True)
+class NonceClaim:
+    """A verified request's (key id, nonce), to be stored once."""
+
+    key_id: str
+    nonce: str
+    expires_at: int
+    """Ms since the epoch: ``created + skew`` (and a second)."""
+    prune_before: int | None = None
+    """Delete the nonces that expired before this (ms) on the way, if set."""
+
+    def store(self, connection: Connection) -> None:
+        """Insert the nonce on ``connection`` (in its transaction); raise
+        :class:`ReplayedNonceError` (401) if it is there already."""
+        if self.prune_before is not None:
+            connection.execute(
+                delete(auth_nonce_table).where(auth_nonce_table.c.expires_at < self.prune_before)
+            )
+        insert = pg_insert if connection.dialect.name == "postgresql" else sqlite_insert
+        stored = connection.execute(
+            insert(auth_nonce_table)
+            .values(key_id=self.key_id, nonce=self.nonce, expires_at=self.expires_at)
+            .on_conflict_do_nothing(index_elements=["key_id", "nonce"])
+            .returning(auth_nonce_table.c.key_id)
+        ).first()
+        if stored is None:
+            raise ReplayedNonceError(
+                "this nonce was already used by this key; sign each request afresh"
+            )
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,11 +219,18 @@ class Authenticator:
 
     def authenticate(self, request: RequestParts) -> Principal:
         """Return who signed ``request``; raise an :class:`AuthenticationError` subclass."""
+        principal, claim = self.authenticate_deferred(request)
+        self._store(claim)
+        return principal
+
+    def authenticate_deferred(self, request: RequestParts) -> tuple[Principal, NonceClaim]:
+        """:meth:`authenticate` but for storing the nonce: the caller must run the
+        returned claim's :meth:`NonceClaim.store` before it answers (see the
+        module docstring)."""
         head = self._verify_head(request.method, request.target_uri, request.headers)
         if not digest_matches(head.digests, request.body):
             raise DigestMismatchError("the body does not match its signed Content-Digest")
-        self._remember_nonce(head.signature_input, head.now)
-        return head.principal
+        return head.principal, self._claim(head)
 
     def authenticate_head(self, request: RequestHead) -> tuple[Principal, StreamedBody]:
         """Who signed ``request``, from its headers alone (checks 1-4 and 6 of the
@@ -192,7 +240,7 @@ class Authenticator:
         the signature verified, so a replay is refused even while the first
         upload still streams."""
         head = self._verify_head(request.method, request.target_uri, request.headers)
-        self._remember_nonce(head.signature_input, head.now)
+        self._store(self._claim(head))
         return head.principal, StreamedBody(head.digests)
 
     def _verify_head(
@@ -282,28 +330,18 @@ class Authenticator:
             raise UnknownKeyError(f"no participant or operator has key id {key_id}")
         return Principal.of(row), SM2PublicKey.from_pem(row.public_key)
 
-    def _remember_nonce(self, signature_input: _SignatureInput, now: float) -> None:
-        now_ms = int(now * 1000)
-        expires = (signature_input.created + self.skew_s + 1) * 1000
-        with Session(self.engine) as session:
-            if self._should_prune(now):
-                session.execute(
-                    delete(auth_nonce_table).where(auth_nonce_table.c.expires_at < now_ms)
-                )
-            try:
-                session.execute(
-                    insert(auth_nonce_table).values(
-                        key_id=signature_input.key_id,
-                        nonce=signature_input.nonce,
-                        expires_at=expires,
-                    )
-                )
-                session.commit()
-            except IntegrityError:
-                session.rollback()
-                raise ReplayedNonceError(
-                    "this nonce was already used by this key; sign each request afresh"
-                ) from None
+    def _claim(self, head: _VerifiedHead) -> NonceClaim:
+        signature_input = head.signature_input
+        return NonceClaim(
+            key_id=signature_input.key_id,
+            nonce=signature_input.nonce,
+            expires_at=(signature_input.created + self.skew_s + 1) * 1000,
+            prune_before=int(head.now * 1000) if self._should_prune(head.now) else None,
+        )
+
+    def _store(self, claim: NonceClaim) -> None:
+        with self.engine.begin() as connection:
+            claim.store(connection)
 
     def _should_prune(self, now: float) -> bool:
         with self._prune_lock:

@@ -249,7 +249,8 @@ class Appender:
         self, submissions: Sequence[Submission], change: StagedChange | None = None
     ) -> Future[list[Accepted]]:
         """Queue checked submissions, to be stored together (all or nothing) at
-        consecutive indexes, with the state ``change`` staged for them
+        consecutive indexes, with the state ``change`` staged for them (or a
+        ``change`` alone, with no submissions: it rides in the next batch)
         (:func:`exchange.log.batch.take_staged`). The future resolves to their
         entries and promises, or raises :class:`DuplicateRecordError` (409; one
         of them is already in the log), the change's refusal, or the
@@ -270,7 +271,7 @@ class Appender:
         reserved: bool,
         change: StagedChange | None = None,
     ) -> Future[list[Accepted]]:
-        if not submissions:
+        if not submissions and change is None:
             raise ValueError("nothing to submit")
         item = _Item(list(submissions), change)
         with self._cond:

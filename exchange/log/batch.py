@@ -28,6 +28,12 @@ with their pending changes) and the statements go with them.
 
 So a refused item leaves nothing (neither its record nor its change), and the
 others commit with one lock acquisition, one signature and one fsync.
+
+A statement registered with :func:`run_until_committed` (the request's nonce,
+:mod:`exchange.auth.verifier`) goes first into every change taken from the
+session until one such change was committed (:func:`forget_committed`); if
+none was (a refusal, an endpoint that commits nothing through the batch),
+:func:`commit_pending` stores it in a transaction of its own.
 After the commit the rows are detached from the batch's session, with the
 values they were written with; :meth:`StagedChange.return_to` puts them back
 in the request's session so that it can answer from them.
@@ -64,7 +70,10 @@ __all__ = [
     "StagedChange",
     "Statement",
     "commit_batch",
+    "commit_pending",
+    "forget_committed",
     "run_at_commit",
+    "run_until_committed",
     "take_staged",
 ]
 
@@ -74,6 +83,9 @@ raises a domain error to refuse the change."""
 
 _STATEMENTS = "shancheng.staged_statements"
 """Key in ``Session.info``: the statements registered by :func:`run_at_commit`."""
+
+_UNTIL_COMMITTED = "shancheng.until_committed"
+"""Key in ``Session.info``: the statements registered by :func:`run_until_committed`."""
 
 _IN_CHUNK = 500
 """Leaf hashes per ``IN (...)`` duplicate check (well under every bind limit)."""
@@ -116,6 +128,32 @@ def run_at_commit(session: Session, statement: Statement) -> Iterator[None]:
         statements.remove(statement)
 
 
+def run_until_committed(session: Session, statement: Statement) -> None:
+    """Register ``statement`` to run first in each change taken from ``session``
+    (:func:`take_staged`) until one of them was committed; see :func:`commit_pending`
+    for when none is."""
+    session.info.setdefault(_UNTIL_COMMITTED, []).append(statement)
+
+
+def forget_committed(session: Session) -> None:
+    """The change taken from ``session`` was committed, with the statements of
+    :func:`run_until_committed`: they are done."""
+    session.info.pop(_UNTIL_COMMITTED, None)
+
+
+def commit_pending(session: Session) -> None:
+    """Forget the statements of :func:`run_until_committed` that no committed change
+    carried, and run them in a transaction of their own (raising what they raise)."""
+    pending: list[Statement] = session.info.pop(_UNTIL_COMMITTED, [])
+    if not pending:
+        return
+    with Session(session.get_bind()) as own:
+        connection = own.connection()
+        for statement in pending:
+            statement(connection)
+        own.commit()
+
+
 @dataclass(eq=False, slots=True)
 class StagedChange:
     """A state change staged on a request's session and moved out of it
@@ -153,14 +191,18 @@ class StagedChange:
 
 
 def take_staged(session: Session) -> StagedChange:
-    """Move what is staged on ``session`` (unflushed rows, registered statements)
-    into a :class:`StagedChange`, and end the session's transaction (it read,
-    never wrote). The session keeps none of those rows."""
+    """Move what is staged on ``session`` (unflushed rows, registered statements;
+    those of :func:`run_until_committed` are copied, first) into a
+    :class:`StagedChange`, and end the session's transaction (it read, never
+    wrote). The session keeps none of those rows."""
     change = StagedChange(
         new=list(session.new),
         dirty=[row for row in session.dirty if session.is_modified(row)],
         deleted=list(session.deleted),
-        statements=list(session.info.get(_STATEMENTS, ())),
+        statements=[
+            *session.info.get(_UNTIL_COMMITTED, ()),
+            *session.info.get(_STATEMENTS, ()),
+        ],
     )
     for row in (*change.new, *change.dirty, *change.deleted):
         session.expunge(row)

@@ -10,13 +10,14 @@ import hashlib
 import secrets
 import threading
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from sqlalchemy import insert, select
-from test_auth_support import Exchange, error, running_exchange
+from test_auth_support import Exchange, error, listing_content, running_exchange
 from test_orders import BACKENDS
 
 from clients.signing import (
@@ -168,7 +169,12 @@ def _send_at_once(request: httpx.Request, bases: list[str]) -> list[httpx.Respon
     responses: list[httpx.Response] = []
 
     def send(base: str) -> None:
-        copy = httpx.Request("GET", base + request.url.raw_path.decode(), headers=request.headers)
+        copy = httpx.Request(
+            request.method,
+            base + request.url.raw_path.decode(),
+            headers=request.headers,
+            content=request.content,
+        )
         with httpx.Client() as client:
             barrier.wait(timeout=30)
             responses.append(client.send(copy))
@@ -248,6 +254,60 @@ def test_sha256_content_digest_is_accepted_too(exchange: Exchange) -> None:
     request.headers["Content-Digest"] = f"sha-256=:{digest}:"
     SM2RequestSigner(buyer).sign(request)
     assert _send(exchange, request).status_code == 200
+
+
+def test_a_replayed_signed_write_is_refused_and_leaves_nothing(exchange: Exchange) -> None:
+    """A write's nonce is stored with its effect (in the batch item): the replay of
+    an accepted draft is refused at its nonce, before any duplicate check."""
+    provider = exchange.provider()
+    body = exchange.signed_body(
+        provider,
+        "listing.drafted",
+        {"listing_id": str(uuid.uuid4()), **listing_content(provider.key_id())},
+    )
+    request = _signed(exchange, provider, "POST", "/listings", json=body)
+    assert _send(exchange, request).status_code == 201
+    size = exchange.log_size()
+    error(_send(exchange, request), 401, "replayed_nonce")
+    assert exchange.log_size() == size
+
+
+def test_a_refused_write_still_spends_its_nonce(exchange: Exchange) -> None:
+    """Refused by the endpoint (here: a malformed record) or by its batch item, a
+    write's nonce is stored all the same before the answer: its replay is a replay."""
+    provider = exchange.provider()
+    request = _signed(exchange, provider, "POST", "/listings", json={"record": {}})
+    error(_send(exchange, request), 400, "invalid_record")
+    error(_send(exchange, request), 401, "replayed_nonce")
+    taken = exchange.draft(provider)
+    body = exchange.signed_body(
+        provider, "listing.drafted", {"listing_id": taken, **listing_content(provider.key_id())}
+    )
+    request = _signed(exchange, provider, "POST", "/listings", json=body)
+    assert _send(exchange, request).status_code == 409
+    error(_send(exchange, request), 401, "replayed_nonce")
+
+
+def test_one_signed_write_sent_to_two_workers_at_once_is_accepted_once(
+    exchange: Exchange, live_server: Any, tmp_path: Path
+) -> None:
+    provider = exchange.provider()
+    settings: Settings = exchange.app.state.settings
+    second = create_app(settings.model_copy(update={"data_dir": tmp_path / "second"}))
+    with live_server(second) as url:
+        for base in (exchange.url, url):  # routes are built on first use, not thread-safely
+            assert httpx.post(base + "/listings", json={}).status_code == 401
+        for _ in range(3):
+            body = exchange.signed_body(
+                provider,
+                "listing.drafted",
+                {"listing_id": str(uuid.uuid4()), **listing_content(provider.key_id())},
+            )
+            request = _signed(exchange, provider, "POST", "/listings", json=body)
+            responses = _send_at_once(request, [exchange.url, url])
+            assert sorted(r.status_code for r in responses) == [201, 401], [
+                r.text for r in responses
+            ]
 
 
 def test_expired_nonces_are_pruned(exchange: Exchange) -> None:

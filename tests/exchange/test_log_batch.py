@@ -16,9 +16,20 @@ from sqlmodel import Session, SQLModel
 
 from exchange.accounts.models import Account
 from exchange.accounts.service import InsufficientFundsError, at_flush, hold
+from exchange.auth.errors import ReplayedNonceError
+from exchange.auth.models import AuthNonce
+from exchange.auth.verifier import NonceClaim
 from exchange.errors import ConflictError
 from exchange.log.appender import Appender
-from exchange.log.batch import BatchItem, ConcurrentUpdateError, commit_batch, take_staged
+from exchange.log.batch import (
+    BatchItem,
+    ConcurrentUpdateError,
+    commit_batch,
+    commit_pending,
+    forget_committed,
+    run_until_committed,
+    take_staged,
+)
 from exchange.log.errors import DuplicateRecordError
 from exchange.log.models import LogEntry, PromiseBatchRow
 from exchange.log.service import Submission, check_submission
@@ -35,7 +46,8 @@ def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[LogDatabase]:
     if request.param == "postgresql" and not POSTGRES_URL:
         pytest.skip("TEST_POSTGRES_URL is not set")
     with isolated_database(POSTGRES_URL if request.param == "postgresql" else None, tmp_path) as d:
-        tables = [SQLModel.metadata.tables[name] for name in ("account", "participant")]
+        names = ("account", "participant", "auth_nonce")
+        tables = [SQLModel.metadata.tables[name] for name in names]
         SQLModel.metadata.create_all(d.engine, tables=tables)
         with Session(d.engine) as session:
             session.add(Account(key_id="alice", available=100, held=0, created_at=1))
@@ -129,6 +141,70 @@ def test_one_transaction_commits_the_accepted_changes_and_refuses_the_others_alo
         assert session.get(Participant, "p-1") is not None
         assert session.get(Participant, "p-2") is None  # the refused hold's row is gone too
     assert _count(db, Participant) == 2
+
+
+def _claim(nonce: str) -> NonceClaim:
+    return NonceClaim(key_id="alice", nonce=nonce * 16, expires_at=2**50)
+
+
+def test_a_replayed_nonce_refuses_only_its_item_and_leaves_nothing(
+    db: LogDatabase, log_key: SM2PrivateKey, actor: SM2PrivateKey
+) -> None:
+    """Two requests signed with the same nonce reach one batch: the first is
+    stored with its nonce, the second is refused at its nonce (401) and nothing of
+    its change or record is stored; a third with a fresh nonce is unaffected."""
+    with Session(db.engine) as first, Session(db.engine) as replay, Session(db.engine) as fresh:
+        run_until_committed(first, _claim("a").store)
+        run_until_committed(replay, _claim("a").store)
+        run_until_committed(fresh, _claim("b").store)
+        items = [
+            _staged_hold(first, _submission(actor, 30), 10, "p-1"),
+            _staged_hold(replay, _submission(actor, 31), 10, "p-2"),
+            _staged_hold(fresh, _submission(actor, 32), 10, "p-3"),
+        ]
+    with Session(db.engine, expire_on_commit=False) as committer:
+        held, replayed, other = commit_batch(committer, items, log_key)
+
+    assert isinstance(replayed, ReplayedNonceError) and replayed.status == 401
+    assert isinstance(held, list) and isinstance(other, list)
+    assert [a.index for a in held + other] == [0, 1]
+    assert _count(db, LogEntry) == 2 and _count(db, AuthNonce) == 2
+    with Session(db.engine) as session:
+        alice = session.get(Account, "alice")
+        assert alice is not None and (alice.available, alice.held) == (80, 20)
+        assert session.get(Participant, "p-2") is None
+
+
+def test_a_nonce_no_committed_change_carried_is_stored_on_its_own(
+    db: LogDatabase, log_key: SM2PrivateKey, actor: SM2PrivateKey
+) -> None:
+    """Carried by a committed change, the nonce is done; else (a refused item, no
+    item at all) ``commit_pending`` stores it, and refuses it if it is a replay."""
+    with Session(db.engine) as request:
+        run_until_committed(request, _claim("c").store)
+        item = _staged_hold(request, _submission(actor, 40), 10, "p-1")
+        with Session(db.engine, expire_on_commit=False) as committer:
+            [outcome] = commit_batch(committer, [item], log_key)
+        assert isinstance(outcome, list)
+        forget_committed(request)
+        commit_pending(request)  # nothing left to store
+    assert _count(db, AuthNonce) == 1
+
+    with Session(db.engine) as request:
+        run_until_committed(request, _claim("d").store)
+        poor = _staged_hold(request, _submission(actor, 41), 1000, "p-2")
+        with Session(db.engine, expire_on_commit=False) as committer:
+            [refused] = commit_batch(committer, [poor], log_key)
+        assert isinstance(refused, InsufficientFundsError)
+        assert _count(db, AuthNonce) == 1
+        commit_pending(request)
+    assert _count(db, AuthNonce) == 2
+
+    with Session(db.engine) as request:
+        run_until_committed(request, _claim("d").store)
+        with pytest.raises(ReplayedNonceError):
+            commit_pending(request)
+    assert _count(db, AuthNonce) == 2 and _count(db, LogEntry) == 1
 
 
 def test_the_rows_come_back_to_the_request_as_written(
