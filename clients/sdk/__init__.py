@@ -23,16 +23,24 @@ from clients.sdk._base import NO_RETRIES, RetryPolicy, key_from_files
 from clients.sdk._transfer import translate_digest_errors
 from clients.sdk.async_client import AsyncExchangeClient
 from clients.sdk.client import ExchangeClient
+from clients.sdk.computation_models import (
+    Computation,
+    ComputationPage,
+    QueryResult,
+    ResultUploaded,
+)
 from clients.sdk.errors import (
     AccessExpiredError,
     AccessRevokedError,
     APIError,
     ClientConfigError,
     ClientError,
+    ComputationCheckError,
     DeliveryCheckError,
     DigestMismatchError,
     InsufficientFundsError,
     MissingKeyError,
+    QueryRefusedError,
     QuoteExpiredError,
     ReceiptPendingError,
     ResponseFormatError,
@@ -100,6 +108,9 @@ __all__ = [
     "ClientConfigError",
     "ClientError",
     "Column",
+    "Computation",
+    "ComputationCheckError",
+    "ComputationPage",
     "ConsistencyProof",
     "ContentUploaded",
     "DatabaseStatus",
@@ -127,6 +138,8 @@ __all__ = [
     "OrderPage",
     "Participant",
     "ProviderShare",
+    "QueryRefusedError",
+    "QueryResult",
     "Quote",
     "QuoteExpiredError",
     "ReceiptPendingError",
@@ -134,6 +147,7 @@ __all__ = [
     "Refund",
     "ResponseFormatError",
     "ResponseVerificationError",
+    "ResultUploaded",
     "RetryPolicy",
     "SearchHit",
     "SearchPage",

@@ -10,7 +10,7 @@ from typing import Any, Final
 import httpx
 
 from clients.sdk._base import Call, _parsed
-from clients.sdk._marketplace import MarketplaceCalls
+from clients.sdk._computations import ComputationCalls
 from clients.sdk._sse import SSEMessage
 from clients.sdk.errors import ResponseFormatError
 from clients.sdk.event_models import Event, EventPage, Webhook, WebhookAttempt
@@ -42,7 +42,7 @@ def _attempts(data: Any) -> list[WebhookAttempt]:
     return list(o.items("items", lambda item, where: WebhookAttempt.from_dict(item, path=where)))
 
 
-class EventCalls(MarketplaceCalls):
+class EventCalls(ComputationCalls):
     """Call builders of ``/events`` and ``/webhooks`` (no I/O)."""
 
     def _events_call(

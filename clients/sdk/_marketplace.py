@@ -54,6 +54,7 @@ from clients.sdk.market_models import (
     SearchPage,
 )
 from clients.sdk.models import Appended
+from ledger.computation.offer import ComputationOffer
 from ledger.errors import InvalidSignature
 from ledger.protocol.delivery import DELIVERY_ISSUED, ProviderDelivery
 from ledger.records import RecordFormatError, SignedRecord
@@ -327,6 +328,7 @@ class MarketplaceCalls(BaseClient):
         sample_rows: int,
         custody: str,
         delivery_window_s: int | None,
+        computation: ComputationOffer | None,
         overrides: Mapping[str, Any],
     ) -> dict[str, Any]:
         from clients.datasets import describe_file
@@ -341,6 +343,8 @@ class MarketplaceCalls(BaseClient):
         }
         if delivery_window_s is not None:
             fields["delivery_window_s"] = int(delivery_window_s)
+        if computation is not None:
+            fields["computation"] = computation.to_dict()
         return {**fields, **overrides}
 
     def _upload_content_call(

@@ -14,11 +14,25 @@ import anyio.to_thread
 import httpx
 
 from clients.sdk._base import DEFAULT_TIMEOUT, USER_AGENT, Call, RetryPolicy, error_from_response
+from clients.sdk._computations import (
+    checked_completion,
+    computation_order,
+    early_refusal,
+    open_answer,
+    refusal_of,
+    requested_sql,
+)
 from clients.sdk._events import EventCalls
 from clients.sdk._marketplace import LOG_WAIT, NOT_INTEGRATED
 from clients.sdk._receive import ReceiveJob, SignedVersion
 from clients.sdk._sse import SSEParser
 from clients.sdk._transfer import Progress
+from clients.sdk.computation_models import (
+    Computation,
+    ComputationPage,
+    QueryResult,
+    ResultUploaded,
+)
 from clients.sdk.errors import APIError, ReceiptPendingError
 from clients.sdk.event_models import Event, EventPage, Webhook, WebhookAttempt
 from clients.sdk.market_models import (
@@ -48,6 +62,8 @@ from clients.sdk.models import (
 )
 from ledger.bundle import Bundle
 from ledger.checkpoint import Checkpoint
+from ledger.computation.offer import ComputationOffer
+from ledger.protocol.computation import ComputationCompleted, ComputationRefused
 from ledger.protocol.delivery import ProviderDelivery
 from ledger.records import SignedRecord
 from ledger.sm2 import SM2PrivateKey, SM2PublicKey
@@ -244,6 +260,7 @@ class AsyncExchangeClient(EventCalls):
         sample_rows: int = 5,
         custody: str = "provider",
         delivery_window_s: int | None = None,
+        computation: ComputationOffer | None = None,
         **overrides: Any,
     ) -> dict[str, Any]:
         return await anyio.to_thread.run_sync(
@@ -253,6 +270,7 @@ class AsyncExchangeClient(EventCalls):
             sample_rows,
             custody,
             delivery_window_s,
+            computation,
             overrides,
         )
 
@@ -424,6 +442,93 @@ class AsyncExchangeClient(EventCalls):
             order_id, job.ciphertext, progress, expected_size=payload.ciphertext_size
         )
         return await anyio.to_thread.run_sync(job.open, payload, version)
+
+    # ------------------------------------------------------------------ computations
+
+    async def request_computation(
+        self, order_id: str, sql: str, *, computation_id: str | None = None
+    ) -> Computation:
+        return await self._send(self._request_computation_call(order_id, sql, computation_id))
+
+    async def computation(self, computation_id: str) -> Computation:
+        return await self._send(self._computation_call(computation_id))
+
+    async def computations(
+        self, order_id: str, *, limit: int = 50, offset: int = 0
+    ) -> ComputationPage:
+        return await self._send(self._computations_call(order_id, limit, offset))
+
+    async def computation_result(self, computation_id: str) -> bytes:
+        return await self._send(self._computation_result_call(computation_id))
+
+    async def upload_computation_result(
+        self, computation_id: str, path: str | Path
+    ) -> ResultUploaded:
+        return await self._send(self._upload_result_call(computation_id, path))
+
+    async def answer_computation(
+        self, outcome: ComputationCompleted | ComputationRefused
+    ) -> Computation:
+        return await self._send(self._answer_call(outcome))
+
+    async def computation_order_of(self, listing_or_order_id: str) -> Order:
+        try:
+            return await self.order(listing_or_order_id)
+        except APIError as exc:
+            if exc.status_code != 404:
+                raise
+        orders: list[Order] = []
+        offset: int | None = 0
+        while offset is not None:
+            page = await self.orders(limit=200, offset=offset)
+            orders.extend(page.items)
+            offset = page.next_offset
+        return computation_order(orders, listing_or_order_id)
+
+    async def query(
+        self,
+        listing_or_order_id: str,
+        sql: str,
+        *,
+        timeout: float = 120.0,
+        poll_interval: float = 0.25,
+    ) -> QueryResult:
+        order = await self.computation_order_of(listing_or_order_id)
+        try:
+            asked = await self.request_computation(order.id, sql)
+        except APIError as exc:
+            refused = early_refusal(exc)
+            if refused is None:
+                raise
+            raise refused from None
+        return await self.query_answer(asked.id, timeout=timeout, poll_interval=poll_interval)
+
+    async def query_answer(
+        self, computation_id: str, *, timeout: float = 120.0, poll_interval: float = 0.25
+    ) -> QueryResult:
+        deadline = anyio.current_time() + timeout
+        computation = await self.computation(computation_id)
+        while computation.state == "pending":
+            if anyio.current_time() >= deadline:
+                raise TimeoutError(f"computation {computation_id} is still pending")
+            await anyio.sleep(poll_interval)
+            poll_interval = min(poll_interval * 1.5, 2.0)
+            computation = await self.computation(computation_id)
+        key = self._require_key("opening a query's answer")
+        listing = await self.listing(computation.listing_id)
+        answer = computation.answer_record()
+        signer = answer.record.record.actor if answer is not None else ""
+        providers = (
+            {signer: (await self.participant(signer)).public_key}
+            if signer in listing.provider_keys()
+            else {}
+        )
+        if computation.state != "completed":
+            raise refusal_of(computation, providers, await self._verification_key())
+        sql = requested_sql(computation, key.public_key())
+        payload, logged = checked_completion(computation, sql, providers)
+        ciphertext = await self.computation_result(computation.id)
+        return open_answer(key, computation, payload, logged, ciphertext)
 
     async def _integrated_entry(self, index: int, log_wait: float) -> Entry:
         deadline = anyio.current_time() + log_wait

@@ -12,11 +12,25 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import httpx
 
 from clients.sdk._base import DEFAULT_TIMEOUT, USER_AGENT, Call, RetryPolicy, error_from_response
+from clients.sdk._computations import (
+    checked_completion,
+    computation_order,
+    early_refusal,
+    open_answer,
+    refusal_of,
+    requested_sql,
+)
 from clients.sdk._events import EventCalls
 from clients.sdk._marketplace import LOG_WAIT, NOT_INTEGRATED
 from clients.sdk._receive import ReceiveJob, SignedVersion
 from clients.sdk._sse import SSEParser
 from clients.sdk._transfer import Progress
+from clients.sdk.computation_models import (
+    Computation,
+    ComputationPage,
+    QueryResult,
+    ResultUploaded,
+)
 from clients.sdk.errors import APIError, ReceiptPendingError
 from clients.sdk.event_models import Event, EventPage, Webhook, WebhookAttempt
 from clients.sdk.market_models import (
@@ -46,6 +60,8 @@ from clients.sdk.models import (
 )
 from ledger.bundle import Bundle
 from ledger.checkpoint import Checkpoint
+from ledger.computation.offer import ComputationOffer
+from ledger.protocol.computation import ComputationCompleted, ComputationRefused
 from ledger.protocol.delivery import ProviderDelivery
 from ledger.records import SignedRecord
 from ledger.sm2 import SM2PrivateKey, SM2PublicKey
@@ -280,16 +296,18 @@ class ExchangeClient(EventCalls):
         sample_rows: int = 5,
         custody: str = "provider",
         delivery_window_s: int | None = None,
+        computation: ComputationOffer | None = None,
         **overrides: Any,
     ) -> dict[str, Any]:
         """Listing fields inferred from a dataset file in one streamed pass
         (content_digest, byte_size, row_count, row_root, format, columns,
         sample_rows; see :func:`clients.datasets.describe_file`) with ``custody``
         (``provider``: your agent delivers; ``exchange``: you upload the content)
-        and ``delivery_window_s`` (server default when ``None``), updated with
+        and ``delivery_window_s`` (server default when ``None``), offering
+        ``computation`` (docs/computations.md; provider custody only), updated with
         ``overrides``."""
         return self._listing_fields_from_file(
-            path, file_format, sample_rows, custody, delivery_window_s, overrides
+            path, file_format, sample_rows, custody, delivery_window_s, computation, overrides
         )
 
     def upload_content(
@@ -516,6 +534,109 @@ class ExchangeClient(EventCalls):
                     raise
             time.sleep(0.25)
         return job.signed_version(version, index, self.entry(index).record)
+
+    # ------------------------------------------------------------------ computations
+
+    def request_computation(
+        self, order_id: str, sql: str, *, computation_id: str | None = None
+    ) -> Computation:
+        """Sign and post a ``computation.requested`` on your computation order: one
+        query (and its ε) is reserved. 422 ``query_refused`` (the message starts with
+        the reason), 409 ``budget_exhausted``; see :meth:`query`."""
+        return self._send(self._request_computation_call(order_id, sql, computation_id))
+
+    def computation(self, computation_id: str) -> Computation:
+        """A computation with its records (its buyer, the listing's providers, operators)."""
+        return self._send(self._computation_call(computation_id))
+
+    def computations(self, order_id: str, *, limit: int = 50, offset: int = 0) -> ComputationPage:
+        """An order's computations, newest first."""
+        return self._send(self._computations_call(order_id, limit, offset))
+
+    def computation_result(self, computation_id: str) -> bytes:
+        """A completed computation's encrypted result, as uploaded (unchecked: see
+        :meth:`query`)."""
+        return self._send(self._computation_result_call(computation_id))
+
+    def upload_computation_result(self, computation_id: str, path: str | Path) -> ResultUploaded:
+        """Provider: upload a computation's encrypted result (replaced until answered)."""
+        return self._send(self._upload_result_call(computation_id, path))
+
+    def answer_computation(self, outcome: ComputationCompleted | ComputationRefused) -> Computation:
+        """Provider: sign and post ``computation.completed`` (its result uploaded
+        first) or ``computation.refused``."""
+        return self._send(self._answer_call(outcome))
+
+    def computation_order_of(self, listing_or_order_id: str) -> Order:
+        """``listing_or_order_id`` as your computation order: the order itself, or your
+        one open computation order on that listing (``ValueError`` naming the
+        candidates when there are none or several)."""
+        try:
+            return self.order(listing_or_order_id)
+        except APIError as exc:
+            if exc.status_code != 404:
+                raise
+        orders: list[Order] = []
+        offset: int | None = 0
+        while offset is not None:
+            page = self.orders(limit=200, offset=offset)
+            orders.extend(page.items)
+            offset = page.next_offset
+        return computation_order(orders, listing_or_order_id)
+
+    def query(
+        self,
+        listing_or_order_id: str,
+        sql: str,
+        *,
+        timeout: float = 120.0,
+        poll_interval: float = 0.25,
+    ) -> QueryResult:
+        """Ask ``sql`` on your computation order (or your one open computation order
+        on a listing), wait up to ``timeout`` s for the provider's answer, download,
+        check and decrypt it (see :mod:`clients.sdk._computations`).
+
+        Raises :class:`~clients.sdk.errors.QueryRefusedError` (``reason``) when the
+        query is refused, :class:`~clients.sdk.errors.ComputationCheckError` when the
+        answer fails a check, :class:`TimeoutError` when no answer came in time (the
+        computation stays pending: :meth:`query_answer` later)."""
+        order = self.computation_order_of(listing_or_order_id)
+        try:
+            asked = self.request_computation(order.id, sql)
+        except APIError as exc:
+            refused = early_refusal(exc)
+            if refused is None:
+                raise
+            raise refused from None
+        return self.query_answer(asked.id, timeout=timeout, poll_interval=poll_interval)
+
+    def query_answer(
+        self, computation_id: str, *, timeout: float = 120.0, poll_interval: float = 0.25
+    ) -> QueryResult:
+        """Wait for a computation's answer and return it checked (as :meth:`query`)."""
+        deadline = time.monotonic() + timeout
+        computation = self.computation(computation_id)
+        while computation.state == "pending":
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"computation {computation_id} is still pending")
+            time.sleep(poll_interval)
+            poll_interval = min(poll_interval * 1.5, 2.0)
+            computation = self.computation(computation_id)
+        key = self._require_key("opening a query's answer")
+        listing = self.listing(computation.listing_id)
+        answer = computation.answer_record()
+        signer = answer.record.record.actor if answer is not None else ""
+        providers = (
+            {signer: self.participant(signer).public_key}
+            if signer in listing.provider_keys()
+            else {}
+        )
+        if computation.state != "completed":
+            raise refusal_of(computation, providers, self._verification_key())
+        sql = requested_sql(computation, key.public_key())
+        payload, logged = checked_completion(computation, sql, providers)
+        ciphertext = self.computation_result(computation.id)
+        return open_answer(key, computation, payload, logged, ciphertext)
 
     def accept(self, order_id: str, *, idempotency_key: str | None = None) -> Order:
         """Accept a delivered order: the exchange settles it at once (``settlement``)."""

@@ -22,6 +22,10 @@
   file changed while it was sent, the answer's ranges do not add up).
 * :class:`DeliveryCheckError`: a provider-held delivery failed one of the buyer's
   checks (``check`` names it, ``evidence`` is what to attach to a dispute).
+* :class:`QueryRefusedError`: a query was refused (by the exchange's early check,
+  the provider's agent or the exchange's timeout); ``reason`` is its code.
+* :class:`ComputationCheckError`: a query's answer failed one of the buyer's checks
+  (``check`` names it); nothing of it is returned.
 """
 
 from __future__ import annotations
@@ -39,11 +43,13 @@ __all__ = [
     "AccessRevokedError",
     "ClientConfigError",
     "ClientError",
+    "ComputationCheckError",
     "DeliveryCheck",
     "DeliveryCheckError",
     "DigestMismatchError",
     "InsufficientFundsError",
     "MissingKeyError",
+    "QueryRefusedError",
     "QuoteExpiredError",
     "ReceiptPendingError",
     "ResponseFormatError",
@@ -146,6 +152,30 @@ class DeliveryCheckError(ClientError, VerificationError):
         self.message = message
         self.evidence = evidence
         super().__init__(f"delivery check {check!r} failed: {message}")
+
+
+class QueryRefusedError(ClientError):
+    """A query got no answer: ``reason`` is the refusal's code (the validator's, e.g.
+    ``returns_rows``; the agent's ``timeout``; ``budget_exhausted``; the exchange's
+    ``agent_timeout``). ``computation_id`` is ``None`` when the exchange refused the
+    request itself (nothing was recorded)."""
+
+    def __init__(self, reason: str, message: str, computation_id: str | None = None) -> None:
+        self.reason = reason
+        self.message = message
+        self.computation_id = computation_id
+        super().__init__(f"query_refused: {reason}" + (f": {message}" if message else ""))
+
+
+class ComputationCheckError(ClientError, VerificationError):
+    """A query's answer failed the buyer's check ``check`` (``signer``, ``record``,
+    ``ciphertext``, ``decryption``, ``result``): it is not what the provider of the
+    listing signed, and nothing of it was returned."""
+
+    def __init__(self, check: str, message: str) -> None:
+        self.check = check
+        self.message = message
+        super().__init__(f"computation check {check!r} failed: {message}")
 
 
 class TransferError(ClientError):

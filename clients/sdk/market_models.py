@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from clients.sdk.models import Appended
+from ledger.computation.offer import ComputationOffer
 from ledger.errors import InvalidSignature, KeyFormatError
 from ledger.protocol.accounts import PLATFORM_ACCOUNT, Balance
 from ledger.protocol.delivery import ProviderDelivery, RowRange
@@ -77,6 +78,13 @@ class _Obj(JSONObject):
 
     def opt_hex64(self, key: str) -> str | None:
         return self.hex64(key) if self.has(key) else None
+
+
+def _offer(o: _Obj) -> ComputationOffer | None:
+    """The ``computation`` offer of a listing or version (strictly parsed)."""
+    if not o.has("computation"):
+        return None
+    return ComputationOffer.from_dict(o.raw("computation"), o.path("computation"))
 
 
 def _objects(item: Any, where: str) -> dict[str, Any]:
@@ -182,6 +190,8 @@ class ListingVersion:
     created_at: int
     log_leaf_hash: str
     row_root: str | None = None
+    computation: ComputationOffer | None = None
+    """The computation offer the provider signed for this version (``None``: none)."""
 
     @classmethod
     def from_dict(cls, data: Any, where: str = "") -> ListingVersion:
@@ -195,6 +205,7 @@ class ListingVersion:
             created_at=o.integer("created_at"),
             log_leaf_hash=o.hex64("log_leaf_hash"),
             row_root=o.opt_hex64("row_root"),
+            computation=_offer(o),
         )
 
 
@@ -236,6 +247,7 @@ class Listing:
     custody: str = "exchange"
     delivery_window_s: int | None = None
     row_root: str | None = None
+    computation: ComputationOffer | None = None
     log: Appended | None = None
     added_version: ListingVersion | None = None
 
@@ -266,6 +278,7 @@ class Listing:
             "declarations": dict(self.declarations),
             "custody": self.custody,
             "row_root": self.row_root,
+            "computation": None if self.computation is None else self.computation.to_dict(),
             **(
                 {}
                 if self.delivery_window_s is None
@@ -312,6 +325,7 @@ class Listing:
             custody=o.opt_text("custody") or "exchange",
             delivery_window_s=o.opt_integer("delivery_window_s"),
             row_root=o.opt_hex64("row_root"),
+            computation=_offer(o),
             log=log,
             added_version=added_version,
         )
