@@ -114,8 +114,13 @@ class Deliverer:
         self.log = log
 
     def serves(self, order: Order) -> bool:
-        """Whether ``order`` is a paid, undelivered order of one of this agent's listings."""
-        return order.state == "placed" and order.listing_id in self.datasets
+        """Whether ``order`` is a paid, undelivered order of one of this agent's listings
+        (a computation order is answered query by query: :mod:`agent.answer`)."""
+        return (
+            order.state == "placed"
+            and order.listing_id in self.datasets
+            and not order.terms.get("computation")
+        )
 
     def deliver(self, order: Order) -> Outcome:
         """Bring ``order`` to delivered (or closed), from wherever a previous run stopped."""

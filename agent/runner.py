@@ -7,10 +7,13 @@
    streamed pass writes the version's row index into the state directory. A file
    that differs is refused, in one line, before anything is served.
 2. **catch-up**: every order of the agent's listings (``GET /orders?role=provider``,
-   paginated) still ``placed`` is delivered (:class:`agent.deliver.Deliverer`).
-3. **follow**: ``GET /events`` (SSE) for ``order.placed``, resuming after the last
-   event id kept in the state directory; each such order of its listings is
-   delivered, then the event id is stored.
+   paginated) still ``placed`` is delivered (:class:`agent.deliver.Deliverer`);
+   every pending computation of its open computation orders is answered
+   (:class:`agent.answer.Answerer`).
+3. **follow**: ``GET /events`` (SSE) for ``order.placed`` and
+   ``computation.requested``, resuming after the last event id kept in the state
+   directory; each such order of its listings is delivered, each computation
+   answered, then the event id is stored.
 
 A broken connection or an exchange that is down (no answer, 5xx) is retried
 with exponential backoff (1 s doubling to 30 s), going through catch-up again:
@@ -29,16 +32,20 @@ from pathlib import Path
 from types import FrameType
 from typing import Final, TypeVar
 
+from agent.answer import Answerer, EngineCache
+from agent.compute import ComputeLimits
 from agent.deliver import Dataset, Deliverer, DeliveryRefused, file_fingerprint
 from agent.state import AgentState
 from clients.datasets import DatasetError, describe_file
-from clients.sdk import APIError, ClientError, ExchangeClient, Order, TransportError
+from clients.sdk import APIError, ClientError, Computation, ExchangeClient, Order, TransportError
 
 __all__ = ["Agent", "AgentError", "print_line"]
 
 T = TypeVar("T")
 
 ORDER_PLACED: Final = "order.placed"
+COMPUTATION_REQUESTED: Final = "computation.requested"
+OPEN_ORDER_STATES: Final = frozenset({"placed", "delivered"})
 _PAGE: Final = 100
 _BACKOFF_START: Final = 1.0
 _BACKOFF_MAX: Final = 30.0
@@ -74,6 +81,7 @@ class Agent:
         *,
         log: Callable[[str], None] = print_line,
         reconnect_delay: float = 1.0,
+        limits: ComputeLimits | None = None,
     ) -> None:
         self.client = client
         self.state = AgentState(state_dir)
@@ -84,6 +92,7 @@ class Agent:
         self._busy = False
         self._backoff = _BACKOFF_START
         self.deliverer: Deliverer | None = None
+        self.engines = EngineCache(limits or ComputeLimits())
 
     # ------------------------------------------------------------------ start-up
 
@@ -146,27 +155,59 @@ class Agent:
             yield from page.items
             offset = page.next_offset
 
-    def catch_up(self, deliverer: Deliverer) -> int:
-        """Deliver every placed order of the agent's listings; how many were handled."""
-        pending = [order for order in self._pending() if deliverer.serves(order)]
+    def catch_up(self, deliverer: Deliverer, answerer: Answerer) -> int:
+        """Deliver every placed order of the agent's listings and answer every pending
+        computation of its open computation orders; how many were handled."""
+        sales = list(self._pending())
+        pending = [order for order in sales if deliverer.serves(order)]
         self.log(f"catch-up: {len(pending)} order(s) awaiting delivery")
         for order in pending:
             self._deliver(deliverer, order)
-        return len(pending)
+        asked = [
+            computation
+            for order in sales
+            if order.terms.get("computation")
+            and order.state in OPEN_ORDER_STATES
+            and order.listing_id in answerer.datasets
+            for computation in self._computations(order.id)
+            if answerer.serves(computation)
+        ]
+        self.log(f"catch-up: {len(asked)} computation(s) awaiting an answer")
+        for computation in reversed(asked):  # oldest first
+            self._answer(answerer, computation)
+        return len(pending) + len(asked)
 
-    def follow(self, deliverer: Deliverer) -> None:
-        """Deliver orders as they are placed (returns only by an exception)."""
+    def _computations(self, order_id: str) -> Iterator[Computation]:
+        offset: int | None = 0
+        while offset is not None:
+            page = self.client.computations(order_id, limit=_PAGE, offset=offset)
+            yield from page.items
+            offset = page.next_offset
+
+    def follow(self, deliverer: Deliverer, answerer: Answerer) -> None:
+        """Deliver orders as they are placed and answer computations as they are asked
+        (returns only by an exception)."""
         after = self.state.last_event_id
         self.log(f"following events after {after or 'the start'}")
         events = self.client.iter_events(
-            after=after, types=[ORDER_PLACED], reconnect_delay=self.reconnect_delay
+            after=after,
+            types=[ORDER_PLACED, COMPUTATION_REQUESTED],
+            reconnect_delay=self.reconnect_delay,
         )
         for event in events:
-            if event.order_id is not None and event.listing_id in deliverer.datasets:
-                order = self.client.order(event.order_id)
-                if deliverer.serves(order):
-                    self.log(f"event {event.id}: order {order.id} placed")
-                    self._deliver(deliverer, order)
+            if event.listing_id in deliverer.datasets:
+                if event.type == ORDER_PLACED and event.order_id is not None:
+                    order = self.client.order(event.order_id)
+                    if deliverer.serves(order):
+                        self.log(f"event {event.id}: order {order.id} placed")
+                        self._deliver(deliverer, order)
+                elif event.type == COMPUTATION_REQUESTED and event.record is not None:
+                    computation_id = event.record.record.payload.get("computation_id")
+                    if isinstance(computation_id, str):
+                        computation = self.client.computation(computation_id)
+                        if answerer.serves(computation):
+                            self.log(f"event {event.id}: computation {computation.id} asked")
+                            self._answer(answerer, computation)
             self.state.save_last_event_id(event.id)
 
     def _deliver(self, deliverer: Deliverer, order: Order) -> None:
@@ -179,6 +220,19 @@ class Agent:
             if exc.status_code >= 500:
                 raise
             self.log(f"order {order.id}: the exchange refused: {exc}")
+        finally:
+            self._busy = False
+        if self._stopping:
+            raise _Stop
+
+    def _answer(self, answerer: Answerer, computation: Computation) -> None:
+        self._busy = True
+        try:
+            answerer.answer(computation)
+        except APIError as exc:
+            if exc.status_code >= 500:
+                raise
+            self.log(f"computation {computation.id}: the exchange refused: {exc}")
         finally:
             self._busy = False
         if self._stopping:
@@ -199,12 +253,15 @@ class Agent:
             except (AgentError, ClientError) as exc:
                 self.log(f"error: {exc}")
                 return 1
+            finally:
+                self.engines.close()
         raise AssertionError("the agent serves until it is stopped")  # pragma: no cover
 
     def _serve(self, deliverer: Deliverer) -> None:
-        self.catch_up(deliverer)
+        answerer = Answerer(self.client, self.state, deliverer.datasets, self.engines, self.log)
+        self.catch_up(deliverer, answerer)
         self._backoff = _BACKOFF_START  # reachable again: the next outage starts afresh
-        self.follow(deliverer)
+        self.follow(deliverer, answerer)
 
     def _with_backoff(self, step: Callable[[], T]) -> T:
         """``step()``, again after a growing pause while the exchange is unreachable."""

@@ -6,6 +6,8 @@ Layout of the state directory::
     orders/<order_id>.json      one order's progress (see :mod:`agent.deliver`)
     work/<order_id>.sm4         an order's sealed deliverable until it is delivered
     work/<order_id>.slice       a quantity order's plaintext slice while it is encrypted
+    computations/<id>.json      one computation's progress (see :mod:`agent.answer`)
+    work/<id>.result            a computation's encrypted result until it is answered
     rows/<listing>.v<N>.idx     the row index of a dataset version (:mod:`ledger.row_tree`)
 
 A kill -9 at any moment leaves each file either as it was or as it was meant
@@ -66,7 +68,7 @@ class AgentState:
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
         try:
-            for sub in ("orders", "work", "rows"):
+            for sub in ("orders", "computations", "work", "rows"):
                 (self.root / sub).mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise StateError(f"cannot use the state directory {self.root}: {exc}") from None
@@ -109,6 +111,17 @@ class AgentState:
 
     def slice_path(self, order_id: str) -> Path:
         return self.root / "work" / f"{_safe(order_id)}.slice"
+
+    # ------------------------------------------------------------------ computations
+
+    def computation(self, computation_id: str) -> dict[str, Any] | None:
+        return self._read(self.root / "computations" / f"{_safe(computation_id)}.json")
+
+    def save_computation(self, computation_id: str, progress: dict[str, Any]) -> None:
+        self._write(self.root / "computations" / f"{_safe(computation_id)}.json", progress)
+
+    def result_path(self, computation_id: str) -> Path:
+        return self.root / "work" / f"{_safe(computation_id)}.result"
 
     # ------------------------------------------------------------------ datasets
 

@@ -7,6 +7,12 @@ against the version's row root). A failed check names itself, leaves nothing at
 PATH, exits 3, and can write the evidence (``--evidence FILE``) for
 ``dispute --evidence FILE``.
 
+``query LISTING_OR_ORDER "SQL"`` asks an aggregate query on a computation order
+(``quote LISTING --computation --queries N`` then ``order`` buys one): the
+provider's agent runs it on data that never leaves the provider; the answer is
+checked (the provider's signature, both SM3 digests, the decryption) and printed
+as a table. A refusal is one line, ``error: query_refused: <reason>``, exit 1.
+
 ``download ORDER`` does the whole delivery of an exchange-held listing: asks
 for the envelope (the content key sealed to your SM2 key; a ``delivery.issued``
 record), downloads the SM4-GCM ciphertext (resuming an interrupted ``.part`` with HTTP Range),
@@ -24,7 +30,7 @@ from typing import Annotated, Any
 import typer
 
 from clients.cli._common import CLIError
-from clients.cli._runtime import EXIT_USAGE, Invocation, command
+from clients.cli._runtime import EXIT_FAILED, EXIT_USAGE, Invocation, command
 from clients.cli._views import (
     show_account,
     show_listing,
@@ -158,9 +164,24 @@ def quote(
         Path | None, typer.Option("--out", help="Save the quote (JSON) for `buyer order`.")
     ] = None,
     row_offset: RowOffsetOption = None,
+    computation: Annotated[
+        bool,
+        typer.Option("--computation", help="Buy queries on a computation listing, not rows."),
+    ] = False,
+    queries: Annotated[
+        int | None,
+        typer.Option("--queries", min=1, help="Queries to buy (offers priced per query)."),
+    ] = None,
 ) -> None:
     """Ask the exchange for a signed price quote (valid for a few minutes)."""
-    issued = inv.client().quote(listing, **_terms(rows, periods, row_offset))
+    terms: dict[str, Any] = dict(_terms(rows, periods, row_offset))
+    if queries is not None and not computation:
+        raise CLIError("--queries goes with --computation", EXIT_USAGE)
+    if computation:
+        if terms:
+            raise CLIError("--computation buys queries, not --rows or --periods", EXIT_USAGE)
+        terms = {"computation": True, "queries": queries}
+    issued = inv.client().quote(listing, **terms)
     if out_file is not None:
         out_file.write_text(
             json.dumps(issued.to_dict(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
@@ -395,6 +416,52 @@ def receive(
         inv.out.line(f"next: [bold]shancheng buyer accept {order_id}[/] (or dispute it)")
 
     inv.out.result(result, human)
+
+
+@command(buyer_app, "query")
+def query(
+    inv: Invocation,
+    target: Annotated[
+        str,
+        typer.Argument(
+            help="Your computation order's id, or the listing's (your one open computation "
+            "order on it).",
+            show_default=False,
+        ),
+    ],
+    sql: Annotated[str, typer.Argument(help="The aggregate query.", show_default=False)],
+    timeout: Annotated[
+        float, typer.Option("--timeout", min=1, help="Seconds to wait for the answer.")
+    ] = 120.0,
+) -> None:
+    """Ask an aggregate query on provider-held data; wait, check and decrypt the answer
+    and print it as a table."""
+    from clients.sdk.errors import ComputationCheckError, QueryRefusedError
+
+    client = inv.client()
+    try:
+        answer = client.query(target, sql, timeout=timeout)
+    except QueryRefusedError as exc:
+        raise CLIError(f"query_refused: {exc.reason}", EXIT_FAILED) from None
+    except ComputationCheckError as exc:
+        raise CLIError(
+            f"check {exc.check} failed: {exc.message}; the answer was not shown",
+            EXIT_CHECK_FAILED,
+        ) from None
+    except TimeoutError as exc:
+        raise CLIError(f"no answer yet: {exc}", EXIT_FAILED) from None
+
+    def human(d: dict[str, Any]) -> None:
+        inv.out.table(
+            f"computation {d['computation_id']}", d["columns"], d["rows"], empty="no groups"
+        )
+        inv.out.line(
+            f"[green]✓[/] signed by provider {d['provider'][:16]}…, ε spent "
+            f"{d['epsilon_spent']}, rows scanned {d['rows_scanned']:,}, log index "
+            f"{d['log_index']}"
+        )
+
+    inv.out.result(answer.to_dict(), human)
 
 
 @command(buyer_app, "dispute")

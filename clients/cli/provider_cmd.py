@@ -8,7 +8,9 @@ Then ``submit`` it for the operators' review. In provider custody (the default)
 the data stays with you: run ``agent`` beside it, which delivers each paid
 order encrypted to its buyer. In exchange custody (``--custody exchange``)
 ``upload`` the bytes (any time before delisting; the exchange checks them
-against the committed digest).
+against the committed digest). ``--computation-offer OFFER.json`` offers
+aggregate queries on the data (docs/computations.md): the agent answers them,
+and the rows never leave your machine.
 """
 
 from __future__ import annotations
@@ -103,6 +105,17 @@ def _fields_file(path: Path | None) -> dict[str, Any]:
     return data
 
 
+def _offer_file(path: Path | None) -> dict[str, Any] | None:
+    from ledger.computation.offer import ComputationOffer, OfferFormatError
+
+    if path is None:
+        return None
+    try:
+        return ComputationOffer.from_json(path.read_bytes()).to_dict()
+    except OfferFormatError as exc:
+        raise CLIError(f"--computation-offer {path}: {exc}", EXIT_USAGE) from None
+
+
 @command(provider_app, "create-listing")
 def create_listing(
     inv: Invocation,
@@ -175,6 +188,13 @@ def create_listing(
             help="Seconds you have to deliver a paid order (default: the exchange's, 1 day).",
         ),
     ] = None,
+    computation_offer: Annotated[
+        Path | None,
+        typer.Option(
+            "--computation-offer",
+            help="JSON file of a computation offer (docs/computations.md; provider custody).",
+        ),
+    ] = None,
 ) -> None:
     """Draft a listing for FILE: digest, size, rows, row root, columns and sample are
     read from it."""
@@ -203,6 +223,7 @@ def create_listing(
         "pricing": _pricing(price, free, pricing),
         "custody": custody,
         "delivery_window_s": delivery_window,
+        "computation": _offer_file(computation_offer),
     }
     overrides.update({k: v for k, v in flags.items() if v is not None})
     if provider or "providers" not in overrides:
@@ -365,9 +386,18 @@ def agent(
             "--dataset", help="LISTING_ID=PATH: a provider-held listing and its file (repeatable)."
         ),
     ],
+    query_time_limit: Annotated[
+        float,
+        typer.Option("--query-time-limit", min=0.001, help="Seconds a query may run (timeout)."),
+    ] = 10.0,
+    memory_limit: Annotated[
+        str, typer.Option("--memory-limit", help="DuckDB's memory limit for queries, e.g. 1GB.")
+    ] = "1GB",
 ) -> None:
     """Run the provider agent: deliver every paid order of these listings, encrypted to
-    its buyer, until SIGTERM/SIGINT. Outbound connections only; one log line per step."""
+    its buyer, and answer their computations, until SIGTERM/SIGINT. Outbound
+    connections only; one log line per step."""
+    from agent.compute import ComputeLimits
     from agent.runner import Agent
 
     datasets: dict[str, Path] = {}
@@ -378,7 +408,8 @@ def agent(
         if not Path(path).is_file():
             raise CLIError(f"--dataset {value!r}: {path} is not a file", EXIT_USAGE)
         datasets[listing_id] = Path(path)
-    code = Agent(inv.client(), state_dir, datasets).run()
+    limits = ComputeLimits(memory_limit=memory_limit, time_limit_s=query_time_limit)
+    code = Agent(inv.client(), state_dir, datasets, limits=limits).run()
     if code:
         raise typer.Exit(code)
 
