@@ -60,7 +60,7 @@ from ledger.protocol.computation import (
     ComputationRequest,
     result_aad,
 )
-from ledger.records import RecordFormatError
+from ledger.records import RecordFormatError, thaw
 from ledger.sm2 import SM2PrivateKey, SM2PublicKey
 from ledger.sm3 import sm3
 
@@ -133,7 +133,7 @@ def refusal_of(
         )
     try:
         signed.verify(key)
-        payload = ComputationRefused.from_dict(signed.record.payload)
+        payload = ComputationRefused.from_dict(thaw(signed.record.payload))
     except RecordFormatError as exc:
         raise ComputationCheckError("record", str(exc)) from None
     except LedgerError as exc:
@@ -159,7 +159,7 @@ def requested_sql(computation: Computation, buyer: SM2PublicKey) -> str:
             continue
         try:
             signed.verify(buyer)
-            request = ComputationRequest.from_dict(signed.record.payload)
+            request = ComputationRequest.from_dict(thaw(signed.record.payload))
         except (LedgerError, RecordFormatError) as exc:
             raise ComputationCheckError("record", f"the request record: {exc}") from None
         if request.computation_id != computation.id:
@@ -187,7 +187,7 @@ def checked_completion(
     except LedgerError as exc:
         raise ComputationCheckError("signer", f"the provider's signature fails: {exc}") from None
     try:
-        payload = ComputationCompleted.from_dict(record.payload)
+        payload = ComputationCompleted.from_dict(thaw(record.payload))
     except RecordFormatError as exc:
         raise ComputationCheckError("record", str(exc)) from None
     expected = (computation.id, computation.order_id, sm3(sql.encode("utf-8")).hex())
