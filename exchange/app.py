@@ -7,7 +7,7 @@ background services the lifespan starts (appender, sequencer, auto-acceptor,
 anchoring worker, event feed watcher, webhook worker). What it built is kept on
 ``app.state`` (``settings``, ``engine``, ``session_factory``, ``log_key``,
 ``authenticator``, ``appender``, ``sequencer``, ``anchoring``, ``auto_acceptor``,
-``overdue_refunder``,
+``overdue_refunder``, ``unanswered_refuser``,
 ``event_watcher``, ``event_streams``, ``webhook_dispatcher``; tests read them there) and is
 handed to the routes only through the dependencies of :mod:`exchange.api.deps`,
 which tests can swap with ``app.dependency_overrides``. No other module reads
@@ -49,6 +49,7 @@ from exchange.api.deps import StreamCount
 from exchange.api.examples import install_examples
 from exchange.api.responses import install_common_errors
 from exchange.auth.verifier import Authenticator
+from exchange.computations.expiry import UnansweredRefuser
 from exchange.computations.models import create_computation_tables
 from exchange.db import create_tables, make_engine
 from exchange.errors import install_error_handlers, install_internal_error_guard
@@ -264,6 +265,19 @@ def _start_overdue_refunds(app: FastAPI) -> BackgroundService | None:
     return refunder
 
 
+def _start_unanswered_refusals(app: FastAPI) -> BackgroundService | None:
+    # Computations no agent answered within the listing's delivery window: refused
+    # by the exchange, the query given back (exchange.computations.expiry).
+    refuser = UnansweredRefuser(
+        app.state.session_factory,
+        app.state.log_key,
+        interval=app.state.settings.auto_accept_interval_s,
+    )
+    refuser.start()
+    app.state.unanswered_refuser = refuser
+    return refuser
+
+
 def _start_event_watcher(app: FastAPI) -> BackgroundService | None:
     # Follows the feed's head (and records final anchors as events) for the streams
     # and the webhook worker of this process.
@@ -293,6 +307,7 @@ DEFAULT_SERVICES: tuple[ServiceStarter, ...] = (
     _start_sequencer,
     _start_auto_accept,
     _start_overdue_refunds,
+    _start_unanswered_refusals,
     _start_anchoring,
     _start_event_watcher,
     _start_webhooks,
@@ -356,6 +371,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.anchoring = None
     app.state.auto_acceptor = None
     app.state.overdue_refunder = None
+    app.state.unanswered_refuser = None
     app.state.event_watcher = None
     app.state.event_streams = StreamCount()
     app.state.webhook_dispatcher = None
