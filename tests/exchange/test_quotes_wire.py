@@ -1,7 +1,8 @@
 """Every quote the exchange issues, under each pricing model, parses with the one
 shared class (:class:`ledger.protocol.quote.Quote`, the SDK's ``Quote``) and comes
 back byte for byte: its signature still verifies and the exchange takes the
-re-serialised quote in an order."""
+re-serialised quote in an order. Its refusals parse as the shared
+:class:`ledger.protocol.errors.ErrorBody`."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ from test_computations_support import offer
 from test_orders import deposit, order_body, place, publish
 
 import clients.sdk
+from exchange.api.responses import ERROR_MESSAGES, error_example
+from ledger.protocol.errors import ErrorBody
 from ledger.protocol.quote import Quote
 from ledger.records import canonical_json
 
@@ -81,3 +84,24 @@ def test_an_issued_quote_round_trips_byte_for_byte(
     placed = place(ex, buyer, order_body(buyer, quote.to_dict()))
     assert placed.status_code == 201, placed.text
     assert placed.json()["order"]["amount"] == quote.amount
+
+
+def test_a_refusal_parses_as_the_shared_error_body(ex: Exchange) -> None:
+    owner, buyer = ex.provider(), ex.register("buyer")
+    listing_id = publish(ex, owner, pricing={"model": "fixed", "price": 300})
+    issued = Quote.from_issued(
+        ex.http(buyer).post(f"/listings/{listing_id}/quotes", json={}).json()
+    )
+    assert deposit(ex, buyer, 300).status_code == 201
+    thief = ex.register("buyer")
+    refused = place(ex, thief, order_body(thief, issued.to_dict()))
+    assert refused.status_code == 422, refused.text
+    body = refused.json()
+    assert ErrorBody.from_dict(body) == ErrorBody("quote_mismatch", body["message"])
+    assert "buyer_key_id" in body["message"]
+
+
+def test_every_documented_error_example_is_an_error_body() -> None:
+    for code in ERROR_MESSAGES:
+        example = error_example(400, code)
+        assert ErrorBody.from_dict(example).to_dict() == example
