@@ -38,12 +38,13 @@ from typing import Any
 from sqlalchemy import Connection, Engine, select
 from sqlmodel import col
 
-from exchange.accounts.models import PLATFORM_ACCOUNT, Account, AccountMovement, MovementKind
+from exchange.accounts.models import Account, AccountMovement, MovementKind
 from exchange.accounts.service import MOVEMENT_SIGNS
 from exchange.errors import ExchangeError
 from exchange.log.models import LogEntry
 from exchange.orders.models import Order
 from exchange.settlement import apportion, refund_unused
+from ledger.protocol.accounts import PLATFORM_ACCOUNT
 
 __all__ = [
     "BooksDoNotBalanceError",

@@ -13,6 +13,8 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from ledger.protocol.errors import ErrorBody
+
 logger = logging.getLogger(__name__)
 
 
@@ -53,7 +55,7 @@ _FASTAPI_BODY_ERROR = "There was an error parsing the body"
 
 
 def error_body(code: str, message: str) -> dict[str, str]:
-    return {"code": code, "message": message}
+    return ErrorBody(code, message).to_dict()
 
 
 async def send_error(

@@ -59,6 +59,7 @@ from pydantic import (
 
 from exchange.errors import ExchangeError
 from ledger.computation.offer import ComputationOffer
+from ledger.protocol.limits import MAX_AMOUNT_FEN, MAX_QUERIES
 
 __all__ = [
     "MAX_AMOUNT_FEN",
@@ -85,16 +86,12 @@ __all__ = [
     "price",
 ]
 
-MAX_AMOUNT_FEN: Final = 10**15
-"""Largest amount (fen) of any price, configured or computed."""
 MAX_ROWS: Final = 10**12
 """Largest row count (a tier bound or an order's rows)."""
 MAX_TIERS: Final = 32
 MAX_PERIOD_DAYS: Final = 3660
 MAX_PERIODS: Final = 1200
 MAX_SEATS: Final = 1_000_000
-MAX_QUERIES: Final = 10_000
-"""Most queries one computation order buys."""
 MICRO_EPSILON: Final = 1_000_000
 """Micro-ε per ε: allowances are integers."""
 

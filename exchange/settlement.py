@@ -33,6 +33,7 @@ from typing import Final
 
 from exchange.errors import ExchangeError
 from exchange.pricing import MAX_AMOUNT_FEN
+from ledger.protocol.accounts import PLATFORM_ACCOUNT
 
 __all__ = [
     "BASIS_POINTS",
@@ -44,8 +45,9 @@ __all__ = [
 ]
 
 BASIS_POINTS: Final = 10_000
-PLATFORM: Final = "platform"
-"""The platform's key in :func:`split`'s result (cannot clash with a key id)."""
+PLATFORM: Final = PLATFORM_ACCOUNT
+"""The platform's key in :func:`split`'s result (cannot clash with a key id): the
+account its fee is credited to."""
 MAX_RECIPIENTS: Final = 100
 
 _RECIPIENT: Final = re.compile(r"[0-9a-f]{64}")

@@ -56,6 +56,7 @@ from clients.signing import SM2RequestSigner
 from ledger.bundle import Bundle
 from ledger.checkpoint import Checkpoint, KeyMismatchError
 from ledger.errors import InvalidSignature, KeyFormatError
+from ledger.protocol.errors import ErrorBody
 from ledger.records import ActorMismatchError, RecordFormatError, SignedRecord, sign_record
 from ledger.sm2 import SM2PrivateKey, SM2PublicKey
 
@@ -169,15 +170,11 @@ def error_from_response(response: httpx.Response) -> APIError:
     """The :class:`APIError` an error response stands for (``http_error`` when the
     body is not the exchange's ``{"code", "message"}``, e.g. from a proxy)."""
     try:
-        body = response.json()
-    except ValueError:
+        body = ErrorBody.from_dict(response.json())
+    except (ValueError, RecordFormatError):
         body = None
-    if (
-        isinstance(body, dict)
-        and isinstance(body.get("code"), str)
-        and isinstance(body.get("message"), str)
-    ):
-        return api_error(response.status_code, body["code"], body["message"])
+    if body is not None:
+        return api_error(response.status_code, body.code, body.message)
     text = response.text.strip()[:200] if response.content else ""
     return api_error(response.status_code, "http_error", text or response.reason_phrase)
 

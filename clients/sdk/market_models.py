@@ -5,6 +5,8 @@ Parsing is strict about what the SDK relies on (a missing field or a wrong
 type raises :class:`ledger.records.RecordFormatError`, which the client turns
 into :class:`clients.sdk.errors.ResponseFormatError`) and ignores fields it
 does not know, so a server that adds a field does not break older clients.
+The quote is the exception: :class:`ledger.protocol.quote.Quote`, shared with
+the exchange, refuses unknown fields, since they would change its signed bytes.
 Money is integer fen everywhere; times are milliseconds since the epoch.
 
 Every model a writing call returns carries ``log``: the :class:`Appended`
@@ -19,19 +21,19 @@ import base64
 import binascii
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Final
+from typing import Any
 
 from clients.sdk.models import Appended
 from ledger.computation.offer import ComputationOffer
-from ledger.errors import InvalidSignature, KeyFormatError
+from ledger.errors import KeyFormatError
 from ledger.protocol.accounts import PLATFORM_ACCOUNT, Balance
 from ledger.protocol.delivery import ProviderDelivery, RowRange
+from ledger.protocol.quote import QUOTE_KIND, Quote
 from ledger.protocol.reader import JSONObject
 from ledger.records import (
     MAX_SAFE_INTEGER,
     RecordFormatError,
     SignedRecord,
-    canonical_json,
     thaw,
 )
 from ledger.sm2 import SM2PublicKey
@@ -63,9 +65,6 @@ __all__ = [
     "SearchPage",
     "Settlement",
 ]
-
-QUOTE_KIND: Final = "shancheng.quote.v1"
-"""Domain separation of the exchange's quote signature (see ``exchange/quotes.py``)."""
 
 
 class _Obj(JSONObject):
@@ -440,79 +439,6 @@ class SearchPage:
             next_cursor=o.opt_text("next_cursor"),
             total=o.integer("total"),
         )
-
-
-# --------------------------------------------------------------------------- quotes
-
-
-@dataclass(frozen=True, slots=True)
-class Quote:
-    """The exchange's signed, expiring offer of ``amount`` fen for one buyer, listing
-    version and terms. Hand it to ``place_order`` unchanged: :meth:`to_dict` is the
-    quote exactly as issued (the exchange checks its signature)."""
-
-    quote_id: str
-    listing_id: str
-    listing_version: int
-    content_digest: str
-    buyer_key_id: str
-    terms: dict[str, Any]
-    amount: int
-    currency: str
-    issued_at: int
-    expires_at: int
-    log_key_id: str
-    signature: bytes
-    raw: dict[str, Any] = field(repr=False, compare=False)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dict(self.raw)
-
-    def verify(self, log_key: SM2PublicKey) -> None:
-        """Raise :class:`ledger.errors.InvalidSignature` unless the exchange's
-        ``log_key`` signed this quote (RFC 8785 of its fields with ``kind``)."""
-        if log_key.key_id() != self.log_key_id:
-            raise InvalidSignature(
-                f"the quote names log key {self.log_key_id}, not {log_key.key_id()}"
-            )
-        unsigned = {k: v for k, v in self.raw.items() if k != "signature"}
-        log_key.verify(self.signature, canonical_json({"kind": QUOTE_KIND, **unsigned}))
-
-    @classmethod
-    def from_dict(cls, data: Any, *, path: str = "quote") -> Quote:
-        o = _Obj(data, path)
-        terms = o.mapping("terms")
-        for key in ("rows", "periods"):
-            value = terms.get(key)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
-                raise RecordFormatError("expected an integer or null", path=f"{path}.terms.{key}")
-        signature_text = o.text("signature")
-        try:
-            signature = base64.b64decode(signature_text, validate=True)
-        except (binascii.Error, ValueError):
-            raise RecordFormatError("expected base64", path=o.path("signature")) from None
-        if not signature:
-            raise RecordFormatError("empty signature", path=o.path("signature"))
-        return cls(
-            quote_id=o.text("quote_id"),
-            listing_id=o.text("listing_id"),
-            listing_version=o.integer("listing_version", minimum=1),
-            content_digest=o.hex64("content_digest"),
-            buyer_key_id=o.hex64("buyer_key_id"),
-            terms=terms,
-            amount=o.integer("amount"),
-            currency=o.text("currency"),
-            issued_at=o.integer("issued_at"),
-            expires_at=o.integer("expires_at"),
-            log_key_id=o.hex64("log_key_id"),
-            signature=signature,
-            raw=dict(o.data),
-        )
-
-    @classmethod
-    def from_issued(cls, data: Any) -> Quote:
-        """``{"quote": …}`` as ``POST /listings/{id}/quotes`` answers."""
-        return cls.from_dict(_Obj(data, "").raw("quote"))
 
 
 # --------------------------------------------------------------------------- accounts

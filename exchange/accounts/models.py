@@ -39,10 +39,6 @@ class MovementKind(StrEnum):
     """A refund of a settled order paid to the buyer from the clawbacks: available += amount."""
 
 
-PLATFORM_ACCOUNT = "platform"
-"""Key id of the exchange's own account (fees)."""
-
-
 class Account(SQLModel, table=True):
     __tablename__ = "account"
     __table_args__ = (

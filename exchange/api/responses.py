@@ -25,7 +25,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from exchange.api.examples import ids
-from exchange.log.schemas import ErrorBody
+from ledger.protocol.errors import ErrorBody
 
 __all__ = [
     "AUTH_ERRORS",

@@ -14,11 +14,6 @@ from pydantic import BaseModel, Field
 MAX_BATCH_RECORDS = 1000
 
 
-class ErrorBody(BaseModel):
-    code: str = Field(examples=["invalid_signature"])
-    message: str
-
-
 class LogKey(BaseModel):
     key_id: str = Field(description="Hex SM3 of the key's DER SubjectPublicKeyInfo.")
     public_key: str = Field(description="SubjectPublicKeyInfo PEM of the log's SM2 key.")

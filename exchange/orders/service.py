@@ -75,7 +75,7 @@ from exchange.pricing import (
     parse_pricing,
     price,
 )
-from exchange.quotes import Quote, QuoteTerms, issue_quote, verify_quote
+from exchange.quotes import Quote, QuoteTerms, issue_quote, parse_quote, quote_terms, verify_quote
 from exchange.records import SignedAction, commit_with_record, log_receipt, payload_of
 from ledger.computation.offer import ComputationOffer
 from ledger.sm2 import SM2PrivateKey
@@ -227,7 +227,7 @@ def issue(
         listing_version=listing.version,
         content_digest=listing.content_digest,
         buyer_key_id=principal.key_id,
-        terms=QuoteTerms(
+        terms=quote_terms(
             rows=terms_in.rows,
             periods=terms_in.periods,
             licence=licence,
@@ -418,7 +418,7 @@ def place(
 ) -> OrderPlaced:
     """Apply a checked ``order.placed`` action (see the module docstring)."""
     payload = payload_of(action, OrderPayload)
-    quote = Quote.from_dict(payload.quote, path="payload.quote")
+    quote = parse_quote(payload.quote, path="payload.quote")
     buyer = action.signed.record.actor
     listing = session.get(Listing, quote.listing_id)
     if listing is None or listing.state not in (ListingState.PUBLISHED, ListingState.DELISTED):

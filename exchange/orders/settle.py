@@ -26,7 +26,7 @@ from typing import Any, Final
 from sqlalchemy import Connection, select
 from sqlmodel import Session, col
 
-from exchange.accounts.models import PLATFORM_ACCOUNT, AccountMovement, MovementKind
+from exchange.accounts.models import AccountMovement, MovementKind
 from exchange.accounts.service import (
     credit,
     debit,
@@ -40,6 +40,7 @@ from exchange.listings.models import ListingProvider
 from exchange.orders.models import Order, OrderState
 from exchange.orders.schemas import RefundPublic, SettlementPublic
 from exchange.settlement import PLATFORM, apportion, refund_unused, split
+from ledger.protocol.accounts import PLATFORM_ACCOUNT
 
 __all__ = [
     "REMAINDER_RULE",
@@ -63,8 +64,6 @@ __all__ = [
 REMAINDER_RULE: Final = "largest_remainder"
 """Named in ``settlement.paid``: fee rounded down, the providers' portion split by
 the largest remainder method, equal remainders by ascending key id (docs/money.md)."""
-
-assert PLATFORM == PLATFORM_ACCOUNT  # the split's platform part is credited to that account
 
 
 class ClawbackFundsError(ConflictError):

@@ -19,7 +19,7 @@ from test_lifecycle_support import DAY_MS, mark_delivered, now_ms, set_order
 from test_order_lifecycle import SUBSCRIPTION, accept, dispute, market, resolve, revoke
 from test_orders import BACKENDS
 
-from exchange.accounts.models import PLATFORM_ACCOUNT, Account, AccountMovement, MovementKind
+from exchange.accounts.models import Account, AccountMovement, MovementKind
 from exchange.accounts.service import movement
 from exchange.books import (
     BooksDoNotBalanceError,
@@ -29,6 +29,7 @@ from exchange.books import (
     check_books,
 )
 from exchange.orders.models import Order
+from ledger.protocol.accounts import PLATFORM_ACCOUNT
 
 
 @pytest.fixture(params=BACKENDS)

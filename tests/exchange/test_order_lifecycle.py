@@ -30,12 +30,13 @@ from test_lifecycle_support import (
 )
 from test_orders import BACKENDS, balances, deposit, publish, quote
 
-from exchange.accounts.models import PLATFORM_ACCOUNT, Account, AccountMovement
+from exchange.accounts.models import Account, AccountMovement
 from exchange.accounts.service import derived_balance
 from exchange.books import assert_books_balance, check_books
 from exchange.orders.lifecycle import AutoAcceptor, auto_accept_due
 from exchange.orders.models import Order
 from exchange.settlement import apportion
+from ledger.protocol.accounts import PLATFORM_ACCOUNT
 from ledger.records import sign_record
 from ledger.sm2 import SM2PrivateKey
 

@@ -26,8 +26,8 @@ from test_order_lifecycle import (
 )
 from test_orders import BACKENDS, balances
 
-from exchange.accounts.models import PLATFORM_ACCOUNT
 from exchange.settlement import apportion
+from ledger.protocol.accounts import PLATFORM_ACCOUNT
 
 
 @pytest.fixture(params=BACKENDS)
