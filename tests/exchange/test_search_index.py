@@ -98,11 +98,14 @@ def test_full_text_is_exact_on_awkward_text(
 
 def _expected_facets(connection: Any) -> dict[tuple[str, str], int]:
     counts: dict[tuple[str, str], int] = {}
-    for category, classification, model, tags in connection.execute(
-        text("SELECT category, classification, pricing_model, tags FROM listing_search")
+    for category, classification, model, custody, computation, tags in connection.execute(
+        text(
+            "SELECT category, classification, pricing_model, custody, computation, tags "
+            "FROM listing_search"
+        )
     ):
         tags = json.loads(tags) if isinstance(tags, str) else tags
-        for pair in facet_pairs(category, classification, model, tags):
+        for pair in facet_pairs(category, classification, model, custody, bool(computation), tags):
             counts[pair] = counts.get(pair, 0) + 1
     return counts
 
@@ -275,10 +278,13 @@ def test_migration_0003_indexes_rows_already_there(engine: Engine, tmp_path: Pat
             listing(n, title=f"{'重庆' if n % 3 else '成都'}数据 {n}", tags=["a", f"t{n % 4}"])
             for n in range(40)
         ]
-        listing_table = SQLModel.metadata.tables["listing"]
-        old_index = Table("listing_search", MetaData(), autoload_with=old)  # as at 0002
+        old_listing = Table("listing", MetaData(), autoload_with=old)  # as at 0002
+        old_index = Table("listing_search", MetaData(), autoload_with=old)
         with old.begin() as connection:
-            connection.execute(listing_table.insert(), [row.model_dump() for row in rows])
+            connection.execute(
+                old_listing.insert(),
+                [{k: v for k, v in row.model_dump().items() if k in old_listing.c} for row in rows],
+            )
             connection.execute(
                 old_index.insert(),
                 [{k: v for k, v in index_values(row).items() if k in old_index.c} for row in rows],
