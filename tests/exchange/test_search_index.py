@@ -157,7 +157,7 @@ def test_triggers_keep_the_facet_counts(engine: Engine) -> None:
                 )
             )
         for listing_id in rng.sample(ids, 40):  # custody or computation alone
-            change = rng.choice(
+            change: dict[str, Any] = rng.choice(
                 [{"custody": "exchange"}, {"computation": True}, {"computation": False}]
             )
             connection.execute(table.update().where(table.c.id == listing_id).values(**change))
@@ -430,10 +430,10 @@ def test_migration_0007_indexes_custody_and_computation_and_reverts(
         assert _search_triggers(old) == triggers_0006
         with old.begin() as connection:
             after = _facet_table(connection)
-        expected = dict(facets_0006)  # and the listing added meanwhile
+        reverted = dict(facets_0006)  # and the listing added meanwhile
         for pair in (("category", "misc"), ("classification", "一般"), ("pricing_model", "free")):
-            expected[pair] = expected.get(pair, 0) + 1
-        assert after == expected
+            reverted[pair] = reverted.get(pair, 0) + 1
+        assert after == reverted
         migrations.upgrade(old)
         assert _search_triggers(old) == upgraded
         with old.begin() as connection:
