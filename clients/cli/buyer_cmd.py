@@ -122,6 +122,15 @@ def search(
     pricing_model: Annotated[
         str | None, typer.Option("--pricing-model", help="free, fixed, tiers, subscription.")
     ] = None,
+    custody: Annotated[
+        str | None, typer.Option("--custody", help="provider or exchange: who holds the data.")
+    ] = None,
+    computation: Annotated[
+        bool | None,
+        typer.Option(
+            "--computation/--no-computation", help="Offers computations on the data, or not."
+        ),
+    ] = None,
     sort: Annotated[
         str | None, typer.Option("--sort", help="relevance, newest, price_asc, price_desc, …")
     ] = None,
@@ -136,6 +145,8 @@ def search(
         "max_price": _fen("--max-price", max_price),
         "tag": tag or None,
         "pricing_model": pricing_model,
+        "custody": custody,
+        "computation": computation,
         "sort": sort,
         "limit": limit,
         "cursor": cursor,

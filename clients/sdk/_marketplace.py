@@ -71,6 +71,8 @@ SEARCH_FILTERS: Final = frozenset(
         "max_price",
         "provider",
         "tag",
+        "custody",
+        "computation",
         "sort",
         "cursor",
         "limit",

@@ -392,8 +392,8 @@ class ExchangeClient(EventCalls):
     def search(self, q: str | None = None, **filters: Any) -> SearchPage:
         """Published listings: ``q`` terms, filters ``category``, ``classification``,
         ``pricing_model``, ``min_price``/``max_price`` (fen), ``provider``, ``tag``
-        (a string or a list), ``sort``, ``cursor``, ``limit``, ``facets``,
-        ``facet_limit``."""
+        (a string or a list), ``custody``, ``computation`` (a bool), ``sort``,
+        ``cursor``, ``limit``, ``facets``, ``facet_limit``."""
         return self._send(self._search_call(q, filters))
 
     def listing(self, listing_id: str) -> Listing:

@@ -324,6 +324,22 @@ def search_listings(
     tag: Annotated[
         list[str] | None, Query(description="Repeatable; listings carrying all of them.")
     ] = None,
+    custody: Annotated[
+        search.SearchCustody | None,
+        Query(
+            description="Who holds the data: provider (its agent; the exchange never sees "
+            "the rows) or exchange.",
+            examples=["provider"],
+        ),
+    ] = None,
+    computation: Annotated[
+        bool | None,
+        Query(
+            description="true: listings whose current version offers computations; "
+            "false: those without.",
+            examples=[True],
+        ),
+    ] = None,
     sort: Annotated[
         search.Sort | None, Query(description="Default: relevance with q, else newest.")
     ] = None,
@@ -348,6 +364,8 @@ def search_listings(
             max_price=max_price,
             provider=provider,
             tags=tuple(tag or ()),
+            custody=custody,
+            computation=computation,
             sort=sort,
             cursor=cursor,
             limit=limit,

@@ -478,5 +478,11 @@ def test_search_words_are_one_query(
     assert quoted.exit_code == 0
     everything = invoke(cli, "buyer", "search", "--exchange-url", closed_url, "--json")
     assert everything.exit_code == 0
-    assert [q for q, _ in asked] == ["山城 气象", "山城 气象", None]
+    held = invoke(
+        cli, "buyer", "search", "--custody", "provider", "--no-computation",
+        "--exchange-url", closed_url, "--json",
+    )  # fmt: skip
+    assert held.exit_code == 0
+    assert [q for q, _ in asked] == ["山城 气象", "山城 气象", None, None]
     assert asked[0][1]["tag"] == ["w"]
+    assert (asked[3][1]["custody"], asked[3][1]["computation"]) == ("provider", False)

@@ -19,6 +19,7 @@ from test_auth_support import (
     listing_content,
     running_exchange,
 )
+from test_computations_support import offer
 
 from exchange.listings.models import Listing
 from exchange.listings.search import index as search_index
@@ -355,6 +356,13 @@ def test_hostile_queries_are_literal_text(corpus: Corpus) -> None:
         ({"pricing_model": "auction"}, 422, "invalid_request"),
         ({"provider": "ZZ"}, 422, "invalid_request"),
         ({"facet_limit": 51}, 422, "invalid_request"),
+        ({"custody": "buyer"}, 422, "invalid_request"),
+        ({"custody": "Provider"}, 422, "invalid_request"),
+        ({"custody": "provider\x00"}, 422, "invalid_request"),
+        ({"custody": ""}, 422, "invalid_request"),
+        ({"computation": "maybe"}, 422, "invalid_request"),
+        ({"computation": "2"}, 422, "invalid_request"),
+        ({"computation": ""}, 422, "invalid_request"),
         ({"cursor": "x" * 2001}, 422, "invalid_request"),
     ],
 )
@@ -366,8 +374,101 @@ def test_openapi_documents_search(corpus: Corpus) -> None:
     spec = corpus.client.get("/openapi.json").json()
     operation = spec["paths"]["/listings/search"]["get"]
     assert {"200", "400", "422"} <= set(operation["responses"])
+    parameters = {p["name"]: p for p in operation["parameters"]}
+    custody = parameters["custody"]["schema"]["anyOf"][0]
+    assert custody["enum"] == ["provider", "exchange"]
+    assert parameters["custody"]["schema"]["examples"] == ["provider"]
+    assert parameters["computation"]["schema"]["anyOf"][0]["type"] == "boolean"
+    assert parameters["computation"]["description"]
     schema = spec["components"]["schemas"]["SearchPage"]
     assert schema["examples"][0]["items"][0]["title"] == "重庆交通流量数据"
+
+
+def test_custody_and_computation_filters_and_facets(exchange: Exchange) -> None:
+    """Who holds the data and whether the listing offers computations: on each hit,
+    as filters (alone, together, with text and other filters) and as facets; a new
+    version without the offer leaves the computation listings."""
+    owner = exchange.provider()
+    held = _publish(exchange, owner, title="Exchange-held traffic", category="transport")
+    agent = _publish(
+        exchange, owner, title="Agent traffic", category="transport", **PROVIDER_CUSTODY
+    )
+    computed = _publish(
+        exchange,
+        owner,
+        title="Computed traffic",
+        category="retail",
+        computation=offer(),
+        **PROVIDER_CUSTODY,
+    )
+    client = exchange.http()
+
+    def get(**params: Any) -> dict[str, Any]:
+        response = client.get("/listings/search", params=params)
+        assert response.status_code == 200, response.text
+        body: dict[str, Any] = response.json()
+        return body
+
+    def ids(**params: Any) -> set[str]:
+        return {item["id"] for item in get(**params)["items"]}
+
+    def counts(page: dict[str, Any], facet: str) -> dict[str, int]:
+        return {f["value"]: f["count"] for f in page["facets"][facet]}
+
+    whole = get()
+    assert {i["id"]: i["custody"] for i in whole["items"]} == {
+        held: "exchange",
+        agent: "provider",
+        computed: "provider",
+    }
+    assert counts(whole, "custody") == {"provider": 2, "exchange": 1}
+    assert counts(whole, "computation") == {"false": 2, "true": 1}
+    assert ids(custody="exchange") == {held}
+    assert ids(custody="provider") == {agent, computed}
+    assert ids(computation="true") == {computed}
+    assert ids(computation="false") == {held, agent}
+    assert ids(custody="exchange", computation="true") == set()
+    assert ids(q="traffic", custody="provider", computation="false") == {agent}
+    assert ids(custody="provider", category="transport") == {agent}
+    narrowed = get(q="traffic", custody="provider")
+    assert narrowed["total"] == 2
+    assert counts(narrowed, "custody") == {"provider": 2}
+    assert counts(narrowed, "computation") == {"false": 1, "true": 1}
+    assert counts(narrowed, "category") == {"transport": 1, "retail": 1}
+    assert get(custody="exchange", facets="false")["facets"] is None
+
+    # a cursor belongs to its filters
+    first = get(custody="provider", limit=1)
+    assert first["next_cursor"] is not None
+    error(
+        client.get(
+            "/listings/search",
+            params={"custody": "exchange", "limit": 1, "cursor": first["next_cursor"]},
+        ),
+        400,
+        "invalid_cursor",
+    )
+    second = get(custody="provider", limit=1, cursor=first["next_cursor"])
+    assert {first["items"][0]["id"], second["items"][0]["id"]} == {agent, computed}
+
+    version = exchange.act(
+        owner,
+        "POST",
+        f"/listings/{computed}/versions",
+        "listing.version_added",
+        {
+            "listing_id": computed,
+            "version": 2,
+            "content_digest": "cd" * 32,
+            "row_count": 10,
+            "byte_size": 100,
+            "format": "csv",
+            "row_root": "ef" * 32,
+        },
+    )
+    assert version.status_code == 201, version.text
+    assert ids(computation="true") == set()
+    assert counts(get(), "computation") == {"false": 3}
 
 
 def test_index_follows_publish_edit_and_delist(exchange: Exchange) -> None:

@@ -9,10 +9,12 @@ import ast
 import json
 import random
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
+from alembic import command
 from sqlalchemy import Engine, MetaData, Table, inspect, text
 from sqlmodel import Session, SQLModel
 from test_search_support import POSTGRES_URL, listing, search_database, seed, walk
@@ -98,11 +100,14 @@ def test_full_text_is_exact_on_awkward_text(
 
 def _expected_facets(connection: Any) -> dict[tuple[str, str], int]:
     counts: dict[tuple[str, str], int] = {}
-    for category, classification, model, tags in connection.execute(
-        text("SELECT category, classification, pricing_model, tags FROM listing_search")
+    for category, classification, model, custody, computation, tags in connection.execute(
+        text(
+            "SELECT category, classification, pricing_model, custody, computation, tags "
+            "FROM listing_search"
+        )
     ):
         tags = json.loads(tags) if isinstance(tags, str) else tags
-        for pair in facet_pairs(category, classification, model, tags):
+        for pair in facet_pairs(category, classification, model, custody, bool(computation), tags):
             counts[pair] = counts.get(pair, 0) + 1
     return counts
 
@@ -119,9 +124,10 @@ def _bitmaps(connection: Any) -> set[tuple[Any, ...]]:
 
 
 def test_triggers_keep_the_facet_counts(engine: Engine) -> None:
-    """Inserts (one and many per statement), updates of facet columns and tags, other
-    updates, deletes: the counts equal a recount and, on SQLite, the bitmaps equal
-    a rebuild (whose blocks hold exactly each value's listings)."""
+    """Inserts (one and many per statement), updates of facet columns (custody and
+    computation alone too) and tags, other updates, deletes: the counts equal a
+    recount and, on SQLite, the bitmaps equal a rebuild (whose blocks hold exactly
+    each value's listings)."""
     rng = random.Random(9)
     rows = [
         listing(
@@ -129,6 +135,8 @@ def test_triggers_keep_the_facet_counts(engine: Engine) -> None:
             category=rng.choice(["a", "b", "交通"]),
             classification=rng.choice(["一般", "重要", None]),
             tags=rng.sample(["x", "y", "z z", "标签"], rng.randrange(0, 4)),
+            custody=rng.choice(["provider", "exchange"]),
+            computation=rng.choice([{"version": 1}, None]),
         )
         for n in range(300)
     ]
@@ -148,6 +156,11 @@ def test_triggers_keep_the_facet_counts(engine: Engine) -> None:
                     tags=rng.sample(["x", "new", "标签"], 2),
                 )
             )
+        for listing_id in rng.sample(ids, 40):  # custody or computation alone
+            change: dict[str, Any] = rng.choice(
+                [{"custody": "exchange"}, {"computation": True}, {"computation": False}]
+            )
+            connection.execute(table.update().where(table.c.id == listing_id).values(**change))
         connection.execute(text("UPDATE listing_search SET price_fen = price_fen + 1"))
         deleted = rng.sample(ids, 30)
         for listing_id in deleted[:10]:
@@ -255,34 +268,46 @@ def test_migrations_and_start_up_make_the_same_search_schema(
     assert _search_schema(engine) == migrated
 
 
-def test_migration_0003_indexes_rows_already_there(engine: Engine, tmp_path: Path) -> None:
-    """Rows indexed before 0003 get their tags, grams, gram index entries and facet
-    counts: short terms and facets then match the plain plan."""
-    dialect = engine.dialect.name
-    migrations_dir = tmp_path / "old"
-    migrations_dir.mkdir()
-    if dialect == "sqlite":
-        old = make_engine(f"sqlite:///{migrations_dir / 'old.db'}")
-    else:
-        old = engine  # an empty schema: start it again at 0002
+@contextmanager
+def _empty(engine: Engine, tmp_path: Path) -> Iterator[Engine]:
+    """An empty database on ``engine``'s backend: a new SQLite file, or ``engine``'s
+    own PostgreSQL schema emptied."""
+    if engine.dialect.name != "sqlite":
         with engine.begin() as connection:
             for name in inspect(connection).get_table_names():
                 connection.exec_driver_sql(f'DROP TABLE "{name}" CASCADE')
             connection.exec_driver_sql("DROP FUNCTION IF EXISTS listing_search_facet_count()")
+        yield engine
+        return
+    directory = tmp_path / "old"
+    directory.mkdir()
+    old = make_engine(f"sqlite:///{directory / 'old.db'}")
     try:
+        yield old
+    finally:
+        old.dispose()
+
+
+def _insert_as_at(connection: Any, name: str, rows: list[dict[str, Any]]) -> None:
+    """Insert ``rows`` into table ``name`` as the database has it (the columns of a
+    later revision left out)."""
+    table = Table(name, MetaData(), autoload_with=connection)
+    connection.execute(table.insert(), [{k: v for k, v in r.items() if k in table.c} for r in rows])
+
+
+def test_migration_0003_indexes_rows_already_there(engine: Engine, tmp_path: Path) -> None:
+    """Rows indexed before 0003 get their tags, grams, gram index entries and facet
+    counts: short terms and facets then match the plain plan."""
+    dialect = engine.dialect.name
+    with _empty(engine, tmp_path) as old:
         migrations.upgrade(old, "0002")
         rows = [
             listing(n, title=f"{'重庆' if n % 3 else '成都'}数据 {n}", tags=["a", f"t{n % 4}"])
             for n in range(40)
         ]
-        listing_table = SQLModel.metadata.tables["listing"]
-        old_index = Table("listing_search", MetaData(), autoload_with=old)  # as at 0002
         with old.begin() as connection:
-            connection.execute(listing_table.insert(), [row.model_dump() for row in rows])
-            connection.execute(
-                old_index.insert(),
-                [{k: v for k, v in index_values(row).items() if k in old_index.c} for row in rows],
-            )
+            _insert_as_at(connection, "listing", [row.model_dump() for row in rows])
+            _insert_as_at(connection, "listing_search", [index_values(row) for row in rows])
             connection.execute(
                 SQLModel.metadata.tables["listing_search_tag"].insert(),
                 [{"tag": tag, "listing_id": row.id} for row in rows for tag in row.tags],
@@ -316,15 +341,113 @@ def test_migration_0003_indexes_rows_already_there(engine: Engine, tmp_path: Pat
                 migrated_bitmaps = _bitmaps(connection)
                 rebuild_facet_index(connection)
                 assert _bitmaps(connection) == migrated_bitmaps
-    finally:
-        if old is not engine:
-            old.dispose()
 
 
-def test_migration_0003_imports_no_live_code() -> None:
-    """Migration 0003 is frozen: it imports nothing from the exchange, so moving or
-    changing live code can never change what an old migration does."""
-    path = Path(migrations.__file__).parent / "versions" / "0003_search_grams_facets.py"
+def _search_triggers(engine: Engine) -> Any:
+    """SQLite's trigger SQL, PostgreSQL's facet function: what 0007 replaces."""
+    with engine.connect() as connection:
+        if engine.dialect.name == "sqlite":
+            query = "SELECT name, sql FROM sqlite_master WHERE type = 'trigger'"
+        else:
+            query = (
+                "SELECT proname, prosrc FROM pg_proc WHERE proname = 'listing_search_facet_count' "
+                "AND pronamespace = current_schema()::regnamespace"
+            )
+        return sorted(connection.execute(text(query)).all())
+
+
+def test_migration_0007_indexes_custody_and_computation_and_reverts(
+    engine: Engine, tmp_path: Path
+) -> None:
+    """Rows indexed before 0007 get their listing's custody and whether it offers
+    computations (an offer stored as SQL NULL or JSON null is none), counted in the
+    facets (and SQLite's bitmaps) the triggers then keep; the filters match. The
+    downgrade leaves the facets, triggers and columns as 0006 had them; upgrading
+    again gives the same."""
+    dialect = engine.dialect.name
+    with _empty(engine, tmp_path) as old:
+        migrations.upgrade(old, "0006")
+        rows = [
+            listing(
+                n,
+                category=f"c{n % 3}",
+                tags=[f"t{n % 4}"],
+                custody="exchange" if n % 4 == 0 else "provider",
+                computation={"version": 1} if n % 3 == 0 else None,
+            )
+            for n in range(30)
+        ]
+        with old.begin() as connection:
+            _insert_as_at(connection, "listing", [row.model_dump() for row in rows])
+            _insert_as_at(connection, "listing_search", [index_values(row) for row in rows])
+            _insert_as_at(
+                connection,
+                "listing_search_tag",
+                [{"tag": tag, "listing_id": row.id} for row in rows for tag in row.tags],
+            )
+            # no offer, written either way
+            connection.execute(
+                text("UPDATE listing SET computation = NULL WHERE id = :i"), {"i": rows[1].id}
+            )
+            connection.execute(
+                text("UPDATE listing SET computation = 'null' WHERE id = :i"), {"i": rows[2].id}
+            )
+            facets_0006 = _facet_table(connection)
+        triggers_0006 = _search_triggers(old)
+
+        migrations.upgrade(old)
+        exchange_held = {r.id for r in rows if r.custody == "exchange"}
+        offering = {r.id for r in rows if r.computation is not None}
+        every = {r.id for r in rows}
+        for params, expected in (
+            ({"custody": "exchange"}, exchange_held),
+            ({"custody": "provider"}, every - exchange_held),
+            ({"computation": True}, offering),
+            ({"computation": False, "custody": "provider"}, every - offering - exchange_held),
+        ):
+            pages = walk(old, {"limit": 100, **params})
+            assert {item["id"] for item in pages[0]["items"]} == expected, params
+        whole = walk(old, {"limit": 1})[0]["facets"]
+        assert {f["value"]: f["count"] for f in whole["custody"]} == {"provider": 22, "exchange": 8}
+        assert {f["value"]: f["count"] for f in whole["computation"]} == {"false": 20, "true": 10}
+        seed(old, [listing(100, custody="exchange", computation={"version": 1})])
+        with old.begin() as connection:
+            connection.execute(
+                text("UPDATE listing_search SET custody = 'exchange' WHERE listing_id = :i"),
+                {"i": rows[5].id},
+            )
+            assert _facet_table(connection) == _expected_facets(connection)
+            if dialect == "sqlite":
+                kept = _bitmaps(connection)
+                rebuild_facet_index(connection)
+                assert _bitmaps(connection) == kept
+        upgraded = _search_triggers(old)
+
+        command.downgrade(migrations.make_config(old), "0006")
+        assert migrations.current(old) == "0006"
+        columns = {c["name"] for c in inspect(old).get_columns("listing_search")}
+        assert not {"custody", "computation"} & columns
+        assert _search_triggers(old) == triggers_0006
+        with old.begin() as connection:
+            after = _facet_table(connection)
+        reverted = dict(facets_0006)  # and the listing added meanwhile
+        for pair in (("category", "misc"), ("classification", "一般"), ("pricing_model", "free")):
+            reverted[pair] = reverted.get(pair, 0) + 1
+        assert after == reverted
+        migrations.upgrade(old)
+        assert _search_triggers(old) == upgraded
+        with old.begin() as connection:
+            assert _facet_table(connection) == _expected_facets(connection)
+
+
+def test_migrations_0003_and_0007_import_no_live_code() -> None:
+    """Migrations 0003 and 0007 are frozen: they import nothing from the exchange, so
+    moving or changing live code can never change what an old migration does."""
+    for name in ("0003_search_grams_facets.py", "0007_search_custody_computation.py"):
+        _assert_frozen(Path(migrations.__file__).parent / "versions" / name)
+
+
+def _assert_frozen(path: Path) -> None:
     imported: list[str] = []
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
         if isinstance(node, ast.Import):

@@ -7,7 +7,8 @@ about half the descriptions; single letters in nearly every listing), 1-2
 character Chinese terms in a tenth of the titles, ties in every sort key (many
 free listings at price 0, shared publication times, equal titles), listings
 without classification, repeated and Chinese tags, a long tail of rare tags (so
-the bitmap facets' pruning has values to skip). The plans are forced through
+the bitmap facets' pruning has values to skip), both custodies and a third of
+the listings offering computations. The plans are forced through
 the plan modules' thresholds (see the docstrings of exchange/listings/search/planner.py,
 sqlite.py and postgres.py)."""
 
@@ -35,6 +36,7 @@ WORDS = ["hourly", "daily", "counts", "sensor", "station", "junction", "vehicle"
          "(near"]  # fmt: skip
 COMMON_TAGS = [f"tag{n}" for n in range(12)] + ["open", "chongqing", "实时", "历史 数据"]
 CATEGORIES = ["transport", "environment", "retail", "energy", "health", "finance", "交通"]
+OFFER = {"version": 1, "table": "t"}  # the index only notes that there is one
 
 
 def _pricing(rng: random.Random) -> dict[str, Any]:
@@ -83,6 +85,8 @@ def corpus_rows(count: int = 900) -> list[Listing]:
                 classification=rng.choice(["一般", "一般", "重要", None]),
                 published_at=1_790_000_000_000 - n // 3,  # ties of three
                 owner_key_id=f"{1 + n % 4:064x}",
+                custody=rng.choice(["provider", "provider", "exchange"]),
+                computation=OFFER if n % 3 == 0 else None,
             )
         )
     return rows
@@ -132,6 +136,17 @@ CASES: list[dict[str, Any]] = [
     {"provider": PROVIDER, "sort": "price_asc"},
     {"q": "traffic", "facets": False},
     {"category": "energy", "facets": False},
+    {"custody": "exchange"},
+    {"custody": "provider", "sort": "price_asc", "facet_limit": 1},
+    {"computation": True, "sort": "title"},
+    {"computation": False, "tags": ("open",)},
+    {"custody": "exchange", "computation": True, "category": "retail"},
+    {"q": "traffic", "custody": "provider"},
+    {"q": "a", "computation": False, "sort": "price_desc"},
+    {"q": "重庆", "custody": "exchange", "computation": True},
+    {"q": "station", "computation": True, "provider": PROVIDER},
+    {"q": "tag", "custody": "provider", "max_price": 600, "facet_limit": 2},
+    {"custody": "provider", "facets": False},
 ]
 SQLITE_PLANS: dict[str, dict[str, Any]] = {
     "auto": {},
@@ -184,7 +199,13 @@ def test_every_plan_gives_the_plain_plans_pages(
 
 @pytest.mark.parametrize(
     "params",
-    [{"q": "traffic"}, {"q": "a", "sort": "price_asc"}, {"q": "重庆"}, {"sort": "title"}],
+    [
+        {"q": "traffic"},
+        {"q": "a", "sort": "price_asc"},
+        {"q": "重庆"},
+        {"sort": "title"},
+        {"q": "a", "custody": "provider", "sort": "newest"},
+    ],
     ids=lambda p: ",".join(f"{k}={v}" for k, v in p.items()),
 )
 def test_every_plan_walks_the_same_whole_result(
@@ -239,11 +260,20 @@ def test_facets_stay_exact_for_huge_match_sets(engine: Any) -> None:
     [page] = walk(engine, {"q": "a", "limit": 1, "facet_limit": 50}, pages=1)
     assert page["total"] == len(with_a)
     categories: dict[str, int] = {}
+    custody: dict[str, int] = {}
+    computation: dict[str, int] = {}
     tags: dict[str, int] = {}
     for row in with_a:
         categories[row.category] = categories.get(row.category, 0) + 1
+        custody[row.custody] = custody.get(row.custody, 0) + 1
+        offers = "true" if row.computation is not None else "false"
+        computation[offers] = computation.get(offers, 0) + 1
         for tag in dict.fromkeys(row.tags):
             tags[tag] = tags.get(tag, 0) + 1
-    assert {f["value"]: f["count"] for f in page["facets"]["category"]} == categories
+    facets = page["facets"]
+    assert {f["value"]: f["count"] for f in facets["category"]} == categories
+    assert {f["value"]: f["count"] for f in facets["custody"]} == custody
+    assert {f["value"]: f["count"] for f in facets["computation"]} == computation
+    assert set(custody) == {"provider", "exchange"} and set(computation) == {"true", "false"}
     top = sorted(tags.items(), key=lambda item: (-item[1], item[0]))[:50]
     assert [(f["value"], f["count"]) for f in page["facets"]["tags"]] == top

@@ -9,7 +9,9 @@ the index of published listings (:mod:`exchange.listings.search.index`).
 * filters: ``category``, ``classification``, ``pricing_model``,
   ``min_price``/``max_price`` (fen, inclusive, on ``price_fen``; see
   :func:`~exchange.listings.search.index.price_fen`), ``provider`` (a key id
-  among the listing's providers), ``tag`` (repeatable: all of them).
+  among the listing's providers), ``tag`` (repeatable: all of them),
+  ``custody`` (``provider`` or ``exchange``: who holds the data),
+  ``computation`` (``true``: the current version offers computations).
 * ``sort``: ``relevance`` (default with ``q``; needs ``q``), ``newest``
   (default without), ``price_asc``, ``price_desc``, ``title``. Every sort ends
   with the listing id, so the order is total. Relevance is a per-listing
@@ -20,8 +22,9 @@ the index of published listings (:mod:`exchange.listings.search.index`).
   a fingerprint of the query and the last item's sort key); pages neither
   repeat nor skip items when listings are added or removed meanwhile. A
   cursor from another query or sort is refused (400 ``invalid_cursor``).
-* facets: counts of category, classification, pricing model and the top
-  tags over every listing matching the query and filters (not only the page).
+* facets: counts of category, classification, pricing model, custody,
+  computation (``true``/``false``) and the top tags over every listing
+  matching the query and filters (not only the page).
   Always exact (never sampled, estimated or capped), whichever plan counts them.
 
 The modules, each importing only the ones above it (never this package's
@@ -47,6 +50,7 @@ from exchange.listings.search.params import (
     InvalidQueryError,
     PricingModel,
     SearchClassification,
+    SearchCustody,
     SearchParams,
     Sort,
 )
@@ -59,6 +63,7 @@ __all__ = [
     "InvalidQueryError",
     "PricingModel",
     "SearchClassification",
+    "SearchCustody",
     "SearchHit",
     "SearchPage",
     "SearchParams",

@@ -4,7 +4,8 @@ Tables (created by :func:`create_search_tables` at startup, next to the others):
 
 * ``listing_search``: ``id`` (integer key), ``listing_id`` (unique), the
   filter/sort columns (``category``, ``classification``, ``pricing_model``,
-  ``price_fen``, ``published_at``, ``title_key``), the listing's distinct
+  ``custody``, ``computation`` (whether the current version offers
+  computations), ``price_fen``, ``published_at``, ``title_key``), the listing's distinct
   ``tags`` (JSON array, in order), the case-folded text (``title_fold``,
   ``tags_fold``, ``desc_fold`` and ``doc``, their concatenation) and the
   short-term *grams* of that text (``grams``: of all of it, ``gram_tt``: of the
@@ -47,7 +48,8 @@ Facet counts, kept by triggers on ``listing_search`` like the FTS tables, for
 the searches whose matches are too many to count row by row:
 
 * ``listing_search_facet(facet, value, listings)``: how many listings carry
-  each category, classification, pricing model and tag (the facets of the
+  each category, classification, pricing model, custody, computation
+  (``true``/``false``) and tag (the facets of the
   whole index, read as they are). SQLite and PostgreSQL (statement-level
   PL/pgSQL triggers with transition tables: a bulk load costs one upsert a value);
 * ``listing_search_bitmap(facet, value, chunk, bits)`` (SQLite): the same sets as
@@ -128,7 +130,14 @@ class ListingSearch(SQLModel, table=True):
     __tablename__ = "listing_search"
     __table_args__ = (
         # covers the facet counts' GROUP BY
-        Index("ix_listing_search_facets", "category", "classification", "pricing_model"),
+        Index(
+            "ix_listing_search_facets",
+            "category",
+            "classification",
+            "pricing_model",
+            "custody",
+            "computation",
+        ),
         # a filter followed by a sort (or a range), so a page stops after `limit` rows
         # and a filter-only count or candidate scan stays inside one index
         Index("ix_listing_search_category_price", "category", "price_fen"),
@@ -159,6 +168,9 @@ class ListingSearch(SQLModel, table=True):
     )
     grams: str = Field(default="", sa_type=Text)
     gram_tt: str = Field(default="", sa_type=Text)
+    # last: where migration 0007 added them
+    custody: str = Field(default="provider", max_length=16)
+    computation: bool = Field(default=False)
 
 
 class ListingSearchTag(SQLModel, table=True):
@@ -174,7 +186,7 @@ class ListingSearchTag(SQLModel, table=True):
 
 SEARCH_TABLES = ("listing_search", "listing_search_tag")
 
-FACETS = ("category", "classification", "pricing_model", "tag")
+FACETS = ("category", "classification", "pricing_model", "custody", "computation", "tag")
 """The facet names of ``listing_search_facet`` / ``listing_search_bitmap``."""
 
 CHUNK_SHIFT = 12
@@ -196,6 +208,11 @@ def _sql_string(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
+def _flag(column: str) -> str:
+    """The computation facet's value of a boolean column: ``true`` or ``false``."""
+    return f"CASE WHEN {column} THEN 'true' ELSE 'false' END"
+
+
 def _facet_values(row: str) -> str:
     """The (facet, value) pairs of ``row`` (``new`` or ``old`` in a trigger)."""
     return (
@@ -203,6 +220,8 @@ def _facet_values(row: str) -> str:
         f"UNION SELECT 'classification', {row}.classification "
         f"WHERE {row}.classification IS NOT NULL "
         f"UNION SELECT 'pricing_model', {row}.pricing_model "
+        f"UNION SELECT 'custody', {row}.custody "
+        f"UNION SELECT 'computation', {_flag(row + '.computation')} "
         f"UNION SELECT 'tag', value FROM json_each({row}.tags)"
     )
 
@@ -323,7 +342,8 @@ _SQLITE_DDL = (
     "CREATE TRIGGER IF NOT EXISTS listing_search_facet_ad AFTER DELETE ON listing_search BEGIN "
     f"{_facets_remove('old')}END",
     "CREATE TRIGGER IF NOT EXISTS listing_search_facet_au "
-    "AFTER UPDATE OF id, category, classification, pricing_model, tags ON listing_search BEGIN "
+    "AFTER UPDATE OF id, category, classification, pricing_model, custody, computation, tags "
+    "ON listing_search BEGIN "
     f"{_facets_remove('old')}{_facets_add('new')}END",
 )
 
@@ -344,6 +364,8 @@ def _postgres_changes(rows: str, delta: int) -> str:
         f"UNION ALL SELECT 'classification', classification, {delta} FROM {rows} "
         "WHERE classification IS NOT NULL "
         f"UNION ALL SELECT 'pricing_model', pricing_model, {delta} FROM {rows} "
+        f"UNION ALL SELECT 'custody', custody, {delta} FROM {rows} "
+        f"UNION ALL SELECT 'computation', {_flag('computation')}, {delta} FROM {rows} "
         f"UNION ALL SELECT 'tag', t, {delta} FROM {rows} AS r, LATERAL "
         "(SELECT DISTINCT t FROM jsonb_array_elements_text(r.tags) AS t) AS d"
     )
@@ -394,6 +416,9 @@ _POSTGRES_FACET_FILL = (
     "WHERE classification IS NOT NULL GROUP BY classification "
     "UNION ALL SELECT 'pricing_model', pricing_model, count(*) FROM listing_search "
     "GROUP BY pricing_model "
+    "UNION ALL SELECT 'custody', custody, count(*) FROM listing_search GROUP BY custody "
+    "UNION ALL SELECT 'computation', CASE WHEN computation THEN 'true' ELSE 'false' END, "
+    "count(*) FROM listing_search GROUP BY computation "
     "UNION ALL SELECT 'tag', t, count(DISTINCT id) FROM listing_search, "
     "jsonb_array_elements_text(tags) AS t GROUP BY t"
 )
@@ -446,6 +471,8 @@ def index_values(row: Listing) -> dict[str, Any]:
         "category": row.category,
         "classification": row.classification,
         "pricing_model": str(row.pricing.get("model", "")),
+        "custody": row.custody,
+        "computation": row.computation is not None,
         "price_fen": price_fen(row.pricing),
         "published_at": row.published_at or row.updated_at,
         "title_key": title,
@@ -569,10 +596,20 @@ def _backfill(engine: Engine) -> None:
 
 
 def facet_pairs(
-    category: str, classification: str | None, pricing_model: str, tags: Iterable[str]
+    category: str,
+    classification: str | None,
+    pricing_model: str,
+    custody: str,
+    computation: bool,
+    tags: Iterable[str],
 ) -> set[tuple[str, str]]:
-    """The (facet, value) pairs of one listing, as the SQLite triggers count them."""
-    pairs = {("category", category), ("pricing_model", pricing_model)}
+    """The (facet, value) pairs of one listing, as the triggers count them."""
+    pairs = {
+        ("category", category),
+        ("pricing_model", pricing_model),
+        ("custody", custody),
+        ("computation", "true" if computation else "false"),
+    }
     if classification is not None:
         pairs.add(("classification", classification))
     pairs.update(("tag", tag) for tag in tags)
@@ -585,11 +622,17 @@ def rebuild_facet_index(connection: Connection) -> None:
     counts: dict[tuple[str, str], int] = {}
     bitmaps: dict[tuple[str, str, int], int] = {}
     rows = connection.execute(
-        text("SELECT id, category, classification, pricing_model, tags FROM listing_search")
+        text(
+            "SELECT id, category, classification, pricing_model, custody, computation, tags "
+            "FROM listing_search"
+        )
     )
-    for listing, category, classification, pricing_model, tags in rows:
+    for listing, category, classification, pricing_model, custody, computation, tags in rows:
         chunk, bit = listing >> CHUNK_SHIFT, 1 << (listing & (CHUNK_IDS - 1))
-        for facet, value in facet_pairs(category, classification, pricing_model, json.loads(tags)):
+        pairs = facet_pairs(
+            category, classification, pricing_model, custody, bool(computation), json.loads(tags)
+        )
+        for facet, value in pairs:
             counts[facet, value] = counts.get((facet, value), 0) + 1
             bitmaps[facet, value, chunk] = bitmaps.get((facet, value, chunk), 0) | bit
     connection.execute(text("DELETE FROM listing_search_facet"))

@@ -3,6 +3,7 @@ models, the hits read from the listings, the top facet values)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -12,6 +13,7 @@ from sqlmodel import Session, col
 from exchange.listings.models import Listing, ListingProvider
 
 __all__ = [
+    "COLUMN_FACETS",
     "FACET_NAMES",
     "SUMMARY_CHARS",
     "FacetCount",
@@ -19,6 +21,7 @@ __all__ = [
     "Row",
     "SearchHit",
     "SearchPage",
+    "column_counts",
     "facets_of",
     "hits",
     "top",
@@ -36,6 +39,10 @@ class Facets(BaseModel):
     category: list[FacetCount]
     classification: list[FacetCount]
     pricing_model: list[FacetCount]
+    custody: list[FacetCount] = Field(description="Who holds the data: provider or exchange.")
+    computation: list[FacetCount] = Field(
+        description="Whether the current version offers computations: true or false."
+    )
     tags: list[FacetCount]
 
 
@@ -59,6 +66,7 @@ class SearchHit(BaseModel):
     version: int
     update_frequency: str
     published_at: int
+    custody: str = Field(description="Who holds the data: provider (its agent) or exchange.")
     score: int | None = Field(description="Relevance (with q): Σ 4·title + 2·tags + 1·description.")
     computation: dict[str, Any] | None = Field(
         default=None, description="The computation offer of the current version (null: none)."
@@ -95,6 +103,7 @@ class SearchPage(BaseModel):
                             "version": 1,
                             "update_frequency": "daily",
                             "published_at": 1767225600000,
+                            "custody": "provider",
                             "score": 4,
                         }
                     ],
@@ -104,6 +113,8 @@ class SearchPage(BaseModel):
                         "category": [{"value": "transport", "count": 1}],
                         "classification": [{"value": "一般", "count": 1}],
                         "pricing_model": [{"value": "fixed", "count": 1}],
+                        "custody": [{"value": "provider", "count": 1}],
+                        "computation": [{"value": "false", "count": 1}],
                         "tags": [
                             {"value": "chongqing", "count": 1},
                             {"value": "traffic", "count": 1},
@@ -123,8 +134,13 @@ FACET_NAMES = {
     "category": "category",
     "classification": "classification",
     "pricing_model": "pricing_model",
+    "custody": "custody",
+    "computation": "computation",
     "tags": "tag",
 }
+
+COLUMN_FACETS = ("category", "classification", "pricing_model", "custody", "computation")
+"""The facets that are columns of ``listing_search`` (counted by grouping on them)."""
 
 
 def hits(session: Session, found: list[tuple[str, int | None, int]]) -> list[SearchHit]:
@@ -150,6 +166,7 @@ def hits(session: Session, found: list[tuple[str, int | None, int]]) -> list[Sea
         col(Listing.published_at),
         col(Listing.updated_at),
         col(Listing.computation),
+        col(Listing.custody),
     ]
     listings = {
         row.id: row for row in session.execute(select(*shown).where(col(Listing.id).in_(ids))).all()
@@ -184,6 +201,7 @@ def hits(session: Session, found: list[tuple[str, int | None, int]]) -> list[Sea
                 version=row.version,
                 update_frequency=row.update_frequency,
                 published_at=row.published_at or row.updated_at,
+                custody=row.custody,
                 score=score,
                 computation=row.computation,
             )
@@ -192,12 +210,25 @@ def hits(session: Session, found: list[tuple[str, int | None, int]]) -> list[Sea
 
 
 def facets_of(tops: dict[str, list[FacetCount]]) -> Facets:
-    return Facets.model_construct(
-        category=tops["category"],
-        classification=tops["classification"],
-        pricing_model=tops["pricing_model"],
-        tags=tops["tags"],
-    )
+    return Facets.model_construct(None, **{name: tops[name] for name in FACET_NAMES})
+
+
+def column_counts(
+    groups: Iterable[tuple[Sequence[Any], int]],
+) -> tuple[int, dict[str, dict[str, int]]]:
+    """The total and each column facet's value counts, from groups of (the values
+    of :data:`COLUMN_FACETS`, how many listings). A null (classification) is no
+    value; computation counts as ``true``/``false``."""
+    total = 0
+    counts: dict[str, dict[str, int]] = {name: {} for name in COLUMN_FACETS}
+    for values, count in groups:
+        total += count
+        for name, value in zip(COLUMN_FACETS, values, strict=True):
+            if value is None:
+                continue
+            key = ("true" if value else "false") if name == "computation" else value
+            counts[name][key] = counts[name].get(key, 0) + count
+    return total, counts
 
 
 def top(counts: dict[str, int], limit: int) -> list[FacetCount]:

@@ -22,6 +22,7 @@ __all__ = [
     "InvalidQueryError",
     "PricingModel",
     "SearchClassification",
+    "SearchCustody",
     "SearchParams",
     "Sort",
     "checked_sort",
@@ -36,6 +37,7 @@ MAX_TAGS = 10
 Sort = Literal["relevance", "newest", "price_asc", "price_desc", "title"]
 PricingModel = Literal["free", "fixed", "tiers", "subscription"]
 SearchClassification = Literal["一般", "重要"]
+SearchCustody = Literal["provider", "exchange"]
 
 
 class InvalidQueryError(ExchangeError):
@@ -58,6 +60,8 @@ class SearchParams:
     max_price: int | None = None
     provider: str | None = None
     tags: Sequence[str] = field(default_factory=tuple)
+    custody: str | None = None
+    computation: bool | None = None
     sort: Sort | None = None
     cursor: str | None = None
     limit: int = 20
@@ -102,7 +106,7 @@ def checked_sort(params: SearchParams, terms: list[str]) -> str:
 
 
 def fingerprint(params: SearchParams, terms: list[str], sort: str) -> str:
-    shape = [
+    shape: list[Any] = [
         terms,
         params.category,
         params.classification,
@@ -113,6 +117,9 @@ def fingerprint(params: SearchParams, terms: list[str], sort: str) -> str:
         sorted(set(params.tags)),
         sort,
     ]
+    if params.custody is not None or params.computation is not None:
+        # only then: the cursors of searches without them stay what they were
+        shape.append([params.custody, params.computation])
     return sm3(json.dumps(shape, ensure_ascii=False).encode()).hex()[:16]
 
 

@@ -1,7 +1,7 @@
 """The PostgreSQL plan of a search with text: one statement.
 
 The matches once (a MATERIALIZED CTE: the text is checked once, not once per
-query), then the page, the total, the facet columns' counts and the top tags
+query), then the page, the total, the column facets' counts and the top tags
 (from the per-listing ``tags`` array) from them, as JSON; JIT off for it.
 
 The text: ``LIKE`` (trigram GIN) for 3+ characters; gram-array containment
@@ -18,7 +18,13 @@ from sqlalchemy import Text, and_, func, literal, literal_column, select, text, 
 from sqlmodel import Session, col
 
 from exchange.listings.search.index import ListingSearch
-from exchange.listings.search.page import Facets, SearchPage, top
+from exchange.listings.search.page import (
+    COLUMN_FACETS,
+    SearchPage,
+    column_counts,
+    facets_of,
+    top,
+)
 from exchange.listings.search.params import ORDER_KEYS
 from exchange.listings.search.query import Search, page_query, result, sources_of
 from exchange.listings.search.terms import TRIGRAM, postgres_text
@@ -74,9 +80,7 @@ def search_postgres(s: Search) -> SearchPage:
         "published_at": col(_LS.published_at),
         "price_fen": col(_LS.price_fen),
         "title_key": col(_LS.title_key) if s.sort == "title" else literal(None, Text),
-        "category": col(_LS.category),
-        "classification": col(_LS.classification),
-        "pricing_model": col(_LS.pricing_model),
+        **{name: getattr(_LS, name) for name in COLUMN_FACETS},
         "tags": col(_LS.tags),
     }
     conditions = s.filters + postgres_text(s.terms, _common_grams(session, s.terms))
@@ -96,10 +100,9 @@ def search_postgres(s: Search) -> SearchPage:
         select(func.count()).select_from(m).scalar_subquery(),
     ]
     if s.params.facets:
+        facet_columns = [m.c[name] for name in COLUMN_FACETS]
         grouped = (
-            select(m.c.category, m.c.classification, m.c.pricing_model, func.count().label("n"))
-            .group_by(m.c.category, m.c.classification, m.c.pricing_model)
-            .subquery("f")
+            select(*facet_columns, func.count().label("n")).group_by(*facet_columns).subquery("f")
         )
         tag = func.jsonb_array_elements_text(m.c.tags).table_valued("value").alias("t")
         n = func.count().label("n")
@@ -125,22 +128,10 @@ def search_postgres(s: Search) -> SearchPage:
     total = int(found[1])
     facets = None
     if s.params.facets:
-        category: dict[str, int] = {}
-        classification: dict[str, int] = {}
-        pricing_model: dict[str, int] = {}
-        for group in found[2]:
-            count = int(group["n"])
-            category[group["category"]] = category.get(group["category"], 0) + count
-            if group["classification"] is not None:
-                value = group["classification"]
-                classification[value] = classification.get(value, 0) + count
-            model = group["pricing_model"]
-            pricing_model[model] = pricing_model.get(model, 0) + count
-        limit = s.params.facet_limit
-        facets = Facets.model_construct(
-            category=top(category, limit),
-            classification=top(classification, limit),
-            pricing_model=top(pricing_model, limit),
-            tags=top({t["value"]: int(t["n"]) for t in found[3]}, limit),
+        _, counts = column_counts(
+            ([group[name] for name in COLUMN_FACETS], int(group["n"])) for group in found[2]
         )
+        tops = {name: top(values, s.params.facet_limit) for name, values in counts.items()}
+        tags = {t["value"]: int(t["n"]) for t in found[3]}
+        facets = facets_of({**tops, "tags": top(tags, s.params.facet_limit)})
     return result(s, rows, total, facets)

@@ -28,11 +28,13 @@ from sqlmodel import Session, col
 from exchange.listings.models import ListingProvider
 from exchange.listings.search.index import ListingSearch, ListingSearchTag
 from exchange.listings.search.page import (
+    COLUMN_FACETS,
     FACET_NAMES,
     FacetCount,
     Facets,
     Row,
     SearchPage,
+    column_counts,
     facets_of,
     hits,
     top,
@@ -101,6 +103,10 @@ def filters(
         conditions.append(col(_LS.classification) == params.classification)
     if params.pricing_model is not None:
         conditions.append(col(_LS.pricing_model) == params.pricing_model)
+    if params.custody is not None:
+        conditions.append(col(_LS.custody) == params.custody)
+    if params.computation is not None:
+        conditions.append(col(_LS.computation) == params.computation)
     if params.min_price is not None:
         conditions.append(col(_LS.price_fen) >= params.min_price)
     if params.max_price is not None:
@@ -202,32 +208,21 @@ def grouped_facets(
 ) -> tuple[int, Facets | None]:
     """The total and the facet counts over every match: from the materialised
     match set when there is one (it carries the facet columns), else with the
-    conditions (one grouped query for the three columns, one for the tags)."""
+    conditions (one grouped query for the column facets, one for the tags)."""
     where = and_(true(), *conditions)
     if not params.facets:
         if total is None:
             total = session.execute(select(func.count()).select_from(_LS).where(where)).scalar_one()
         return int(total), None
-    cat: Any
-    cls: Any
-    model: Any
+    columns: list[Any]
     if matched is not None:
-        cat, cls, model = matched.c.category, matched.c.classification, matched.c.pricing_model
-        grouped_query = select(cat, cls, model, func.count()).group_by(cat, cls, model)
+        columns = [matched.c[name] for name in COLUMN_FACETS]
+        grouped_query = select(*columns, func.count()).group_by(*columns)
     else:
-        cat, cls, model = col(_LS.category), col(_LS.classification), col(_LS.pricing_model)
-        grouped_query = select(cat, cls, model, func.count()).where(where).group_by(cat, cls, model)
+        columns = [getattr(_LS, name) for name in COLUMN_FACETS]
+        grouped_query = select(*columns, func.count()).where(where).group_by(*columns)
     grouped = session.execute(grouped_query).all()
-    total = 0
-    category: dict[str, int] = {}
-    classification: dict[str, int] = {}
-    pricing_model: dict[str, int] = {}
-    for cat_value, cls_value, model_value, count in grouped:
-        total += count
-        category[cat_value] = category.get(cat_value, 0) + count
-        if cls_value is not None:
-            classification[cls_value] = classification.get(cls_value, 0) + count
-        pricing_model[model_value] = pricing_model.get(model_value, 0) + count
+    total, counts = column_counts((row[:-1], int(row[-1])) for row in grouped)
     tags: dict[str, int] = {}
     if total:
         tag_count = func.count().label("n")
@@ -264,12 +259,8 @@ def grouped_facets(
             ).all()
         tags = {tag: int(n) for tag, n in tag_rows}
     limit = params.facet_limit
-    return total, Facets.model_construct(
-        category=top(category, limit),
-        classification=top(classification, limit),
-        pricing_model=top(pricing_model, limit),
-        tags=top(tags, limit),
-    )
+    tops = {name: top(values, limit) for name, values in counts.items()}
+    return total, facets_of({**tops, "tags": top(tags, limit)})
 
 
 def indexed(session: Session) -> int:

@@ -34,6 +34,7 @@ from dataclasses import replace
 from typing import Any
 
 from sqlalchemy import (
+    Boolean,
     Column,
     ColumnElement,
     Integer,
@@ -193,6 +194,8 @@ _MATCHED = Table(  # when a plan reads them row by row: the matches' columns
     Column("category", Text, nullable=False),
     Column("classification", Text),
     Column("pricing_model", Text, nullable=False),
+    Column("custody", Text, nullable=False),
+    Column("computation", Boolean, nullable=False),
     Column("score", Integer),
     Column("published_at", Integer, nullable=False),
     Column("price_fen", Integer, nullable=False),
@@ -288,6 +291,8 @@ def _describe_matches(
         "category": col(_LS.category),
         "classification": col(_LS.classification),
         "pricing_model": col(_LS.pricing_model),
+        "custody": col(_LS.custody),
+        "computation": col(_LS.computation),
         "score": sources["score"],
         "published_at": col(_LS.published_at),
         "price_fen": col(_LS.price_fen),
