@@ -27,12 +27,14 @@ never leaves the provider's side unencrypted (provider custody):
 9. ``deliver``: the agent cuts each order's rows, encrypts them to the buyer
    (SM4-GCM, key wrapped to the buyer's SM2 key), uploads the ciphertext and
    signs ``delivery.issued``; the story waits for both deliveries.
-10. ``receive``: each buyer receives: provider signature, ciphertext SM3,
-    decryption, then the range proof against the provider-signed row root
-    (buyer 1) or the whole file's SM3 against the provider-signed version
-    (buyer 2); the rows of each decrypted file are counted.
-11. ``digest``: each file on disk is checked once more (whole-file SM3; the
-    slice's range proof) against what the provider signed.
+10. ``receive``: each buyer receives (:meth:`ExchangeClient.receive`): provider
+    signature, ciphertext SM3, decryption, plaintext SM3, then the rows against
+    their range proof and the provider-signed row root and row count (both
+    orders are quantity orders under tiered pricing: all the rows are rows
+    [0, N)); the rows of each decrypted file are counted.
+11. ``digest``: each file on disk is checked once more against what the
+    provider signed: buyer 2's file (all the rows) against the listing's SM3,
+    each file's rows against their range proof and the row root.
 12. ``accept``: the buyers accept; the exchange settles each order (split + fee).
 13. ``balances``: every account and settlement is checked against the split
     computed here, independently.
@@ -1065,13 +1067,15 @@ class Demo:
         for who, order in self.orders.items():
             path = self._made_by(order.received, "receive")
             delivery = self.received[who].delivery
-            if delivery.rows is None:
+            # all the rows (buyer 2) are the provider's very file: the listing's SM3
+            if order.row_offset is None:
                 actual = sm3_file(path).hex()
                 if actual != self.content_digest:
                     raise DemoFailure(
                         "digest",
                         f"SM3 of {path} is {actual}, the listing commits to {self.content_digest}",
                     )
+            if delivery.rows is None:
                 continue
             proof = self._made_by(delivery.range_proof, "receive")
             try:
@@ -1088,7 +1092,7 @@ class Demo:
                 raise DemoFailure(
                     "digest", f"{path} is not the rows bought ({exc.check}): {exc}"
                 ) from exc
-        return f"whole file's SM3 and the slice's range proof hold (row root {self.row_root[:16]}…)"
+        return f"the listing's SM3 and the range proofs hold (row root {self.row_root[:16]}…)"
 
     def step_accept(self) -> str:
         """The buyers accept; the exchange settles (split between A, B and the platform)"""
