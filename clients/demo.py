@@ -940,10 +940,12 @@ class Demo:
         # the agent runs this very code, wherever it was imported from
         code_root = str(Path(__file__).resolve().parents[1])
         path = os.pathsep.join(p for p in (code_root, os.environ.get("PYTHONPATH")) if p)
+        # its own session: a Ctrl-C in the terminal reaches the demo, which stops it
         with self.agent_log.open("ab") as log:
             self.agent = subprocess.Popen(
                 command, stdout=log, stderr=subprocess.STDOUT,
                 env={**os.environ, "PYTHONPATH": path}, cwd=self.work_dir,
+                start_new_session=True,
             )  # fmt: skip
         deadline = time.monotonic() + self.delivery_timeout
         while _AGENT_READY not in self.agent_log.read_text("utf-8", errors="replace"):
