@@ -328,7 +328,7 @@ def demo_exchange(
             "start one with `shancheng run` or pass --exchange",
         )
     operator = SM2PrivateKey.generate()
-    data_dir = work_dir / "exchange"
+    data_dir = work_dir.resolve() / "exchange"
     say.note(f"no exchange answers at {url}: starting one under {data_dir}")
     # database_url is passed even when None: our own exchange keeps its SQLite file
     # in the work directory, whatever SHANCHENG_DATABASE_URL the shell has.
@@ -633,7 +633,8 @@ class Demo:
         if rows < 1:
             raise ValueError("the dataset needs at least one row")
         self.exchange = exchange
-        self.work_dir = work_dir
+        # absolute: the agent runs in it, and story.json's paths work from anywhere
+        self.work_dir = work_dir.resolve()
         self.rows = rows
         self.seed = seed
         self.anchor_timeout = anchor_timeout
@@ -646,11 +647,11 @@ class Demo:
         self.keys: dict[str, SM2PrivateKey] = {"operator": exchange.operator}
         self.key_files: dict[str, Path] = {}
         if exchange.operator_key_file is not None:
-            self.key_files["operator"] = exchange.operator_key_file
-        self.csv_path = work_dir / "shancheng-weather.csv"
-        self.download_dir = work_dir / "download"
-        self.agent_state_dir = work_dir / "agent"
-        self.agent_log = work_dir / "agent.log"
+            self.key_files["operator"] = exchange.operator_key_file.resolve()
+        self.csv_path = self.work_dir / "shancheng-weather.csv"
+        self.download_dir = self.work_dir / "download"
+        self.agent_state_dir = self.work_dir / "agent"
+        self.agent_log = self.work_dir / "agent.log"
         self.agent: subprocess.Popen[bytes] | None = None
         self.description: DatasetDescription | None = None
         self.listing_id = ""

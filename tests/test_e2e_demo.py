@@ -374,11 +374,12 @@ def _without_shancheng_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("SHANCHENG_")}
 
 
-def _demo_process(work: Path, *args: str) -> subprocess.Popen[bytes]:
+def _demo_process(work: Path, *args: str, cwd: Path = REPO) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [sys.executable, "-m", "exchange.cli", "demo", "--exchange", _nobody_url(),
          "--work-dir", str(work), *args],
-        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_without_shancheng_env(),
+        cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        env={**_without_shancheng_env(), "PYTHONPATH": str(REPO)},
     )  # fmt: skip
 
 
@@ -442,8 +443,9 @@ def _by_hand(*args: str) -> dict[str, Any]:
 
 
 def test_keep_running_leaves_the_story_running_until_ctrl_c(tmp_path: Path) -> None:
-    story_file = tmp_path / "story.json"
-    process = _demo_process(tmp_path, "--rows", "300", "--keep-running")
+    story_file = tmp_path / "work" / "story.json"
+    # a relative --work-dir: story.json's paths and the agent's still work
+    process = _demo_process(Path("work"), "--rows", "300", "--keep-running", cwd=tmp_path)
     try:
         _wait_until(story_file.exists, process, "wrote story.json")
         story = json.loads(story_file.read_text("utf-8"))
@@ -453,6 +455,7 @@ def test_keep_running_leaves_the_story_running_until_ctrl_c(tmp_path: Path) -> N
             story["participants"]
         )
         for participant in story["participants"].values():
+            assert Path(participant["key_file"]).is_absolute()
             assert Path(participant["key_file"]).is_file()
             assert participant["key_id"] and participant["role"]
         (listing,) = story["listings"]
