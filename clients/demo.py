@@ -1,31 +1,43 @@
 """The whole story of the exchange, as a library: what ``shancheng demo`` runs.
 
 Every step goes through the SDK (:class:`clients.sdk.ExchangeClient`), the
-same calls a provider, buyer, operator or auditor would make:
+same calls a provider, buyer, operator or auditor would make, and the data
+never leaves the provider's side unencrypted (provider custody):
 
 1. ``exchange``: find the exchange at ``--exchange`` (``/health``), or start
    our own devnet + registry + API in the work directory when none answers
    (:func:`demo_exchange`, with the :class:`LocalExchangeStarter` the server's
    side provides: this package never imports the server).
-2. ``keys``: SM2 keys for two co-providers, a buyer and an auditor (the
+2. ``keys``: SM2 keys for two co-providers, two buyers and an auditor (the
    operator's key comes with the exchange), written to ``<work>/keys``.
 3. ``register``: the participants register; the operator approves the providers.
 4. ``dataset``: a deterministic CSV of hourly 山城 weather-station observations,
-   described in one streamed pass (:func:`clients.datasets.describe_file`).
-5. ``listing``: provider A drafts the listing (A 70 % / B 30 %, volume tiers),
-   submits it; the operator reviews and publishes it.
-6. ``upload``: provider A uploads the content (streamed).
-7. ``deposit``: the operator credits the buyer's account.
-8. ``order``: the buyer searches, quotes the rows and places the order (escrow).
-9. ``download``: the buyer asks for the envelope and downloads the ciphertext
-   (resumable).
-10. ``decrypt``: the envelope is opened and the file decrypted; the SDK checks
-    the SM3 digest the order committed to.
-11. ``digest``: the buyer checks the decrypted file once more against the
-    digest the published listing committed to (SM3 of the file on disk).
-12. ``accept``: the buyer accepts; the exchange settles (split + platform fee).
-13. ``balances``: every account and the settlement are checked against the
-    split computed here, independently.
+   described in one streamed pass (:func:`clients.datasets.describe_file`: SM3,
+   rows, the SM3 row-tree root, schema, sample).
+5. ``listing``: provider A drafts the listing in provider custody with its row
+   root (A 70 % / B 30 %, volume tiers), submits it; the operator reviews and
+   publishes it. The exchange never receives the content.
+6. ``agent``: provider A's agent (``shancheng provider agent``) starts as its
+   own process beside the file (state in ``<work>/agent``, log in
+   ``<work>/agent.log``): it checks the file against the listing and follows
+   the event feed.
+7. ``deposit``: the operator credits both buyers.
+8. ``order``: the buyers search; buyer 1 quotes and orders rows [a, a+20,000)
+   (``rows`` + ``row_offset``), buyer 2 the whole dataset (escrow).
+9. ``deliver``: the agent cuts each order's rows, encrypts them to the buyer
+   (SM4-GCM, key wrapped to the buyer's SM2 key), uploads the ciphertext and
+   signs ``delivery.issued``; the story waits for both deliveries.
+10. ``receive``: each buyer receives (:meth:`ExchangeClient.receive`): provider
+    signature, ciphertext SM3, decryption, plaintext SM3, then the rows against
+    their range proof and the provider-signed row root and row count (both
+    orders are quantity orders under tiered pricing: all the rows are rows
+    [0, N)); the rows of each decrypted file are counted.
+11. ``digest``: each file on disk is checked once more against what the
+    provider signed: buyer 2's file (all the rows) against the listing's SM3,
+    each file's rows against their range proof and the row root.
+12. ``accept``: the buyers accept; the exchange settles each order (split + fee).
+13. ``balances``: every account and settlement is checked against the split
+    computed here, independently.
 14. ``anchor``: wait until an anchor covering the last record is final.
 15. ``receipts``: the auditor fetches the receipt of every record of the story.
 16. ``audit``: each receipt is verified against the chain
@@ -33,17 +45,22 @@ same calls a provider, buyer, operator or auditor would make:
 17. ``log``: the auditor walks the log (``shancheng audit log``).
 
 :meth:`Demo.run` runs the steps in order; ``after={step: hook}`` lets a test
-intervene between them (change a byte of the download, of a bundle, …). A
-failed check raises :class:`DemoFailure` naming the step.
+intervene between them (change a byte of the deliverable, of a bundle, …). A
+failed check raises :class:`DemoFailure` naming the step. :meth:`Demo.close`
+stops the agent; :meth:`Demo.story` says where everything is (``story.json``).
 """
 
 from __future__ import annotations
 
 import csv
 import datetime as dt
+import json
 import math
 import os
 import random
+import signal
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
@@ -58,17 +75,17 @@ from clients.sdk import (
     PLATFORM_ACCOUNT,
     APIError,
     ClientError,
-    DeliveryEnvelope,
-    DigestMismatchError,
+    DeliveryCheckError,
     ExchangeClient,
     Health,
-    Quote,
+    Received,
     TransportError,
     key_from_files,
 )
+from clients.slices import SliceCheckError, verify_slice
 from ledger.audit import AuditError, AuditInconclusiveError
 from ledger.bundle import Bundle
-from ledger.errors import DecryptionError, VerificationError
+from ledger.errors import VerificationError
 from ledger.sm2 import SM2PrivateKey
 from ledger.sm3 import sm3_file
 
@@ -86,6 +103,8 @@ __all__ = [
     "Reporter",
     "SilentReporter",
     "StartedExchange",
+    "StoryOrder",
+    "bought_slice",
     "demo_exchange",
     "expected_split",
     "tier_price",
@@ -98,6 +117,12 @@ DEFAULT_EXCHANGE_URL: Final = "http://127.0.0.1:8000"
 DEFAULT_OPERATOR_KEY: Final = Path("var/operator-key.pem")
 DEFAULT_ROWS: Final = 100_000
 DEFAULT_SEED: Final = 20250701
+SLICE_ROWS: Final = 20_000
+"""Rows buyer 1 buys (of a dataset of at least 100,000 rows; see :func:`bought_slice`)."""
+SAMPLE_ROWS: Final = 3
+"""Rows of the dataset the listing shows publicly (its first ones)."""
+_AGENT_READY: Final = "following events"
+"""What the agent logs once it checked its file and listens for orders."""
 
 SHARE_A_BP: Final = 7_000
 SHARE_B_BP: Final = 3_000
@@ -126,11 +151,11 @@ STEPS: Final = (
     "register",
     "dataset",
     "listing",
-    "upload",
+    "agent",
     "deposit",
     "order",
-    "download",
-    "decrypt",
+    "deliver",
+    "receive",
     "digest",
     "accept",
     "balances",
@@ -193,6 +218,11 @@ class DemoExchange:
     registry_address: str
     operator: SM2PrivateKey
     started_here: bool
+    operator_key_file: Path | None = None
+    """Where the operator key of an exchange that was already running is (its own
+    exchange's operator key is written to ``<work>/keys/operator.pem``)."""
+    data_dir: Path | None = None
+    """The data directory of the exchange the demo started (``None`` otherwise)."""
 
 
 class StartedExchange(Protocol):
@@ -286,7 +316,9 @@ def demo_exchange(
                 "var/operator-key.pem; pass --operator-key)",
             ) from None
         say.note(f"using the exchange at {url} (operator key {operator_key})")
-        yield DemoExchange(url, rpc, address, operator, started_here=False)
+        yield DemoExchange(
+            url, rpc, address, operator, started_here=False, operator_key_file=operator_key
+        )
         return
 
     if start_local is None:
@@ -296,7 +328,7 @@ def demo_exchange(
             "start one with `shancheng run` or pass --exchange",
         )
     operator = SM2PrivateKey.generate()
-    data_dir = work_dir / "exchange"
+    data_dir = work_dir.resolve() / "exchange"
     say.note(f"no exchange answers at {url}: starting one under {data_dir}")
     # database_url is passed even when None: our own exchange keeps its SQLite file
     # in the work directory, whatever SHANCHENG_DATABASE_URL the shell has.
@@ -309,7 +341,12 @@ def demo_exchange(
         except (OSError, RuntimeError) as exc:  # DevnetError, DeployError are RuntimeErrors
             raise DemoFailure("exchange", f"could not start a local exchange: {exc}") from None
         yield DemoExchange(
-            local.url, local.rpc_url, local.registry_address, operator, started_here=True
+            local.url,
+            local.rpc_url,
+            local.registry_address,
+            operator,
+            started_here=True,
+            data_dir=data_dir,
         )
 
 
@@ -433,6 +470,13 @@ def _yuan(fen: int) -> str:
     return f"¥{fen // 100:,}.{fen % 100:02d}"
 
 
+def _rows(order: StoryOrder) -> str:
+    if order.row_offset is None:
+        return f"all {order.rows_ordered:,} rows"
+    end = order.row_offset + order.rows_ordered
+    return f"rows [{order.row_offset:,}, {end:,})"
+
+
 # --------------------------------------------------------------------------- the story
 
 
@@ -454,6 +498,35 @@ class StepTiming:
 
 
 @dataclass
+class StoryOrder:
+    """One buyer's order: rows bought (``row_offset`` ``None``: the whole dataset),
+    rows counted in the decrypted file, where it is, what was paid and settled."""
+
+    buyer: str
+    rows_ordered: int
+    row_offset: int | None
+    id: str = ""
+    amount: int = 0
+    deposit: int = 0
+    rows_delivered: int | None = None
+    received: Path | None = None
+    settlement: dict[str, Any] | None = None
+
+    def to_dict(self, listing_id: str) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "listing": listing_id,
+            "buyer": self.buyer,
+            "rows_ordered": self.rows_ordered,
+            "row_offset": self.row_offset,
+            "rows_delivered": self.rows_delivered,
+            "amount": self.amount,
+            "received": None if self.received is None else str(self.received),
+            "settlement": self.settlement,
+        }
+
+
+@dataclass
 class DemoResult:
     """What the story did and proved; :meth:`to_dict` is the ``--json`` output."""
 
@@ -470,6 +543,7 @@ class DemoResult:
     balances: dict[str, int]
     settlement: dict[str, Any]
     dataset: dict[str, Any]
+    orders: list[dict[str, Any]]
     timings: list[StepTiming]
 
     @property
@@ -486,6 +560,7 @@ class DemoResult:
                 "registry_address": self.registry_address,
             },
             "dataset": self.dataset,
+            "orders": self.orders,
             "records": [vars(r) for r in self.records],
             "records_written": len(self.records),
             "tree_size": self.tree_size,
@@ -512,12 +587,35 @@ def _log_index(step: str, what: str, result: Any) -> int:
     return int(log.index)
 
 
+def _data_rows(path: Path) -> int:
+    """Rows of a CSV file, not counting its header line."""
+    with path.open(newline="", encoding="utf-8") as handle:
+        return max(0, sum(1 for _ in csv.reader(handle)) - 1)
+
+
+def bought_slice(rows: int) -> tuple[int, int]:
+    """The rows buyer 1 buys of a ``rows``-row dataset: ``(offset, count)``, 20,000
+    rows from a quarter in (of 100,000: rows [25,000, 45,000)), a fifth of a smaller one."""
+    count = min(SLICE_ROWS, max(1, rows // 5))
+    return min(rows // 4, rows - count), count
+
+
+_PARTICIPANTS: Final = {
+    "provider_a": ("山城气象数据有限公司", "provider"),
+    "provider_b": ("重庆江北观测站联盟", "provider"),
+    "buyer_1": ("两江新区交通规划院", "buyer"),
+    "buyer_2": ("重庆大学气候研究所", "buyer"),
+    "auditor": ("山城审计事务所", "auditor"),
+}
+"""Who takes part besides the operator: name and role."""
+
+
 class Demo:
     """One run of the story against ``exchange``, with files under ``work_dir``.
 
-    The attributes filled by each step (``listing_id``, ``order_id``,
-    ``ciphertext_path``, ``plaintext_path``, ``bundles``, …) are public, so a
-    hook given to :meth:`run` can look at them or change them.
+    The attributes filled by each step (``listing_id``, ``orders``, ``agent``,
+    ``bundles``, …) are public, so a hook given to :meth:`run` can look at them or
+    change them. :meth:`close` stops the provider agent the story started.
     """
 
     def __init__(
@@ -530,31 +628,43 @@ class Demo:
         anchor_timeout: float = 300.0,
         reporter: Reporter | None = None,
         timeout: float = 60.0,
+        delivery_timeout: float = 120.0,
     ) -> None:
         if rows < 1:
             raise ValueError("the dataset needs at least one row")
         self.exchange = exchange
-        self.work_dir = work_dir
+        # absolute: the agent runs in it, and story.json's paths work from anywhere
+        self.work_dir = work_dir.resolve()
         self.rows = rows
         self.seed = seed
         self.anchor_timeout = anchor_timeout
         self.timeout = timeout
+        self.delivery_timeout = delivery_timeout
         self.say: Reporter = reporter or SilentReporter()
         self.records: list[StoryRecord] = []
         self.timings: list[StepTiming] = []
         self.clients: dict[str, ExchangeClient] = {}
         self.keys: dict[str, SM2PrivateKey] = {"operator": exchange.operator}
-        self.csv_path = work_dir / "shancheng-weather.csv"
-        self.ciphertext_path = work_dir / "download" / "shancheng-weather.csv.sm4"
-        self.plaintext_path = work_dir / "download" / "shancheng-weather.csv"
+        self.key_files: dict[str, Path] = {}
+        if exchange.operator_key_file is not None:
+            self.key_files["operator"] = exchange.operator_key_file.resolve()
+        self.csv_path = self.work_dir / "shancheng-weather.csv"
+        self.download_dir = self.work_dir / "download"
+        self.agent_state_dir = self.work_dir / "agent"
+        self.agent_log = self.work_dir / "agent.log"
+        self.agent: subprocess.Popen[bytes] | None = None
         self.description: DatasetDescription | None = None
         self.listing_id = ""
+        self.listing_title = ""
         self.version = 1
         self.content_digest = ""
-        self.deposit = 0
-        self.quote: Quote | None = None
-        self.order_id = ""
-        self.envelope: DeliveryEnvelope | None = None
+        self.row_root = ""
+        offset, count = bought_slice(rows)
+        self.orders: dict[str, StoryOrder] = {
+            "buyer_1": StoryOrder("buyer_1", count, offset),
+            "buyer_2": StoryOrder("buyer_2", rows, None),
+        }
+        self.received: dict[str, Received] = {}
         self.settlement: dict[str, Any] = {}
         self.balances: dict[str, int] = {}
         self.bundles: dict[int, Bundle] = {}
@@ -581,7 +691,20 @@ class Demo:
         self.records.append(StoryRecord(step, type_, who, _log_index(step, type_, result)))
         return result
 
+    def stop_agent(self) -> None:
+        """Stop the provider agent (SIGTERM: it finishes the delivery in progress)."""
+        agent, self.agent = self.agent, None
+        if agent is None or agent.poll() is not None:
+            return
+        agent.send_signal(signal.SIGTERM)
+        try:
+            agent.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            agent.kill()
+            agent.wait()
+
     def close(self) -> None:
+        self.stop_agent()
         for client in self.clients.values():
             client.close()
         self.clients.clear()
@@ -644,35 +767,73 @@ class Demo:
                 "rows": self.rows,
                 "bytes": self.description.byte_size if self.description else None,
                 "sm3": self.content_digest,
+                "row_root": self.row_root,
                 "listing_id": self.listing_id,
-                "order_id": self.order_id,
             },
+            orders=[order.to_dict(self.listing_id) for order in self.orders.values()],
             timings=list(self.timings),
         )
+
+    def story(self) -> dict[str, Any]:
+        """Where everything is, so a person can go on by hand as any participant
+        (``story.json`` of ``shancheng demo --keep-running``)."""
+        roles = {"operator": "operator"} | {who: role for who, (_, role) in _PARTICIPANTS.items()}
+        return {
+            "exchange_url": self.exchange.url,
+            "rpc_url": self.exchange.rpc_url,
+            "registry": self.exchange.registry_address,
+            "started_exchange": self.exchange.started_here,
+            "exchange_data_dir": (
+                None if self.exchange.data_dir is None else str(self.exchange.data_dir)
+            ),
+            "participants": {
+                who: {
+                    "key_file": str(self.key_files[who]) if who in self.key_files else None,
+                    "key_id": key.key_id(),
+                    "role": roles[who],
+                }
+                for who, key in self.keys.items()
+            },
+            "agent": {
+                "pid": None if self.agent is None else self.agent.pid,
+                "state_dir": str(self.agent_state_dir),
+                "log": str(self.agent_log),
+            },
+            "dataset": {"path": str(self.csv_path), "rows": self.rows, "sm3": self.content_digest},
+            "listings": [
+                {"id": self.listing_id, "title": self.listing_title, "custody": "provider"}
+            ],
+            "orders": [order.to_dict(self.listing_id) for order in self.orders.values()],
+        }
+
+    def write_story(self, path: Path) -> None:
+        """Write :meth:`story` to ``path`` (atomically)."""
+        temporary = path.with_name(f".{path.name}.tmp")
+        temporary.write_text(json.dumps(self.story(), indent=2, ensure_ascii=False) + "\n")
+        temporary.replace(path)
 
     # ------------------------------------------------------------------ steps
 
     def step_keys(self) -> str:
-        """SM2 keys for two co-providers, a buyer and an auditor"""
+        """SM2 keys for two co-providers, two buyers and an auditor"""
         keys_dir = self.work_dir / "keys"
         keys_dir.mkdir(parents=True, exist_ok=True)
-        for who in ("provider_a", "provider_b", "buyer", "auditor"):
-            key = SM2PrivateKey.generate()
-            self.keys[who] = key
-            _write_private(keys_dir / f"{who}.pem", key.to_pem())
+        for who in _PARTICIPANTS:
+            self.keys[who] = SM2PrivateKey.generate()
+        if "operator" not in self.key_files:  # our own exchange's operator: keep its key too
+            self.key_files["operator"] = keys_dir / "operator.pem"
         for who, key in self.keys.items():
+            self.key_files.setdefault(who, keys_dir / f"{who}.pem")
+            if self.key_files[who].parent == keys_dir:
+                _write_private(self.key_files[who], key.to_pem())
             self.clients[who] = ExchangeClient(self.exchange.url, key=key, timeout=self.timeout)
-        return f"4 new keys in {keys_dir}; operator {self.key_id('operator')[:12]}…"
+        return (
+            f"{len(_PARTICIPANTS)} new keys in {keys_dir}; operator {self.key_id('operator')[:12]}…"
+        )
 
     def step_register(self) -> str:
         """Participants register; the operator approves the providers"""
-        names = {
-            "provider_a": ("山城气象数据有限公司", "provider"),
-            "provider_b": ("重庆江北观测站联盟", "provider"),
-            "buyer": ("两江新区交通规划院", "buyer"),
-            "auditor": ("山城审计事务所", "auditor"),
-        }
-        for who, (name, role) in names.items():
+        for who, (name, role) in _PARTICIPANTS.items():
             participant = self.client(who).register(name, role)
             self._record("register", "participant.registered", who, participant)
         for who in ("provider_a", "provider_b"):
@@ -687,10 +848,10 @@ class Demo:
                     f"operator ({exc.code}); pass its operator key with --operator-key",
                 ) from exc
             self._record("register", "participant.approved", "operator", approved)
-        return "2 providers (approved), a buyer and an auditor"
+        return "2 providers (approved), 2 buyers and an auditor"
 
     def step_dataset(self) -> str:
-        """Generate the CSV and describe it (one streamed pass: SM3, rows, schema)"""
+        """Generate the CSV and describe it (one streamed pass: SM3, rows, row root, schema)"""
         from clients.datasets import describe_file
 
         write_weather_csv(self.csv_path, self.rows, self.seed, progress=self._rows_progress)
@@ -698,19 +859,26 @@ class Demo:
         self.description = describe_file(
             self.csv_path, progress=lambda done: self.say.progress(done, size)
         )
-        if self.description.row_count != self.rows:
+        if self.description.row_count != self.rows or not self.description.row_root:
             raise DemoFailure(
                 "dataset",
-                f"describe_file counted {self.description.row_count} rows, wrote {self.rows}",
+                f"describe_file counted {self.description.row_count} rows "
+                f"(row root {self.description.row_root}), wrote {self.rows}",
             )
         self.content_digest = self.description.sm3
-        return f"{self.rows:,} rows, {size:,} bytes, SM3 {self.content_digest[:16]}…"
+        self.row_root = self.description.row_root
+        return (
+            f"{self.rows:,} rows, {size:,} bytes, SM3 {self.content_digest[:16]}…, "
+            f"row root {self.row_root[:16]}…"
+        )
 
     def _rows_progress(self, done: int) -> None:
         self.say.progress(done, self.rows)
 
     def listing_fields(self) -> dict[str, Any]:
-        """The listing provider A drafts: the described file plus terms and prices."""
+        """The listing provider A drafts: the described file plus terms and prices,
+        in provider custody (the data stays with A's agent)."""
+        description = self._made_by(self.description, "dataset")
         fields: dict[str, Any] = {
             "title": "山城气象站逐时观测 2025",
             "description": "Hourly observations of 16 weather stations in Chongqing (山城): "
@@ -731,16 +899,19 @@ class Demo:
                 "source_legality": "Observed by the providers' own stations (demo data).",
                 "permitted_purposes": ["research", "planning"],
             },
+            "custody": "provider",
+            "row_root": description.row_root,
         }
-        fields.update(self._made_by(self.description, "dataset").to_listing_fields())
-        fields["sample_rows"] = fields["sample_rows"][:3]
+        fields.update(description.to_listing_fields())
+        fields["sample_rows"] = fields["sample_rows"][:SAMPLE_ROWS]
         return fields
 
     def step_listing(self) -> str:
         """Provider A lists it with B as co-provider; the operator reviews and publishes"""
         provider, operator = self.client("provider_a"), self.client("operator")
-        listing = provider.create_listing(self.listing_fields())
-        self.listing_id = listing.id
+        fields = self.listing_fields()
+        listing = provider.create_listing(fields)
+        self.listing_id, self.listing_title = listing.id, fields["title"]
         self._record("listing", "listing.drafted", "provider_a", listing)
         self._record(
             "listing", "listing.submitted", "provider_a", provider.submit_listing(self.listing_id)
@@ -755,167 +926,265 @@ class Demo:
         self._record("listing", "listing.published", "operator", published)
         self.version = published.version
         shares = f"A {SHARE_A_BP // 100} %, B {SHARE_B_BP // 100} %"
-        return f"listing {self.listing_id} published ({shares})"
+        return f"listing {self.listing_id} published in provider custody ({shares})"
 
-    def step_upload(self) -> str:
-        """Provider A uploads the content (streamed, checked against the committed SM3)"""
-        uploaded = self.client("provider_a").upload_content(
-            self.listing_id, self.version, self.csv_path, progress=self.say.progress
-        )
-        if uploaded.sm3 != self.content_digest:
-            raise DemoFailure(
-                "upload", f"the exchange stored SM3 {uploaded.sm3}, not {self.content_digest}"
-            )
-        return f"{uploaded.size:,} bytes stored encrypted (SM4-GCM)"
+    def step_agent(self) -> str:
+        """Provider A starts its agent beside the data (its own process, outbound only)"""
+        self.agent_state_dir.mkdir(parents=True, exist_ok=True)
+        command = [
+            sys.executable, "-m", "clients.cli", "provider", "agent",
+            "--exchange-url", self.exchange.url,
+            "--key-file", str(self.key_files["provider_a"]),
+            "--state-dir", str(self.agent_state_dir),
+            "--dataset", f"{self.listing_id}={self.csv_path}",
+        ]  # fmt: skip
+        # the agent runs this very code, wherever it was imported from
+        code_root = str(Path(__file__).resolve().parents[1])
+        path = os.pathsep.join(p for p in (code_root, os.environ.get("PYTHONPATH")) if p)
+        # its own session: a Ctrl-C in the terminal reaches the demo, which stops it
+        with self.agent_log.open("ab") as log:
+            self.agent = subprocess.Popen(
+                command, stdout=log, stderr=subprocess.STDOUT,
+                env={**os.environ, "PYTHONPATH": path}, cwd=self.work_dir,
+                start_new_session=True,
+            )  # fmt: skip
+        deadline = time.monotonic() + self.delivery_timeout
+        while _AGENT_READY not in self.agent_log.read_text("utf-8", errors="replace"):
+            self._check_agent("agent")
+            if time.monotonic() > deadline:
+                raise DemoFailure(
+                    "agent", f"the agent did not start within {self.delivery_timeout:.0f} s"
+                )
+            time.sleep(0.1)
+        return f"pid {self.agent.pid} serves {self.csv_path.name}; log {self.agent_log}"
+
+    def _check_agent(self, step: str) -> None:
+        agent = self._made_by(self.agent, "agent")
+        code = agent.poll()
+        if code is not None:
+            lines = self.agent_log.read_text("utf-8", errors="replace").strip().splitlines()
+            last = lines[-1] if lines else "(no output)"
+            raise DemoFailure(step, f"the provider agent exited ({code}): {last}")
 
     def step_deposit(self) -> str:
-        """The operator credits the buyer's account"""
-        price = tier_price(self.rows)
-        self.deposit = -(-price // 10_000) * 10_000 + 10_000  # the price, rounded up, + ¥100
-        deposited = self.client("operator").deposit(
-            self.key_id("buyer"),
-            self.deposit,
-            f"demo bank transfer {uuid.uuid4()}",
-            idempotency_key=str(uuid.uuid4()),
-        )
-        self._record("deposit", "deposit.credited", "operator", deposited)
-        return f"{_yuan(self.deposit)} to the buyer"
+        """The operator credits both buyers"""
+        for who, order in self.orders.items():
+            price = tier_price(order.rows_ordered)
+            order.deposit = -(-price // 10_000) * 10_000 + 10_000  # the price, rounded up, + ¥100
+            deposited = self.client("operator").deposit(
+                self.key_id(who),
+                order.deposit,
+                f"demo bank transfer {uuid.uuid4()}",
+                idempotency_key=str(uuid.uuid4()),
+            )
+            self._record("deposit", "deposit.credited", "operator", deposited)
+        return ", ".join(f"{_yuan(o.deposit)} to {who}" for who, o in self.orders.items())
 
     def step_order(self) -> str:
-        """The buyer searches, quotes the rows and orders (the price goes into escrow)"""
-        buyer = self.client("buyer")
-        page = buyer.search("山城 气象", provider=self.key_id("provider_a"))
-        if not any(item.id == self.listing_id for item in page.items):
-            raise DemoFailure("order", f"searching for 山城 气象 does not find {self.listing_id}")
-        listing = buyer.listing(self.listing_id)
-        if listing.content_digest != self.content_digest:
-            raise DemoFailure(
-                "order",
-                f"the published listing commits to {listing.content_digest}, "
-                f"the provider's file is {self.content_digest}",
-            )
-        self.quote = buyer.quote(self.listing_id, rows=self.rows)
-        expected = tier_price(self.rows)
-        if self.quote.amount != expected:
-            raise DemoFailure(
-                "order",
-                f"quoted {self.quote.amount} fen for {self.rows} rows, tiers say {expected}",
-            )
-        order = buyer.place_order(self.quote, idempotency_key=str(uuid.uuid4()))
-        self.order_id = order.id
-        self._record("order", "order.placed", "buyer", order)
-        return f"order {self.order_id}: {_yuan(expected)} in escrow ({len(page.items)} hit(s))"
+        """The buyers search and quote; buyer 1 orders a slice of rows, buyer 2 all of them"""
+        for who, order in self.orders.items():
+            buyer = self.client(who)
+            page = buyer.search("山城 气象", provider=self.key_id("provider_a"))
+            if not any(item.id == self.listing_id for item in page.items):
+                raise DemoFailure(
+                    "order", f"searching for 山城 气象 does not find {self.listing_id}"
+                )
+            listing = buyer.listing(self.listing_id)
+            if (listing.custody, listing.content_digest, listing.row_root) != (
+                "provider",
+                self.content_digest,
+                self.row_root,
+            ):
+                raise DemoFailure(
+                    "order",
+                    f"the published listing says custody {listing.custody}, digest "
+                    f"{listing.content_digest}, row root {listing.row_root}; the provider's "
+                    f"file is {self.content_digest}, {self.row_root}",
+                )
+            terms: dict[str, Any] = {"rows": order.rows_ordered}
+            if order.row_offset is not None:
+                terms["row_offset"] = order.row_offset
+            quote = buyer.quote(self.listing_id, **terms)
+            expected = tier_price(order.rows_ordered)
+            if quote.amount != expected:
+                raise DemoFailure(
+                    "order",
+                    f"quoted {quote.amount} fen for {order.rows_ordered} rows, "
+                    f"tiers say {expected}",
+                )
+            placed = buyer.place_order(quote, idempotency_key=str(uuid.uuid4()))
+            order.id, order.amount = placed.id, expected
+            self._record("order", "order.placed", who, placed)
+        return "; ".join(
+            f"{who} {_rows(o)}: {_yuan(o.amount)} in escrow" for who, o in self.orders.items()
+        )
 
-    def step_download(self) -> str:
-        """The buyer asks for the envelope and downloads the ciphertext (resumable)"""
-        buyer = self.client("buyer")
-        self.envelope = buyer.request_delivery(self.order_id)
-        self._record("download", "delivery.issued", "exchange", self.envelope)
-        self.ciphertext_path.parent.mkdir(parents=True, exist_ok=True)
-        path = buyer.download(self.order_id, self.ciphertext_path, progress=self.say.progress)
-        self.ciphertext_path = Path(path)
-        size = self.ciphertext_path.stat().st_size
-        return f"{size:,} bytes of ciphertext"
+    def step_deliver(self) -> str:
+        """The agent cuts, encrypts to each buyer and delivers; the provider signs each delivery"""
+        deadline = time.monotonic() + self.delivery_timeout
+        pending = dict(self.orders)
+        while pending:
+            for who, order in list(pending.items()):
+                if self.client(who).order(order.id).state != "placed":
+                    del pending[who]
+                    delivery = self.client(who).delivery(order.id)
+                    self.records.append(
+                        StoryRecord("deliver", "delivery.issued", "provider_a", delivery.log_index)
+                    )
+            if not pending:
+                break
+            self._check_agent("deliver")
+            if time.monotonic() > deadline:
+                waiting = ", ".join(o.id for o in pending.values())
+                raise DemoFailure(
+                    "deliver", f"not delivered within {self.delivery_timeout:.0f} s: {waiting}"
+                )
+            time.sleep(0.2)
+        return f"{len(self.orders)} deliveries signed by provider A"
 
-    def step_decrypt(self) -> str:
-        """Open the SM2 envelope, decrypt (SM4-GCM) and check the order's SM3 digest"""
-        try:
-            envelope = self._made_by(self.envelope, "download")
-            size = envelope.size
-            self.client("buyer").open_delivery(
-                envelope,
-                self.ciphertext_path,
-                self.plaintext_path,
-                progress=lambda done: self.say.progress(done, size),
-            )
-        except DigestMismatchError as exc:
-            raise DemoFailure(
-                "decrypt", f"the decrypted file's SM3 does not match the order's digest: {exc}"
-            ) from exc
-        except DecryptionError as exc:
-            raise DemoFailure(
-                "decrypt", f"the download does not decrypt (tampered or corrupt): {exc}"
-            ) from exc
-        return f"{self.plaintext_path.stat().st_size:,} bytes, SM3 matches the order"
+    def step_receive(self) -> str:
+        """Each buyer receives and checks (provider signature, ciphertext, decryption,
+        range proof or whole-file SM3) and counts the rows delivered"""
+        self.download_dir.mkdir(parents=True, exist_ok=True)
+        for who, order in self.orders.items():
+            out = self.download_dir / f"{who}.csv"
+            try:
+                self.received[who] = self.client(who).receive(
+                    order.id, out, progress=self.say.progress
+                )
+            except DeliveryCheckError as exc:
+                raise DemoFailure(
+                    "receive", f"{who}'s delivery failed the check {exc.check}: {exc.message}"
+                ) from exc
+            order.received = out
+            order.rows_delivered = _data_rows(out)
+            if order.rows_delivered != order.rows_ordered:
+                raise DemoFailure(
+                    "receive",
+                    f"{who} ordered {order.rows_ordered} rows, the file has {order.rows_delivered}",
+                )
+        return "; ".join(f"{who} {_rows(o)} verified" for who, o in self.orders.items())
 
     def step_digest(self) -> str:
-        """Check the file on disk against the digest the published listing commits to"""
-        actual = sm3_file(self.plaintext_path).hex()
-        if actual != self.content_digest:
-            raise DemoFailure(
-                "digest",
-                f"SM3 of {self.plaintext_path} is {actual}, the listing commits to "
-                f"{self.content_digest}",
-            )
-        return f"SM3 {actual[:16]}… = the listing's content digest"
+        """Check each file on disk once more against what the provider signed"""
+        for who, order in self.orders.items():
+            path = self._made_by(order.received, "receive")
+            delivery = self.received[who].delivery
+            # all the rows (buyer 2) are the provider's very file: the listing's SM3
+            if order.row_offset is None:
+                actual = sm3_file(path).hex()
+                if actual != self.content_digest:
+                    raise DemoFailure(
+                        "digest",
+                        f"SM3 of {path} is {actual}, the listing commits to {self.content_digest}",
+                    )
+            if delivery.rows is None:
+                continue
+            proof = self._made_by(delivery.range_proof, "receive")
+            try:
+                verify_slice(
+                    path,
+                    delivery.rows.offset,
+                    delivery.rows.count,
+                    self.rows,
+                    bytes.fromhex(self.row_root),
+                    [bytes.fromhex(node) for node in proof.proof],
+                    format="csv",
+                )
+            except SliceCheckError as exc:
+                raise DemoFailure(
+                    "digest", f"{path} is not the rows bought ({exc.check}): {exc}"
+                ) from exc
+        return f"the listing's SM3 and the range proofs hold (row root {self.row_root[:16]}…)"
 
     def step_accept(self) -> str:
-        """The buyer accepts; the exchange settles (split between A, B and the platform)"""
-        accepted = self.client("buyer").accept(self.order_id)
-        self._record("accept", "order.accepted", "buyer", accepted)
-        settlement = accepted.settlement
-        if settlement is None:
-            raise DemoFailure("accept", f"order {self.order_id} was accepted but not settled")
-        self._record("accept", "settlement.paid", "exchange", settlement)
+        """The buyers accept; the exchange settles (split between A, B and the platform)"""
+        for who, order in self.orders.items():
+            accepted = self.client(who).accept(order.id)
+            self._record("accept", "order.accepted", who, accepted)
+            settlement = accepted.settlement
+            if settlement is None:
+                raise DemoFailure("accept", f"order {order.id} was accepted but not settled")
+            self._record("accept", "settlement.paid", "exchange", settlement)
+            order.settlement = {
+                "amount": int(settlement.amount),
+                "platform_fee": int(settlement.platform_fee),
+                "payouts": {k: int(v) for k, v in settlement.payouts.items()},
+            }
+        settlements = [self._made_by(o.settlement, "accept") for o in self.orders.values()]
+        payouts: dict[str, int] = {}
+        for settled in settlements:
+            for key, value in settled["payouts"].items():
+                payouts[key] = payouts.get(key, 0) + value
         self.settlement = {
-            "amount": int(settlement.amount),
-            "platform_fee": int(settlement.platform_fee),
-            "payouts": {k: int(v) for k, v in settlement.payouts.items()},
+            "amount": sum(s["amount"] for s in settlements),
+            "platform_fee": sum(s["platform_fee"] for s in settlements),
+            "payouts": payouts,
         }
         return (
-            f"settled {_yuan(self.settlement['amount'])}: "
+            f"settled {_yuan(self.settlement['amount'])} in {len(settlements)} orders: "
             f"fee {_yuan(self.settlement['platform_fee'])}"
         )
 
     def step_balances(self) -> str:
-        """Check the settlement and every balance against the split computed here"""
-        amount = tier_price(self.rows)
-        fee = self.settlement["platform_fee"]
-        payouts: dict[str, int] = self.settlement["payouts"]
+        """Check each settlement and every balance against the split computed here"""
         a, b = self.key_id("provider_a"), self.key_id("provider_b")
+        shares = {a: SHARE_A_BP, b: SHARE_B_BP}
         problems = []
-        if self.settlement["amount"] != amount:
-            problems.append(f"settled {self.settlement['amount']} fen, the price is {amount}")
-        if not 0 <= fee < amount:
-            problems.append(f"platform fee {fee} out of range")
-        expected = expected_split(amount, fee, {a: SHARE_A_BP, b: SHARE_B_BP})
-        if payouts != expected:
-            problems.append(f"payouts {payouts} differ from the split {expected}")
-        buyer = self.client("buyer").account()
-        account_a = self.client("provider_a").account()
-        account_b = self.client("provider_b").account()
-        # the platform account collects every sale's fee: read this order's movements
+        expected_total = {a: 0, b: 0}
         platform = self.client("operator").account(PLATFORM_ACCOUNT, limit=500)
-        fee_received = sum(
-            m.amount for m in platform.movements if m.order_id == self.order_id and m.kind == "fee"
-        )
-        if fee_received != fee:
-            problems.append(f"the platform account received {fee_received} fen, not {fee}")
-        self.balances = {
-            "buyer": int(buyer.available),
-            "buyer_held": int(buyer.held),
-            "provider_a": int(account_a.available),
-            "provider_b": int(account_b.available),
-            "platform": fee_received,
-            "deposited": self.deposit,
-        }
-        checks = (
-            ("buyer available", self.balances["buyer"], self.deposit - amount),
-            ("buyer held", self.balances["buyer_held"], 0),
-            ("provider A available", self.balances["provider_a"], expected[a]),
-            ("provider B available", self.balances["provider_b"], expected[b]),
-        )
+        self.balances = {}
+        for who, order in self.orders.items():
+            settled = self._made_by(order.settlement, "accept")
+            amount, fee = order.amount, settled["platform_fee"]
+            if settled["amount"] != amount:
+                problems.append(f"{who}: settled {settled['amount']} fen, the price is {amount}")
+            if not 0 <= fee < amount:
+                problems.append(f"{who}: platform fee {fee} out of range")
+            expected = expected_split(amount, fee, shares)
+            if settled["payouts"] != expected:
+                problems.append(f"{who}: payouts {settled['payouts']} differ from {expected}")
+            for key in expected_total:
+                expected_total[key] += expected[key]
+            # the platform account collects every sale's fee: read this order's movements
+            fee_received = sum(
+                m.amount for m in platform.movements if m.order_id == order.id and m.kind == "fee"
+            )
+            if fee_received != fee:
+                problems.append(f"{who}: the platform received {fee_received} fen, not {fee}")
+            account = self.client(who).account()
+            self.balances[who] = int(account.available)
+            self.balances[f"{who}_held"] = int(account.held)
+            self.balances[f"{who}_deposited"] = order.deposit
+            self.balances["platform"] = self.balances.get("platform", 0) + fee_received
+            problems += [
+                f"{what} is {got} fen, expected {want}"
+                for what, got, want in (
+                    (f"{who} available", int(account.available), order.deposit - amount),
+                    (f"{who} held", int(account.held), 0),
+                )
+                if got != want
+            ]
+        self.balances["provider_a"] = int(self.client("provider_a").account().available)
+        self.balances["provider_b"] = int(self.client("provider_b").account().available)
         problems += [
-            f"{what} is {got} fen, expected {want}" for what, got, want in checks if got != want
+            f"{what} available is {got} fen, expected {want}"
+            for what, got, want in (
+                ("provider A", self.balances["provider_a"], expected_total[a]),
+                ("provider B", self.balances["provider_b"], expected_total[b]),
+            )
+            if got != want
         ]
-        total = sum(self.balances[k] for k in ("buyer", "provider_a", "provider_b", "platform"))
-        if total != self.deposit:
-            problems.append(f"balances sum to {total} fen, {self.deposit} were deposited")
+        deposited = sum(o.deposit for o in self.orders.values())
+        held = ("provider_a", "provider_b", "platform", *self.orders)
+        total = sum(self.balances[k] for k in held)
+        if total != deposited:
+            problems.append(f"balances sum to {total} fen, {deposited} were deposited")
         if problems:
             raise DemoFailure("balances", "; ".join(problems))
         return (
-            f"A {_yuan(expected[a])} + B {_yuan(expected[b])} + platform {_yuan(fee)} "
-            f"= {_yuan(amount)}"
+            f"A {_yuan(expected_total[a])} + B {_yuan(expected_total[b])} + platform "
+            f"{_yuan(self.balances['platform'])} = {_yuan(self.settlement['amount'])}"
         )
 
     def step_anchor(self) -> str:

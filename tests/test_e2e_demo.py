@@ -1,4 +1,5 @@
-"""End to end: ``shancheng demo`` on a real uvicorn, a real anvil and a real database.
+"""End to end: ``shancheng demo`` on a real uvicorn, a real anvil and SQLite, with the
+provider agent as its own process.
 
 One exchange (devnet + registry + API, started by the demo's own
 :func:`clients.demo.demo_exchange` with the server's
@@ -6,13 +7,15 @@ One exchange (devnet + registry + API, started by the demo's own
 serves the whole module: the full story runs once against it, and the
 tampering variants run their own (shorter) stories against the same exchange.
 The CLI runs as a subprocess too: it must start its own exchange when none
-answers and leave no process behind, also on Ctrl-C.
+answers and leave no process behind (exchange, anvil, agent), also on Ctrl-C.
+(PostgreSQL, the plaintext scan and ``--keep-running``: tests/test_e2e_demo_custody.py.)
 
 Fewer rows than the CLI's 100,000 keep it quick; the code path is the same.
 """
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import signal
@@ -34,6 +37,7 @@ from clients.demo import (
     DemoExchange,
     DemoFailure,
     DemoResult,
+    bought_slice,
     demo_exchange,
     expected_split,
     run_demo,
@@ -52,7 +56,6 @@ pytestmark = [pytest.mark.chain, pytest.mark.slow]
 REPO = Path(__file__).resolve().parents[1]
 ROWS = 2_500
 FEE_BP = 500  # clients.demo.DEMO_EXCHANGE_SETTINGS
-POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL")
 
 
 def _nobody_url() -> str:
@@ -96,22 +99,49 @@ def _flip_byte(path: Path, offset: int | None = None) -> None:
 
 def test_the_story_settles_the_exact_split(story: tuple[Demo, DemoResult]) -> None:
     demo, result = story
-    amount = tier_price(ROWS)
-    fee = amount * FEE_BP // 10_000
     a, b = demo.key_id("provider_a"), demo.key_id("provider_b")
-    payouts = expected_split(amount, fee, {a: 7_000, b: 3_000})
-    assert payouts[a] + payouts[b] + fee == amount
-    assert result.settlement == {"amount": amount, "platform_fee": fee, "payouts": payouts}
-    assert result.balances["buyer"] == demo.deposit - amount
-    assert result.balances["buyer_held"] == 0
-    assert result.balances["provider_a"] == payouts[a]
-    assert result.balances["provider_b"] == payouts[b]
-    assert result.balances["platform"] == fee
-    # The SDK's own view of the accounts agrees with the summary.
-    assert demo.client("provider_a").account().available == payouts[a]
-    order = demo.client("buyer").order(demo.order_id)
-    assert order.state == "settled"
-    assert order.settlement is not None and order.settlement.payouts == payouts
+    _, count = bought_slice(ROWS)
+    total = {a: 0, b: 0}
+    fees = 0
+    for who, rows in (("buyer_1", count), ("buyer_2", ROWS)):
+        order = demo.orders[who]
+        amount = tier_price(rows)
+        fee = amount * FEE_BP // 10_000
+        payouts = expected_split(amount, fee, {a: 7_000, b: 3_000})
+        assert payouts[a] + payouts[b] + fee == amount
+        assert order.settlement == {"amount": amount, "platform_fee": fee, "payouts": payouts}
+        assert result.balances[who] == order.deposit - amount
+        assert result.balances[f"{who}_held"] == 0
+        # The SDK's own view of the order agrees with the summary.
+        seen = demo.client(who).order(order.id)
+        assert seen.state == "settled"
+        assert seen.settlement is not None and seen.settlement.payouts == payouts
+        total = {key: total[key] + payouts[key] for key in total}
+        fees += fee
+    assert result.balances["provider_a"] == total[a]
+    assert result.balances["provider_b"] == total[b]
+    assert result.balances["platform"] == fees
+    assert result.settlement["amount"] == tier_price(count) + tier_price(ROWS)
+    assert demo.client("provider_a").account().available == total[a]
+
+
+def test_each_buyer_gets_exactly_the_rows_bought(story: tuple[Demo, DemoResult]) -> None:
+    demo, result = story
+    offset, count = bought_slice(ROWS)
+    summary = {o["buyer"]: o for o in result.to_dict()["orders"]}
+    assert (summary["buyer_1"]["row_offset"], summary["buyer_1"]["rows_ordered"]) == (offset, count)
+    assert summary["buyer_1"]["rows_delivered"] == count
+    assert summary["buyer_2"]["row_offset"] is None
+    assert summary["buyer_2"]["rows_ordered"] == summary["buyer_2"]["rows_delivered"] == ROWS
+    with demo.csv_path.open(newline="", encoding="utf-8") as handle:
+        provider_rows = list(csv.reader(handle))
+    with Path(summary["buyer_1"]["received"]).open(newline="", encoding="utf-8") as handle:
+        slice_rows = list(csv.reader(handle))
+    assert slice_rows[0] == provider_rows[0]  # the header
+    assert slice_rows[1:] == provider_rows[1 + offset : 1 + offset + count]
+    assert Path(summary["buyer_2"]["received"]).read_bytes() == demo.csv_path.read_bytes()
+    for who in ("buyer_1", "buyer_2"):
+        assert demo.client(who).order(demo.orders[who].id).custody == "provider"
 
 
 def test_the_books_balance_after_the_story(
@@ -142,6 +172,12 @@ def test_every_record_of_the_story_has_a_verified_receipt(
         "settlement.paid",
     ):
         assert expected in types
+    # the provider signed both deliveries (its agent did), the exchange none
+    deliveries = [r for r in result.records if r.type == "delivery.issued"]
+    assert [r.actor for r in deliveries] == ["provider_a", "provider_a"]
+    for record in deliveries:
+        signed = demo.bundles[record.index].record
+        assert signed.record.actor == demo.key_id("provider_a")
     assert result.audited == len(result.records) == len(demo.bundles)
     assert [t.step for t in result.timings] == list(STEPS)
     assert result.tree_size > max(r.index for r in result.records)
@@ -197,7 +233,7 @@ def test_a_changed_proof_node_fails_at_inclusion(story: tuple[Demo, DemoResult])
     demo.run_step("audit")
 
 
-# --------------------------------------------------------------------------- tampered downloads
+# --------------------------------------------------------------------------- tampered deliveries
 
 
 def _story_until_failure(
@@ -208,44 +244,73 @@ def _story_until_failure(
     return caught.value
 
 
-def test_a_changed_ciphertext_byte_fails_decryption(exchange: DemoExchange, tmp_path: Path) -> None:
+def _flip_stored_deliverable(exchange_dir: Path) -> Callable[[Demo], None]:
+    """A hook: the exchange changes a byte of buyer 2's stored ciphertext."""
+
+    def flip(demo: Demo) -> None:
+        order = demo.orders["buyer_2"].id
+        stored = exchange_dir / "exchange" / "content" / "deliverables" / "orders" / order
+        (ciphertext,) = stored.glob("*.sm4s")
+        _flip_byte(ciphertext)
+
+    return flip
+
+
+def test_a_ciphertext_changed_on_the_exchange_fails_the_buyers_check(
+    exchange: DemoExchange, exchange_dir: Path, tmp_path: Path
+) -> None:
     failure = _story_until_failure(
-        exchange, tmp_path, {"download": lambda demo: _flip_byte(demo.ciphertext_path)}
+        exchange, tmp_path, {"deliver": _flip_stored_deliverable(exchange_dir)}
     )
-    assert failure.step == "decrypt"
-    assert "does not decrypt" in failure.message
-    assert not (tmp_path / "download" / "shancheng-weather.csv").exists()
+    assert failure.step == "receive"
+    assert "buyer_2's delivery failed the check ciphertext_sm3" in failure.message
+    assert not (tmp_path / "download" / "buyer_2.csv").exists()
 
 
 def test_a_changed_plaintext_byte_fails_the_digest_check(
     exchange: DemoExchange, tmp_path: Path
 ) -> None:
     failure = _story_until_failure(
-        exchange, tmp_path, {"decrypt": lambda demo: _flip_byte(demo.plaintext_path)}
+        exchange, tmp_path, {"receive": lambda demo: _flip_byte(demo.download_dir / "buyer_2.csv")}
     )
     assert failure.step == "digest"
     assert "the listing commits to" in failure.message
 
 
-def test_the_cli_exits_1_with_one_line_when_the_download_is_tampered(
-    exchange: DemoExchange, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def test_a_changed_row_of_the_slice_fails_the_digest_check(
+    exchange: DemoExchange, tmp_path: Path
+) -> None:
+    def change_a_row(demo: Demo) -> None:
+        path = demo.download_dir / "buyer_1.csv"
+        lines = path.read_text("utf-8").splitlines(keepends=True)
+        lines[2] = lines[2].replace(",", ";", 1)
+        path.write_text("".join(lines), "utf-8")
+
+    failure = _story_until_failure(exchange, tmp_path, {"receive": change_a_row})
+    assert failure.step == "digest"
+    assert "is not the rows bought" in failure.message
+
+
+def test_the_cli_exits_1_with_one_line_when_a_delivery_is_tampered(
+    exchange: DemoExchange, exchange_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     operator_key = tmp_path / "operator.pem"
     operator_key.write_bytes(exchange.operator.to_pem())
-    download = Demo.step_download
+    deliver = Demo.step_deliver
+    flip = _flip_stored_deliverable(exchange_dir)
 
-    def tampered_download(self: Demo) -> str:
-        detail = download(self)
-        _flip_byte(self.ciphertext_path, offset=len(self.ciphertext_path.read_bytes()) - 1)
+    def tampered_deliver(self: Demo) -> str:
+        detail = deliver(self)
+        flip(self)
         return detail
 
-    monkeypatch.setattr(Demo, "step_download", tampered_download)
+    monkeypatch.setattr(Demo, "step_deliver", tampered_deliver)
     error = _invoke_demo(
         "--exchange", exchange.url, "--operator-key", operator_key,
         "--rows", "200", "--work-dir", tmp_path / "work",
     )  # fmt: skip
     assert error.exit_code == 1
-    assert error.message.startswith("demo failed at step decrypt: ")
+    assert error.message.startswith("demo failed at step receive: ")
 
 
 def _invoke_demo(*args: str | Path) -> CLIError:
@@ -279,51 +344,57 @@ def test_a_missing_operator_key_is_named(exchange: DemoExchange, tmp_path: Path)
     assert str(missing) in error.message
 
 
-# --------------------------------------------------------------------------- PostgreSQL
-
-
-@pytest.mark.postgres
-@pytest.mark.skipif(POSTGRES_URL is None, reason="TEST_POSTGRES_URL is not set")
-def test_the_story_on_postgresql(tmp_path: Path) -> None:
-    from exchange.log.testing import isolated_database
-
-    with (
-        isolated_database(POSTGRES_URL, tmp_path) as database,
-        demo_exchange(
-            _nobody_url(), tmp_path, database_url=database.url, start_local=local_exchange
-        ) as target,
-    ):
-        result = run_demo(target, tmp_path / "story", rows=500)
-        assert_books_balance(database.engine)
-    amount = tier_price(500)
-    assert result.settlement["amount"] == amount
-    assert result.balances["platform"] == amount * FEE_BP // 10_000
-    assert result.audited == len(result.records)
-
-
 # --------------------------------------------------------------------------- the command
 
 
-def _anvils_under(directory: Path) -> list[int]:
+def _started_under(directory: Path) -> list[int]:
+    """Processes the demo starts with ``directory`` on their command line: anvil (its
+    state dir) and the provider agent (its state dir)."""
     found = []
     for entry in Path("/proc").iterdir():
-        if entry.name.isdigit() and process_is_anvil(int(entry.name)):
-            try:
-                cmdline = (entry / "cmdline").read_bytes()
-            except OSError:
-                continue
-            if str(directory).encode() in cmdline:
-                found.append(int(entry.name))
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if not any(str(directory).encode() in part for part in cmdline):
+            continue
+        is_agent = b"provider" in cmdline and b"agent" in cmdline
+        if is_agent or process_is_anvil(int(entry.name)):
+            found.append(int(entry.name))
     return found
 
 
-def _demo_process(work: Path, *args: str) -> subprocess.Popen[bytes]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SHANCHENG_")}
+def _agents_under(directory: Path) -> list[int]:
+    return [pid for pid in _started_under(directory) if not process_is_anvil(pid)]
+
+
+def _without_shancheng_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith("SHANCHENG_")}
+
+
+def _demo_process(work: Path, *args: str, cwd: Path = REPO) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [sys.executable, "-m", "exchange.cli", "demo", "--exchange", _nobody_url(),
          "--work-dir", str(work), *args],
-        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+        cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        env={**_without_shancheng_env(), "PYTHONPATH": str(REPO)},
     )  # fmt: skip
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.kill()
+        process.wait()
+
+
+def _wait_until(predicate: Callable[[], bool], process: subprocess.Popen[bytes], what: str) -> None:
+    deadline = time.monotonic() + 240
+    while not predicate():
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, f"the demo never {what}"
+        time.sleep(0.1)
 
 
 def test_the_command_starts_its_own_exchange_and_leaves_nothing_running(
@@ -333,34 +404,97 @@ def test_the_command_starts_its_own_exchange_and_leaves_nothing_running(
     try:
         out, err = process.communicate(timeout=240)
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+        _stop(process)
     assert process.returncode == 0, err.decode()
     summary: dict[str, Any] = json.loads(out)
     assert summary["ok"] is True
     assert summary["exchange"]["started_by_demo"] is True
     assert summary["receipts_verified"] == summary["records_written"] > 0
+    assert [(o["rows_ordered"], o["rows_delivered"]) for o in summary["orders"]] == [
+        (60, 60),
+        (300, 300),
+    ]
     assert b"Traceback" not in err
-    assert _anvils_under(tmp_path) == [], "anvil outlived `shancheng demo`"
+    assert _started_under(tmp_path) == [], "anvil or the agent outlived `shancheng demo`"
 
 
 def test_ctrl_c_stops_everything_the_demo_started(tmp_path: Path) -> None:
     process = _demo_process(tmp_path, "--rows", "300")
     try:
-        deadline = time.monotonic() + 60
-        while not _anvils_under(tmp_path):
-            assert process.poll() is None, process.communicate()
-            assert time.monotonic() < deadline, "the demo never started its devnet"
-            time.sleep(0.05)
-        time.sleep(1.0)  # let it get into the story
+        _wait_until(lambda: bool(_agents_under(tmp_path)), process, "started its agent")
         process.send_signal(signal.SIGINT)
         _, err = process.communicate(timeout=60)
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+        _stop(process)
     assert process.returncode == 130, err.decode()
     assert b"interrupted" in err
     assert b"Traceback" not in err
-    assert _anvils_under(tmp_path) == []
+    assert _started_under(tmp_path) == []
+
+
+def _by_hand(*args: str) -> dict[str, Any]:
+    done = subprocess.run(
+        [sys.executable, "-m", "exchange.cli", *args, "--json"],
+        cwd=REPO, capture_output=True, env=_without_shancheng_env(), timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr.decode()
+    result: dict[str, Any] = json.loads(done.stdout)
+    return result
+
+
+def test_keep_running_leaves_the_story_running_until_ctrl_c(tmp_path: Path) -> None:
+    story_file = tmp_path / "work" / "story.json"
+    # a relative --work-dir: story.json's paths and the agent's still work
+    process = _demo_process(Path("work"), "--rows", "300", "--keep-running", cwd=tmp_path)
+    try:
+        _wait_until(story_file.exists, process, "wrote story.json")
+        story = json.loads(story_file.read_text("utf-8"))
+        for field in ("exchange_url", "rpc_url", "registry", "participants", "listings", "orders"):
+            assert story[field], field
+        assert {"operator", "provider_a", "provider_b", "buyer_1", "buyer_2", "auditor"} == set(
+            story["participants"]
+        )
+        for participant in story["participants"].values():
+            assert Path(participant["key_file"]).is_absolute()
+            assert Path(participant["key_file"]).is_file()
+            assert participant["key_id"] and participant["role"]
+        (listing,) = story["listings"]
+        assert listing["custody"] == "provider" and listing["id"] and listing["title"]
+        for order in story["orders"]:
+            assert order["listing"] == listing["id"]
+            assert order["rows_ordered"] == order["rows_delivered"]
+        time.sleep(1.0)  # still running after the story: the exchange, its anvil, the agent
+        assert process.poll() is None
+        assert len(_started_under(tmp_path)) == 2
+        assert _agents_under(tmp_path) == [story["agent"]["pid"]]
+
+        # a person goes on by hand, as buyer 1 and as provider A
+        buyer = story["participants"]["buyer_1"]
+        mine = next(o for o in story["orders"] if o["buyer"] == "buyer_1")
+        status = _by_hand(
+            "buyer", "status", mine["id"],
+            "--exchange-url", story["exchange_url"], "--key-file", buyer["key_file"],
+        )  # fmt: skip
+        assert status["state"] == "settled"
+        assert status["rows"] == mine["rows_ordered"]
+        provider = story["participants"]["provider_a"]
+        account = _by_hand(
+            "provider", "account",
+            "--exchange-url", story["exchange_url"], "--key-file", provider["key_file"],
+        )  # fmt: skip
+        assert account["available"] > 0
+
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=60)
+    finally:
+        _stop(process)
+    assert process.returncode == 0, err.decode()
+    assert b"Traceback" not in err
+    assert _started_under(tmp_path) == []
+
+
+def test_keep_running_needs_a_work_dir() -> None:
+    outcome = CliRunner().invoke(shancheng, ["demo", "--keep-running"])
+    assert isinstance(outcome.exception, CLIError)
+    assert outcome.exception.exit_code == 2
+    assert "--work-dir" in outcome.exception.message

@@ -5,7 +5,9 @@ its own devnet + registry + API on free ports when none answers (with what the
 server's side registers the command with, see :func:`register`), then prints a
 summary. Exit codes: 0 the story completed and every check passed; 1 a check
 failed (one line names the step); 130 interrupted. Whatever the demo started
-is stopped in every case.
+(its exchange, the provider agent) is stopped in every case; with
+``--keep-running`` only at Ctrl-C (or SIGTERM) once the story is told, after
+writing ``<work-dir>/story.json`` for a person to go on by hand (exit 0).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import json
 import shutil
 import signal
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -36,9 +39,10 @@ from rich.progress import (
 from rich.table import Table
 
 from clients.cli._common import CLIError, stdout
+from clients.cli._runtime import EXIT_USAGE
 
 if TYPE_CHECKING:
-    from clients.demo import DemoResult, LocalExchangeStarter
+    from clients.demo import Demo, DemoResult, LocalExchangeStarter
 
 EXIT_FAILED = 1
 EXIT_INTERRUPTED = 130
@@ -152,15 +156,20 @@ def _demo_command(start_local: LocalExchangeStarter | None) -> Callable[..., Non
             ),
         ] = 300.0,
         as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+        keep_running: Annotated[
+            bool,
+            typer.Option(
+                "--keep-running",
+                help="After the story, leave what the demo started (its exchange, the provider "
+                "agent) running until Ctrl-C, and write WORK_DIR/story.json (needs --work-dir).",
+            ),
+        ] = False,
     ) -> None:
         """Run the whole story: keys, listing, review, order, delivery, settlement, audit."""
-        from clients.demo import (
-            DemoFailure,
-            SilentReporter,
-            StepTiming,
-            demo_exchange,
-            run_demo,
-        )
+        from clients.demo import Demo, DemoFailure, SilentReporter, StepTiming, demo_exchange
+
+        if keep_running and work_dir is None:
+            raise CLIError("--keep-running needs --work-dir (story.json goes there)", EXIT_USAGE)
 
         console = Console(stderr=True) if as_json else stdout
         progress = Progress(
@@ -174,6 +183,7 @@ def _demo_command(start_local: LocalExchangeStarter | None) -> Callable[..., Non
             disable=as_json,
         )
         reporter: Any = SilentReporter() if as_json else _RichReporter(console, progress)
+        result: DemoResult | None = None
         try:
             with _terminate_cleanly(), _work_dir(work_dir) as work, progress:
                 began = time.monotonic()
@@ -190,29 +200,58 @@ def _demo_command(start_local: LocalExchangeStarter | None) -> Callable[..., Non
                     found = time.monotonic() - began
                     where = "started here" if target.started_here else "already running"
                     reporter.finished("exchange", found, f"{target.url} ({where})")
-                    result = run_demo(
+                    with Demo(
                         target,
                         work,
                         rows=rows,
                         seed=seed,
                         reporter=reporter,
                         anchor_timeout=anchor_timeout,
-                    )
-                    result.timings.insert(0, StepTiming("exchange", found, target.url))
+                    ) as story:
+                        result = story.run()
+                        result.timings.insert(0, StepTiming("exchange", found, target.url))
+                        if keep_running:
+                            story.write_story(work / "story.json")
+                            _report(result, as_json)
+                            _keep_running(story, work / "story.json", console)
         except DemoFailure as exc:
             if as_json:
                 _emit_json({"ok": False, "step": exc.step, "message": exc.message})
             raise CLIError(str(exc), EXIT_FAILED) from exc
         except KeyboardInterrupt:
+            if keep_running and result is not None:
+                console.print("stopped everything the demo started", highlight=False)
+                return
             raise CLIError(
                 "interrupted; everything the demo started has been stopped", EXIT_INTERRUPTED
             ) from None
-        if as_json:
-            _emit_json(result.to_dict())
-        else:
-            _print_summary(result)
+        if not keep_running:
+            _report(result, as_json)
 
     return demo
+
+
+def _report(result: DemoResult, as_json: bool) -> None:
+    if as_json:
+        _emit_json(result.to_dict())
+    else:
+        _print_summary(result)
+
+
+def _keep_running(story: Demo, story_file: Path, console: Console) -> None:
+    """Wait for Ctrl-C (``KeyboardInterrupt``); fails if the provider agent dies."""
+    console.print(
+        f"[bold]Still running[/] (exchange {story.exchange.url}, provider agent pid "
+        f"{story.agent.pid if story.agent else '-'}); where everything is: {story_file}. "
+        "Ctrl-C stops it all.",
+        highlight=False,
+        soft_wrap=True,
+    )
+    sys.stdout.flush()
+    while True:
+        if story.agent is None or story.agent.poll() is not None:
+            raise CLIError(f"the provider agent stopped; see {story.agent_log}", EXIT_FAILED)
+        time.sleep(0.5)
 
 
 def _emit_json(data: dict[str, Any]) -> None:
@@ -255,18 +294,40 @@ def _print_summary(result: DemoResult) -> None:
             str(anchor["tx_hash"]),
         )
 
+    orders = Table(
+        title="Orders (provider custody: delivered by the provider's agent)", title_justify="left"
+    )
+    orders.add_column("buyer")
+    orders.add_column("rows ordered", justify="right")
+    orders.add_column("offset", justify="right")
+    orders.add_column("rows delivered", justify="right")
+    orders.add_column("price", justify="right")
+    for order in result.orders:
+        offset = order["row_offset"]
+        orders.add_row(
+            order["buyer"],
+            f"{order['rows_ordered']:,}",
+            "whole file" if offset is None else f"{offset:,}",
+            f"{order['rows_delivered']:,}",
+            _yuan(order["amount"]),
+        )
+
     money = Table(title="Final balances", title_justify="left")
     money.add_column("account")
     money.add_column("balance", justify="right")
     money.add_column("note")
     balances, settlement = result.balances, result.settlement
-    money.add_row("buyer", _yuan(balances["buyer"]), f"deposited {_yuan(balances['deposited'])}")
+    for order in result.orders:
+        buyer = order["buyer"]
+        money.add_row(
+            buyer, _yuan(balances[buyer]), f"deposited {_yuan(balances[f'{buyer}_deposited'])}"
+        )
     money.add_row("provider A", _yuan(balances["provider_a"]), "70 % share")
     money.add_row("provider B", _yuan(balances["provider_b"]), "30 % share")
-    money.add_row("platform", _yuan(balances["platform"]), "fee of this sale")
+    money.add_row("platform", _yuan(balances["platform"]), "fees of these sales")
     money.add_row("[bold]settled[/]", f"[bold]{_yuan(settlement['amount'])}[/]", "A + B + platform")
 
-    for table in (steps, chain, anchors, money):
+    for table in (steps, orders, chain, anchors, money):
         print_(table)
     print_(
         f"[bold green]Demo complete:[/] {len(result.records)} records, every receipt verified "
