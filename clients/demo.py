@@ -8,7 +8,7 @@ never leaves the provider's side unencrypted (provider custody):
    our own devnet + registry + API in the work directory when none answers
    (:func:`demo_exchange`, with the :class:`LocalExchangeStarter` the server's
    side provides: this package never imports the server).
-2. ``keys``: SM2 keys for two co-providers, two buyers and an auditor (the
+2. ``keys``: SM2 keys for two co-providers, three buyers and an auditor (the
    operator's key comes with the exchange), written to ``<work>/keys``.
 3. ``register``: the participants register; the operator approves the providers.
 4. ``dataset``: a deterministic CSV of hourly 山城 weather-station observations,
@@ -16,7 +16,9 @@ never leaves the provider's side unencrypted (provider custody):
    rows, the SM3 row-tree root, schema, sample).
 5. ``listing``: provider A drafts the listing in provider custody with its row
    root (A 70 % / B 30 %, volume tiers), submits it; the operator reviews and
-   publishes it. The exchange never receives the content.
+   publishes it. The exchange never receives the content. A second listing of
+   the same file offers only computations (可用不可见): aggregates by district and
+   month, k = 10, Laplace noise with ε 1 per query, ¥5 a query.
 6. ``agent``: provider A's agent (``shancheng provider agent``) starts as its
    own process beside the file (state in ``<work>/agent``, log in
    ``<work>/agent.log``): it checks the file against the listing and follows
@@ -38,6 +40,10 @@ never leaves the provider's side unencrypted (provider custody):
 12. ``accept``: the buyers accept; the exchange settles each order (split + fee).
 13. ``balances``: every account and settlement is checked against the split
     computed here, independently.
+14. ``compute``: buyer 3 buys three queries on the computation listing and asks
+    for the average temperature per district and month: the agent answers from
+    the file (k, noise), encrypted to buyer 3 and signed; buyer 3's SDK checks and
+    decrypts it. Asking for the raw rows is refused before anything is spent.
 14. ``anchor``: wait until an anchor covering the last record is final.
 15. ``receipts``: the auditor fetches the receipt of every record of the story.
 16. ``audit``: each receipt is verified against the chain
@@ -78,6 +84,7 @@ from clients.sdk import (
     DeliveryCheckError,
     ExchangeClient,
     Health,
+    QueryRefusedError,
     Received,
     TransportError,
     key_from_files,
@@ -85,6 +92,7 @@ from clients.sdk import (
 from clients.slices import SliceCheckError, verify_slice
 from ledger.audit import AuditError, AuditInconclusiveError
 from ledger.bundle import Bundle
+from ledger.computation.offer import ComputationOffer
 from ledger.errors import VerificationError
 from ledger.sm2 import SM2PrivateKey
 from ledger.sm3 import sm3_file
@@ -133,6 +141,34 @@ PRICE_TIERS: Final = (
 """Volume tiers (graduated, fen per 1000 rows): the first 50,000 rows at ¥8.00 per
 thousand, the rest at ¥5.00; 100,000 rows cost ¥650.00."""
 
+COMPUTATION_OFFER: Final[Mapping[str, Any]] = {
+    "version": 1,
+    "table": "weather",
+    "columns": [
+        {"name": "station_id", "control": ["never"], "aggregates": []},
+        {"name": "district", "control": ["filter", "group_by"], "aggregates": []},
+        {"name": "observed_at", "control": ["filter", "group_by"], "aggregates": []},
+        {"name": "temperature_c", "control": ["aggregate"], "aggregates": ["avg", "count"]},
+    ],
+    "min_group_size": 10,
+    "privacy": {
+        "mechanism": "laplace",
+        "epsilon_per_query": "1",
+        "epsilon_budget": "3",
+        "bounds": {"temperature_c": ["-10", "45"]},
+    },
+    "price": {"unit": "query", "fen": 500},
+}
+"""What the computation listing allows: group by district and time, average and count
+the temperature, never see a station; groups under 10 rows suppressed; Laplace noise,
+ε 1 per query out of 3 per order; ¥5 a query."""
+COMPUTATION_QUERIES: Final = 3
+COMPUTATION_SQL: Final = (
+    "SELECT district, month(observed_at) AS month, AVG(temperature_c) AS avg_t "
+    "FROM weather GROUP BY district, month ORDER BY district, month"
+)
+RAW_ROWS_SQL: Final = "SELECT * FROM weather"
+
 DEMO_EXCHANGE_SETTINGS: Final[Mapping[str, Any]] = {
     "platform_fee_bp": 500,
     "anchor_interval_s": 2.0,
@@ -159,6 +195,7 @@ STEPS: Final = (
     "digest",
     "accept",
     "balances",
+    "compute",
     "anchor",
     "receipts",
     "audit",
@@ -544,6 +581,7 @@ class DemoResult:
     settlement: dict[str, Any]
     dataset: dict[str, Any]
     orders: list[dict[str, Any]]
+    computation: dict[str, Any]
     timings: list[StepTiming]
 
     @property
@@ -561,6 +599,7 @@ class DemoResult:
             },
             "dataset": self.dataset,
             "orders": self.orders,
+            "computation": self.computation,
             "records": [vars(r) for r in self.records],
             "records_written": len(self.records),
             "tree_size": self.tree_size,
@@ -605,6 +644,7 @@ _PARTICIPANTS: Final = {
     "provider_b": ("重庆江北观测站联盟", "provider"),
     "buyer_1": ("两江新区交通规划院", "buyer"),
     "buyer_2": ("重庆大学气候研究所", "buyer"),
+    "buyer_3": ("山城智慧城市研究院", "buyer"),
     "auditor": ("山城审计事务所", "auditor"),
 }
 """Who takes part besides the operator: name and role."""
@@ -656,6 +696,8 @@ class Demo:
         self.description: DatasetDescription | None = None
         self.listing_id = ""
         self.listing_title = ""
+        self.computation_listing_id = ""
+        self.computation: dict[str, Any] = {}
         self.version = 1
         self.content_digest = ""
         self.row_root = ""
@@ -771,6 +813,7 @@ class Demo:
                 "listing_id": self.listing_id,
             },
             orders=[order.to_dict(self.listing_id) for order in self.orders.values()],
+            computation=dict(self.computation),
             timings=list(self.timings),
         )
 
@@ -801,7 +844,13 @@ class Demo:
             },
             "dataset": {"path": str(self.csv_path), "rows": self.rows, "sm3": self.content_digest},
             "listings": [
-                {"id": self.listing_id, "title": self.listing_title, "custody": "provider"}
+                {"id": self.listing_id, "title": self.listing_title, "custody": "provider"},
+                {
+                    "id": self.computation_listing_id,
+                    "title": f"{self.listing_title} · 可用不可见",
+                    "custody": "provider",
+                    "computation": True,
+                },
             ],
             "orders": [order.to_dict(self.listing_id) for order in self.orders.values()],
         }
@@ -925,8 +974,39 @@ class Demo:
         published = operator.publish_listing(self.listing_id)
         self._record("listing", "listing.published", "operator", published)
         self.version = published.version
+        self.computation_listing_id = self._publish_computation_listing(fields)
         shares = f"A {SHARE_A_BP // 100} %, B {SHARE_B_BP // 100} %"
-        return f"listing {self.listing_id} published in provider custody ({shares})"
+        return (
+            f"listing {self.listing_id} published in provider custody ({shares}); "
+            f"computations only: {self.computation_listing_id}"
+        )
+
+    def _publish_computation_listing(self, fields: Mapping[str, Any]) -> str:
+        """The same file offered for computations only: buyers never see its rows."""
+        provider, operator = self.client("provider_a"), self.client("operator")
+        offer = ComputationOffer.from_dict(dict(COMPUTATION_OFFER))
+        listing = provider.create_listing(
+            {
+                **fields,
+                "title": f"{fields['title']} · 可用不可见",
+                "description": "Averages and counts of the temperature by district and "
+                "month, computed by the provider's agent; groups under 10 rows are "
+                "suppressed and every answer carries Laplace noise. No row leaves the "
+                "provider.",
+                "sample_rows": [],
+                "pricing": {"model": "fixed", "price": 0},
+                "computation": offer.to_dict(),
+            }
+        )
+        self._record("listing", "listing.drafted", "provider_a", listing)
+        steps = (
+            ("provider_a", "listing.submitted", provider.submit_listing),
+            ("operator", "listing.review_started", operator.review_listing),
+            ("operator", "listing.published", operator.publish_listing),
+        )
+        for who, record_type, act in steps:
+            self._record("listing", record_type, who, act(listing.id))
+        return listing.id
 
     def step_agent(self) -> str:
         """Provider A starts its agent beside the data (its own process, outbound only)"""
@@ -937,6 +1017,7 @@ class Demo:
             "--key-file", str(self.key_files["provider_a"]),
             "--state-dir", str(self.agent_state_dir),
             "--dataset", f"{self.listing_id}={self.csv_path}",
+            "--dataset", f"{self.computation_listing_id}={self.csv_path}",
         ]  # fmt: skip
         # the agent runs this very code, wherever it was imported from
         code_root = str(Path(__file__).resolve().parents[1])
@@ -1185,6 +1266,67 @@ class Demo:
         return (
             f"A {_yuan(expected_total[a])} + B {_yuan(expected_total[b])} + platform "
             f"{_yuan(self.balances['platform'])} = {_yuan(self.settlement['amount'])}"
+        )
+
+    def step_compute(self) -> str:
+        """Buyer 3 buys queries and asks for the average temperature by district and
+        month; the agent answers without a row leaving; raw rows are refused"""
+        buyer, operator = self.client("buyer_3"), self.client("operator")
+        listing_id = self._made_by(self.computation_listing_id or None, "listing")
+        price = COMPUTATION_QUERIES * int(COMPUTATION_OFFER["price"]["fen"])
+        deposited = operator.deposit(
+            self.key_id("buyer_3"),
+            price,
+            f"demo bank transfer {uuid.uuid4()}",
+            idempotency_key=str(uuid.uuid4()),
+        )
+        self._record("compute", "deposit.credited", "operator", deposited)
+        quote = buyer.quote(listing_id, computation=True, queries=COMPUTATION_QUERIES)
+        if quote.amount != price:
+            raise DemoFailure("compute", f"quoted {quote.amount} fen, the offer says {price}")
+        order = buyer.place_order(quote, idempotency_key=str(uuid.uuid4()))
+        self._record("compute", "order.placed", "buyer_3", order)
+        asked = buyer.request_computation(order.id, COMPUTATION_SQL)
+        self._record("compute", "computation.requested", "buyer_3", asked)
+        answer = buyer.query_answer(asked.id, timeout=self.delivery_timeout)
+        self.records.append(
+            StoryRecord("compute", "computation.completed", "provider_a", answer.log_index)
+        )
+        if answer.columns != ("district", "month", "avg_t"):
+            raise DemoFailure("compute", f"the answer has columns {answer.columns}")
+        if answer.rows_scanned != self.rows or answer.provider != self.key_id("provider_a"):
+            raise DemoFailure(
+                "compute",
+                f"the answer scanned {answer.rows_scanned} rows, signed by {answer.provider}",
+            )
+        try:
+            buyer.query(order.id, RAW_ROWS_SQL, timeout=self.timeout)
+        except QueryRefusedError as refused:
+            reason = refused.reason
+        else:
+            raise DemoFailure("compute", f"{RAW_ROWS_SQL!r} was answered")
+        asked_count = len(buyer.computations(order.id).items)
+        if asked_count != 1:  # the refused question left no computation behind
+            raise DemoFailure("compute", f"order {order.id} has {asked_count} computations")
+        self.computation = {
+            "listing": listing_id,
+            "order": order.id,
+            "buyer": "buyer_3",
+            "sql": COMPUTATION_SQL,
+            "columns": list(answer.columns),
+            "groups": len(answer.rows),
+            "first_rows": [list(row) for row in answer.rows[:3]],
+            "rows_scanned": answer.rows_scanned,
+            "epsilon_spent": str(answer.epsilon_spent),
+            "refused": {"sql": RAW_ROWS_SQL, "reason": reason},
+        }
+        example = ""
+        if answer.rows:
+            district, month, avg = answer.rows[0]
+            example = f" (e.g. {district} month {month}: {float(str(avg)):.1f} °C)"
+        return (
+            f"{len(answer.rows)} groups from {answer.rows_scanned:,} rows, ε "
+            f"{answer.epsilon_spent}{example}; {RAW_ROWS_SQL!r} refused: {reason}"
         )
 
     def step_anchor(self) -> str:

@@ -27,11 +27,13 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import pytest
 from typer.testing import CliRunner
 
 from clients.cli._common import CLIError
 from clients.demo import (
+    RAW_ROWS_SQL,
     STEPS,
     Demo,
     DemoExchange,
@@ -142,6 +144,39 @@ def test_each_buyer_gets_exactly_the_rows_bought(story: tuple[Demo, DemoResult])
     assert Path(summary["buyer_2"]["received"]).read_bytes() == demo.csv_path.read_bytes()
     for who in ("buyer_1", "buyer_2"):
         assert demo.client(who).order(demo.orders[who].id).custody == "provider"
+
+
+def test_buyer_3_gets_aggregates_close_to_the_truth_and_no_rows(
+    story: tuple[Demo, DemoResult],
+) -> None:
+    """The computation step: k and noise applied by the provider's agent, the answer
+    within the noise of the exact averages DuckDB computes from the provider's file,
+    the raw rows refused with nothing spent, and no row delivered to buyer 3."""
+    demo, result = story
+    computed = result.to_dict()["computation"]
+    assert computed["columns"] == ["district", "month", "avg_t"]
+    assert computed["rows_scanned"] == ROWS
+    assert computed["epsilon_spent"] == "1"
+    assert computed["refused"] == {"sql": RAW_ROWS_SQL, "reason": "returns_rows"}
+    con = duckdb.connect()
+    exact = {
+        (district, month): (avg, count)
+        for district, month, avg, count in con.execute(
+            "SELECT district, month(observed_at), AVG(temperature_c), COUNT(*) "
+            "FROM read_csv_auto(?) GROUP BY 1, 2",
+            [str(demo.csv_path)],
+        ).fetchall()
+    }
+    shown = {(d, m) for d, m in exact if exact[d, m][1] >= 10}
+    assert computed["groups"] <= len(shown)  # groups under k = 10 rows are suppressed
+    for district, month, noisy in computed["first_rows"]:
+        truth, count = exact[district, month]
+        assert count >= 10
+        # Laplace on a sum over ≥ 10 rows clamped to [-10, 45]: far inside a few degrees
+        assert abs(float(noisy) - truth) < 5
+    order = demo.client("buyer_3").order(computed["order"])
+    assert order.state == "delivered" and order.rows is None
+    assert len(demo.client("buyer_3").computations(computed["order"]).items) == 1
 
 
 def test_the_books_balance_after_the_story(
@@ -451,15 +486,15 @@ def test_keep_running_leaves_the_story_running_until_ctrl_c(tmp_path: Path) -> N
         story = json.loads(story_file.read_text("utf-8"))
         for field in ("exchange_url", "rpc_url", "registry", "participants", "listings", "orders"):
             assert story[field], field
-        assert {"operator", "provider_a", "provider_b", "buyer_1", "buyer_2", "auditor"} == set(
-            story["participants"]
-        )
+        everyone = {"operator", "provider_a", "provider_b", "buyer_1", "buyer_2", "buyer_3"}
+        assert everyone | {"auditor"} == set(story["participants"])
         for participant in story["participants"].values():
             assert Path(participant["key_file"]).is_absolute()
             assert Path(participant["key_file"]).is_file()
             assert participant["key_id"] and participant["role"]
-        (listing,) = story["listings"]
+        listing, computation = story["listings"]
         assert listing["custody"] == "provider" and listing["id"] and listing["title"]
+        assert computation["custody"] == "provider" and computation["computation"] is True
         for order in story["orders"]:
             assert order["listing"] == listing["id"]
             assert order["rows_ordered"] == order["rows_delivered"]

@@ -312,6 +312,21 @@ def _print_summary(result: DemoResult) -> None:
             _yuan(order["amount"]),
         )
 
+    computed = result.computation
+    computation = Table(
+        title="Computation (可用不可见: buyer 3 never sees a row)", title_justify="left"
+    )
+    computation.add_column("district")
+    computation.add_column("month", justify="right")
+    computation.add_column("avg °C (noisy)", justify="right")
+    for district, month, avg in computed["first_rows"]:
+        computation.add_row(str(district), str(month), f"{float(avg):.2f}")
+    computation.caption = (
+        f"{computed['groups']} groups from {computed['rows_scanned']:,} rows, "
+        f"ε {computed['epsilon_spent']} spent; {computed['refused']['sql']!r} refused: "
+        f"{computed['refused']['reason']}"
+    )
+
     money = Table(title="Final balances", title_justify="left")
     money.add_column("account")
     money.add_column("balance", justify="right")
@@ -327,7 +342,7 @@ def _print_summary(result: DemoResult) -> None:
     money.add_row("platform", _yuan(balances["platform"]), "fees of these sales")
     money.add_row("[bold]settled[/]", f"[bold]{_yuan(settlement['amount'])}[/]", "A + B + platform")
 
-    for table in (steps, orders, chain, anchors, money):
+    for table in (steps, orders, computation, chain, anchors, money):
         print_(table)
     print_(
         f"[bold green]Demo complete:[/] {len(result.records)} records, every receipt verified "
