@@ -64,8 +64,11 @@ def server_imports_under(root: Path) -> list[str]:
     return found
 
 
-def test_no_module_under_clients_imports_the_exchange() -> None:
-    assert server_imports_under(REPO / "clients") == []
+@pytest.mark.parametrize("room", ["clients", "agent"])
+def test_no_module_under_clients_or_the_agent_imports_the_exchange(room: str) -> None:
+    """The provider agent runs on the provider's machine: it talks to the exchange
+    through the SDK only, as any client does."""
+    assert server_imports_under(REPO / room) == []
 
 
 @pytest.mark.parametrize(
