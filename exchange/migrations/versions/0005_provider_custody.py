@@ -58,12 +58,12 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_index(op.f("ix_order_delivery_order_id"), table_name="order_delivery")
     op.drop_table("order_delivery")
-    with op.batch_alter_table("orders") as batch:
-        batch.drop_index(batch.f("ix_orders_delivery_deadline"))
-        batch.drop_column("delivery_deadline")
-        batch.drop_column("custody")
-    with op.batch_alter_table("listing_version") as batch:
-        batch.drop_column("row_root")
-    with op.batch_alter_table("listing") as batch:
-        batch.drop_column("delivery_window_s")
-        batch.drop_column("custody")
+    # ALTER TABLE ... DROP COLUMN in place, on SQLite too (3.35+): a batch copy of
+    # ``listing`` would drop it under the foreign keys of the tables that reference
+    # it, which cannot be switched off inside the migration's transaction.
+    op.drop_index(op.f("ix_orders_delivery_deadline"), table_name="orders")
+    op.drop_column("orders", "delivery_deadline")
+    op.drop_column("orders", "custody")
+    op.drop_column("listing_version", "row_root")
+    op.drop_column("listing", "delivery_window_s")
+    op.drop_column("listing", "custody")

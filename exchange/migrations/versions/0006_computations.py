@@ -67,10 +67,10 @@ def downgrade() -> None:
     op.drop_index(op.f("ix_computation_state"), table_name="computation")
     op.drop_index(op.f("ix_computation_order_id"), table_name="computation")
     op.drop_table("computation")
-    with op.batch_alter_table("orders") as batch:
-        batch.drop_column("epsilon_left")
-        batch.drop_column("queries_left")
-    with op.batch_alter_table("listing_version") as batch:
-        batch.drop_column("computation")
-    with op.batch_alter_table("listing") as batch:
-        batch.drop_column("computation")
+    # ALTER TABLE ... DROP COLUMN in place, on SQLite too (3.35+): a batch copy of
+    # ``listing`` would drop it under the foreign keys of the tables that reference
+    # it, which cannot be switched off inside the migration's transaction.
+    op.drop_column("orders", "epsilon_left")
+    op.drop_column("orders", "queries_left")
+    op.drop_column("listing_version", "computation")
+    op.drop_column("listing", "computation")
