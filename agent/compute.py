@@ -7,8 +7,10 @@ no external access (files, network, ATTACH, COPY), no extension loading or
 installing, no Python replacement scans, no spilling to disk, a memory limit and a
 thread count, and the configuration locked so a query cannot undo any of it. Each
 query is checked by :func:`ledger.computation.validate.validate` and only the SQL
-it generates runs, under a time limit (a timer interrupts the connection) and a
-cap on the groups returned.
+it generates runs, under a time limit (a watchdog thread interrupts the
+connection) and a cap on the groups returned. A query's validation and generated
+SQL are kept per SQL text (the same question is checked and planned once), and the
+calibrated noise measurement per shape: what is repeated per query is the query.
 
 k (the offer's ``min_group_size``) is applied in the same query: the row count of
 every group is computed (``COUNT(*)``, whether the buyer asked for it or not) and
@@ -25,9 +27,11 @@ clamped into the bounds. ORDER BY and LIMIT then act on the noisy values.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -72,6 +76,9 @@ _NUMERIC_TYPES: Final = frozenset(
 _NOISE_GRANULARITY: Final = -40
 """Noise is a multiple of 2**-40 (see :func:`_laplace`)."""
 
+_PREPARED_QUERIES: Final = 256
+"""Validated queries kept per engine, by SQL text (least recently used dropped)."""
+
 dp.enable_features("contrib")
 
 
@@ -105,9 +112,20 @@ class ComputationResult:
     query: ValidatedQuery
 
 
+@dataclass(frozen=True, slots=True)
+class _Prepared:
+    """A validated query and the SQL the engine runs for it: the exact query, or the
+    private plan's measures before noise."""
+
+    query: ValidatedQuery
+    sql: str
+    plan: PrivatePlan | None
+
+
 class ComputeEngine:
     """One dataset, one offer, one locked-down in-memory DuckDB. Thread-safe (queries
-    run one at a time). Close it (or use ``with``) to free the memory."""
+    run one at a time). Close it (or use ``with``) to free the memory and stop its
+    watchdog thread."""
 
     def __init__(
         self,
@@ -130,6 +148,8 @@ class ComputeEngine:
         except BaseException:
             self._con.close()
             raise
+        self._prepared = functools.lru_cache(maxsize=_PREPARED_QUERIES)(self._prepare)
+        self._watchdog = _Watchdog(self._con, self.limits.time_limit_s)
 
     # ------------------------------------------------------------------ setup
 
@@ -186,7 +206,8 @@ class ComputeEngine:
         Raises :class:`QueryRefusedError`: the validator's reasons, or ``timeout``,
         ``out_of_memory``, ``too_many_groups``, ``execution_failed`` (DuckDB's own
         message is not passed on: it can quote data)."""
-        query = validate(sql, self.offer, table=TABLE)
+        prepared = self._prepared(sql)
+        query = prepared.query
         privacy = self.offer.privacy
         if privacy is not None and (
             epsilon is None or not 0 < epsilon <= privacy.epsilon_per_query
@@ -194,13 +215,12 @@ class ComputeEngine:
             raise ValueError("a private offer answers with 0 < ε ≤ the offer's ε per query")
         if privacy is None and epsilon is not None:
             raise ValueError("ε is for offers with differential privacy")
-        k = self.offer.min_group_size
         with self._lock:
-            if privacy is None or epsilon is None:
-                table = self._exact(query, k)
+            if prepared.plan is None or epsilon is None:
+                table = self._exact(query, prepared.sql)
                 spent = Decimal(0)
             else:
-                table = self._private(query, query.private_plan(k, privacy), epsilon)
+                table = self._private(query, prepared.plan, epsilon)
                 spent = epsilon
         encoded = table.to_bytes()
         return ComputationResult(
@@ -212,9 +232,20 @@ class ComputeEngine:
             query=query,
         )
 
+    def _prepare(self, sql: str) -> _Prepared:
+        """Validate ``sql`` and generate what runs for it (kept by :attr:`_prepared`;
+        a refusal is raised, never kept)."""
+        query = validate(sql, self.offer, table=TABLE)
+        k = self.offer.min_group_size
+        privacy = self.offer.privacy
+        if privacy is None:
+            return _Prepared(query, query.exact_sql(k), None)
+        plan = query.private_plan(k, privacy)
+        return _Prepared(query, plan.sql, plan)
+
     def _execute(self, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
         """Run generated SQL under the time limit; at most ``max_groups`` rows."""
-        watchdog = _Watchdog(self._con, self.limits.time_limit_s)
+        self._watchdog.arm()
         try:
             cursor = self._con.execute(sql)
             names = [d[0] for d in cursor.description or ()]
@@ -226,16 +257,17 @@ class ComputeEngine:
         except duckdb.Error:
             raise QueryRefusedError("execution_failed", "the query failed to run") from None
         finally:
-            watchdog.stop()
+            self._watchdog.disarm()
         if len(rows) > self.limits.max_groups:
             raise QueryRefusedError(
                 "too_many_groups", f"the answer has more than {self.limits.max_groups} groups"
             )
         return names, rows
 
-    def _exact(self, query: ValidatedQuery, k: int) -> ResultTable:
-        names, rows = self._execute(query.exact_sql(k))
+    def _exact(self, query: ValidatedQuery, sql: str) -> ResultTable:
+        names, rows = self._execute(sql)
         count_at = names.index(GROUP_ROWS)
+        k = self.offer.min_group_size
         kept = []
         for row in rows:
             if row[count_at] < k:  # the SQL dropped these; a second guard costs nothing
@@ -279,6 +311,7 @@ class ComputeEngine:
     # ------------------------------------------------------------------ lifetime
 
     def close(self) -> None:
+        self._watchdog.close()
         self._con.close()
 
     def __enter__(self) -> ComputeEngine:
@@ -290,29 +323,51 @@ class ComputeEngine:
 
 class _Watchdog:
     """Interrupts a connection's query once its time is up, and again every few
-    milliseconds until stopped: an interrupt that lands while DuckDB is still
-    parsing, before the query is running, is lost, so one is not enough."""
+    milliseconds until the query ends: an interrupt that lands while DuckDB is still
+    parsing, before the query is running, is lost, so one is not enough.
+
+    One thread per engine, waiting between queries: starting and joining a thread per
+    query costs milliseconds of scheduling on a busy machine. Interrupts are sent
+    while holding the condition's lock, so none follows :meth:`disarm`."""
 
     _REPEAT_S: Final = 0.01
 
     def __init__(self, con: duckdb.DuckDBPyConnection, limit_s: float) -> None:
         self._con = con
         self._limit_s = limit_s
-        self._done = threading.Event()
+        self._changed = threading.Condition()
+        self._deadline: float | None = None
+        self._closed = False
         self._thread = threading.Thread(target=self._watch, name="query-watchdog", daemon=True)
         self._thread.start()
 
-    def _watch(self) -> None:
-        if self._done.wait(self._limit_s):
-            return
-        while True:
-            self._con.interrupt()
-            if self._done.wait(self._REPEAT_S):
-                return
+    def arm(self) -> None:
+        with self._changed:
+            self._deadline = time.monotonic() + self._limit_s
+            self._changed.notify()
 
-    def stop(self) -> None:
-        self._done.set()
+    def disarm(self) -> None:
+        with self._changed:
+            self._deadline = None
+
+    def close(self) -> None:
+        with self._changed:
+            self._closed = True
+            self._changed.notify()
         self._thread.join()
+
+    def _watch(self) -> None:
+        with self._changed:
+            while not self._closed:
+                if self._deadline is None:
+                    self._changed.wait()
+                    continue
+                left = self._deadline - time.monotonic()
+                if left > 0:
+                    self._changed.wait(left)
+                else:
+                    self._con.interrupt()
+                    self._changed.wait(self._REPEAT_S)
 
 
 def _as_float(value: Any) -> float:
@@ -329,8 +384,16 @@ def _laplace(values: list[float], sensitivity: float, epsilon: float) -> list[fl
     the calibration below absorbs by widening the scale."""
     if not values:
         return []
+    return list(_laplace_measurement(len(values), sensitivity, epsilon)(values))
+
+
+@functools.lru_cache(maxsize=256)
+def _laplace_measurement(size: int, sensitivity: float, epsilon: float) -> dp.Measurement:
+    """The Laplace measurement on vectors of ``size`` whose own privacy map gives at
+    most ``epsilon`` for an L1 change of ``sensitivity``. Kept: the same query shape
+    (groups, measures, ε) is calibrated once."""
     space = (
-        dp.vector_domain(dp.atom_domain(T=float, nan=False), size=len(values)),
+        dp.vector_domain(dp.atom_domain(T=float, nan=False), size=size),
         dp.l1_distance(T=float),
     )
     scale = sensitivity / epsilon
@@ -338,7 +401,7 @@ def _laplace(values: list[float], sensitivity: float, epsilon: float) -> list[fl
         measurement = dp.m.make_laplace(*space, scale=scale, k=_NOISE_GRANULARITY)
         loss = measurement.map(sensitivity)  # type: ignore[no-untyped-call]
         if loss <= epsilon:
-            return list(measurement(values))
+            return measurement
         scale = math.nextafter(scale * (loss / epsilon), math.inf)
     raise RuntimeError("could not calibrate the Laplace noise")  # pragma: no cover
 

@@ -13,6 +13,7 @@ in plain digits, dates and timestamps in ISO 8601. Records carry no floats.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -33,6 +34,8 @@ __all__ = ["RESULT_VERSION", "Cell", "ResultTable", "encode_cell"]
 RESULT_VERSION: Final = 1
 
 Cell = None | bool | int | str
+
+_PLAIN_CELL_TYPES: Final = frozenset({type(None), bool, int, str})
 
 
 def encode_cell(value: object) -> Cell:
@@ -72,8 +75,35 @@ class ResultTable:
         }
 
     def to_bytes(self) -> bytes:
-        """The canonical (RFC 8785) encoding: what is encrypted to the buyer and hashed."""
+        """The canonical (RFC 8785) encoding: what is encrypted to the buyer and hashed.
+
+        A table of plain cells (what :meth:`of` and :meth:`from_bytes` make) is written
+        by the standard library's JSON encoder in one pass: for null, booleans, safe
+        integers and strings, with sorted keys and no spaces, its output is RFC 8785's
+        (the same string escapes, UTF-8). Anything else goes through
+        :func:`ledger.records.canonical_json`, which refuses what JSON records cannot
+        hold, naming where."""
+        if self._plain():
+            try:
+                text = json.dumps(
+                    self.to_dict(), ensure_ascii=False, separators=(",", ":"), sort_keys=True
+                )
+                return text.encode("utf-8")
+            except UnicodeEncodeError:  # a lone surrogate: refused below
+                pass
         return canonical_json(self.to_dict())
+
+    def _plain(self) -> bool:
+        if any(type(name) is not str for name in self.columns):
+            return False
+        for row in self.rows:
+            for cell in row:
+                if type(cell) is int:
+                    if not -MAX_SAFE_INTEGER <= cell <= MAX_SAFE_INTEGER:
+                        return False
+                elif type(cell) not in _PLAIN_CELL_TYPES:
+                    return False
+        return True
 
     def sm3_hex(self) -> str:
         return sm3(self.to_bytes()).hex()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import json
+import threading
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -20,7 +21,7 @@ from agent.compute import ComputeEngine, ComputeLimits, DatasetMismatchError
 from clients.demo import write_weather_csv
 from ledger.computation.offer import BudgetExhaustedError, ComputationOffer
 from ledger.computation.result import ResultTable
-from ledger.computation.validate import QueryRefusedError
+from ledger.computation.validate import QueryRefusedError, ValidatedQuery, validate
 
 ROWS = 100_000
 OFFER_JSON = json.loads(
@@ -113,6 +114,27 @@ def test_a_refused_query_returns_nothing_but_the_reason(engine: ComputeEngine) -
         engine.run("SELECT * FROM weather")
     assert caught.value.reason == "returns_rows"
     assert "北碚" not in caught.value.message
+
+
+def test_the_same_question_is_checked_once_and_a_refused_one_every_time(
+    engine: ComputeEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    checked: list[str] = []
+
+    def counted(sql: str, offer: ComputationOffer, *, table: str | None = None) -> ValidatedQuery:
+        checked.append(sql)
+        return validate(sql, offer, table=table)
+
+    monkeypatch.setattr("agent.compute.validate", counted)
+    sql = "SELECT district, COUNT(*) AS stations_hours FROM weather GROUP BY district"
+    answers = {engine.run(sql).encoded for _ in range(3)}
+    assert checked == [sql] and len(answers) == 1
+    hidden = "SELECT district, COUNT(station_id) FROM weather GROUP BY district"
+    for _ in range(2):
+        with pytest.raises(QueryRefusedError) as caught:
+            engine.run(hidden)
+        assert caught.value.reason == "hidden_column"
+    assert checked == [sql, hidden, hidden]
 
 
 # --------------------------------------------------------------------------- k
@@ -245,12 +267,19 @@ def test_an_expensive_query_is_killed_by_the_time_limit(tmp_path: Path) -> None:
     )
     con.close()
     limits = ComputeLimits(time_limit_s=0.001, max_groups=100_000)
-    with (
-        ComputeEngine(data, OFFER, limits=limits) as slow,
-        pytest.raises(QueryRefusedError) as caught,
-    ):
-        slow.run("SELECT district, COUNT(DISTINCT humidity_pct) FROM weather GROUP BY district")
-    assert caught.value.reason == "timeout"
+    watchdogs = _watchdog_threads()
+    with ComputeEngine(data, OFFER, limits=limits) as slow:
+        for _ in range(2):  # each query gets its own time limit
+            with pytest.raises(QueryRefusedError) as caught:
+                slow.run(
+                    "SELECT district, COUNT(DISTINCT humidity_pct) FROM weather GROUP BY district"
+                )
+            assert caught.value.reason == "timeout"
+    assert _watchdog_threads() == watchdogs  # closing the engine stops its watchdog
+
+
+def _watchdog_threads() -> int:
+    return sum(t.name == "query-watchdog" for t in threading.enumerate())
 
 
 def test_too_many_groups_are_refused(weather_csv: Path) -> None:

@@ -8,7 +8,7 @@ from decimal import Decimal
 import pytest
 
 from ledger.computation.result import ResultTable
-from ledger.records import RecordFormatError
+from ledger.records import MAX_SAFE_INTEGER, RecordFormatError, canonical_json
 
 
 def test_values_encode_deterministically_and_round_trip() -> None:
@@ -56,3 +56,34 @@ def test_non_finite_or_unknown_values_are_not_encoded() -> None:
         ResultTable.of(["a"], [[float("nan")]])
     with pytest.raises(ValueError, match="bytes"):
         ResultTable.of(["a"], [[b"raw"]])
+
+
+def test_the_encoding_is_rfc_8785_for_every_kind_of_plain_cell() -> None:
+    texts = [
+        "",
+        'quote " and backslash \\',
+        "\b\f\n\r\t\x00\x01\x1f",
+        "\x7f DEL, \u2028 and \u2029, é, 北碚区, 🌧",
+        "</script>",
+    ]
+    integers = [0, -1, MAX_SAFE_INTEGER, -MAX_SAFE_INTEGER]
+    rows = tuple(
+        (text, n, flag, None) for text in texts for n in integers for flag in (True, False)
+    )
+    table = ResultTable(("text", "n", "flag", "é\n"), rows)
+    assert table.to_bytes() == canonical_json(table.to_dict())
+    assert ResultTable.from_bytes(table.to_bytes()) == table
+    assert ResultTable(("a",), ()).to_bytes() == b'{"columns":["a"],"rows":[],"version":1}'
+
+
+@pytest.mark.parametrize(
+    "cell",
+    [1.5, MAX_SAFE_INTEGER + 1, -MAX_SAFE_INTEGER - 1, "lone \ud800 surrogate", b"raw"],
+)
+def test_a_table_built_by_hand_with_what_json_records_cannot_hold_is_not_encoded(
+    cell: object,
+) -> None:
+    table = ResultTable(("a", "b"), (("fine", cell),))  # type: ignore[arg-type]
+    with pytest.raises(RecordFormatError) as caught:
+        table.to_bytes()
+    assert caught.value.path == "rows[0][1]"
