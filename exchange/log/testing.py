@@ -1,14 +1,20 @@
-"""Helpers for tests and benchmarks of the log: isolated databases, worker processes.
+"""Helpers for tests and benchmarks: isolated databases, worker processes.
 
-:func:`isolated_database` gives a fresh log database on SQLite (a file) or on
-PostgreSQL (a throw-away schema, dropped afterwards, so that tests sharing
-one server do not see each other). Its URL can be handed to other processes.
+:func:`isolated_database` gives a fresh database migrated to head (the
+exchange's whole schema, made by the Alembic migrations as at start-up) on
+SQLite (a file) or on PostgreSQL (a throw-away schema, dropped afterwards, so
+that tests sharing one server do not see each other). Its URL can be handed to
+other processes. SQLite files are copies of one template this process migrates
+once (:func:`migrated_sqlite`); each PostgreSQL schema is migrated afresh.
 """
 
 from __future__ import annotations
 
+import atexit
 import functools
 import secrets
+import shutil
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -17,13 +23,20 @@ from typing import Any
 
 from sqlalchemy import Engine, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session
 
+from exchange import migrations
 from exchange.db import make_engine
-from exchange.log.models import create_log_tables
 from exchange.log.sequencer import SessionFactory
 
-__all__ = ["LogDatabase", "append_worker", "isolated_database"]
+__all__ = [
+    "LogDatabase",
+    "append_worker",
+    "isolated_database",
+    "migrated_sqlite",
+    "postgres_schema",
+]
 
 
 @dataclass(frozen=True)
@@ -39,39 +52,80 @@ class LogDatabase:
         return functools.partial(Session, self.engine)
 
 
+def migrated_sqlite(path: Path) -> str:
+    """Make ``path`` a SQLite database at head; its URL."""
+    shutil.copyfile(_sqlite_template(), path)
+    return f"sqlite:///{path}"
+
+
+@functools.cache
+def _sqlite_template() -> Path:
+    directory = tempfile.mkdtemp(prefix="shancheng-schema-")
+    atexit.register(shutil.rmtree, directory, ignore_errors=True)
+    path = Path(directory) / "head.db"
+    engine = make_engine(f"sqlite:///{path}")
+    try:
+        migrations.upgrade(engine)
+    finally:
+        engine.dispose()  # the last connection checkpoints the WAL into the file
+    return path
+
+
 @contextmanager
 def isolated_database(postgres_url: str | None, directory: Path) -> Iterator[LogDatabase]:
-    """A fresh database with the log's tables: PostgreSQL when ``postgres_url`` is
-    given (in a new schema), else a SQLite file in ``directory``."""
-    if postgres_url is None:
-        url = f"sqlite:///{directory / 'log.db'}"
+    """A fresh database migrated to head: PostgreSQL when ``postgres_url`` is given
+    (in a new schema), else a SQLite file in ``directory``."""
+    with _migrated_url(postgres_url, directory) as url:
         engine = make_engine(url)
         try:
-            create_log_tables(engine)
             yield LogDatabase(url, engine)
         finally:
             engine.dispose()
+
+
+@contextmanager
+def _migrated_url(postgres_url: str | None, directory: Path) -> Iterator[str]:
+    if postgres_url is None:
+        yield migrated_sqlite(directory / "log.db")
         return
-    schema = f"log_test_{secrets.token_hex(6)}"
+    with postgres_schema(postgres_url, "log_test_") as url:
+        migrations.upgrade(url)
+        yield url
+
+
+@contextmanager
+def postgres_schema(postgres_url: str, prefix: str) -> Iterator[str]:
+    """The URL of a new, empty schema of ``postgres_url`` (``prefix`` + random hex,
+    dropped with everything in it afterwards).
+
+    ``pg_trgm`` is made in ``public`` first when the server has it nowhere: made by a
+    migration it would land in the new schema, and dropping that would take it (and
+    the trigram indexes of every other schema) away while other tests use them."""
+    schema = f"{prefix}{secrets.token_hex(6)}"
     admin = make_engine(postgres_url)
     try:
+        _keep_pg_trgm_in_public(admin)
         with admin.begin() as connection:
             connection.execute(text(f'CREATE SCHEMA "{schema}"'))
-        url = (
-            make_url(postgres_url)
-            .update_query_dict({"options": f"-csearch_path={schema}"})
-            .render_as_string(hide_password=False)
-        )
-        engine = make_engine(url)
         try:
-            create_log_tables(engine)
-            yield LogDatabase(url, engine)
+            yield (
+                make_url(postgres_url)
+                .update_query_dict({"options": f"-csearch_path={schema}"})
+                .render_as_string(hide_password=False)
+            )
         finally:
-            engine.dispose()
             with admin.begin() as connection:
                 connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
     finally:
         admin.dispose()
+
+
+def _keep_pg_trgm_in_public(admin: Engine) -> None:
+    try:
+        with admin.begin() as connection:
+            connection.execute(text("CREATE EXTENSION IF NOT EXISTS pg_trgm SCHEMA public"))
+    except DBAPIError:
+        pass  # not allowed, or made at this moment by another run: as the migration does
 
 
 def append_worker(

@@ -11,7 +11,6 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
@@ -31,6 +30,7 @@ from test_anchoring_support import (
 
 from contracts.chain import DEVNET_TEST_ACCOUNTS, RegistryClient
 from devnet.launcher import Devnet, DevnetConfig
+from exchange import migrations
 from exchange.anchoring.lock import (
     AdvisoryWorkerLock,
     FileWorkerLock,
@@ -40,6 +40,7 @@ from exchange.anchoring.lock import (
 )
 from exchange.anchoring.models import AnchorState
 from exchange.db import make_engine
+from exchange.log.testing import postgres_schema
 from exchange.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]
@@ -327,19 +328,12 @@ def pg_engine() -> Iterator[Engine]:
     url = os.environ.get("TEST_POSTGRES_URL")
     if not url:
         pytest.skip("TEST_POSTGRES_URL is not set")
-    schema = f"anchor_test_{uuid.uuid4().hex[:12]}"
-    admin = make_engine(url)
-    with admin.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    separator = "&" if "?" in url else "?"
-    engine = make_engine(f"{url}{separator}options=-csearch_path%3D{schema}")
-    try:
-        yield engine
-    finally:
-        engine.dispose()
-        with admin.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
+    with postgres_schema(url, "anchor_test_") as schema_url:
+        engine = make_engine(schema_url)
+        try:
+            yield engine
+        finally:
+            engine.dispose()
 
 
 @pytest.mark.postgres
@@ -377,6 +371,7 @@ _HOLD_PG_LOCK = """
 import sys, time
 from exchange.anchoring.lock import worker_lock
 from exchange.db import make_engine
+from exchange.log.testing import postgres_schema
 lock = worker_lock(make_engine(sys.argv[1]))
 assert lock.try_acquire()
 print("held", flush=True)
@@ -415,9 +410,7 @@ def _deadline_event(seconds: float) -> threading.Event:
 @pytest.mark.postgres
 @pytest.mark.chain
 def test_the_worker_anchors_from_postgresql(pg_engine: Engine, devnet: Devnet) -> None:
-    from exchange.anchoring.store import ensure_tables
-
-    ensure_tables(pg_engine)
+    migrations.upgrade(pg_engine)
     chain = chain_client(devnet.rpc_url)
     registry = fresh_registry(chain)
     root = add_checkpoint(pg_engine, 9)

@@ -17,11 +17,10 @@ from sqlmodel import Session, select
 
 from contracts.chain import DEVNET_TEST_ACCOUNTS, ChainClient, RegistryClient
 from exchange.anchoring.models import AnchorRow
-from exchange.anchoring.store import ensure_tables
 from exchange.anchoring.worker import AnchorWorker
 from exchange.db import make_engine
 from exchange.log.models import CheckpointRow
-from exchange.log.testing import LogDatabase, isolated_database
+from exchange.log.testing import LogDatabase, isolated_database, migrated_sqlite
 from ledger.sm3 import sm3
 
 DEV_KEY = DEVNET_TEST_ACCOUNTS[0].private_key
@@ -46,19 +45,17 @@ class FakeClock:
 
 
 def sqlite_engine(tmp_path: Path) -> Engine:
-    engine = make_engine(f"sqlite:///{tmp_path / 'exchange.db'}")
-    ensure_tables(engine)
-    return engine
+    """An engine on a SQLite file in ``tmp_path`` migrated to head."""
+    return make_engine(migrated_sqlite(tmp_path / "exchange.db"))
 
 
 @contextmanager
 def anchoring_database(backend: str, tmp_path: Path) -> Iterator[LogDatabase]:
-    """A fresh database with the anchoring tables: a SQLite file in ``tmp_path`` or,
-    for ``postgresql``, a throw-away schema of TEST_POSTGRES_URL."""
+    """A fresh database migrated to head: a SQLite file in ``tmp_path`` or, for
+    ``postgresql``, a throw-away schema of TEST_POSTGRES_URL."""
     postgres = os.environ.get("TEST_POSTGRES_URL") if backend == "postgresql" else None
     assert backend == "sqlite" or postgres is not None
     with isolated_database(postgres, tmp_path) as db:
-        ensure_tables(db.engine)
         yield db
 
 

@@ -46,9 +46,6 @@ def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[LogDatabase]:
     if request.param == "postgresql" and not POSTGRES_URL:
         pytest.skip("TEST_POSTGRES_URL is not set")
     with isolated_database(POSTGRES_URL if request.param == "postgresql" else None, tmp_path) as d:
-        names = ("account", "participant", "auth_nonce")
-        tables = [SQLModel.metadata.tables[name] for name in names]
-        SQLModel.metadata.create_all(d.engine, tables=tables)
         with Session(d.engine) as session:
             session.add(Account(key_id="alice", available=100, held=0, created_at=1))
             bob = _participant("bob")

@@ -7,21 +7,18 @@ from __future__ import annotations
 
 import os
 import random
-import secrets
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, insert, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import Engine, insert
 from sqlmodel import Session, SQLModel
 
-from exchange import migrations
-from exchange.db import make_engine
 from exchange.listings.models import Listing
 from exchange.listings.search import SearchParams, index_values, search
+from exchange.log.testing import isolated_database
 
 POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL")
 NOW = 1_790_000_000_000
@@ -31,36 +28,8 @@ NOW = 1_790_000_000_000
 def search_database(backend: str, directory: Path) -> Iterator[Engine]:
     """An engine on a database migrated to head: a SQLite file in ``directory`` or,
     for ``postgresql``, a new schema of TEST_POSTGRES_URL (dropped afterwards)."""
-    migrations.load_models()
-    if backend == "sqlite":
-        engine = make_engine(f"sqlite:///{directory / 'search.db'}")
-        try:
-            migrations.upgrade(engine)
-            yield engine
-        finally:
-            engine.dispose()
-        return
-    assert POSTGRES_URL is not None
-    schema = f"search_test_{secrets.token_hex(6)}"
-    admin = make_engine(POSTGRES_URL)
-    try:
-        with admin.begin() as connection:
-            connection.execute(text(f'CREATE SCHEMA "{schema}"'))
-        url = (
-            make_url(POSTGRES_URL)
-            .update_query_dict({"options": f"-csearch_path={schema}"})
-            .render_as_string(hide_password=False)
-        )
-        engine = make_engine(url)
-        try:
-            migrations.upgrade(engine)
-            yield engine
-        finally:
-            engine.dispose()
-            with admin.begin() as connection:
-                connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-    finally:
-        admin.dispose()
+    with isolated_database(POSTGRES_URL if backend == "postgresql" else None, directory) as db:
+        yield db.engine
 
 
 def listing(n: int, **fields: Any) -> Listing:
