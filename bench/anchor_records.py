@@ -28,7 +28,7 @@ from sqlmodel import Session
 
 from contracts.chain import DEVNET_TEST_ACCOUNTS, ChainClient
 from devnet.launcher import Devnet, DevnetConfig
-from exchange.anchoring.store import ensure_tables
+from exchange import migrations
 from exchange.anchoring.worker import AnchorWorker
 from exchange.db import make_engine
 from exchange.log.models import CheckpointRow
@@ -49,7 +49,7 @@ def main() -> int:
         Devnet(DevnetConfig(state_dir=Path(work) / "chain")) as node,
     ):
         engine = make_engine(f"sqlite:///{Path(work) / 'exchange.db'}")
-        ensure_tables(engine)
+        migrations.upgrade(engine)
         chain = ChainClient(node.rpc_url, DEVNET_TEST_ACCOUNTS[0].private_key, poll_interval=0.01)
         registry = chain.deploy_registry()
         worker = AnchorWorker(

@@ -1,10 +1,10 @@
 """The composition root: :func:`create_app` builds everything the exchange runs on
 and wires it together, in one place.
 
-It makes the engine (migrated to head), the log key, the request authenticator
-(with the configured operators), the tables, the routers and middleware, and the
-background services the lifespan starts (appender, sequencer, auto-acceptor,
-anchoring worker, event feed watcher, webhook worker). What it built is kept on
+It makes the engine (its database migrated to head by Alembic), the log key, the
+request authenticator (with the configured operators), the routers and middleware,
+and the background services the lifespan starts (appender, sequencer,
+auto-acceptor, anchoring worker, event feed watcher, webhook worker). What it built is kept on
 ``app.state`` (``settings``, ``engine``, ``session_factory``, ``log_key``,
 ``authenticator``, ``appender``, ``sequencer``, ``anchoring``, ``auto_acceptor``,
 ``overdue_refunder``, ``unanswered_refuser``,
@@ -26,7 +26,6 @@ from fastapi import FastAPI
 from sqlalchemy import Engine
 from sqlmodel import Session
 
-from exchange.accounts.models import create_account_tables
 from exchange.anchoring.lock import LockLostError, WorkerLock, worker_lock
 from exchange.anchoring.service import AnchoringService
 from exchange.api import (
@@ -50,21 +49,16 @@ from exchange.api.examples import install_examples
 from exchange.api.responses import install_common_errors
 from exchange.auth.verifier import Authenticator
 from exchange.computations.expiry import UnansweredRefuser
-from exchange.computations.models import create_computation_tables
-from exchange.db import create_tables, make_engine
+from exchange.db import make_engine
 from exchange.errors import install_error_handlers, install_internal_error_guard
 from exchange.events.watcher import FeedWatcher
-from exchange.idempotency import create_idempotency_table
 from exchange.json_body import install_strict_json_body
 from exchange.keys import load_log_key
 from exchange.limits import install_body_limit
-from exchange.listings.search import create_search_tables
 from exchange.log.appender import Appender
-from exchange.log.models import create_log_tables
 from exchange.log.sequencer import Sequencer
 from exchange.migrations import ensure_schema
 from exchange.orders.lifecycle import AutoAcceptor
-from exchange.orders.models import create_order_tables
 from exchange.orders.overdue import OverdueRefunder
 from exchange.participants.operators import Operators
 from exchange.settings import Settings
@@ -154,10 +148,6 @@ ROUTERS = (
     webhooks.router,
 )
 """Every route of the exchange, in the order the OpenAPI document lists them."""
-
-AUTH_TABLES = ("auth_nonce", "participant", "listing", "listing_provider", "listing_version")
-"""The tables of the nonce store, participants and listings (created here if missing,
-beside Alembic: safe when several workers start at once)."""
 
 
 class BackgroundService(Protocol):
@@ -332,22 +322,14 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine.dispose()
 
 
-def _create_tables(engine: Engine) -> None:
-    """The tables Alembic made already, if missing (an earlier database, tests)."""
-    create_log_tables(engine)
-    create_tables(engine, AUTH_TABLES)
-    create_search_tables(engine)  # the listing search index (exchange/listings/search)
-    create_account_tables(engine)
-    create_order_tables(engine)
-    create_computation_tables(engine)
-    create_idempotency_table(engine)
-
-
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     engine = make_engine(settings.resolved_database_url)
-    ensure_schema(engine)  # Alembic: migrate to head (a fresh database is marked at head)
-    _create_tables(engine)
+    try:
+        ensure_schema(engine)  # Alembic, the only schema authority: migrate to head
+    except BaseException:
+        engine.dispose()
+        raise
 
     app = FastAPI(
         title="Shancheng Data Exchange",

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
-from sqlmodel import SQLModel, create_engine
+from sqlmodel import create_engine
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 
@@ -56,21 +54,6 @@ def _switch_to_wal(cursor: Any) -> None:
 
 
 _WAL_ATTEMPTS = 20
-
-
-def create_tables(engine: Engine, names: Iterable[str]) -> None:
-    """Create the named tables (registered on ``SQLModel.metadata``) if missing.
-
-    Safe when several workers start at once: a worker that loses the race to
-    create a table gets an error, retries, and then finds it."""
-    tables = [SQLModel.metadata.tables[name] for name in names]
-    for attempt in range(3):
-        try:
-            SQLModel.metadata.create_all(engine, tables=tables)
-            return
-        except (OperationalError, ProgrammingError, IntegrityError):
-            if attempt == 2:
-                raise
 
 
 def redact_url(url: str) -> str:

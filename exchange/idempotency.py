@@ -32,7 +32,6 @@ from pydantic import BaseModel
 from sqlalchemy import JSON, BigInteger, Connection, Engine, Executable, update
 from sqlmodel import Field, Session, SQLModel, col
 
-from exchange.db import create_tables
 from exchange.errors import ExchangeError
 from exchange.log.appender import ShuttingDownError, running_appender
 from exchange.log.batch import StagedChange
@@ -45,7 +44,6 @@ __all__ = [
     "IdempotencyKeyReusedError",
     "Idempotent",
     "InvalidIdempotencyKeyError",
-    "create_idempotency_table",
     "run",
 ]
 
@@ -173,10 +171,6 @@ class Idempotent:
 
 def _run(connection: Connection, statement: Executable) -> None:
     connection.execute(statement)
-
-
-def create_idempotency_table(engine: Engine) -> None:
-    create_tables(engine, ["idempotency_key"])
 
 
 def run(

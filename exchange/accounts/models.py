@@ -12,10 +12,8 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from sqlalchemy import BigInteger, CheckConstraint, Engine, Integer
+from sqlalchemy import BigInteger, CheckConstraint, Integer
 from sqlmodel import Field, SQLModel
-
-from exchange.db import create_tables
 
 _ROWID = BigInteger().with_variant(Integer(), "sqlite")
 
@@ -69,10 +67,3 @@ class AccountMovement(SQLModel, table=True):
     leaf_hash: str = Field(max_length=64)
     """Hex leaf hash of the log record that caused the movement."""
     created_at: int = Field(sa_type=BigInteger)
-
-
-TABLES = ("account", "account_movement")
-
-
-def create_account_tables(engine: Engine) -> None:
-    create_tables(engine, TABLES)

@@ -14,7 +14,6 @@ from sqlalchemy import Engine
 
 from contracts.chain import DEVNET_TEST_ACCOUNTS, ChainClient
 from exchange.anchoring.lock import WorkerLock, worker_lock
-from exchange.anchoring.store import ensure_tables
 from exchange.anchoring.worker import AnchorWorker, StepHook
 from exchange.settings import Settings
 
@@ -69,10 +68,9 @@ class AnchoringService:
         cls, settings: Settings, engine: Engine, lock: WorkerLock
     ) -> AnchoringService:
         """The worker for ``settings``, run by the holder of ``lock`` (the caller took
-        it): the anchoring tables are made first. If that or building the worker
-        fails, the lock is released. No network access here."""
+        it) on a database at head. If building the worker fails, the lock is
+        released. No network access here."""
         try:
-            ensure_tables(engine)
             worker = build_worker(settings, engine)
         except BaseException:
             lock.release()

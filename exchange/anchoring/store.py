@@ -7,8 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import Engine, func
-from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
-from sqlmodel import Session, SQLModel, col, select
+from sqlmodel import Session, col, select
 
 from exchange.anchoring.models import OPEN_STATES, AnchorRow, AnchorState
 from exchange.log.models import CheckpointRow
@@ -16,24 +15,6 @@ from exchange.log.models import CheckpointRow
 
 def wall_clock_ms() -> int:
     return time.time_ns() // 1_000_000
-
-
-def ensure_tables(engine: Engine) -> None:
-    """Create the ``anchor`` table (and ``checkpoint``, which it reads) if missing.
-
-    Another process may create them at the same moment: the loser retries.
-    """
-    tables = [
-        SQLModel.metadata.tables[AnchorRow.__tablename__],
-        SQLModel.metadata.tables[CheckpointRow.__tablename__],
-    ]
-    for attempt in range(3):
-        try:
-            SQLModel.metadata.create_all(engine, tables=tables)
-            return
-        except (OperationalError, ProgrammingError, IntegrityError):
-            if attempt == 2:
-                raise
 
 
 class AnchorStore:

@@ -77,6 +77,7 @@ def anchor_worker(
     from exchange.anchoring.lock import worker_lock
     from exchange.anchoring.service import AnchoringConfigError, AnchoringService
     from exchange.db import make_engine, redact_url
+    from exchange.migrations import SchemaError, ensure_schema
     from exchange.settings import Settings
 
     overrides: dict[str, Any] = {
@@ -114,6 +115,11 @@ def anchor_worker(
     signal.signal(signal.SIGINT, _on_signal)
 
     engine = make_engine(settings.resolved_database_url)
+    try:
+        ensure_schema(engine)  # as the API does at start-up: the anchor table is Alembic's
+    except SchemaError as exc:
+        engine.dispose()
+        raise CLIError(str(exc)) from exc
     lock = worker_lock(engine)
     database = redact_url(settings.resolved_database_url)
     try:

@@ -82,8 +82,8 @@ def upgrade(
 ) -> None:
     """Migrate the database to --revision (default: the newest). Running it again is a no-op.
 
-    A database made by an earlier version without migrations is completed and marked
-    at head instead.
+    A database made by an earlier version without migrations (revision 0001's tables,
+    unmarked) is marked at 0001 first.
     """
     from alembic.util import CommandError
     from sqlalchemy import inspect
@@ -98,11 +98,11 @@ def upgrade(
     try:
         before = migrations.current(engine)
         if revision == "head" and before is None and inspect(engine).get_table_names():
-            migrations.ensure_schema(engine)  # unversioned tables: complete them, stamp head
+            migrations.ensure_schema(engine)  # unversioned tables: mark 0001, upgrade
         else:
             migrations.upgrade(engine, revision)
         after = migrations.current(engine)
-    except (SQLAlchemyError, CommandError, OSError) as exc:
+    except (SQLAlchemyError, CommandError, OSError, migrations.SchemaError) as exc:
         raise _fail("upgrading", redacted, exc) from exc
     finally:
         engine.dispose()

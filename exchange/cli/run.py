@@ -59,6 +59,7 @@ def run(
     from exchange.app import create_app
     from exchange.keys import LogKeyError
     from exchange.local_exchange import dev_operator_key, local_chain, with_operator
+    from exchange.migrations import SchemaError
     from exchange.settings import Settings
 
     require_free_port("127.0.0.1", port, "the exchange API")
@@ -111,7 +112,7 @@ def run(
             )
         if chain.started_here:
             notes.print("devnet stopped; chain state kept in " + str(chain.node.config.state_file))
-    except (DevnetError, DeployError) as exc:
+    except (DevnetError, DeployError, SchemaError) as exc:
         raise CLIError(str(exc)) from exc
 
 

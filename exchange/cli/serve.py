@@ -47,6 +47,7 @@ def serve(
 
     from exchange.app import create_app
     from exchange.db import redact_url
+    from exchange.migrations import SchemaError
     from exchange.settings import Settings
 
     require_free_port(host, port, "the exchange API")
@@ -54,7 +55,10 @@ def serve(
         settings = Settings()
     except ValueError as exc:
         raise CLIError(f"invalid settings: {exc}") from exc
-    app = create_app(settings)
+    try:
+        app = create_app(settings)
+    except SchemaError as exc:
+        raise CLIError(str(exc)) from exc
     if as_json:
         Output(as_json).json(
             {
@@ -67,7 +71,7 @@ def serve(
     if workers == 1:
         uvicorn.run(app, host=host, port=port, log_level="info", log_config=log_config(as_json))
         return
-    # The app above prepared the database (migrations, tables, log key); each
+    # The app above prepared the database (migrations, log key); each
     # worker process builds its own from the same SHANCHENG_* variables.
     app.state.engine.dispose()
     uvicorn.run(

@@ -13,10 +13,8 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from sqlalchemy import BigInteger, Column, Engine, Integer, Text
+from sqlalchemy import BigInteger, Column, Integer, Text
 from sqlmodel import Field, SQLModel
-
-from exchange.db import create_tables
 
 
 class ComputationState(StrEnum):
@@ -53,10 +51,3 @@ class Computation(SQLModel, table=True):
     ciphertext_size: int | None = Field(default=None, sa_type=BigInteger)
     rows_scanned: int | None = Field(default=None, sa_type=BigInteger)
     row_version: int = Field(default=1, sa_column=_computation_row_version)
-
-
-TABLES = ("computation",)
-
-
-def create_computation_tables(engine: Engine) -> None:
-    create_tables(engine, TABLES)

@@ -8,10 +8,8 @@ it is the rowid).
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Engine, Integer, inspect
+from sqlalchemy import BigInteger, Integer
 from sqlmodel import Field, SQLModel
-
-from exchange.db import create_tables
 
 _ROWID = BigInteger().with_variant(Integer(), "sqlite")
 _NO_AUTOINCREMENT = {"autoincrement": False}
@@ -81,31 +79,6 @@ class CheckpointRow(SQLModel, table=True):
     timestamp: int = Field(sa_type=BigInteger)
     log_key_id: str
     signature: bytes
-
-
-def create_log_tables(engine: Engine) -> None:
-    """Create the log's tables if missing (the ``anchor`` table is the anchoring
-    worker's: :func:`exchange.anchoring.store.ensure_tables`).
-
-    Safe when several workers start at once: a worker that loses the race to
-    create a table retries and then finds it.
-    """
-    create_tables(engine, ("promise_batch", "log_entry", "tree_node", "checkpoint"))
-    _check_schema(engine)
-
-
-class LogSchemaError(RuntimeError):
-    """The database holds log tables of an older, incompatible layout."""
-
-
-def _check_schema(engine: Engine) -> None:
-    columns = {column["name"] for column in inspect(engine).get_columns("log_entry")}
-    if "batch_first_index" not in columns:
-        raise LogSchemaError(
-            f"the log database {engine.url.render_as_string(hide_password=True)} was "
-            "created by an older version (log_entry has per-entry promise signatures, "
-            "not promise batches); move it aside and start again"
-        )
 
 
 # Core views of the tables, for the hot paths (no ORM unit-of-work or entity loading).

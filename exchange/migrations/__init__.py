@@ -3,12 +3,14 @@
 The Alembic configuration is built here, in code (no ``alembic.ini``): the
 scripts live in this package, so an installed copy migrates as a checkout does.
 
-* :func:`upgrade` / :func:`current` / :func:`stamp`: what ``shancheng db`` runs.
+* :func:`upgrade` / :func:`current`: what ``shancheng db`` runs.
 * :func:`ensure_schema`: what ``create_app`` runs at start-up. A fresh database
-  (or one Alembic already manages) is brought to head by the migrations, so it
-  is marked at head; a database made by an earlier version of the app without
-  Alembic (its tables present, no ``alembic_version``) gets any missing tables
-  and is then stamped at head.
+  (or one Alembic already manages) is brought to head by the migrations. A
+  database made by the app before Alembic (its tables present, no
+  ``alembic_version``) holds the schema of revision ``0001`` (what start-up made
+  then): it is marked at ``0001`` and migrated to head; one that lacks part of
+  that schema is refused with :class:`SchemaError`. The migrations are the only
+  thing that makes or changes tables.
 
 Concurrent upgrades (several workers starting at once) are serialised: the
 migration transaction takes ``pg_advisory_xact_lock`` on PostgreSQL and
@@ -24,12 +26,13 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Engine, inspect
-from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 from sqlmodel import SQLModel
 
 __all__ = [
+    "BEFORE_MIGRATIONS",
     "MODEL_MODULES",
     "VERSION_TABLE",
+    "SchemaError",
     "current",
     "ensure_schema",
     "head",
@@ -37,7 +40,6 @@ __all__ = [
     "load_models",
     "make_config",
     "revision",
-    "stamp",
     "upgrade",
 ]
 
@@ -120,16 +122,6 @@ def upgrade(target: str | Engine, revision: str = "head") -> None:
             engine.dispose()
 
 
-def stamp(target: str | Engine, revision: str = "head") -> None:
-    """Mark the database as being at ``revision`` without running migrations."""
-    engine, owned = _engine(target)
-    try:
-        command.stamp(make_config(engine), revision)
-    finally:
-        if owned:
-            engine.dispose()
-
-
 def current(target: str | Engine) -> str | None:
     """The database's revision, or ``None`` when Alembic has not marked it."""
     engine, owned = _engine(target)
@@ -163,20 +155,63 @@ def revision(target: str | Engine, message: str, autogenerate: bool = True) -> N
             engine.dispose()
 
 
+class SchemaError(RuntimeError):
+    """The database cannot be brought to head by the migrations."""
+
+
 def ensure_schema(engine: Engine) -> None:
     """Bring the database to head at start-up (see the module docstring)."""
     load_models()
-    existing = set(inspect(engine).get_table_names())
-    ours = set(SQLModel.metadata.tables)
-    if VERSION_TABLE in existing or not existing & ours:
+    inspector = inspect(engine)
+    existing = set(inspector.get_table_names())
+    if VERSION_TABLE in existing or not existing & set(SQLModel.metadata.tables):
         upgrade(engine)
         return
-    # Made by an earlier app without Alembic: create what is missing, mark it at head.
-    for attempt in range(3):
-        try:
-            SQLModel.metadata.create_all(engine)
-            break
-        except (OperationalError, ProgrammingError, IntegrityError):
-            if attempt == 2:
-                raise
-    stamp(engine)
+    missing = sorted(_TABLES_BEFORE_MIGRATIONS - existing)
+    if not missing and "batch_first_index" not in {
+        column["name"] for column in inspector.get_columns("log_entry")
+    }:
+        missing = ["log_entry.batch_first_index"]
+    if missing:
+        raise SchemaError(
+            f"the database {engine.url.render_as_string(hide_password=True)} was made by "
+            f"an older version without migrations and lacks {', '.join(missing)}: "
+            "move it aside and start again"
+        )
+    _upgrade_adopting(engine, BEFORE_MIGRATIONS)
+
+
+BEFORE_MIGRATIONS = "0001"
+"""The revision whose schema the app's start-up made before Alembic managed it."""
+
+_TABLES_BEFORE_MIGRATIONS = frozenset(
+    {
+        "account",
+        "account_movement",
+        "anchor",
+        "auth_nonce",
+        "checkpoint",
+        "idempotency_key",
+        "listing",
+        "listing_provider",
+        "listing_search",
+        "listing_search_tag",
+        "listing_version",
+        "log_entry",
+        "offer_seats",
+        "orders",
+        "participant",
+        "promise_batch",
+        "tree_node",
+        "used_quote",
+    }
+)
+"""The tables of revision ``0001`` (frozen, as the revision is)."""
+
+
+def _upgrade_adopting(engine: Engine, revision: str) -> None:
+    # The mark is set inside the migration's locked transaction, and only while the
+    # database has none: a second worker starting at once finds head, not a mark to redo.
+    config = make_config(engine)
+    config.attributes["adopt_at"] = revision
+    command.upgrade(config, "head")

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 from alembic import context
+from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, text
 from sqlmodel import SQLModel
 
@@ -36,6 +37,11 @@ def _run(connection: Connection) -> None:
             connection.execute(
                 text("SELECT pg_advisory_xact_lock(:key)"), {"key": ADVISORY_LOCK_KEY}
             )
+        adopt_at = config.attributes.get("adopt_at")
+        migration = context.get_context()
+        if adopt_at is not None and not migration.get_current_heads():
+            # tables made before Alembic (exchange.migrations.ensure_schema)
+            migration.stamp(ScriptDirectory.from_config(config), adopt_at)
         context.run_migrations()
 
 

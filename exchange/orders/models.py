@@ -39,10 +39,8 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, CheckConstraint, Column, Engine, Integer
+from sqlalchemy import JSON, BigInteger, CheckConstraint, Column, Integer
 from sqlmodel import Field, SQLModel
-
-from exchange.db import create_tables
 
 
 class OrderState(StrEnum):
@@ -118,10 +116,3 @@ class OrderDelivery(SQLModel, table=True):
     leaf_hash: str = Field(primary_key=True, max_length=64)
     """Hex leaf hash of the record (its log entry)."""
     order_id: str = Field(index=True, max_length=36)
-
-
-TABLES = ("orders", "offer_seats", "used_quote", "order_delivery")
-
-
-def create_order_tables(engine: Engine) -> None:
-    create_tables(engine, TABLES)

@@ -8,7 +8,6 @@ fresh database to head, autogenerate must find nothing to do.
 from __future__ import annotations
 
 import os
-import secrets
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -21,13 +20,12 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Engine, inspect, text
-from sqlalchemy.engine import make_url
 from sqlmodel import SQLModel
 
 from exchange import migrations
 from exchange.app import create_app
 from exchange.db import make_engine
-from exchange.log.models import create_log_tables
+from exchange.log.testing import postgres_schema
 from exchange.settings import Settings
 
 POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL")
@@ -55,20 +53,8 @@ def empty_database(backend: str, tmp_path: Path, prefix: str) -> Iterator[str]:
         yield f"sqlite:///{tmp_path / 'exchange.db'}"
         return
     assert POSTGRES_URL is not None
-    schema = f"{prefix}{secrets.token_hex(6)}"
-    admin = make_engine(POSTGRES_URL)
-    try:
-        with admin.begin() as connection:
-            connection.execute(text(f'CREATE SCHEMA "{schema}"'))
-        yield (
-            make_url(POSTGRES_URL)
-            .update_query_dict({"options": f"-csearch_path={schema}"})
-            .render_as_string(hide_password=False)
-        )
-    finally:
-        with admin.begin() as connection:
-            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
+    with postgres_schema(POSTGRES_URL, prefix) as url:
+        yield url
 
 
 @pytest.fixture(params=BACKENDS)
@@ -201,15 +187,45 @@ def test_app_on_a_fresh_database_leaves_it_at_head(
     assert _schema(engine) == before
 
 
-def test_database_made_before_migrations_is_completed_and_stamped(
+def _made_before_migrations(engine: Engine, *dropped: str) -> None:
+    """What the app's start-up made before Alembic (revision 0001's schema, unmarked),
+    without the tables ``dropped``."""
+    migrations.upgrade(engine, migrations.BEFORE_MIGRATIONS)
+    with engine.begin() as connection:
+        for name in (migrations.VERSION_TABLE, *dropped):
+            connection.execute(text(f'DROP TABLE "{name}"'))
+
+
+def test_database_made_before_migrations_is_marked_and_upgraded(
     engine: Engine, db_url: str, tmp_path: Path
 ) -> None:
-    create_log_tables(engine)  # tables of an earlier app, no alembic_version
+    _made_before_migrations(engine)
     assert migrations.current(engine) is None
     app = create_app(Settings(data_dir=tmp_path, database_url=db_url))
     app.state.engine.dispose()
     assert migrations.current(engine) == migrations.head()
     assert _drift(engine) == []
+    if engine.dialect.name == "sqlite":  # 0003's raw SQL ran: triggers and facet tables
+        assert {"listing_search_gram", "listing_search_facet"} <= _search_objects(engine)
+    migrations.ensure_schema(engine)  # a second worker starting: nothing to do
+    assert migrations.current(engine) == migrations.head()
+
+
+def test_an_incomplete_database_from_before_migrations_is_refused(
+    engine: Engine, db_url: str, tmp_path: Path
+) -> None:
+    _made_before_migrations(engine, "used_quote", "anchor")
+    before = _schema(engine)
+    with pytest.raises(migrations.SchemaError) as refused:
+        create_app(Settings(data_dir=tmp_path, database_url=db_url))
+    message = str(refused.value)
+    assert "\n" not in message
+    assert "without migrations" in message and "anchor, used_quote" in message
+    assert _schema(engine) == before  # no table made, no version marked
+    shown = _cli("db", "upgrade", "--database-url", db_url, cwd=tmp_path)
+    assert shown.returncode != 0
+    assert "anchor, used_quote" in shown.stderr
+    assert _schema(engine) == before
 
 
 def test_downgrade_to_base_removes_everything(engine: Engine) -> None:

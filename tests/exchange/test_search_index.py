@@ -23,7 +23,6 @@ from exchange import migrations
 from exchange.db import make_engine
 from exchange.listings.search import SearchParams, search
 from exchange.listings.search.index import (
-    create_search_tables,
     facet_pairs,
     fold,
     grams,
@@ -185,87 +184,6 @@ def test_triggers_keep_the_facet_counts(engine: Engine) -> None:
                 assert row_id in members["category", category]
             every = len(ids) - len(deleted) + len(rows[251:])
             assert sum(len(m) for (f, _), m in members.items() if f == "category") == every
-
-
-def _search_schema(engine: Engine) -> Any:
-    """The search objects made with raw SQL (the model tables: the drift test)."""
-    with engine.connect() as connection:
-        if engine.dialect.name == "sqlite":
-            return sorted(
-                row
-                for row in connection.execute(
-                    text(
-                        "SELECT type, name, sql FROM sqlite_master "
-                        "WHERE tbl_name LIKE 'listing_search%' OR name LIKE 'listing_search%'"
-                    )
-                ).all()
-                if row[0] == "trigger"
-                or row[1].startswith(
-                    (
-                        "listing_search_fts",
-                        "listing_search_gram",
-                        "listing_search_facet",
-                        "listing_search_bitmap",
-                    )
-                )
-            )
-        return (
-            sorted(
-                connection.execute(
-                    text(
-                        "SELECT indexname, indexdef FROM pg_indexes "
-                        "WHERE schemaname = current_schema() AND tablename LIKE 'listing_search%'"
-                    )
-                ).all()
-            ),
-            sorted(
-                connection.execute(
-                    text(
-                        "SELECT tgname, pg_get_triggerdef(oid) FROM pg_trigger "
-                        "WHERE tgrelid = to_regclass('listing_search') AND NOT tgisinternal"
-                    )
-                ).all()
-            ),
-            connection.execute(
-                text(
-                    "SELECT prosrc FROM pg_proc WHERE proname = 'listing_search_facet_count' "
-                    "AND pronamespace = current_schema()::regnamespace"
-                )
-            ).all(),
-            {
-                name: [(c["name"], str(c["type"])) for c in inspect(connection).get_columns(name)]
-                for name in ("listing_search", "listing_search_facet")
-            },
-        )
-
-
-def test_migrations_and_start_up_make_the_same_search_schema(
-    engine: Engine, tmp_path: Path
-) -> None:
-    """The raw SQL of exchange.listings.search.index and of migration 0003 agree: a
-    database migrated to head and one made from the models plus
-    create_search_tables (as start-up does when Alembic has not) match."""
-    migrated = _search_schema(engine)
-    other_dir = tmp_path / "other"
-    other_dir.mkdir()
-    if engine.dialect.name == "sqlite":
-        other = make_engine(f"sqlite:///{other_dir / 'made.db'}")
-        try:
-            migrations.load_models()
-            SQLModel.metadata.create_all(other)
-            create_search_tables(other)
-            assert _search_schema(other) == migrated
-        finally:
-            other.dispose()
-        return
-    with engine.begin() as connection:  # again in the same schema (pg_indexes names it)
-        for table in ("listing_search_facet", "listing_search_tag", "listing_search"):
-            connection.exec_driver_sql(f"DROP TABLE {table} CASCADE")
-        connection.exec_driver_sql("DROP FUNCTION listing_search_facet_count()")
-    tables = [SQLModel.metadata.tables[name] for name in ("listing_search", "listing_search_tag")]
-    SQLModel.metadata.create_all(engine, tables=tables)
-    create_search_tables(engine)
-    assert _search_schema(engine) == migrated
 
 
 @contextmanager

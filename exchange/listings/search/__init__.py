@@ -43,7 +43,7 @@ The modules, each importing only the ones above it (never this package's
 
 from __future__ import annotations
 
-from exchange.listings.search.index import create_search_tables, index_values, sync
+from exchange.listings.search.index import index_values, sync
 from exchange.listings.search.page import FacetCount, Facets, SearchHit, SearchPage
 from exchange.listings.search.params import (
     InvalidCursorError,
@@ -68,7 +68,6 @@ __all__ = [
     "SearchPage",
     "SearchParams",
     "Sort",
-    "create_search_tables",
     "index_values",
     "search",
     "sync",

@@ -1,6 +1,8 @@
 """The search index of PUBLISHED listings: one denormalised row per listing.
 
-Tables (created by :func:`create_search_tables` at startup, next to the others):
+Tables (made by the Alembic migrations in :mod:`exchange.migrations`, which also
+hold the raw SQL of what follows: FTS5 tables, triggers, facet tables,
+PostgreSQL's text indexes):
 
 * ``listing_search``: ``id`` (integer key), ``listing_id`` (unique), the
   filter/sort columns (``category``, ``classification``, ``pricing_model``,
@@ -16,7 +18,7 @@ Tables (created by :func:`create_search_tables` at startup, next to the others):
 Indexes for filter + sort (``(category, price_fen)``, ``(category,
 published_at)``, ``(category, pricing_model, published_at)``,
 ``(pricing_model, price_fen)``, ``title_key``, ``(price_fen, listing_id)``) are
-declared on the models and created at startup also for tables that already exist.
+declared on the models.
 
 Full text, both backends with the same *substring* semantics (Chinese has no
 spaces, so a query term matches anywhere in the folded text):
@@ -77,7 +79,6 @@ service when a change is staged) adds, updates or removes it.
 from __future__ import annotations
 
 import json
-import string
 import unicodedata
 from collections.abc import Iterable
 from typing import Any
@@ -87,7 +88,6 @@ from sqlalchemy import (
     BigInteger,
     Column,
     Connection,
-    Engine,
     Index,
     Integer,
     Text,
@@ -95,8 +95,6 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.exc import DBAPIError
-from sqlalchemy.schema import CreateIndex
 from sqlmodel import Field, Session, SQLModel, col
 
 from exchange.listings.models import Listing, ListingState
@@ -109,7 +107,6 @@ __all__ = [
     "FACETS",
     "ListingSearch",
     "ListingSearchTag",
-    "create_search_tables",
     "fold",
     "grams",
     "index_values",
@@ -184,244 +181,12 @@ class ListingSearchTag(SQLModel, table=True):
     listing_id: str = Field(primary_key=True, max_length=36)
 
 
-SEARCH_TABLES = ("listing_search", "listing_search_tag")
-
 FACETS = ("category", "classification", "pricing_model", "custody", "computation", "tag")
 """The facet names of ``listing_search_facet`` / ``listing_search_bitmap``."""
 
 CHUNK_SHIFT = 12
 CHUNK_IDS = 1 << CHUNK_SHIFT  # listing_search ids per bitmap row
 CHUNK_DIGITS = CHUNK_IDS // 4
-_HEX = "'0123456789abcdef'"
-
-# ASCII punctuation as token characters of the gram index: with them, the only
-# separators of the ascii tokenizer are ASCII whitespace and control characters,
-# which never occur inside a gram (they break words), so each gram is one token.
-_GRAM_TOKENIZER = "ascii tokenchars '" + string.punctuation.replace("'", "''") + "'"
-
-
-# The trigger SQL below is built from fixed fragments and the trigger row names
-# (``new``/``old``), never from input (hence the S608 exemptions).
-
-
-def _sql_string(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
-
-
-def _flag(column: str) -> str:
-    """The computation facet's value of a boolean column: ``true`` or ``false``."""
-    return f"CASE WHEN {column} THEN 'true' ELSE 'false' END"
-
-
-def _facet_values(row: str) -> str:
-    """The (facet, value) pairs of ``row`` (``new`` or ``old`` in a trigger)."""
-    return (
-        f"SELECT 'category' AS facet, {row}.category AS value "  # noqa: S608
-        f"UNION SELECT 'classification', {row}.classification "
-        f"WHERE {row}.classification IS NOT NULL "
-        f"UNION SELECT 'pricing_model', {row}.pricing_model "
-        f"UNION SELECT 'custody', {row}.custody "
-        f"UNION SELECT 'computation', {_flag(row + '.computation')} "
-        f"UNION SELECT 'tag', value FROM json_each({row}.tags)"
-    )
-
-
-def _flip(row: str, on: bool) -> str:
-    """``bits`` with ``row.id``'s bit set (``on``) or cleared: bit ``o & 3`` of
-    the hex digit ``o >> 2`` places from the end (``o``: the id in its block)."""
-    digit = f"({CHUNK_DIGITS} - (({row}.id & {CHUNK_IDS - 1}) >> 2))"  # 1-based
-    old = f"(instr({_HEX}, substr(bits, {digit}, 1)) - 1)"
-    new = f"({old} | (1 << ({row}.id & 3)))" if on else f"({old} & ~(1 << ({row}.id & 3)))"
-    return (
-        f"substr(bits, 1, {digit} - 1) || substr({_HEX}, {new} + 1, 1) || substr(bits, {digit} + 1)"
-    )
-
-
-def _bitmap_rows(row: str) -> str:
-    return (
-        f"SELECT b.rowid FROM ({_facet_values(row)}) AS v JOIN listing_search_bitmap AS b "  # noqa: S608
-        f"ON b.facet = v.facet AND b.value = v.value AND b.chunk = {row}.id >> {CHUNK_SHIFT}"
-    )
-
-
-def _facet_rows(row: str) -> str:
-    return (
-        f"SELECT f.rowid FROM ({_facet_values(row)}) AS v JOIN listing_search_facet AS f "  # noqa: S608
-        "ON f.facet = v.facet AND f.value = v.value"
-    )
-
-
-def _facets_add(row: str) -> str:
-    return (
-        "INSERT INTO listing_search_facet (facet, value, listings) "  # noqa: S608
-        f"SELECT facet, value, 1 FROM ({_facet_values(row)}) WHERE true "
-        "ON CONFLICT (facet, value) DO UPDATE SET listings = listings + 1; "
-        "INSERT OR IGNORE INTO listing_search_bitmap (facet, value, chunk, bits) "
-        f"SELECT facet, value, {row}.id >> {CHUNK_SHIFT}, printf('%.*c', {CHUNK_DIGITS}, '0') "
-        f"FROM ({_facet_values(row)}); "
-        f"UPDATE listing_search_bitmap SET bits = {_flip(row, True)} "
-        f"WHERE rowid IN ({_bitmap_rows(row)}); "
-    )
-
-
-def _facets_remove(row: str) -> str:
-    return (
-        "UPDATE listing_search_facet SET listings = listings - 1 "  # noqa: S608
-        f"WHERE rowid IN ({_facet_rows(row)}); "
-        f"DELETE FROM listing_search_facet WHERE listings <= 0 AND rowid IN ({_facet_rows(row)}); "
-        f"UPDATE listing_search_bitmap SET bits = {_flip(row, False)} "
-        f"WHERE rowid IN ({_bitmap_rows(row)}); "
-        f"DELETE FROM listing_search_bitmap WHERE bits = printf('%.*c', {CHUNK_DIGITS}, '0') "
-        f"AND rowid IN ({_bitmap_rows(row)}); "
-    )
-
-
-_FACET_TABLE = (
-    "CREATE TABLE IF NOT EXISTS listing_search_facet ("
-    "facet TEXT NOT NULL, value TEXT NOT NULL, listings INTEGER NOT NULL, "
-    "PRIMARY KEY (facet, value))"
-)
-_FACET_RANK = (
-    "CREATE INDEX IF NOT EXISTS listing_search_facet_rank "
-    "ON listing_search_facet (facet, listings DESC, value)"
-)
-
-
-def _grams_add(row: str) -> str:
-    return (
-        f"INSERT INTO listing_search_gram(rowid, grams) VALUES ({row}.id, {row}.grams); "  # noqa: S608
-        f"INSERT INTO listing_search_gram_tt(rowid, gram_tt) VALUES ({row}.id, {row}.gram_tt); "
-    )
-
-
-def _grams_remove(row: str) -> str:
-    return (
-        "INSERT INTO listing_search_gram(listing_search_gram, rowid, grams) "  # noqa: S608
-        f"VALUES ('delete', {row}.id, {row}.grams); "
-        "INSERT INTO listing_search_gram_tt(listing_search_gram_tt, rowid, gram_tt) "
-        f"VALUES ('delete', {row}.id, {row}.gram_tt); "
-    )
-
-
-_SQLITE_DDL = (
-    # full text: trigrams of the folded text (3+ character terms); case-sensitive, so
-    # the tokenizer folds nothing more and a MATCH is exactly a substring of `doc`
-    "CREATE VIRTUAL TABLE IF NOT EXISTS listing_search_fts USING fts5("
-    "doc, content='listing_search', content_rowid='id', tokenize='trigram case_sensitive 1')",
-    "CREATE TRIGGER IF NOT EXISTS listing_search_ai AFTER INSERT ON listing_search BEGIN "
-    "INSERT INTO listing_search_fts(rowid, doc) VALUES (new.id, new.doc); END",
-    "CREATE TRIGGER IF NOT EXISTS listing_search_ad AFTER DELETE ON listing_search BEGIN "
-    "INSERT INTO listing_search_fts(listing_search_fts, rowid, doc) "
-    "VALUES ('delete', old.id, old.doc); END",
-    "CREATE TRIGGER IF NOT EXISTS listing_search_au AFTER UPDATE OF doc ON listing_search BEGIN "
-    "INSERT INTO listing_search_fts(listing_search_fts, rowid, doc) "
-    "VALUES ('delete', old.id, old.doc); "
-    "INSERT INTO listing_search_fts(rowid, doc) VALUES (new.id, new.doc); END",
-    # full text: the grams (1-2 character terms), of everything and of title and tags
-    "CREATE VIRTUAL TABLE IF NOT EXISTS listing_search_gram USING fts5("
-    "grams, content='listing_search', content_rowid='id', "
-    f"tokenize={_sql_string(_GRAM_TOKENIZER)}, detail='none')",
-    "CREATE VIRTUAL TABLE IF NOT EXISTS listing_search_gram_tt USING fts5("
-    "gram_tt, content='listing_search', content_rowid='id', "
-    f"tokenize={_sql_string(_GRAM_TOKENIZER)}, detail='none')",
-    "CREATE TRIGGER IF NOT EXISTS listing_search_gram_ai AFTER INSERT ON listing_search BEGIN "
-    f"{_grams_add('new')}END",
-    "CREATE TRIGGER IF NOT EXISTS listing_search_gram_ad AFTER DELETE ON listing_search BEGIN "
-    f"{_grams_remove('old')}END",
-    "CREATE TRIGGER IF NOT EXISTS listing_search_gram_au "
-    "AFTER UPDATE OF grams, gram_tt ON listing_search BEGIN "
-    f"{_grams_remove('old')}{_grams_add('new')}END",
-    # facet counts and bitmaps
-    _FACET_TABLE,
-    _FACET_RANK,
-    "CREATE TABLE IF NOT EXISTS listing_search_bitmap ("
-    "facet TEXT NOT NULL, value TEXT NOT NULL, chunk INTEGER NOT NULL, bits TEXT NOT NULL, "
-    "PRIMARY KEY (facet, value, chunk))",
-    "CREATE TRIGGER IF NOT EXISTS listing_search_facet_ai AFTER INSERT ON listing_search BEGIN "
-    f"{_facets_add('new')}END",
-    "CREATE TRIGGER IF NOT EXISTS listing_search_facet_ad AFTER DELETE ON listing_search BEGIN "
-    f"{_facets_remove('old')}END",
-    "CREATE TRIGGER IF NOT EXISTS listing_search_facet_au "
-    "AFTER UPDATE OF id, category, classification, pricing_model, custody, computation, tags "
-    "ON listing_search BEGIN "
-    f"{_facets_remove('old')}{_facets_add('new')}END",
-)
-
-# GIN indexes with a small pending list: new entries wait there (unsorted) until
-# (auto)vacuum merges them, and every search scans it whole. After a bulk load of
-# 10k listings a 2-character search took 68 ms with the default 4 MB, 11 ms with
-# 256 kB, which loads as fast (fastupdate off: also 11 ms, loads 1.8x slower).
-_GIN_OPTIONS = "WITH (gin_pending_list_limit = 256)"
-_POSTGRES_GRAM_INDEX = (
-    "CREATE INDEX IF NOT EXISTS listing_search_gram_gin ON listing_search "
-    f"USING gin (string_to_array(grams, ' ')) {_GIN_OPTIONS}"
-)
-
-
-def _postgres_changes(rows: str, delta: int) -> str:
-    return (
-        f"SELECT 'category' AS facet, category AS value, {delta} AS delta FROM {rows} "  # noqa: S608
-        f"UNION ALL SELECT 'classification', classification, {delta} FROM {rows} "
-        "WHERE classification IS NOT NULL "
-        f"UNION ALL SELECT 'pricing_model', pricing_model, {delta} FROM {rows} "
-        f"UNION ALL SELECT 'custody', custody, {delta} FROM {rows} "
-        f"UNION ALL SELECT 'computation', {_flag('computation')}, {delta} FROM {rows} "
-        f"UNION ALL SELECT 'tag', t, {delta} FROM {rows} AS r, LATERAL "
-        "(SELECT DISTINCT t FROM jsonb_array_elements_text(r.tags) AS t) AS d"
-    )
-
-
-def _postgres_apply(changes: str) -> str:
-    return (
-        "INSERT INTO listing_search_facet AS f (facet, value, listings) "  # noqa: S608
-        f"SELECT facet, value, sum(delta) FROM ({changes}) AS c GROUP BY facet, value "
-        "HAVING sum(delta) <> 0 ORDER BY facet, value "
-        "ON CONFLICT (facet, value) DO UPDATE SET listings = f.listings + excluded.listings; "
-    )
-
-
-# PostgreSQL keeps the facet counts too (not the bitmaps: its plan counts the
-# matches' facets in one hash aggregate): statement-level triggers with transition
-# tables, so a bulk load costs one upsert per value, not per row. Values are
-# upserted in (facet, value) order: two transactions cannot deadlock on them.
-_POSTGRES_BOTH = (
-    _postgres_changes("old_rows", -1) + " UNION ALL " + _postgres_changes("new_rows", 1)
-)
-_POSTGRES_FACET_FUNCTION = (
-    "CREATE OR REPLACE FUNCTION listing_search_facet_count() RETURNS trigger "  # noqa: S608
-    "LANGUAGE plpgsql AS $body$ BEGIN "
-    "IF TG_OP = 'INSERT' THEN "
-    f"{_postgres_apply(_postgres_changes('new_rows', 1))}"
-    "ELSIF TG_OP = 'DELETE' THEN "
-    f"{_postgres_apply(_postgres_changes('old_rows', -1))}"
-    "ELSE "
-    f"{_postgres_apply(_POSTGRES_BOTH)}"
-    "END IF; "
-    "DELETE FROM listing_search_facet WHERE listings <= 0; "
-    "RETURN NULL; END $body$"
-)
-_POSTGRES_FACET_TRIGGERS = tuple(
-    f"CREATE TRIGGER listing_search_facet_{name} AFTER {event} ON listing_search "
-    f"REFERENCING {tables} FOR EACH STATEMENT EXECUTE FUNCTION listing_search_facet_count()"
-    for name, event, tables in (
-        ("ai", "INSERT", "NEW TABLE AS new_rows"),
-        ("ad", "DELETE", "OLD TABLE AS old_rows"),
-        ("au", "UPDATE", "OLD TABLE AS old_rows NEW TABLE AS new_rows"),
-    )
-)
-_POSTGRES_FACET_FILL = (
-    "INSERT INTO listing_search_facet (facet, value, listings) "
-    "SELECT 'category', category, count(*) FROM listing_search GROUP BY category "
-    "UNION ALL SELECT 'classification', classification, count(*) FROM listing_search "
-    "WHERE classification IS NOT NULL GROUP BY classification "
-    "UNION ALL SELECT 'pricing_model', pricing_model, count(*) FROM listing_search "
-    "GROUP BY pricing_model "
-    "UNION ALL SELECT 'custody', custody, count(*) FROM listing_search GROUP BY custody "
-    "UNION ALL SELECT 'computation', CASE WHEN computation THEN 'true' ELSE 'false' END, "
-    "count(*) FROM listing_search GROUP BY computation "
-    "UNION ALL SELECT 'tag', t, count(DISTINCT id) FROM listing_search, "
-    "jsonb_array_elements_text(tags) AS t GROUP BY t"
-)
 
 
 def fold(value: str) -> str:
@@ -510,89 +275,6 @@ def sync(session: Session, row: Listing) -> None:
             setattr(current, name, value)
     for tag in dict.fromkeys(row.tags):
         session.add(ListingSearchTag(tag=tag, listing_id=row.id))
-
-
-def create_search_tables(engine: Engine) -> None:
-    """Create the index tables (and SQLite's FTS5 tables, facet tables and
-    triggers, PostgreSQL's trigram and gram indexes) if missing, then index
-    published listings that lack a row (a database from before the index existed)."""
-    tables = [SQLModel.metadata.tables[name] for name in SEARCH_TABLES]
-    SQLModel.metadata.create_all(engine, tables=tables)
-    with engine.begin() as connection:  # create_all skips those of existing tables
-        for table in tables:
-            for index in sorted(table.indexes, key=lambda i: str(i.name)):
-                connection.execute(CreateIndex(index, if_not_exists=True))
-    if engine.dialect.name == "sqlite":
-        with engine.begin() as connection:
-            for statement in _SQLITE_DDL:
-                connection.execute(text(statement))
-    elif engine.dialect.name == "postgresql":
-        _postgres_text_indexes(engine)
-    _backfill(engine)
-
-
-def _postgres_text_indexes(engine: Engine) -> None:
-    with engine.begin() as connection:
-        connection.execute(text(_POSTGRES_GRAM_INDEX))
-        created = not connection.execute(
-            text("SELECT to_regclass('listing_search_facet') IS NOT NULL")
-        ).scalar_one()
-        connection.exec_driver_sql(_FACET_TABLE)
-        connection.exec_driver_sql(_FACET_RANK)
-        if connection.execute(
-            text("SELECT to_regprocedure('listing_search_facet_count()') IS NULL")
-        ).scalar_one():
-            connection.exec_driver_sql(_POSTGRES_FACET_FUNCTION)
-        present = set(
-            connection.execute(
-                text(
-                    "SELECT tgname FROM pg_trigger "
-                    "WHERE tgrelid = to_regclass('listing_search') AND NOT tgisinternal"
-                )
-            ).scalars()
-        )
-        for trigger in _POSTGRES_FACET_TRIGGERS:
-            if trigger.split()[2] not in present:
-                connection.exec_driver_sql(trigger)
-        if created:
-            connection.exec_driver_sql(_POSTGRES_FACET_FILL)
-    try:
-        with engine.begin() as connection:
-            connection.execute(text("CREATE EXTENSION IF NOT EXISTS pg_trgm"))
-    except DBAPIError:
-        pass  # not allowed here: it may still exist; else LIKE scans
-    with engine.begin() as connection:
-        schema = connection.execute(
-            text(
-                "SELECT n.nspname FROM pg_extension e JOIN pg_namespace n "
-                "ON n.oid = e.extnamespace WHERE e.extname = 'pg_trgm'"
-            )
-        ).scalar_one_or_none()
-        if schema is None:
-            return
-        quoted = '"' + schema.replace('"', '""') + '"'
-        connection.execute(
-            text(
-                "CREATE INDEX IF NOT EXISTS listing_search_doc_trgm "
-                f"ON listing_search USING gin (doc {quoted}.gin_trgm_ops) {_GIN_OPTIONS}"
-            )
-        )
-
-
-def _backfill(engine: Engine) -> None:
-    with Session(engine) as session:
-        indexed = select(col(ListingSearch.listing_id))
-        missing = session.execute(
-            select(Listing)
-            .where(col(Listing.state) == ListingState.PUBLISHED.value)
-            .where(col(Listing.id).not_in(indexed))
-        ).scalars()
-        changed = False
-        for row in missing:
-            sync(session, row)
-            changed = True
-        if changed:
-            session.commit()
 
 
 def facet_pairs(
