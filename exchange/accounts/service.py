@@ -19,7 +19,6 @@ from typing import Final
 from sqlalchemy import Connection, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col
 
 from exchange.accounts.models import Account, AccountMovement, MovementKind
@@ -51,7 +50,6 @@ __all__ = [
     "debit",
     "deposit",
     "derived_balance",
-    "ensure_account",
     "hold",
     "movement",
     "open_account",
@@ -93,20 +91,6 @@ def at_flush(session: Session, fn: Callable[[Connection], None]) -> AbstractCont
     on ``session`` in this block, before its rows are written
     (:func:`exchange.log.batch.run_at_commit`). Raising there refuses the change."""
     return run_at_commit(session, fn)
-
-
-def ensure_account(session: Session, key_id: str) -> None:
-    """Create ``key_id``'s zero account if missing and commit (so that the effect's
-    transaction only ever UPDATEs balances). Precondition: nothing is pending on
-    ``session`` (call it before staging the effect). The account stays even if the
-    effect is refused: inside an effect, use :func:`open_account` instead."""
-    if session.get(Account, key_id) is not None:
-        return
-    session.add(Account(key_id=key_id, available=0, held=0, created_at=now_ms()))
-    try:
-        session.commit()
-    except IntegrityError:  # created meanwhile by another request
-        session.rollback()
 
 
 def open_account(connection: Connection, key_id: str) -> None:

@@ -55,7 +55,6 @@ from exchange.orders.settle import (
     apply_settlement,
     escrow_refund,
     plan_settlement,
-    prepare_payees,
     provider_shares,
     refund_of,
     revocation_refund,
@@ -176,12 +175,8 @@ def _settle(
     order = session.get(Order, order_id)
     if order is None:
         raise OrderNotFoundError(f"no order {order_id}")
-    check(order)  # early refusal, before any write
-    shares = provider_shares(session, order.listing_id)
-    prepare_payees(session, shares)  # commits: the snapshot is (re)read below
-    order = session.get(Order, order_id, populate_existing=True)
-    assert order is not None  # orders are never deleted
     check(order)
+    shares = provider_shares(session, order.listing_id)
     action = cause(order)
     plan = plan_settlement(order, shares, platform_fee_bp)
     settlement = exchange_action(log_key, "settlement.paid", plan.payload())

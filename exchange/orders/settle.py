@@ -30,8 +30,8 @@ from exchange.accounts.models import AccountMovement, MovementKind
 from exchange.accounts.service import (
     credit,
     debit,
-    ensure_account,
     movement,
+    open_account,
     refund_held,
     release_held,
 )
@@ -52,7 +52,6 @@ __all__ = [
     "escrow_refund",
     "paid_period",
     "plan_settlement",
-    "prepare_payees",
     "provider_shares",
     "refund_of",
     "revocation_refund",
@@ -131,13 +130,6 @@ def plan_settlement(
     )
 
 
-def prepare_payees(session: Session, shares: Iterable[str]) -> None:
-    """Create the providers' and the platform's accounts if missing (each commits:
-    call it before reading the snapshot the change is checked against)."""
-    for key_id in [*shares, PLATFORM_ACCOUNT]:
-        ensure_account(session, key_id)
-
-
 def _movement_adder(
     session: Session, order: Order, leaf_hash: bytes, reference: str
 ) -> Callable[[str, MovementKind, int], None]:
@@ -177,6 +169,9 @@ def stage_settlement(
 
 
 def apply_settlement(connection: Connection, plan: SettlementPlan) -> None:
+    # every payee gets an account, in this transaction: a refused settlement leaves none
+    for key_id in [*plan.payouts, PLATFORM_ACCOUNT]:
+        open_account(connection, key_id)
     if plan.amount > 0:
         release_held(connection, plan.buyer, plan.amount)
     for key_id, amount in plan.payouts.items():

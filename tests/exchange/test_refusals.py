@@ -26,7 +26,9 @@ from test_orders import BACKENDS, balances, deposit, publish, quote
 
 from exchange import records
 from exchange.books import assert_books_balance
+from exchange.orders import lifecycle as order_lifecycle
 from exchange.orders import service as order_service
+from ledger.protocol.accounts import PLATFORM_ACCOUNT
 from ledger.sm2 import SM2PrivateKey
 
 _NOT_STATE = {"auth_nonce", "alembic_version"}
@@ -411,4 +413,45 @@ def test_a_refused_first_order_of_a_limited_offer_leaves_no_seat_counter(
     assert after == meanwhile.applied_to(before)
     assert not [row for row in after["offer_seats"] if limited in row]
     assert balances(ex, buyer) == (0, 19_900)
+    assert_books_balance(ex.app.state.engine)
+
+
+def test_an_accept_refused_in_its_transaction_opens_no_payee_account(
+    ex: Exchange, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Providers never paid before (no accounts): while the buyer's acceptance is
+    settled, the buyer disputes the order; the acceptance is refused inside its
+    transaction and leaves no account for the providers or the platform."""
+    owner, buyer = ex.provider(), ex.register("buyer")
+    listing_id = publish(ex, owner)
+    assert deposit(ex, buyer, 19_900).status_code == 201
+    placed = ex.http(buyer).post("/orders", json=placed_body(buyer, quote(ex, buyer, listing_id)))
+    assert placed.status_code == 201, placed.text
+    order_id = placed.json()["order"]["id"]
+    mark_delivered(ex.app, order_id)
+    accepted = ex.signed_body(buyer, "order.accepted", {"order_id": order_id})
+    disputed = ex.signed_body(buyer, "order.disputed", {"order_id": order_id, "reason": "bad"})
+
+    def buyer_disputes() -> None:
+        response = ex.http(buyer).post(f"/orders/{order_id}/dispute", json=disputed)
+        assert response.status_code == 200, response.text
+
+    real = records.commit_with_records
+    meanwhile = Meanwhile()
+
+    def paused(*args: Any, **kwargs: Any) -> Any:
+        if meanwhile.before is None:
+            meanwhile.before = database_state(ex)
+            buyer_disputes()
+            meanwhile.after = database_state(ex)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(order_lifecycle, "commit_with_records", paused)
+    before = database_state(ex)
+    response = ex.http(buyer).post(f"/orders/{order_id}/accept", json=accepted)
+    assert response.status_code == 409, response.text
+    after = database_state(ex)
+    assert after == meanwhile.applied_to(before)
+    for key_id in (owner.key_id(), PLATFORM_ACCOUNT):
+        assert not [row for row in after["account"] if key_id in row]
     assert_books_balance(ex.app.state.engine)
