@@ -90,6 +90,7 @@ from clients.sdk import (
     key_from_files,
 )
 from clients.slices import SliceCheckError, verify_slice
+from devnet.launcher import die_with_parent
 from ledger.audit import AuditError, AuditInconclusiveError
 from ledger.bundle import Bundle
 from ledger.computation.offer import ComputationOffer
@@ -1022,12 +1023,13 @@ class Demo:
         # the agent runs this very code, wherever it was imported from
         code_root = str(Path(__file__).resolve().parents[1])
         path = os.pathsep.join(p for p in (code_root, os.environ.get("PYTHONPATH")) if p)
-        # its own session: a Ctrl-C in the terminal reaches the demo, which stops it
+        # its own session: a Ctrl-C in the terminal reaches the demo, which stops it;
+        # and it dies with the demo, should the demo itself be killed
         with self.agent_log.open("ab") as log:
             self.agent = subprocess.Popen(
                 command, stdout=log, stderr=subprocess.STDOUT,
                 env={**os.environ, "PYTHONPATH": path}, cwd=self.work_dir,
-                start_new_session=True,
+                start_new_session=True, preexec_fn=die_with_parent,
             )  # fmt: skip
         deadline = time.monotonic() + self.delivery_timeout
         while _AGENT_READY not in self.agent_log.read_text("utf-8", errors="replace"):

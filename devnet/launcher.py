@@ -155,7 +155,9 @@ def prepare_state(config: DevnetConfig) -> str:
     return f"state file was damaged (kept as {corrupt.name}); no good backup, fresh chain"
 
 
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
+def die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
+    """For ``preexec_fn``: the child gets SIGTERM when the process that started it dies
+    (Linux ``PR_SET_PDEATHSIG``), so even ``kill -9`` of the parent leaves no orphan."""
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
     # The parent may already have died between fork and prctl.
@@ -218,7 +220,7 @@ class Devnet:
                 # Own session: a Ctrl-C in the terminal reaches our handler, which
                 # then stops anvil in order, instead of killing it mid-dump.
                 start_new_session=True,
-                preexec_fn=None if detached else _die_with_parent,
+                preexec_fn=None if detached else die_with_parent,
                 close_fds=True,
             )
         self._pid = self._process.pid

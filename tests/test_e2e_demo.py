@@ -528,6 +528,24 @@ def test_keep_running_leaves_the_story_running_until_ctrl_c(tmp_path: Path) -> N
     assert _started_under(tmp_path) == []
 
 
+def test_kill_9_of_the_demo_takes_its_agent_and_anvil_along(tmp_path: Path) -> None:
+    """Nothing the demo started outlives it, even when it gets no chance to stop them."""
+    process = _demo_process(tmp_path / "work", "--rows", "300", "--keep-running")
+    try:
+        _wait_until((tmp_path / "work" / "story.json").exists, process, "wrote story.json")
+        assert _agents_under(tmp_path)
+        process.kill()
+        process.communicate()
+        deadline = time.monotonic() + 30
+        while _started_under(tmp_path) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert _started_under(tmp_path) == []
+    finally:
+        _stop(process)
+        for pid in _started_under(tmp_path):
+            os.kill(pid, signal.SIGKILL)
+
+
 def test_keep_running_needs_a_work_dir() -> None:
     outcome = CliRunner().invoke(shancheng, ["demo", "--keep-running"])
     assert isinstance(outcome.exception, CLIError)
