@@ -397,6 +397,8 @@ def _on_order(**extra: Any) -> Callable[[World, str], dict[str, Any]]:
     return lambda w, resource: {"order_id": w.order, **extra}
 
 
+COMPUTATION_ID = str(uuid.uuid4())
+
 SIGNED_ROUTES: dict[tuple[str, str], SignedRoute] = {
     ("POST", "/participants"): SignedRoute(
         _buyer,
@@ -459,6 +461,21 @@ SIGNED_ROUTES: dict[tuple[str, str], SignedRoute] = {
     ("POST", "/orders/{order_id}/revoke"): SignedRoute(
         _provider, "access.revoked", _on_order(reason="x")
     ),
+    ("POST", "/orders/{order_id}/deliverable"): SignedRoute(
+        _provider,
+        "delivery.issued",
+        _on_order(listing_id=str(uuid.uuid4()), version=1, rows=None, range_proof=None),
+    ),
+    ("POST", "/computations"): SignedRoute(
+        _buyer,
+        "computation.requested",
+        _on_order(computation_id=str(uuid.uuid4()), sql="SELECT COUNT(*) FROM t"),
+    ),
+    ("POST", "/computations/{computation_id}/outcome"): SignedRoute(
+        _provider,
+        "computation.refused",
+        _on_order(computation_id=COMPUTATION_ID, reason="timeout"),
+    ),
 }
 
 
@@ -510,6 +527,7 @@ def test_hostile_values_in_a_signed_record_are_invalid_record(
             key_id=world.provider.key_id() if "participants" in template else world.buyer.key_id(),
             listing_id=world.listing,
             order_id=world.order,
+            computation_id=COMPUTATION_ID,
         )
         record = sign_record(actor, route.record_type, route.payload(world, path)).to_dict()
         text = '{"record": ' + _hostile_record_text(record, place, HOSTILE_VALUES[value]) + "}"
