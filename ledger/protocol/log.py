@@ -212,13 +212,13 @@ class Entry:
     @classmethod
     def from_dict(cls, data: Any) -> Entry:
         f = _fields(data, "", ("index", "leaf_hash", "record", "public_key", "promise"))
-        record = SignedRecord.from_dict(f.raw("record"), path="record")
+        SignedRecord.from_dict(f.raw("record"), path="record")
         public_key = f.string("public_key")
         _public_key(public_key, "public_key")
         return cls(
             index=f.integer("index"),
             leaf_hash=f.hex_bytes("leaf_hash", size=DIGEST_SIZE).hex(),
-            record=record.to_dict(),
+            record=f.raw("record"),
             public_key=public_key,
             promise=PromiseBody.from_dict(f.raw("promise"), path="promise"),
         )
