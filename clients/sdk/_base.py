@@ -466,15 +466,15 @@ class BaseClient:
         """The key to verify the log's statements with: the pinned ``trusted_log_key``,
         else the first key the exchange published (trust on first use)."""
         if self._log_key is None:
-            self._log_key = published.public_key
+            self._log_key = published.sm2_public_key
         return self._log_key
 
     def _check_appended(
         self, signed: SignedRecord, appended: Appended, log_key: SM2PublicKey, what: str
     ) -> Appended:
         leaf = signed.leaf_hash()
-        promise = appended.promise
-        if appended.leaf_hash != leaf or promise.leaf_hash != leaf:
+        promise = appended.signed_promise
+        if appended.leaf_hash_bytes != leaf or promise.leaf_hash != leaf:
             raise ResponseVerificationError(
                 f"{what}: the exchange promised leaf {promise.leaf_hash.hex()}, the record's "
                 f"leaf hash is {leaf.hex()}"
@@ -519,14 +519,15 @@ class BaseClient:
         what = f"entry {index}"
         if entry.index != index:
             raise ResponseVerificationError(f"asked for {what}, got entry {entry.index}")
+        record = entry.signed_record
         try:
-            entry.record.verify(entry.public_key)
+            record.verify(entry.actor_key)
         except (ActorMismatchError, InvalidSignature) as exc:
             raise ResponseVerificationError(
                 f"{what}: the actor's signature does not verify ({exc})"
             ) from None
         appended = Appended(entry.index, entry.leaf_hash, entry.promise)
-        self._check_appended(entry.record, appended, log_key, what)
+        self._check_appended(record, appended, log_key, what)
         return entry
 
     def _check_bundle(self, bundle: Bundle, index: int) -> Bundle:

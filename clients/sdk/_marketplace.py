@@ -123,11 +123,11 @@ def _query_value(name: str, value: Any) -> Any:
 def _check_promise(appended: Appended, log_key: SM2PublicKey, what: str) -> None:
     """The exchange's own record (no client record to compare): the promise must be
     for the answer's leaf and index and signed by the log key."""
-    promise = appended.promise
-    if promise.leaf_hash != appended.leaf_hash or promise.index != appended.index:
+    promise = appended.signed_promise
+    if promise.leaf_hash != appended.leaf_hash_bytes or promise.index != appended.index:
         raise ResponseVerificationError(
             f"{what}: the promise is for leaf {promise.leaf_hash.hex()} at {promise.index}, "
-            f"the answer says {appended.leaf_hash.hex()} at {appended.index}"
+            f"the answer says {appended.leaf_hash} at {appended.index}"
         )
     _verify_statement(promise, log_key, f"{what}: the promise")
 

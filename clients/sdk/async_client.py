@@ -437,7 +437,7 @@ class AsyncExchangeClient(EventCalls):
         signer = await self.participant(job.signer_key_id(delivery))
         entry = await self._integrated_entry(delivery.log_index, log_wait)
         version = await self._signed_version(job, log_wait)
-        payload = job.check_record(delivery, entry.record, signer.public_key, version)
+        payload = job.check_record(delivery, entry.signed_record, signer.public_key, version)
         await self.download(
             order_id, job.ciphertext, progress, expected_size=payload.ciphertext_size
         )
@@ -552,7 +552,7 @@ class AsyncExchangeClient(EventCalls):
                 if exc.code not in NOT_INTEGRATED or anyio.current_time() >= deadline:
                     raise
             await anyio.sleep(0.25)
-        return job.signed_version(version, index, (await self.entry(index)).record)
+        return job.signed_version(version, index, (await self.entry(index)).signed_record)
 
     async def renew(
         self, order_id: str, *, idempotency_key: str | None = None, **terms: Any

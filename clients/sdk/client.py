@@ -507,7 +507,7 @@ class ExchangeClient(EventCalls):
         signer = self.participant(job.signer_key_id(delivery))
         entry = self._integrated_entry(delivery.log_index, log_wait)
         version = self._signed_version(job, log_wait)
-        payload = job.check_record(delivery, entry.record, signer.public_key, version)
+        payload = job.check_record(delivery, entry.signed_record, signer.public_key, version)
         self.download(order_id, job.ciphertext, progress, expected_size=payload.ciphertext_size)
         return job.open(payload, version)
 
@@ -533,7 +533,7 @@ class ExchangeClient(EventCalls):
                 if exc.code not in NOT_INTEGRATED or time.monotonic() >= deadline:
                     raise
             time.sleep(0.25)
-        return job.signed_version(version, index, self.entry(index).record)
+        return job.signed_version(version, index, self.entry(index).signed_record)
 
     # ------------------------------------------------------------------ computations
 

@@ -7,9 +7,9 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StringConstraints
 
-from exchange.log.schemas import Appended
 from exchange.pricing import MAX_AMOUNT_FEN
 from ledger.protocol.accounts import Balance
+from ledger.protocol.log import Appended
 
 KeyId = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
 Fen = Annotated[StrictInt, Field(ge=1, le=MAX_AMOUNT_FEN, examples=[100_000])]

@@ -40,17 +40,10 @@ from exchange.log import queries
 from exchange.log.appender import Appender, LogUnavailableError
 from exchange.log.errors import InvalidIndexError
 from exchange.log.schemas import (
-    AnchorBody,
-    Appended,
     AppendRequest,
     BatchAppended,
     BatchAppendRequest,
     CheckpointBody,
-    ConsistencyProofBody,
-    Entry,
-    InclusionProofBody,
-    LogKey,
-    PromiseBody,
 )
 from exchange.log.service import (
     Accepted,
@@ -61,6 +54,15 @@ from exchange.log.service import (
 from exchange.participants.models import Principal
 from exchange.ratelimit import RateLimitedError, TokenBuckets, retry_after_seconds
 from exchange.raw_append import check_raw_record, check_raw_sender
+from ledger.protocol.log import (
+    Anchor,
+    Appended,
+    ConsistencyProof,
+    Entry,
+    InclusionProof,
+    LogKey,
+    PromiseBody,
+)
 from ledger.records import MAX_SAFE_INTEGER
 
 __all__ = ["router"]
@@ -79,11 +81,10 @@ def _errors(*statuses: int, **descriptions: str) -> dict[int | str, dict[str, An
 
 
 def _appended(accepted: Accepted) -> Appended:
-    promise = accepted.promise.to_dict()
     return Appended(
         index=accepted.index,
-        leaf_hash=promise["leaf_hash"],
-        promise=PromiseBody(**promise),
+        leaf_hash=accepted.promise.leaf_hash.hex(),
+        promise=PromiseBody.of(accepted.promise),
     )
 
 
@@ -95,8 +96,7 @@ def _appended(accepted: Accepted) -> Appended:
 )
 def get_log_key(log_key: LogKeyDep) -> LogKey:
     """The key that signs promises and checkpoints; auditors pin it."""
-    public = log_key.public_key()
-    return LogKey(key_id=public.key_id(), public_key=public.to_pem().decode("ascii"))
+    return LogKey.of(log_key.public_key())
 
 
 def _prepare_and_submit(
@@ -302,13 +302,13 @@ def get_entry(index: int, session: SessionDep) -> Entry:
         leaf_hash=entry.leaf_hash.hex(),
         record=queries.entry_record(entry),
         public_key=entry.actor_public_key,
-        promise=PromiseBody(**queries.promise_of(session, entry).to_dict()),
+        promise=PromiseBody.of(queries.promise_of(session, entry)),
     )
 
 
 @router.get(
     "/log/proofs/inclusion",
-    response_model=InclusionProofBody,
+    response_model=InclusionProof,
     summary="Inclusion proof of an entry in a checkpointed tree",
     responses={
         **ok(200, "get_inclusion_proof"),
@@ -331,7 +331,7 @@ def get_inclusion_proof(
     leaf_hash: Annotated[
         str | None, Query(description="Leaf hash (hex), instead of index.")
     ] = None,
-) -> InclusionProofBody:
+) -> InclusionProof:
     """RFC 9162 audit path; verify with ``ledger.merkle.verify_inclusion`` against the
     checkpoint of ``tree_size``."""
     digest = None
@@ -344,7 +344,7 @@ def get_inclusion_proof(
     if tree_size is None:
         tree_size = queries.require_latest_checkpoint(session).tree_size
     proof = queries.inclusion_proof(session, tree_size, index=index, leaf_hash=digest)
-    return InclusionProofBody(
+    return InclusionProof(
         index=proof.index,
         tree_size=proof.tree_size,
         leaf_hash=proof.leaf_hash.hex(),
@@ -354,7 +354,7 @@ def get_inclusion_proof(
 
 @router.get(
     "/log/proofs/consistency",
-    response_model=ConsistencyProofBody,
+    response_model=ConsistencyProof,
     summary="Consistency proof between two checkpointed tree sizes",
     responses={
         **ok(200, "get_consistency_proof"),
@@ -370,17 +370,17 @@ def get_consistency_proof(
     session: SessionDep,
     first: Annotated[int, Query(description="The older tree size (>= 1).")],
     second: Annotated[int, Query(description="The newer tree size (<= latest checkpoint).")],
-) -> ConsistencyProofBody:
+) -> ConsistencyProof:
     """RFC 9162 consistency proof; verify with ``ledger.merkle.verify_consistency``."""
     proof = queries.consistency_proof(session, first, second)
-    return ConsistencyProofBody(
+    return ConsistencyProof(
         first=proof.first, second=proof.second, hashes=[h.hex() for h in proof.hashes]
     )
 
 
 @router.get(
     "/log/anchors",
-    response_model=list[AnchorBody],
+    response_model=list[Anchor],
     summary="Checkpoints chosen for anchoring and their chain state",
     responses={**ok(200, "get_anchors"), **_errors(422, e422="invalid_request")},
 )
@@ -390,7 +390,7 @@ def get_anchors(
         int, Query(ge=0, le=MAX_SAFE_INTEGER, description="Smallest tree size to list.")
     ] = 0,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
-) -> list[AnchorBody]:
+) -> list[Anchor]:
     rows = (
         session.execute(
             select(AnchorRow)
@@ -402,7 +402,7 @@ def get_anchors(
         .all()
     )
     return [
-        AnchorBody(
+        Anchor(
             tree_size=row.tree_size,
             root=row.root.hex(),
             state=row.state,

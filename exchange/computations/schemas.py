@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from exchange.log.schemas import Appended
+from ledger.protocol.log import Appended
 
 
 class LoggedRecord(BaseModel):

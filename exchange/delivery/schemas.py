@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from exchange.log.schemas import Appended
+from ledger.protocol.log import Appended
 
 
 class ContentUploaded(BaseModel):

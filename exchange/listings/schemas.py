@@ -30,7 +30,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StringConstraints
 
-from exchange.log.schemas import Appended
+from ledger.protocol.log import Appended
 
 ListingId = Annotated[
     str,

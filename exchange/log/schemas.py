@@ -1,4 +1,7 @@
-"""JSON shapes of the log's REST API (for validation and the OpenAPI document).
+"""JSON shapes of the log's REST API (for validation and the OpenAPI document)
+that only the exchange uses; the answers the SDK parses too are
+:mod:`ledger.protocol.log` (``Appended`` and ``PromiseBody`` are re-exported here
+for the modules that build them).
 
 Hashes are lowercase hex, signatures standard base64, keys PEM: exactly the
 ``to_dict()`` forms of :mod:`ledger.records`, :mod:`ledger.checkpoint` and
@@ -11,12 +14,22 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from ledger.protocol.log import Appended, PromiseBody
+
+__all__ = [
+    "MAX_BATCH_RECORDS",
+    "AppendRequest",
+    "Appended",
+    "BatchAppendRequest",
+    "BatchAppended",
+    "BundleBody",
+    "CheckpointBody",
+    "PromiseBody",
+    "RecordBody",
+    "SignedRecordBody",
+]
+
 MAX_BATCH_RECORDS = 1000
-
-
-class LogKey(BaseModel):
-    key_id: str = Field(description="Hex SM3 of the key's DER SubjectPublicKeyInfo.")
-    public_key: str = Field(description="SubjectPublicKeyInfo PEM of the log's SM2 key.")
 
 
 class RecordBody(BaseModel):
@@ -43,32 +56,6 @@ class BatchAppendRequest(BaseModel):
     records: list[AppendRequest] = Field(min_length=1, max_length=MAX_BATCH_RECORDS)
 
 
-class PromiseBody(BaseModel):
-    """``ledger.checkpoint.Promise.to_dict()``: verify with ``Promise.verify(log_key)``."""
-
-    leaf_hash: str
-    index: int
-    timestamp: int
-    log_key_id: str
-    batch_first_index: int = Field(description="First index of the append batch signed.")
-    batch_size: int = Field(description="Number of entries in that batch.")
-    batch_proof: list[str] = Field(
-        description="RFC 9162 inclusion proof (hex) of the leaf at index - batch_first_index "
-        "in the batch's tree; its root is the signed batch_root."
-    )
-    signature: str = Field(
-        description='Base64 DER SM2 signature over RFC 8785 of {"kind": '
-        '"shancheng.promise-batch.v1", "first_index", "size", "batch_root", "timestamp", '
-        '"log_key_id"}.'
-    )
-
-
-class Appended(BaseModel):
-    index: int
-    leaf_hash: str
-    promise: PromiseBody
-
-
 class BatchAppended(BaseModel):
     appended: list[Appended]
 
@@ -79,38 +66,6 @@ class CheckpointBody(BaseModel):
     timestamp: int
     log_key_id: str
     signature: str
-
-
-class Entry(BaseModel):
-    index: int
-    leaf_hash: str
-    record: dict[str, Any] = Field(description="The signed record as stored.")
-    public_key: str = Field(description="The actor's public key PEM, as accepted.")
-    promise: PromiseBody
-
-
-class InclusionProofBody(BaseModel):
-    index: int
-    tree_size: int
-    leaf_hash: str
-    hashes: list[str] = Field(description="RFC 9162 audit path, leaf to root, hex.")
-
-
-class ConsistencyProofBody(BaseModel):
-    first: int
-    second: int
-    hashes: list[str] = Field(description="RFC 9162 consistency proof, hex.")
-
-
-class AnchorBody(BaseModel):
-    tree_size: int
-    root: str
-    state: str = Field(description="pending, sent, anchored (mined) or final.")
-    chain_id: int
-    registry_address: str
-    tx_hash: str | None
-    block_number: int | None
-    block_hash: str | None
 
 
 class BundleInclusion(BaseModel):

@@ -19,8 +19,8 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StringConstraints, field_validator
 
 from exchange.accounts.schemas import AccountPublic
-from exchange.log.schemas import Appended
 from exchange.pricing import MAX_PERIODS, MAX_QUERIES, MAX_ROWS
+from ledger.protocol.log import Appended
 from ledger.records import canonical_json
 
 OrderId = Annotated[

@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from exchange.log.schemas import Appended
+from ledger.protocol.log import Appended
 
 KeyId = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
 

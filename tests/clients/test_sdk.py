@@ -81,21 +81,21 @@ def test_log_round_trip_with_the_sync_client(
         assert health.ok and health.database.ok and not health.chain.configured
 
         published = client.log_key()
-        assert published.public_key == app.state.log_key.public_key()
-        assert published.key_id == published.public_key.key_id()
+        assert published.sm2_public_key == app.state.log_key.public_key()
+        assert published.key_id == published.sm2_public_key.key_id()
 
         first = client.sign("note.added", {"listing": "L-0", "price_fen": 12_000})
         assert first.record.actor == alice.key_id()
         appended = client.append(first)
         assert appended.index == 0
-        assert appended.leaf_hash == first.leaf_hash() == appended.promise.leaf_hash
+        assert appended.leaf_hash_bytes == first.leaf_hash() == appended.signed_promise.leaf_hash
         one = _wait_for_size(client, 1)
         assert one.tree_size == 1
 
         batch = [client.sign("note.added", {"listing": f"L-{n}"}) for n in (1, 2, 3)]
         appended_many = client.append_many(batch)
         assert [a.index for a in appended_many] == [1, 2, 3]
-        assert [a.leaf_hash for a in appended_many] == [r.leaf_hash() for r in batch]
+        assert [a.leaf_hash_bytes for a in appended_many] == [r.leaf_hash() for r in batch]
 
         latest = _wait_for_size(client, 4)
         assert client.checkpoint(4) == latest
@@ -103,8 +103,8 @@ def test_log_round_trip_with_the_sync_client(
         records = [first, *batch]
         for index, signed in enumerate(records):
             entry = client.entry(index)
-            assert entry.record == signed
-            assert entry.public_key == alice.public_key()
+            assert entry.signed_record == signed
+            assert entry.actor_key == alice.public_key()
             proof = client.inclusion_proof(index, tree_size=4)
             assert (proof.index, proof.tree_size, proof.leaf_hash) == (index, 4, entry.leaf_hash)
             proof.verify(latest.root)
@@ -178,7 +178,7 @@ def test_a_pinned_log_key_refuses_the_exchange_s_statements(
                 pinned.append(signed)  # stored, but its promise is not by the pinned key
         with ExchangeClient(url) as reader:
             _wait_for_size(reader, 1)
-            assert reader.entry(0).record == signed  # trust on first use: the published key
+            assert reader.entry(0).signed_record == signed  # trust on first use: the published key
         with ExchangeClient(url, trusted_log_key=impostor) as pinned_reader:
             with pytest.raises(ResponseVerificationError):
                 pinned_reader.checkpoint()
@@ -194,7 +194,7 @@ def test_the_async_client_in_process_over_asgi(app: FastAPI, alice: SM2PrivateKe
                 "http://exchange.test", key=alice, transport=transport
             ) as client:
                 assert (await client.health()).ok
-                assert (await client.log_key()).public_key == app.state.log_key.public_key()
+                assert (await client.log_key()).sm2_public_key == app.state.log_key.public_key()
                 records = [client.sign("note.added", {"order": f"O-{n}"}) for n in range(3)]
 
                 async def checkpointed(size: int) -> Checkpoint:
@@ -215,7 +215,7 @@ def test_the_async_client_in_process_over_asgi(app: FastAPI, alice: SM2PrivateKe
                 assert [first.index, *(a.index for a in rest)] == [0, 1, 2]
                 latest = await checkpointed(3)
                 for index, signed in enumerate(records):
-                    assert (await client.entry(index)).record == signed
+                    assert (await client.entry(index)).signed_record == signed
                     (await client.inclusion_proof(index)).verify(latest.root)
                 assert await client.checkpoint(1) == one
                 (await client.consistency_proof(1, 3)).verify(one.root, latest.root)

@@ -123,7 +123,7 @@ def test_async_twin(market: Market) -> None:
 
 def test_webhooks_through_the_sdk_with_a_real_receiver(market: Market) -> None:
     with client(market, market.buyer_a) as sdk, Receiver(statuses=[502]) as receiver:
-        log_key = sdk.log_key().public_key
+        log_key = sdk.log_key().sm2_public_key
         hook = sdk.register_webhook(receiver.url, event_types=["order.placed"])
         assert hook.signing_key_id == log_key.key_id() and hook.event_types == ("order.placed",)
         assert hook.cursor is not None and hook.delivered == 0

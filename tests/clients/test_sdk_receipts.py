@@ -116,7 +116,7 @@ def test_receipts_verify_online_and_offline(stack: Stack) -> None:
         # The later entries are proven against the second anchored checkpoint.
         assert stack.bundles[1].checkpoint.tree_size == 4
         assert stack.bundles[0].checkpoint.tree_size == 1
-        pinned = client.log_key().public_key
+        pinned = client.log_key().sm2_public_key
     with ExchangeClient(stack.url, trusted_log_key=pinned) as client:
         assert client.verify_receipt(stack.bundles[2], stack.rpc_url, stack.registry).ok
 

@@ -236,7 +236,7 @@ def test_unknown_response_fields_are_ignored() -> None:
     body = {"first": 1, "second": 2, "hashes": ["ab" * 32], "added_later": True}
     with Recorder(lambda _r: httpx.Response(200, json=body)).client() as client:
         proof = client.consistency_proof(1, 2)
-    assert proof.hashes == (bytes([0xAB] * 32),)
+    assert proof.hash_bytes == (bytes([0xAB] * 32),)
 
 
 def test_health_503_is_a_degraded_health_unless_it_is_not_one() -> None:
@@ -293,7 +293,7 @@ def test_append_checks_the_promise(alice: SM2PrivateKey, log_key: SM2PrivateKey)
     recorder = Recorder(lambda _r: httpx.Response(201, json=honest))
     with recorder.client(key=alice, trusted_log_key=log_key.public_key()) as client:
         appended = client.append(signed)
-    assert (appended.index, appended.leaf_hash) == (4, leaf)
+    assert (appended.index, appended.leaf_hash_bytes) == (4, leaf)
 
 
 def test_append_fetches_the_log_key_once_before_writing(
@@ -372,7 +372,7 @@ def test_entries_and_checkpoints_are_verified(alice: SM2PrivateKey, log_key: SM2
     with Recorder(lambda _r: httpx.Response(200, json=entry)).client(
         trusted_log_key=pinned
     ) as client:
-        assert client.entry(2).record == signed
+        assert client.entry(2).signed_record == signed
 
     checkpoint = _checkpoint_body(log_key, 3)
     forged = dict(checkpoint, root="00" * 32)
