@@ -12,19 +12,17 @@ periodically beside the overdue refunds.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from typing import Final
 
 from sqlalchemy import Connection, select
 from sqlmodel import Session, col
 
-from exchange.accounts.service import now_ms
 from exchange.computations.allowance import give_back
 from exchange.computations.models import Computation, ComputationState
-from exchange.errors import ConflictError, ExchangeError
+from exchange.errors import ConflictError
 from exchange.listings.models import Listing
 from exchange.log.batch import run_at_commit
-from exchange.periodic import PeriodicThread
+from exchange.periodic import DecisionPass, each_in_its_own_transaction
 from exchange.records import commit_with_record, exchange_action
 from ledger.protocol.computation import COMPUTATION_REFUSED, ComputationRefused
 from ledger.sm2 import SM2PrivateKey
@@ -86,44 +84,18 @@ def refuse_unanswered(session: Session, log_key: SM2PrivateKey, now_ms: int) -> 
         .all()
     )
     session.rollback()  # end the read transaction before the writes
-    refused = 0
-    for computation_id in due:
-        try:
-            _refuse_one(session, log_key, computation_id, now_ms)
-        except ExchangeError as exc:
-            session.rollback()
-            logger.info(
-                "refusing unanswered computation %s skipped: %s %s",
-                computation_id,
-                exc.code,
-                exc.message,
-            )
-            continue
-        refused += 1
-    return refused
+    return each_in_its_own_transaction(
+        session,
+        due,
+        lambda computation_id: _refuse_one(session, log_key, computation_id, now_ms),
+        "refusing unanswered computation",
+    )
 
 
-class UnansweredRefuser(PeriodicThread):
+class UnansweredRefuser(DecisionPass):
     """Background thread: :func:`refuse_unanswered` every ``interval`` seconds."""
 
     name = "unanswered-computations"
 
-    def __init__(
-        self,
-        session_factory: Callable[[], Session],
-        log_key: SM2PrivateKey,
-        *,
-        interval: float,
-        clock: Callable[[], int] = now_ms,
-    ) -> None:
-        super().__init__(interval)
-        self._session_factory = session_factory
-        self._log_key = log_key
-        self._clock = clock
-
-    def run_once(self) -> int:
-        with self._session_factory() as session:
-            return refuse_unanswered(session, self._log_key, self._clock())
-
-    def tick(self) -> None:
-        self.run_once()
+    def decide(self, session: Session, now_ms: int) -> int:
+        return refuse_unanswered(session, self.log_key, now_ms)

@@ -33,7 +33,7 @@ from sqlalchemy import select
 from sqlmodel import Session, col
 
 from exchange.accounts.service import at_flush, now_ms, receipt_for
-from exchange.errors import ConflictError, ExchangeError, ForbiddenError
+from exchange.errors import ConflictError, ForbiddenError
 from exchange.idempotency import IdempotencyKey, Idempotent
 from exchange.listings.models import ListingProvider
 from exchange.log.models import LogEntry
@@ -62,7 +62,7 @@ from exchange.orders.settle import (
     stage_refund,
     stage_settlement,
 )
-from exchange.periodic import PeriodicThread
+from exchange.periodic import DecisionPass, each_in_its_own_transaction
 from exchange.records import (
     SignedAction,
     commit_with_record,
@@ -396,26 +396,22 @@ def auto_accept_due(
         .all()
     )
     session.rollback()  # end the read transaction before the writes
-    settled = 0
-    for order_id in due:
-        try:
-            _settle(
-                session,
-                order_id,
-                _auto_accepted(log_key),
-                lambda order: _check_due(order, now_ms),
-                log_key,
-                settings.platform_fee_bp,
-            )
-        except ExchangeError as exc:
-            session.rollback()
-            logger.info("auto-accept of order %s skipped: %s %s", order_id, exc.code, exc.message)
-            continue
-        settled += 1
-    return settled
+    return each_in_its_own_transaction(
+        session,
+        due,
+        lambda order_id: _settle(
+            session,
+            order_id,
+            _auto_accepted(log_key),
+            lambda order: _check_due(order, now_ms),
+            log_key,
+            settings.platform_fee_bp,
+        ),
+        "auto-accept of order",
+    )
 
 
-class AutoAcceptor(PeriodicThread):
+class AutoAcceptor(DecisionPass):
     """Background thread: :func:`auto_accept_due` every ``interval`` seconds
     (each order is one transaction, so a failed pass leaves nothing half done)."""
 
@@ -430,15 +426,8 @@ class AutoAcceptor(PeriodicThread):
         interval: float,
         clock: Callable[[], int] = now_ms,
     ) -> None:
-        super().__init__(interval)
-        self._session_factory = session_factory
-        self._log_key = log_key
+        super().__init__(session_factory, log_key, interval=interval, clock=clock)
         self._settings = settings
-        self._clock = clock
 
-    def run_once(self) -> int:
-        with self._session_factory() as session:
-            return auto_accept_due(session, self._log_key, self._settings, self._clock())
-
-    def tick(self) -> None:
-        self.run_once()
+    def decide(self, session: Session, now_ms: int) -> int:
+        return auto_accept_due(session, self.log_key, self._settings, now_ms)

@@ -15,16 +15,15 @@ periodically beside auto-accept.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 
 from sqlalchemy import select
 from sqlmodel import Session, col
 
-from exchange.accounts.service import at_flush, now_ms
-from exchange.errors import ConflictError, ExchangeError
+from exchange.accounts.service import at_flush
+from exchange.errors import ConflictError
 from exchange.orders.models import Order, OrderState
 from exchange.orders.settle import apply_refund, escrow_refund, stage_refund
-from exchange.periodic import PeriodicThread
+from exchange.periodic import DecisionPass, each_in_its_own_transaction
 from exchange.records import commit_with_record, exchange_action
 from ledger.sm2 import SM2PrivateKey
 
@@ -77,41 +76,18 @@ def refund_overdue(session: Session, log_key: SM2PrivateKey, now_ms: int) -> int
         .all()
     )
     session.rollback()  # end the read transaction before the writes
-    refunded = 0
-    for order_id in due:
-        try:
-            _refund_one(session, log_key, order_id, now_ms)
-        except ExchangeError as exc:
-            session.rollback()
-            logger.info(
-                "overdue refund of order %s skipped: %s %s", order_id, exc.code, exc.message
-            )
-            continue
-        refunded += 1
-    return refunded
+    return each_in_its_own_transaction(
+        session,
+        due,
+        lambda order_id: _refund_one(session, log_key, order_id, now_ms),
+        "overdue refund of order",
+    )
 
 
-class OverdueRefunder(PeriodicThread):
+class OverdueRefunder(DecisionPass):
     """Background thread: :func:`refund_overdue` every ``interval`` seconds."""
 
     name = "overdue-refund"
 
-    def __init__(
-        self,
-        session_factory: Callable[[], Session],
-        log_key: SM2PrivateKey,
-        *,
-        interval: float,
-        clock: Callable[[], int] = now_ms,
-    ) -> None:
-        super().__init__(interval)
-        self._session_factory = session_factory
-        self._log_key = log_key
-        self._clock = clock
-
-    def run_once(self) -> int:
-        with self._session_factory() as session:
-            return refund_overdue(session, self._log_key, self._clock())
-
-    def tick(self) -> None:
-        self.run_once()
+    def decide(self, session: Session, now_ms: int) -> int:
+        return refund_overdue(session, self.log_key, now_ms)
