@@ -564,6 +564,7 @@ def publish_listing(operator: Actor, provider: Actor) -> str:
         "row_count": 1_000_000,
         "byte_size": 52_000_000,
         "content_digest": "ab" * 32,
+        "row_root": "cd" * 32,
         "format": "csv",
         "update_frequency": "monthly",
         "licence": "Shancheng standard data licence v1",
