@@ -273,7 +273,8 @@ class ComputeEngine:
             if row[count_at] < k:  # the SQL dropped these; a second guard costs nothing
                 raise RuntimeError("a group below the minimum size reached the answer")
             kept.append(row[:count_at] + row[count_at + 1 :])
-        return ResultTable.of([o.name for o in query.outputs], kept)
+        ordered = _order(_in_a_fixed_order(kept), query.order_by)
+        return ResultTable.of([o.name for o in query.outputs], ordered)
 
     def _private(self, query: ValidatedQuery, plan: PrivatePlan, epsilon: Decimal) -> ResultTable:
         names, rows = self._execute(plan.sql)
@@ -303,7 +304,7 @@ class ComputeEngine:
                     lower, upper = (float(b) for b in release.bounds)
                     out.append(min(upper, max(lower, total / count)))
             released.append(out)
-        released = _order(released, query.order_by)
+        released = _order(_in_a_fixed_order(released), query.order_by)
         if query.limit is not None:
             released = released[: query.limit]
         return ResultTable.of([o.name for o in query.outputs], released)
@@ -404,6 +405,18 @@ def _laplace_measurement(size: int, sensitivity: float, epsilon: float) -> dp.Me
             return measurement
         scale = math.nextafter(scale * (loss / epsilon), math.inf)
     raise RuntimeError("could not calibrate the Laplace noise")  # pragma: no cover
+
+
+def _in_a_fixed_order(rows: Sequence[Sequence[object]]) -> list[list[object]]:
+    """The rows sorted on all their values (NULLs last): DuckDB's parallel GROUP BY
+    returns groups in any order, and an answer's bytes (its SM3, the record the
+    provider signs) must not depend on thread scheduling. ORDER BY is applied after,
+    with a stable sort, so its ties come out in this order too."""
+
+    def key(row: Sequence[object]) -> list[tuple[bool, str, object]]:
+        return [(v is None, type(v).__name__, 0 if v is None else v) for v in row]
+
+    return [list(row) for row in sorted(rows, key=key)]
 
 
 def _order(rows: list[list[object]], keys: Sequence[OrderKey]) -> list[list[object]]:

@@ -331,3 +331,20 @@ def test_the_dataset_must_fit_the_offer(weather_csv: Path) -> None:
     text_sum["columns"][2] = {"name": "district", "control": ["aggregate"], "aggregates": ["sum"]}
     with pytest.raises(DatasetMismatchError, match="not numeric"):
         ComputeEngine(weather_csv, ComputationOffer.from_dict(text_sum))
+
+
+def test_the_answer_does_not_depend_on_the_order_duckdb_returns_groups_in(
+    engine: ComputeEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A parallel GROUP BY returns its groups in any order; the answer's bytes (and the
+    SM3 the provider signs) must be the same whatever that order was."""
+    sql = "SELECT district, COUNT(*) AS n FROM weather GROUP BY district"
+    first = engine.run(sql).encoded
+    execute = engine._execute
+
+    def reversed_groups(query_sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
+        names, rows = execute(query_sql)
+        return names, list(reversed(rows))
+
+    monkeypatch.setattr(engine, "_execute", reversed_groups)
+    assert engine.run(sql).encoded == first
