@@ -6,10 +6,11 @@ VENV := .venv
 BIN := $(VENV)/bin
 PY_STAMP := $(VENV)/.installed
 NPM_STAMP := devnet/node_modules/.installed
+WEB_STAMP := web/node_modules/.installed
 
 .PHONY: setup run test lint bench demo examples clean
 
-setup: $(PY_STAMP) $(NPM_STAMP)
+setup: $(PY_STAMP) $(NPM_STAMP) $(WEB_STAMP)
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required (found " + sys.version.split()[0] + "); set PYTHON=...")'
@@ -24,6 +25,13 @@ $(PY_STAMP): pyproject.toml | $(BIN)/python
 $(NPM_STAMP): devnet/package.json devnet/package-lock.json
 	@node -e 'process.exit(+process.versions.node.split(".")[0] >= 20 ? 0 : 1)' || { echo "Node 20+ is required"; exit 1; }
 	cd devnet && npm ci --ignore-scripts --no-audit --no-fund
+	@touch $@
+
+# The browser assets the exchange serves itself (explorer's SM2/SM3, Swagger UI, ReDoc):
+# prebuilt bundles from pinned packages, no build step, nothing fetched at run time.
+$(WEB_STAMP): web/package.json web/package-lock.json
+	@node -e 'process.exit(+process.versions.node.split(".")[0] >= 20 ? 0 : 1)' || { echo "Node 20+ is required"; exit 1; }
+	cd web && npm ci --ignore-scripts --no-audit --no-fund
 	@touch $@
 
 run: setup
@@ -50,4 +58,4 @@ examples: setup
 	$(BIN)/python -m tools.openapi_examples
 
 clean:
-	rm -rf $(VENV) devnet/node_modules var .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) devnet/node_modules web/node_modules var .pytest_cache .mypy_cache .ruff_cache
