@@ -10,6 +10,7 @@ answers, decoded here into an :class:`~ledger.audit.AnchorSource`.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -206,3 +207,18 @@ def test_selectors_are_the_registry_abi_hashed_with_keccak256() -> None:
     assert f'"{topic}"; // Anchored(uint64,bytes32,address,uint64)' in verify_js
     spec = (ROOT / "docs" / "bundle-v1.md").read_text(encoding="utf-8")
     assert selector in spec and topic in spec
+
+
+def test_the_specs_constants_are_the_ones_verify_js_uses() -> None:
+    """The SubjectPublicKeyInfo prefix and the curve parameters entering Z, as the spec
+    writes them, are verify.js's, and make the vectors' key ids."""
+    spec = (ROOT / "docs" / "bundle-v1.md").read_text(encoding="utf-8")
+    verify_js = (ROOT / "web" / "src" / "verify.js").read_text(encoding="utf-8")
+    prefix = "3059301306072a8648ce3d020106082a811ccf5501822d034200"
+    assert f"{prefix} ‖ 04 ‖ X ‖ Y" in spec and f'"{prefix}"' in verify_js
+    for case in VECTORS["key_ids"]:
+        assert case["spki_der_hex"].startswith(prefix + "04")
+    for name in ("a", "b", "xG", "yG"):
+        value = re.search(rf"^{name} +=\s*([0-9a-f]{{64}})$", spec, re.M)
+        assert value is not None, name
+        assert f'"{value.group(1)}"' in verify_js, name
