@@ -69,7 +69,7 @@ class RecordedChain:
 
 
 def _case_id(case: dict[str, Any]) -> str:
-    return str(case["name"])
+    return str(case["desc"])
 
 
 @pytest.mark.parametrize("case", VECTORS["bundles"], ids=_case_id)
@@ -111,7 +111,7 @@ def test_every_step_has_a_failing_case_and_both_verdicts_occur() -> None:
 
 def test_sm3_cases() -> None:
     for case in VECTORS["sm3"]:
-        assert sm3(bytes.fromhex(case["input_hex"])).hex() == case["digest"], case["name"]
+        assert sm3(bytes.fromhex(case["input_hex"])).hex() == case["digest"], case["desc"]
 
 
 def test_canonicalization_cases() -> None:

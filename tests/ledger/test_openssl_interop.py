@@ -250,7 +250,7 @@ def test_openssl_agrees_on_the_vectors_signatures(run: Run, tmp_path: Path) -> N
             bytes.fromhex(case["signature_der_hex"]),
             case["id"],
         )
-        assert verified is case["valid"], case["name"]
+        assert verified is case["valid"], case["desc"]
     for statement in VECTORS["statements"]:
         assert _openssl_verifies(
             run,
@@ -275,4 +275,4 @@ def test_openssl_verifies_the_complete_bundles_record_signature(run: Run, tmp_pa
             bytes(rfc8785.dumps(record["record"])),
             base64.b64decode(record["signature"]),
             "1234567812345678",
-        ), case["name"]
+        ), case["desc"]

@@ -50,7 +50,7 @@ for (const c of vectors.bundles) {
     trustedLogKey: c.options.trusted_log_key,
     fetch: recorded(c.rpc),
   });
-  bundles.push({ name: c.name, verdict: r.verdict, failedStep: r.failedStep,
+  bundles.push({ desc: c.desc, verdict: r.verdict, failedStep: r.failedStep,
                  inconclusive: r.inconclusive });
 }
 const digests = vectors.sm3.map((c) => v.sm3Hex(v.hexToBytes(c.input_hex)));
@@ -121,11 +121,11 @@ def test_the_vectors_in_chromium(static_url: str) -> None:
     assert errors == [] and outside == []
     assert results["globals"], "sm-crypto's UMD bundles define the globals sm2 and sm3"
     got = [
-        (b["name"], b["verdict"], b["failedStep"], b["inconclusive"]) for b in results["bundles"]
+        (b["desc"], b["verdict"], b["failedStep"], b["inconclusive"]) for b in results["bundles"]
     ]
     want = [
         (
-            c["name"],
+            c["desc"],
             c["expect"]["verdict"],
             c["expect"]["failed_step"],
             c["expect"]["inconclusive"],

@@ -76,7 +76,7 @@ def test_node_runs_the_golden_vectors(node: str) -> None:
     # One test per bundle case, plus the primitives'.
     assert passed > len(VECTORS["bundles"])
     for case in VECTORS["bundles"]:
-        assert f"bundle: {case['name']}" in run.stdout
+        assert f"bundle: {case['desc']}" in run.stdout
 
 
 # --------------------------------------------------------------------------- against anvil

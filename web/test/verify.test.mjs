@@ -42,7 +42,7 @@ function optionsOf(testCase, calls) {
 }
 
 for (const testCase of vectors.bundles) {
-  test(`bundle: ${testCase.name}`, async () => {
+  test(`bundle: ${testCase.desc}`, async () => {
     const input = testCase.bundle_text ?? testCase.bundle;
     const result = await v.verifyBundle(input, optionsOf(testCase, []));
     const { verdict, failed_step: failedStep, inconclusive } = testCase.expect;
@@ -94,15 +94,15 @@ test("without a pinned registry the anchor is not checked", async () => {
 });
 
 test("sm3", () => {
-  for (const c of vectors.sm3) assert.equal(v.sm3Hex(hex(c.input_hex)), c.digest, c.name);
+  for (const c of vectors.sm3) assert.equal(v.sm3Hex(hex(c.input_hex)), c.digest, c.desc);
   assert.throws(() => v.sm3Hex("abc"), TypeError);
 });
 
 test("canonicalize (RFC 8785) of the server's JSON text", () => {
   for (const c of vectors.canonicalization) {
     const text = v.canonicalize(v.parseStrictJson(c.json));
-    assert.equal(text, c.canonical, c.name);
-    assert.equal(v.bytesToHex(utf8(text)), c.canonical_hex, c.name);
+    assert.equal(text, c.canonical, c.desc);
+    assert.equal(v.bytesToHex(utf8(text)), c.canonical_hex, c.desc);
   }
   assert.throws(() => v.canonicalize({ s: "\ud800" }));
   assert.throws(() => v.canonicalize({ n: NaN }));
@@ -126,8 +126,8 @@ test("key ids: SM3 of the canonical DER SubjectPublicKeyInfo", () => {
 test("sm2 signatures, DER and raw r‖s, with explicit distinguishing ids", () => {
   for (const c of vectors.sm2) {
     const message = hex(c.message_hex);
-    assert.equal(v.verifySm2(c.public_key_pem, message, hex(c.signature_der_hex), c.id, "der"), c.valid, c.name);
-    assert.equal(v.verifySm2(c.public_key_pem, message, hex(c.signature_raw_hex), c.id, "raw"), c.valid, c.name);
+    assert.equal(v.verifySm2(c.public_key_pem, message, hex(c.signature_der_hex), c.id, "der"), c.valid, c.desc);
+    assert.equal(v.verifySm2(c.public_key_pem, message, hex(c.signature_raw_hex), c.id, "raw"), c.valid, c.desc);
     // A raw signature is not DER, nor the other way round.
     assert.equal(v.verifySm2(c.public_key_pem, message, hex(c.signature_raw_hex), c.id, "der"), false);
     assert.equal(v.verifySm2(c.public_key_pem, message, hex(c.signature_der_hex), c.id, "raw"), false);
@@ -143,7 +143,7 @@ test("sm-crypto's own Z computation agrees with ours for the default id", () => 
       hash: true,
       userId: c.id,
     });
-    assert.equal(theirs, c.valid, c.name);
+    assert.equal(theirs, c.valid, c.desc);
   }
 });
 
