@@ -66,6 +66,18 @@ window.results = { bundles, digests, signatures,
 </script>"""
 
 
+BARE_PAGE = """<!doctype html><meta charset="utf-8"><title>without sm-crypto</title>
+<script type="module">
+import { verifyBundle } from "/web/src/verify.js";
+try {
+  await verifyBundle("{}", {});
+  window.outcome = "no error";
+} catch (exc) {
+  window.outcome = exc.message;
+}
+</script>"""
+
+
 class _Quiet(SimpleHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         pass
@@ -116,9 +128,18 @@ def test_the_vectors_in_chromium(static_url: str) -> None:
             page.goto(f"{static_url}/vectors.html")
             page.wait_for_function("window.results !== undefined", timeout=120_000)
             results = page.evaluate("window.results")
+            # A page that forgot sm-crypto's scripts gets an error naming them, not a verdict.
+            page.route(
+                f"{static_url}/bare.html",
+                lambda r: r.fulfill(body=BARE_PAGE, content_type="text/html; charset=utf-8"),
+            )
+            page.goto(f"{static_url}/bare.html")
+            page.wait_for_function("window.outcome !== undefined", timeout=60_000)
+            outcome = page.evaluate("window.outcome")
         finally:
             browser.close()
     assert errors == [] and outside == []
+    assert "sm-crypto" in outcome and "sm2.js" in outcome
     assert results["globals"], "sm-crypto's UMD bundles define the globals sm2 and sm3"
     got = [
         (b["desc"], b["verdict"], b["failedStep"], b["inconclusive"]) for b in results["bundles"]

@@ -780,7 +780,7 @@ function word(n) {
 }
 
 async function rpc(opts, method, params) {
-  const doFetch = opts.fetch || globalThis.fetch;
+  const doFetch = opts.fetch ?? ((url, init) => globalThis.fetch(url, init));
   let answer;
   try {
     const response = await doFetch(opts.rpcUrl, {
@@ -862,6 +862,7 @@ async function chainAnchorStep(b, opts) {
  * (optional PEM of the log key to pin), `fetch` (default globalThis.fetch).
  */
 export async function verifyBundle(bundle, opts = {}) {
+  smCrypto(); // a page that forgot sm-crypto's scripts is a setup error, not a verdict
   const steps = STEPS.map((step) => ({ step, ok: null, compared: [], message: "not run" }));
   const result = { verdict: "failed", failedStep: null, steps, inconclusive: false, subject: null, message: "" };
   let b;
