@@ -83,6 +83,13 @@ def raw_signature(der: bytes) -> bytes:
     return out
 
 
+def non_minimal_der(der: bytes) -> bytes:
+    """The same (r, s) with r's INTEGER given a superfluous leading zero byte: BER, not DER."""
+    assert der[0] == 0x30 and der[1] < 0x7F and der[2] == 0x02
+    r_len = der[3]
+    return bytes([0x30, der[1] + 1, 0x02, r_len + 1, 0]) + der[4:]
+
+
 # --------------------------------------------------------------------------- primitives
 
 
@@ -468,6 +475,20 @@ def bundle_cases(story: Story) -> list[dict[str, Any]]:
     add(
         "record signature as raw r‖s instead of DER",
         set_path("record.signature", b64(raw_signature(story.records[2].signature))),
+        "failed",
+        "actor_signature",
+    )
+
+    record_sig = story.records[2].signature
+    add(
+        "record signature in non-minimal DER (a zero byte prepended to r)",
+        set_path("record.signature", b64(non_minimal_der(record_sig))),
+        "failed",
+        "actor_signature",
+    )
+    add(
+        "record signature with a byte after the DER sequence",
+        set_path("record.signature", b64(record_sig + b"\x00")),
         "failed",
         "actor_signature",
     )

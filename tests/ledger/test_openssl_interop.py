@@ -276,3 +276,22 @@ def test_openssl_verifies_the_complete_bundles_record_signature(run: Run, tmp_pa
             base64.b64decode(record["signature"]),
             "1234567812345678",
         ), case["desc"]
+
+
+def test_openssl_refuses_every_record_signature_the_vectors_refuse(
+    run: Run, tmp_path: Path
+) -> None:
+    """Each case failing at actor_signature (edited record, other key, other id, raw or
+    non-minimal or trailing-byte signature) fails in OpenSSL too."""
+    cases = [c for c in VECTORS["bundles"] if c["expect"]["failed_step"] == "actor_signature"]
+    assert len(cases) >= 8
+    for case in cases:
+        record = case["bundle"]["record"]
+        assert not _openssl_verifies(
+            run,
+            tmp_path,
+            case["bundle"]["actor_public_key"],
+            bytes(rfc8785.dumps(record["record"])),
+            base64.b64decode(record["signature"]),
+            "1234567812345678",
+        ), case["desc"]
