@@ -10,8 +10,8 @@ and signature (``tests/ledger/test_openssl_interop.py``) and the browser's
 ``web/src/verify.js`` under Node (``web/test/verify.test.mjs``, run by
 ``tests/web/test_verify_js.py``). What the file holds:
 
-* ``sm3``: inputs and digests (the GB/T 32905 examples, UTF-8 text with CJK and a
-  character outside the BMP), digests by ``cryptography`` (OpenSSL), not by the
+* ``sm3``: inputs and digests (the GB/T 32905 examples, UTF-8 text with CJK and
+  characters outside the BMP), digests by ``cryptography`` (OpenSSL), not by the
   code under test;
 * ``canonicalization``: JSON text as a server may send it and its RFC 8785 bytes
   (by the ``rfc8785`` package), including name ordering by UTF-16 code units;
@@ -98,7 +98,7 @@ def sm3_cases() -> list[dict[str, Any]]:
         ("empty", b""),
         ("GB/T 32905 example 1: abc", b"abc"),
         ("GB/T 32905 example 2: abcd × 16", b"abcd" * 16),
-        ("UTF-8 text with CJK and U+1F600", "山城数据 😀 receipt".encode()),
+        ("UTF-8 text with CJK, U+1F600 and U+F0000", "山城数据 😀 \U000f0000 receipt".encode()),
         ("every byte value", bytes(range(256))),
     ]
     cases = [
@@ -222,7 +222,7 @@ class Story:
                 "note.added",
                 self.alice,
                 {
-                    "text": '山城 "quoted" \\ back\u2028slash \u0001 😀',
+                    "text": '山城 "quoted" \\ back\u2028slash \u0001 😀 \U000f0000',
                     "\ue000": "private use",
                     "😀": "astral name",
                     "é": 1,

@@ -27,10 +27,10 @@
 //     <script type="module">import { verifyBundle } from "…/verify.js"; …</script>
 // * in Node (>= 20) without those globals, it requires the same two UMD files from
 //   web/node_modules (so Node's tests run exactly the code the browser runs).
-// Only sm-crypto's SM3 compression and its SM2 point arithmetic are used: Z, e = SM3(Z‖M),
-// key ids, DER/PEM parsing and the distinguishing ID are computed here from the spec, and
-// bytes are always passed as arrays (sm-crypto's own UTF-8 encoder mis-encodes characters
-// outside the BMP; the golden vectors hold such a record).
+// Only sm-crypto's SM3, its SM2 curve arithmetic and its strict DER decoding of signatures
+// are used: Z, e = SM3(Z‖M), key ids, PEM parsing and the distinguishing ID are computed
+// here from the spec, and bytes are always passed as arrays (sm-crypto's own UTF-8 encoder
+// mis-encodes U+40000…U+FFFFF; the golden vectors hold U+F0000 in a signed record).
 
 const lib = await loadSmCrypto();
 
@@ -863,6 +863,10 @@ async function chainAnchorStep(b, opts) {
  */
 export async function verifyBundle(bundle, opts = {}) {
   smCrypto(); // a page that forgot sm-crypto's scripts is a setup error, not a verdict
+  const minimum = opts.minConfirmations ?? 1;
+  if (!Number.isSafeInteger(minimum) || minimum < 1) {
+    throw new RangeError("minConfirmations must be an integer >= 1");
+  }
   const steps = STEPS.map((step) => ({ step, ok: null, compared: [], message: "not run" }));
   const result = { verdict: "failed", failedStep: null, steps, inconclusive: false, subject: null, message: "" };
   let b;

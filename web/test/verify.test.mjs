@@ -93,6 +93,13 @@ test("without a pinned registry the anchor is not checked", async () => {
   assert.equal(result.failedStep, "chain_anchor");
 });
 
+test("minConfirmations below 1 is refused, not a verdict", async () => {
+  const testCase = vectors.bundles[0];
+  for (const bad of [0, -1, 1.5, "6"]) {
+    await assert.rejects(v.verifyBundle(testCase.bundle, { ...optionsOf(testCase, []), minConfirmations: bad }), RangeError);
+  }
+});
+
 test("sm3", () => {
   for (const c of vectors.sm3) assert.equal(v.sm3Hex(hex(c.input_hex)), c.digest, c.desc);
   assert.throws(() => v.sm3Hex("abc"), TypeError);
