@@ -99,7 +99,8 @@ class ActionRequest(BaseModel):
 
     record: dict[str, Any] = Field(
         description='The client-signed record, `{"record": {type, schema_version, actor, '
-        'timestamp, payload}, "signature": base64}` (ledger.records.SignedRecord.to_dict()).',
+        'timestamp, payload}, "signature": base64}`: the actor\'s SM2 signature (DER) over the '
+        "RFC 8785 bytes of the inner record (docs/bundle-v1.md).",
     )
 
 

@@ -243,7 +243,7 @@ async def post_records(
     limiter: AppendLimiterDep,
 ) -> BatchAppended | JSONResponse:
     """All or nothing: the records get consecutive indexes in the order given. Each
-    must be one :func:`post_record` takes; each counts against the rate limit."""
+    must be one ``POST /log/records`` takes; each counts against the rate limit."""
     try:
         _admit(buckets, principal, len(body.records))
     except RateLimitedError as exc:
@@ -332,8 +332,8 @@ def get_inclusion_proof(
         str | None, Query(description="Leaf hash (hex), instead of index.")
     ] = None,
 ) -> InclusionProof:
-    """RFC 9162 audit path; verify with ``ledger.merkle.verify_inclusion`` against the
-    checkpoint of ``tree_size``."""
+    """RFC 9162 §2.1.3 audit path in the SM3 tree (docs/bundle-v1.md, "The Merkle tree");
+    verify it (RFC 9162 §2.1.3.2) against the root of the checkpoint of ``tree_size``."""
     digest = None
     if leaf_hash is not None:
         if not _HEX_HASH.fullmatch(leaf_hash):
@@ -371,7 +371,9 @@ def get_consistency_proof(
     first: Annotated[int, Query(description="The older tree size (>= 1).")],
     second: Annotated[int, Query(description="The newer tree size (<= latest checkpoint).")],
 ) -> ConsistencyProof:
-    """RFC 9162 consistency proof; verify with ``ledger.merkle.verify_consistency``."""
+    """RFC 9162 §2.1.4 proof that the tree of ``first`` leaves is a prefix of the tree of
+    ``second`` leaves; verify it (RFC 9162 §2.1.4.2) against the roots of the checkpoints
+    of both sizes."""
     proof = queries.consistency_proof(session, first, second)
     return ConsistencyProof(
         first=proof.first, second=proof.second, hashes=[h.hex() for h in proof.hashes]

@@ -35,7 +35,8 @@ def get_receipt(index: int, session: SessionDep, log_key: LogKeyDep) -> JSONResp
     """Everything an auditor needs, offline from the exchange: the signed record, the
     actor's key, the promise, the inclusion proof at the earliest anchored checkpoint
     covering the entry, that checkpoint, the log key and the anchor transaction.
-    Verify with ``shancheng audit verify``."""
+    The format and how to verify it: docs/bundle-v1.md (``shancheng audit verify``, or
+    the explorer's /verify page)."""
     bundle = build_receipt(session, index, log_key.public_key())
     # Returned as built (not re-serialised through the response model).
     return JSONResponse(bundle.to_dict())

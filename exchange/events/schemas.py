@@ -47,8 +47,8 @@ class EventPublic(BaseModel):
     listing_id: str | None = Field(description="That order's listing.")
     log: EventLogRef | None = Field(description="Where the record is in the log.")
     record: dict[str, Any] | None = Field(
-        description="The signed record (ledger.records.SignedRecord.to_dict()): verify it "
-        "with its actor's key, or fetch its receipt by log index."
+        description='The signed record, `{"record": {...}, "signature": base64}` '
+        "(docs/bundle-v1.md): verify it with its actor's key, or fetch its receipt by log index."
     )
     anchor: AnchorFinal | None = Field(description="For anchor.final.")
 

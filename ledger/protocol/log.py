@@ -107,7 +107,8 @@ class LogKey:
 
 @dataclass(frozen=True, slots=True)
 class PromiseBody:
-    """``ledger.checkpoint.Promise.to_dict()``: verify with ``Promise.verify(log_key)``."""
+    """The log's promise for an entry: verify it with the log key as docs/bundle-v1.md
+    ("Promises") says."""
 
     leaf_hash: str
     index: int

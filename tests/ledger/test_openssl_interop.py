@@ -5,13 +5,17 @@ Skipped (with the reason) only when ``openssl`` is missing or has no SM2.
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import shutil
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
+import rfc8785
 
 from ledger import envelope, sm4
 from ledger.errors import InvalidSignature, KeyPasswordError
@@ -196,3 +200,98 @@ def test_sm3_matches_openssl(run: Run, tmp_path: Path) -> None:
     (tmp_path / "blob").write_bytes(data)
     out = run("dgst", "-sm3", "-binary", "blob").stdout
     assert out == sm3(data)
+
+
+# --------------------------------------------------------------------------- the golden vectors
+
+VECTORS: dict[str, Any] = json.loads(
+    (Path(__file__).resolve().parents[2] / "docs" / "vectors" / "bundle-v1.json").read_text(
+        encoding="utf-8"
+    )
+)
+
+
+def _openssl_verifies(
+    run: Run, tmp_path: Path, pem: str, message: bytes, der_signature: bytes, distid: str
+) -> bool:
+    (tmp_path / "vector.pub").write_text(pem, encoding="ascii")
+    (tmp_path / "vector.msg").write_bytes(message)
+    (tmp_path / "vector.sig").write_bytes(der_signature)
+    args = ["pkeyutl", "-verify", "-rawin", "-digest", "sm3", "-pubin", "-inkey", "vector.pub"]
+    # OpenSSL 3.0 uses the empty id when none is given: the default id is always explicit.
+    if distid:
+        args += ["-pkeyopt", f"distid:{distid}"]
+    result = run(*args, "-in", "vector.msg", "-sigfile", "vector.sig", check=False)
+    return result.returncode == 0 and b"Signature Verified Successfully" in result.stdout
+
+
+def test_openssl_agrees_on_the_vectors_digests(run: Run, tmp_path: Path) -> None:
+    for case in VECTORS["sm3"]:
+        (tmp_path / "vector.bin").write_bytes(bytes.fromhex(case["input_hex"]))
+        assert run("dgst", "-sm3", "-binary", "vector.bin").stdout.hex() == case["digest"]
+    for case in VECTORS["key_ids"]:
+        (tmp_path / "vector.pub").write_text(case["public_key_pem"], encoding="ascii")
+        der = run("pkey", "-pubin", "-in", "vector.pub", "-outform", "DER").stdout
+        assert der.hex() == case["spki_der_hex"]
+        (tmp_path / "vector.der").write_bytes(der)
+        assert run("dgst", "-sm3", "-binary", "vector.der").stdout.hex() == case["key_id"]
+    for leaf in VECTORS["merkle"]["leaves"]:
+        (tmp_path / "vector.leaf").write_bytes(b"\x00" + leaf["data_utf8"].encode("utf-8"))
+        assert run("dgst", "-sm3", "-binary", "vector.leaf").stdout.hex() == leaf["leaf_hash"]
+
+
+def test_openssl_agrees_on_the_vectors_signatures(run: Run, tmp_path: Path) -> None:
+    for case in VECTORS["sm2"]:
+        verified = _openssl_verifies(
+            run,
+            tmp_path,
+            case["public_key_pem"],
+            bytes.fromhex(case["message_hex"]),
+            bytes.fromhex(case["signature_der_hex"]),
+            case["id"],
+        )
+        assert verified is case["valid"], case["desc"]
+    for statement in VECTORS["statements"]:
+        assert _openssl_verifies(
+            run,
+            tmp_path,
+            statement["log_public_key"],
+            statement["signed_bytes"].encode("utf-8"),
+            bytes.fromhex(statement["signature_der_hex"]),
+            "1234567812345678",
+        ), statement["kind"]
+
+
+def test_openssl_verifies_the_complete_bundles_record_signature(run: Run, tmp_path: Path) -> None:
+    """The actor's signature covers the RFC 8785 bytes re-made from the parsed record."""
+    for case in VECTORS["bundles"]:
+        if case["expect"]["verdict"] != "verified":
+            continue
+        record = case["bundle"]["record"]
+        assert _openssl_verifies(
+            run,
+            tmp_path,
+            case["bundle"]["actor_public_key"],
+            bytes(rfc8785.dumps(record["record"])),
+            base64.b64decode(record["signature"]),
+            "1234567812345678",
+        ), case["desc"]
+
+
+def test_openssl_refuses_every_record_signature_the_vectors_refuse(
+    run: Run, tmp_path: Path
+) -> None:
+    """Each case failing at actor_signature (edited record, other key, other id, raw or
+    non-minimal or trailing-byte signature) fails in OpenSSL too."""
+    cases = [c for c in VECTORS["bundles"] if c["expect"]["failed_step"] == "actor_signature"]
+    assert len(cases) >= 8
+    for case in cases:
+        record = case["bundle"]["record"]
+        assert not _openssl_verifies(
+            run,
+            tmp_path,
+            case["bundle"]["actor_public_key"],
+            bytes(rfc8785.dumps(record["record"])),
+            base64.b64decode(record["signature"]),
+            "1234567812345678",
+        ), case["desc"]
