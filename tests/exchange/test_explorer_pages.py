@@ -451,3 +451,13 @@ def test_without_node_modules_the_pages_name_make_setup(tmp_path: Path, bare_web
     assert verify.status_code == 200 and 'data-verdict="unavailable"' in verify.text
     assert "<script" not in verify.text and 'id="run" type="submit" disabled' in verify.text
     assert catalogue.status_code == 200  # the explorer's own pages need no npm package
+
+
+def test_redoc_is_served_without_its_cdn_logo(world: World) -> None:
+    served = httpx.get(f"{world.url}/assets/vendor/redoc/redoc.standalone.js")
+    installed = (DEFAULT_WEB_DIR / "node_modules/redoc/bundles/redoc.standalone.js").read_bytes()
+    assert b"https://cdn.redoc.ly/redoc/logo-mini.svg" in installed
+    assert b"cdn.redoc.ly" not in served.content
+    assert len(served.content) == len(installed) - len(
+        b"https://cdn.redoc.ly/redoc/logo-mini.svg"
+    ) + len(b"data:image/svg+xml,%3Csvg xmlns='http://www.w3.org/2000/svg'/%3E")

@@ -17,19 +17,22 @@ say so instead of loading blank.
 
 from __future__ import annotations
 
+import functools
+import mimetypes
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
 from fastapi import APIRouter, Depends
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, Response
 
 from exchange.api.deps import SettingsDep
 from exchange.errors import ExchangeError, NotFoundError
 
 __all__ = [
     "DEFAULT_WEB_DIR",
+    "REWRITES",
     "STATIC",
     "VENDOR",
     "AssetNotFoundError",
@@ -54,6 +57,18 @@ VENDOR = {
 }
 """``/assets/vendor/<name>`` → its file under ``web/node_modules`` (nothing else there
 is served)."""
+
+REWRITES: dict[str, tuple[tuple[bytes, bytes], ...]] = {
+    "redoc/redoc.standalone.js": (
+        # ReDoc's sidebar shows Redocly's logo from its CDN (the bundle's one outside
+        # URL): served with an empty inline image instead, so nothing is fetched.
+        (
+            b"https://cdn.redoc.ly/redoc/logo-mini.svg",
+            b"data:image/svg+xml,%3Csvg xmlns='http://www.w3.org/2000/svg'/%3E",
+        ),
+    ),
+}
+"""Vendor files served with these replacements (the files on disk stay as installed)."""
 
 VERIFIER_ENTRY = "verify.js"
 """The verifier's module the verify page imports (``web/src/verify.js``)."""
@@ -94,7 +109,7 @@ class WebAssets:
         if not absent:
             return None
         return (
-            f"the browser assets are not installed ({self.node_modules} lacks "
+            "the browser assets are not installed (web/node_modules lacks "
             f"{', '.join(sorted({name.split('/')[0] for name in absent}))}): run `make setup` "
             "(it installs the pinned packages of web/package.json)"
         )
@@ -102,10 +117,7 @@ class WebAssets:
     def verifier_missing(self) -> str | None:
         """Why the in-browser verifier cannot run (``None`` when it can)."""
         if not (self.verifier_dir / VERIFIER_ENTRY).is_file():
-            return (
-                f"the in-browser verifier ({self.verifier_dir / VERIFIER_ENTRY}) is not "
-                "in this installation"
-            )
+            return f"the in-browser verifier (web/src/{VERIFIER_ENTRY}) is not in this installation"
         return self.missing()
 
     def vendor_file(self, name: str) -> Path:
@@ -114,7 +126,9 @@ class WebAssets:
             raise AssetNotFoundError(f"no asset {name!r}")
         path = self.node_modules / relative
         if not path.is_file():
-            raise WebAssetsMissingError(self.missing() or f"{path} is missing: run `make setup`")
+            raise WebAssetsMissingError(
+                self.missing() or f"web/node_modules/{relative} is missing: run `make setup`"
+            )
         return path
 
     def verifier_file(self, name: str) -> Path:
@@ -145,9 +159,22 @@ def explorer_asset(name: str) -> FileResponse:
     return FileResponse(_file_under(STATIC, name))
 
 
+@functools.lru_cache(maxsize=len(REWRITES))
+def _rewritten(name: str, path: Path, mtime_ns: int) -> bytes:
+    """``path`` with the replacements of ``REWRITES[name]`` (kept until the file changes)."""
+    content = path.read_bytes()
+    for old, new in REWRITES[name]:
+        content = content.replace(old, new)
+    return content
+
+
 @router.get("/vendor/{name:path}")
-def vendor_asset(name: str, assets: WebAssetsDep) -> FileResponse:
-    return FileResponse(assets.vendor_file(name))
+def vendor_asset(name: str, assets: WebAssetsDep) -> Response:
+    path = assets.vendor_file(name)
+    if name in REWRITES:
+        content = _rewritten(name, path, path.stat().st_mtime_ns)
+        return Response(content, media_type=mimetypes.guess_type(path.name)[0])
+    return FileResponse(path)
 
 
 @router.get("/verifier/{name:path}")
