@@ -49,6 +49,7 @@ from test_explorer_support import (
 from devnet.deploy import ensure_registry
 from devnet.launcher import Devnet
 from exchange.api.explorer.assets import DEFAULT_WEB_DIR, VERIFIER_ENTRY
+from exchange.api.explorer.verify_page import STEPS
 
 REPO = Path(__file__).resolve().parents[2]
 CHROMIUM = Path("/usr/bin/chromium")
@@ -223,6 +224,12 @@ STATUS = {"not-found": 404}
 status on the console, the one console error such a page is allowed."""
 
 
+def _screenshot(page: Page, name: str, *, full_page: bool = True) -> None:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    width = page.viewport_size["width"] if page.viewport_size else 0
+    page.screenshot(path=str(SCREENSHOTS / f"{name}-{width}.png"), full_page=full_page)
+
+
 @pytest.mark.parametrize("width", WIDTHS)
 @pytest.mark.parametrize("name", list(PAGES))
 def test_each_page_renders_locally_without_errors(
@@ -239,10 +246,8 @@ def test_each_page_renders_locally_without_errors(
                 "document.documentElement.scrollWidth - document.documentElement.clientWidth"
             )
             assert overflow <= 0, f"{name} scrolls sideways by {overflow} px at {width} px"
-        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-        v.page.screenshot(  # the API references are long: their first screen only
-            path=str(SCREENSHOTS / f"{name}-{width}.png"), full_page=name not in THIRD_PARTY
-        )
+        # the API references are long: their first screen only
+        _screenshot(v.page, name, full_page=name not in THIRD_PARTY)
         if name in STATUS:
             status = STATUS[name]
             assert v.console_errors == [
@@ -319,12 +324,19 @@ def _verdict(page: Page) -> tuple[str, str | None]:
 
 
 @needs_verifier
-def test_a_real_receipt_verifies_in_the_page_step_by_step(world: World, browser: Browser) -> None:
-    with visit(browser) as v:
+@pytest.mark.parametrize("width", WIDTHS)
+def test_a_real_receipt_verifies_in_the_page_step_by_step(
+    world: World, browser: Browser, width: int
+) -> None:
+    with visit(browser, width) as v:
         v.page.goto(f"{world.url}/verify?index={world.order_index}")
         assert _verdict(v.page) == ("verified", "chain_anchor")
+        expect(v.page.locator("#subject")).to_contain_text("order.placed")
+        _screenshot(v.page, "verify-verified")
         steps = v.page.locator("#steps li")
         expect(steps).to_have_count(5)
+        order = [steps.nth(i).get_attribute("data-step") for i in range(5)]
+        assert order == list(STEPS)
         for i in range(5):
             expect(steps.nth(i)).to_have_attribute("data-ok", "true")
         expect(v.page.locator("li[data-step='inclusion'] table.compared")).to_contain_text(
@@ -370,6 +382,10 @@ def test_a_tampered_receipt_fails_at_the_right_step(
         v.page.click("#run")
         assert _verdict(v.page) == ("failed", step)
         expect(v.page.locator(f"li[data-step='{step}']")).to_have_attribute("data-ok", "false")
+        later = v.page.locator(f"li[data-step='{step}'] ~ li")
+        for i in range(later.count()):
+            expect(later.nth(i)).to_have_attribute("data-ok", "")  # not run
+        _screenshot(v.page, f"verify-failed-{step}")
         v.check_clean()
 
 
@@ -408,6 +424,6 @@ def test_text_that_is_not_json_fails_before_any_step(world: World, browser: Brow
             pytest.skip(f"the verify page has no verifier here ({VERIFIER} is absent)")
         v.page.fill("#bundle", "{not json")
         v.page.click("#run")
-        assert _verdict(v.page) == ("failed", "bundle")
+        assert _verdict(v.page) == ("failed", "format")
         expect(v.page.locator("#steps li[data-ok='']")).to_have_count(5)
         v.check_clean()

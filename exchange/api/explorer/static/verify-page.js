@@ -1,14 +1,17 @@
 // The verify page: hands a receipt bundle to the in-browser verifier (web/src/verify.js,
-// loaded from this exchange) and shows each step with the values it compared.
-// The result element (#result) carries data-verdict ("verified", "failed", "pending",
-// "error") and data-step (the failing step, or the last one checked).
+// loaded from this exchange, with sm-crypto's SM2/SM3 loaded by the page) and shows each
+// step with the values it compared. The result element (#result) carries data-verdict
+// ("verified" or "failed"; "pending" while a fetched receipt is not anchored yet, "error"
+// when the verifier could not run) and data-step: the failing step ("format" for text
+// that is not a v1 bundle), or the last one checked; data-inconclusive="true" when the
+// chain could not be read (nothing found wrong, nothing proven).
 
 const form = document.getElementById("verify-form");
 const result = document.getElementById("result");
 const verdictText = document.getElementById("verdict-text");
 const stepsList = document.getElementById("steps");
 const bundleInput = document.getElementById("bundle");
-const labels = JSON.parse(form.dataset.steps);
+const labels = Object.fromEntries(JSON.parse(form.dataset.steps)); // [[step, label], …] in order
 
 function el(tag, attrs, ...children) {
   const node = document.createElement(tag);
@@ -37,13 +40,16 @@ function renderSteps(steps) {
   const names = [...Object.keys(labels), ...steps.map((s) => s.step).filter((n) => !(n in labels))];
   stepsList.replaceChildren(...names.map((name) => {
     const step = byName.get(name);
-    const item = el("li", { "data-step": name, "data-ok": step ? String(step.ok) : "" },
+    const ran = step && step.ok !== null && step.ok !== undefined;
+    const item = el("li", { "data-step": name, "data-ok": ran ? String(step.ok) : "" },
       el("span", { class: "step-label" }, labels[name] || name), " ",
-      el("span", { class: "step-state" }, step ? (step.ok ? "✓ 通过 ok" : "✗ 失败 failed") : "— 未检查 not checked"));
-    if (step && step.message) item.append(el("p", { class: "step-message" }, step.message));
+      el("span", { class: "step-state" }, ran ? (step.ok ? "✓ 通过 ok" : "✗ 失败 failed") : "— 未检查 not checked"));
+    if (ran && step.message) item.append(el("p", { class: "step-message" }, step.message));
     if (step && step.compared && step.compared.length) {
       const rows = step.compared.map((c) =>
-        el("tr", { class: c.expected === c.actual ? "same" : "differs" },
+        // highlighted where a failed step's values differ (a passed step may compare a
+        // range with a value: not a difference)
+        el("tr", { class: step.ok === false && String(c.expected) !== String(c.actual) ? "differs" : "same" },
           el("th", { scope: "row" }, String(c.label)),
           el("td", {}, el("code", {}, String(c.expected))),
           el("td", {}, el("code", {}, String(c.actual)))));
@@ -55,37 +61,58 @@ function renderSteps(steps) {
   }));
 }
 
-async function verify(text) {
-  resetSteps();
-  let bundle;
-  try {
-    bundle = JSON.parse(text);
-  } catch (error) {
-    show("failed", "bundle", `不是 JSON Not JSON: ${error.message}`);
+function renderSubject(subject) {
+  const box = document.getElementById("subject");
+  if (!subject) {
+    box.hidden = true;
     return;
   }
+  const labelsOf = { type: "类型 Type", actor: "签名方 Actor", timestamp: "签名时间 Signed (ms)",
+    index: "序号 Index", tree_size: "树大小 Tree size", root: "根 Root", chain_id: "链 Chain id",
+    registry_address: "收据所指登记合约 Registry named by the bundle", tx_hash: "交易 Tx" };
+  const list = el("dl", { class: "kv" });
+  for (const [name, value] of Object.entries(subject)) {
+    list.append(el("dt", {}, labelsOf[name] || name), el("dd", {}, el("code", {}, String(value))));
+  }
+  box.replaceChildren(el("h2", {}, "收据内容 What the receipt claims"), list);
+  box.hidden = false;
+}
+
+async function verify(text) {
+  resetSteps();
+  renderSubject(null);
+  delete result.dataset.inconclusive;
   show("running", null, "验证中 Verifying…");
+  const pinnedKey = document.getElementById("log-key").value.trim();
   const options = {
     rpcUrl: document.getElementById("rpc-url").value.trim(),
     registryAddress: document.getElementById("registry").value.trim(),
     minConfirmations: Number(document.getElementById("min-confirmations").value) || 1,
     fetch: window.fetch.bind(window),
   };
+  if (pinnedKey) options.trustedLogKey = pinnedKey;
+  let outcome;
   try {
     const { verifyBundle } = await import(form.dataset.verifier);
-    const outcome = await verifyBundle(bundle, options);
-    renderSteps(outcome.steps || []);
-    const checked = (outcome.steps || []).map((s) => s.step);
-    if (outcome.verdict === "verified") {
-      show("verified", checked[checked.length - 1] || null, "✓ 已验证 Verified: 记录在日志中且其检查点已上链 the record is in the log and its checkpoint is on chain.");
-    } else {
-      const failed = (outcome.steps || []).find((s) => !s.ok);
-      show("failed", outcome.failedStep || (failed && failed.step) || null,
-        `✗ 验证失败 Failed at ${labels[outcome.failedStep] || outcome.failedStep}: ${(failed && failed.message) || ""}`);
-    }
+    // the text itself: the verifier parses it strictly (floats, duplicate names)
+    outcome = await verifyBundle(text, options);
   } catch (error) {
-    show("error", null, `验证器出错 The verifier could not finish: ${error.message}`);
+    show("error", null, `验证器出错 The verifier could not run: ${error.message}`);
+    return;
   }
+  const steps = outcome.steps || [];
+  renderSteps(steps);
+  renderSubject(outcome.subject);
+  if (outcome.verdict === "verified") {
+    const checked = steps.filter((s) => s.ok === true).map((s) => s.step);
+    show("verified", checked[checked.length - 1] || null,
+      "✓ 已验证 Verified: 记录在日志中，其检查点已锚定上链 the record is in the log and its checkpoint is anchored on chain.");
+    return;
+  }
+  const step = outcome.failedStep || "format";
+  if (outcome.inconclusive) result.dataset.inconclusive = "true";
+  const what = step === "format" ? "收据格式 Bundle format" : labels[step] || step;
+  show("failed", step, `✗ 验证失败 Failed at ${what}${outcome.inconclusive ? " (无法读取链 chain unreadable: inconclusive)" : ""}: ${outcome.message || ""}`);
 }
 
 async function fetchReceipt(index) {
@@ -93,8 +120,8 @@ async function fetchReceipt(index) {
   const response = await fetch(`/receipts/${encodeURIComponent(index)}`, { headers: { accept: "application/json" } });
   const text = await response.text();
   if (response.ok) {
-    bundleInput.value = JSON.stringify(JSON.parse(text), null, 2);
-    await verify(bundleInput.value);
+    bundleInput.value = text; // as served: the verifier reads the exact text
+    await verify(text);
     return;
   }
   let body = {};
