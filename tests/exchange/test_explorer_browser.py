@@ -45,11 +45,17 @@ from test_explorer_support import (
     World,
     explorer_world,
 )
+from test_raw_append_support import enrol
 
+from clients.signing import SM2RequestSigner
 from devnet.deploy import ensure_registry
 from devnet.launcher import Devnet
 from exchange.api.explorer.assets import DEFAULT_WEB_DIR, VERIFIER_ENTRY
 from exchange.api.explorer.verify_page import STEPS
+from exchange.app import create_app
+from exchange.settings import Settings
+from ledger.records import sign_record
+from ledger.sm2 import SM2PrivateKey
 
 REPO = Path(__file__).resolve().parents[2]
 CHROMIUM = Path("/usr/bin/chromium")
@@ -272,7 +278,7 @@ def test_search_facets_listing_and_provider_by_clicking(world: World, browser: B
         expect(page.locator("article.hit h2")).to_have_text(COMPUTATION_TITLE)
 
         page.goto(world.url + "/")
-        page.locator("section.facet[data-facet='custody'] a", has_text="exchange").click()
+        page.locator("section.facet[data-facet='custody'] a", has_text="交易所 exchange").click()
         page.wait_for_url(re.compile(r"custody=exchange"))
         expect(page.locator("article.hit")).to_have_count(1)
         page.locator("article.hit h2 a").click()
@@ -427,3 +433,38 @@ def test_text_that_is_not_json_fails_before_any_step(world: World, browser: Brow
         assert _verdict(v.page) == ("failed", "format")
         expect(v.page.locator("#steps li[data-ok='']")).to_have_count(5)
         v.check_clean()
+
+
+def test_a_receipt_not_anchored_yet_says_to_retry(
+    browser: Browser, live_server: Any, tmp_path: Path
+) -> None:
+    """An exchange without a chain integrates entries but anchors none: the receipt
+    of its entry 0 is pending, and the page says so (and when to retry) instead of
+    failing a verification; an entry that does not exist is named."""
+    app = create_app(Settings(data_dir=tmp_path, sequencer_interval=0.05))
+    author = SM2PrivateKey.generate()
+    enrol(app.state.engine, author)
+    with live_server(app) as url:
+        signed = sign_record(author, "note.added", {"text": "尚未锚定 not anchored"})
+        appended = httpx.post(
+            f"{url}/log/records",
+            json={"record": signed.to_dict(), "public_key": author.public_key().to_pem().decode()},
+            auth=SM2RequestSigner(author),
+        )
+        assert appended.status_code == 201, appended.text
+        assert httpx.get(f"{url}/receipts/0").json()["code"] == "receipt_pending"
+        with visit(browser) as v:
+            v.page.goto(f"{url}/verify?index=0")
+            result = v.page.locator("#result")
+            expect(result).to_have_attribute("data-verdict", "pending")
+            expect(result).to_contain_text("Retry")
+            v.page.goto(f"{url}/verify?index=7")
+            expect(result).to_have_attribute("data-verdict", "error")
+            expect(result).to_contain_text("entry_not_found")
+            # the browser reports the two refused fetches; nothing else may appear
+            assert v.console_errors == [
+                "Failed to load resource: the server responded with a status of 409 (Conflict)",
+                "Failed to load resource: the server responded with a status of 404 (Not Found)",
+            ]
+            v.console_errors.clear()
+            v.check_clean()

@@ -87,7 +87,9 @@ def test_catalogue_lists_the_published_listings_with_provider_names_and_prices(
     # facets: one listing in each custody, counted over the whole result
     custody = re.search(r'<section[^>]*data-facet="custody".*?</section>', page, re.S)
     assert custody is not None
-    assert re.sub(r"\s+", " ", _text(custody.group(0))) == "托管 Custody exchange 1 provider 1"
+    assert re.sub(r"\s+", " ", _text(custody.group(0))) == (
+        "托管 Custody 交易所 exchange 1 提供方 provider 1"
+    )
 
 
 def test_a_facet_link_filters_and_a_second_click_removes_the_filter(world: World) -> None:
@@ -188,6 +190,39 @@ def test_fields_the_page_does_not_know_are_shown_as_they_come(
     assert "issued_by 重庆数据交易所" in _text(page)
 
 
+HOSTILE = '"><img src=x onerror=alert(1)><script>alert(2)</script>'
+
+
+def test_what_a_provider_wrote_is_shown_as_text_never_as_markup(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = listings.get
+
+    def hostile(*args: Any) -> ListingPublic:
+        listing = real(*args)
+        return listing.model_copy(
+            update={
+                "title": HOSTILE,
+                "description": HOSTILE,
+                "tags": [HOSTILE],
+                "sample_rows": [{"stop_id": HOSTILE, HOSTILE: "x"}],
+                "usage_terms": HOSTILE,
+            }
+        )
+
+    monkeypatch.setattr(listings, "get", hostile)
+    page = _page(world, f"/explore/listings/{world.fixed_listing}")
+    assert "<img" not in page and "<script>alert" not in page
+    assert "&lt;img src=x onerror=alert(1)&gt;" in page
+    assert _text(page).count(HOSTILE) >= 5
+
+
+def test_a_search_is_echoed_as_text(world: World) -> None:
+    page = _page(world, "/", q=HOSTILE[:60])
+    assert "<img" not in page and "<script>alert" not in page
+    assert 'value="&#34;&gt;&lt;img' in page
+
+
 def test_the_json_api_keeps_the_listing_path(world: World) -> None:
     response = httpx.get(f"{world.url}/listings/{world.fixed_listing}")
     assert response.status_code == 200
@@ -247,6 +282,19 @@ def test_the_log_page_shows_the_checkpoint_and_entries_newest_first(world: World
     assert "order.placed" in row.group(0) and BUYER_NAME in _text(row.group(0))
     assert f'href="/verify?index={world.order_index}"' in row.group(0)
     assert "participant.registered" in page and PROVIDER_NAME in _text(page)
+
+
+def test_the_exchanges_own_records_name_its_log_key(world: World) -> None:
+    page = _page(world, "/log")
+    rows = re.findall(r'<tr data-index="\d+">.*?</tr>', page, re.S)
+    by_exchange = [r for r in rows if 'href="/.well-known/shancheng/log-key"' in r]
+    types = {re.findall(r"<code>([a-z_.]+)</code>", r)[0] for r in by_exchange}
+    assert "settlement.paid" in types, types  # the settlement of the accepted order
+    assert all("交易所 the exchange (log key)" in _text(r) for r in by_exchange)
+    # every other actor is a participant or an operator, linked to its page
+    assert len(rows) - len(by_exchange) == len(
+        [r for r in rows if 'href="/explore/participants/' in r]
+    )
 
 
 def test_the_log_is_paged_without_gaps_or_repeats(world: World) -> None:

@@ -4,7 +4,8 @@ small story, so that every page has something to show.
 A provider (approved) and a co-provider publish a listing of Chongqing bus-stop
 ridership in exchange custody at a fixed price, and one in provider custody with a
 computation offer; a third stays a draft (never shown). The operator credits the
-buyer, who quotes and orders the first listing; the exchange's sequencer and
+buyer, who quotes and orders the first listing, receives it and accepts it (the
+exchange settles: a record signed by its log key); the exchange's sequencer and
 anchoring worker integrate and anchor the log on the devnet, and the world waits
 until the order's receipt is out and the latest anchor is final.
 """
@@ -143,6 +144,7 @@ def _play(
         return listing_id
 
     fixed = publish({"title": FIXED_TITLE})
+    provider.upload_content(fixed, 1, csv)
     computation = publish(
         {
             "title": COMPUTATION_TITLE,
@@ -158,6 +160,9 @@ def _play(
     order = buyer.place_order(buyer.quote(fixed), idempotency_key="o-1")
     assert order.log is not None
     index = order.log.index
+    buyer.request_delivery(order.id)
+    settled = buyer.accept(order.id, idempotency_key="a-1")  # the exchange signs the settlement
+    assert settled.settlement is not None
 
     def receipt_out() -> bool:
         return httpx.get(f"{url}/receipts/{index}").status_code == 200

@@ -39,6 +39,17 @@ FACET_LABELS = {
     "computation": "可算不可见 Computation",
     "tags": "标签 Tags",
 }
+VALUE_LABELS = {
+    "custody": {"provider": "提供方 provider", "exchange": "交易所 exchange"},
+    "computation": {"true": "提供 offered", "false": "不提供 none"},
+    "pricing_model": {
+        "free": "免费 free",
+        "fixed": "一口价 fixed",
+        "tiers": "阶梯 tiers",
+        "subscription": "订阅 subscription",
+    },
+}
+"""How a facet's value reads (others read as they are)."""
 _CHOICES: dict[str, tuple[str, ...]] = {
     "classification": get_args(search.SearchClassification),
     "pricing_model": get_args(search.PricingModel),
@@ -150,5 +161,6 @@ def catalogue(request: Request, session: SessionDep, operators: OperatorsDep) ->
         names=display_names(session, operators, providers),
         sorts=SORTS,
         facet_labels=FACET_LABELS,
+        value_labels=VALUE_LABELS,
         next_url=None if found.next_cursor is None else query.next_page(found.next_cursor),
     )

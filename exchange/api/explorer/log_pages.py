@@ -31,7 +31,6 @@ router = APIRouter(include_in_schema=False)
 
 LOG_PAGE = 50
 ANCHORS_PAGE = 50
-LOG_KEY_NAME = "交易所日志密钥 the exchange's log key"
 
 
 @router.get("/log", response_class=HTMLResponse)
@@ -48,7 +47,6 @@ def log_page(
     checkpoint = queries.latest_checkpoint(session)
     page = entries_page(session, before=bound, limit=size)
     names = display_names(session, operators, {e.actor_key_id for e in page.entries})
-    names[log_key.key_id()] = LOG_KEY_NAME
     return render(
         "log.html",
         page="log",
@@ -57,6 +55,7 @@ def log_page(
         entries=page,
         limit=size,
         names=names,
+        log_key_id=log_key.key_id(),
     )
 
 
