@@ -15,6 +15,7 @@ from urllib.parse import urlencode
 
 import httpx
 import pytest
+from test_auth_support import POSTGRES_URL
 from test_explorer_support import (
     BUYER_NAME,
     CO_PROVIDER_NAME,
@@ -33,16 +34,29 @@ from exchange.app import create_app
 from exchange.listings import service as listings
 from exchange.listings.schemas import ListingPublic
 from exchange.local_exchange import free_port
+from exchange.log.testing import isolated_database
 from exchange.settings import Settings
 
 pytestmark = pytest.mark.chain
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
 def world(
-    tmp_path_factory: pytest.TempPathFactory, devnet: Devnet, live_server: Any
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    devnet: Devnet,
+    live_server: Any,
 ) -> Iterator[World]:
-    with explorer_world(tmp_path_factory.mktemp("explorer"), devnet, live_server) as world:
+    """The story's exchange on a SQLite file, and on PostgreSQL when TEST_POSTGRES_URL is
+    set (the pages' queries are the same on both)."""
+    if request.param == "postgresql" and POSTGRES_URL is None:
+        pytest.skip("TEST_POSTGRES_URL is not set")
+    directory = tmp_path_factory.mktemp("explorer")
+    postgres = POSTGRES_URL if request.param == "postgresql" else None
+    with (
+        isolated_database(postgres, directory) as db,
+        explorer_world(directory, devnet, live_server, database_url=db.url) as world,
+    ):
         yield world
 
 
