@@ -237,6 +237,20 @@ def test_a_search_is_echoed_as_text(world: World) -> None:
     assert 'value="&#34;&gt;&lt;img' in page
 
 
+@pytest.mark.parametrize(
+    "path", ["/", "/log", "/anchors", "/verify", "/operator", "/explore/listings/nope"]
+)
+def test_explorer_pages_allow_only_the_exchanges_own_scripts(world: World, path: str) -> None:
+    response = httpx.get(f"{world.url}{path}")
+    policy = response.headers["content-security-policy"]
+    assert "script-src 'self';" in policy and "default-src 'self';" in policy
+    assert "unsafe-inline" not in policy and "unsafe-eval" not in policy
+    assert response.headers["x-content-type-options"] == "nosniff"
+    assert not re.search(r"<script(?![^>]*\bsrc=)", response.text)  # no inline script
+    assert " style=" not in response.text and "<style" not in response.text
+    assert not re.search(r" on[a-z]+=", response.text)  # no inline handlers
+
+
 def test_the_json_api_keeps_the_listing_path(world: World) -> None:
     response = httpx.get(f"{world.url}/listings/{world.fixed_listing}")
     assert response.status_code == 200
