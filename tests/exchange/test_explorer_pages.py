@@ -28,6 +28,7 @@ from test_explorer_support import (
 )
 
 from devnet.launcher import Devnet
+from exchange.api.explorer import catalogue
 from exchange.api.explorer.assets import DEFAULT_WEB_DIR
 from exchange.api.explorer.operator_page import Figure, get_operator_figures
 from exchange.app import create_app
@@ -126,6 +127,19 @@ def test_search_terms_and_tags_narrow_the_catalogue(world: World) -> None:
     assert 'data-total="1"' in _page(world, "/", computation="false")
     page = _page(world, "/", q="公交", sort="price_desc")
     assert 'data-total="2"' in page and 'value="price_desc" selected' in page
+
+
+def test_the_catalogue_pages_with_its_cursor(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(catalogue, "PAGE_SIZE", 1)
+    titles: list[str] = []
+    path: str | None = "/?tag=公交&sort=title"
+    while path is not None:
+        page = _page(world, path)
+        titles += re.findall(r'<article class="hit"[^>]*>\s*<h2><a [^>]*>([^<]*)</a>', page)
+        following = re.search(r'rel="next" href="([^"]+)"', page)
+        path = None if following is None else html.unescape(following.group(1))
+        assert path is None or ("tag=" in path and "sort=title" in path and "cursor=" in path)
+    assert sorted(titles) == sorted([FIXED_TITLE, COMPUTATION_TITLE]) and len(titles) == 2
 
 
 @pytest.mark.parametrize(

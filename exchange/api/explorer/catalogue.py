@@ -118,19 +118,19 @@ class CatalogueQuery:
         return replace(self, cursor=cursor).href()
 
     def href(self) -> str:
-        changed = self
-        pairs: list[tuple[str, str]] = []
-        for name in ("q", "category", "classification", "pricing_model", "custody"):
-            value = getattr(changed, name)
-            if value is not None:
-                pairs.append((name, value))
-        if changed.computation is not None:
-            pairs.append(("computation", changed.computation))
-        pairs.extend(("tag", t) for t in changed.tags)
-        if changed.sort is not None:
-            pairs.append(("sort", changed.sort))
-        if changed.cursor is not None:
-            pairs.append(("cursor", changed.cursor))
+        """This query as the catalogue's URL (empty parts left out)."""
+        pairs = [
+            (name, value)
+            for name in ("q", "category", "classification", "pricing_model", "custody")
+            if (value := getattr(self, name)) is not None
+        ]
+        if self.computation is not None:
+            pairs.append(("computation", self.computation))
+        pairs.extend(("tag", t) for t in self.tags)
+        if self.sort is not None:
+            pairs.append(("sort", self.sort))
+        if self.cursor is not None:
+            pairs.append(("cursor", self.cursor))
         return "/?" + urlencode(pairs) if pairs else "/"
 
     def selected(self, facet: str, value: str) -> bool:
