@@ -508,6 +508,7 @@ def bare_web(tmp_path: Path) -> Path:
     web = tmp_path / "web"
     web.mkdir()
     shutil.copy(DEFAULT_WEB_DIR / "package.json", web / "package.json")
+    shutil.copytree(DEFAULT_WEB_DIR / "src", web / "src")
     return web
 
 
@@ -539,6 +540,7 @@ def test_without_node_modules_the_pages_name_make_setup(tmp_path: Path, bare_web
     assert asset.status_code == 503 and asset.json()["code"] == "web_assets_missing"
     assert "make setup" in asset.json()["message"]
     assert verify.status_code == 200 and 'data-verdict="unavailable"' in verify.text
+    assert "make setup" in verify.text
     assert "<script" not in verify.text and 'id="run" type="submit" disabled' in verify.text
     assert catalogue.status_code == 200  # the explorer's own pages need no npm package
 

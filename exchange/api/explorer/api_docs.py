@@ -8,8 +8,8 @@ from fastapi import APIRouter, Request
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.responses import HTMLResponse
 
-from exchange.api.explorer.assets import WebAssetsDep
-from exchange.api.explorer.rendering import render
+from exchange.api.explorer.assets import WebAssetsDep, WebAssetsMissingError
+from exchange.api.explorer.rendering import error_page
 
 __all__ = ["router"]
 
@@ -19,23 +19,11 @@ TITLE = "山城数据交易所 API · Shancheng Data Exchange"
 ICON = "/assets/explorer/icon.svg"
 
 
-def _missing_page(reason: str) -> HTMLResponse:
-    return render(
-        "error.html",
-        status=503,
-        page="error",
-        title="503 web_assets_missing",
-        code="web_assets_missing",
-        message=reason,
-        hint="make setup",
-    )
-
-
 @router.get("/docs", response_class=HTMLResponse)
 def swagger_ui(request: Request, assets: WebAssetsDep) -> HTMLResponse:
     reason = assets.missing()
     if reason is not None:
-        return _missing_page(reason)
+        return error_page(WebAssetsMissingError(reason))
     return get_swagger_ui_html(
         openapi_url=request.app.openapi_url,
         title=TITLE,
@@ -51,7 +39,7 @@ def swagger_ui(request: Request, assets: WebAssetsDep) -> HTMLResponse:
 def redoc(request: Request, assets: WebAssetsDep) -> HTMLResponse:
     reason = assets.missing()
     if reason is not None:
-        return _missing_page(reason)
+        return error_page(WebAssetsMissingError(reason))
     return get_redoc_html(
         openapi_url=request.app.openapi_url,
         title=TITLE,

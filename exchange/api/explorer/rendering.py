@@ -158,7 +158,6 @@ def error_page(exc: ExchangeError) -> HTMLResponse:
         title=f"{exc.status} {exc.code}",
         code=exc.code,
         message=exc.message,
-        hint=None,
     )
 
 
