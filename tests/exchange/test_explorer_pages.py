@@ -553,3 +553,15 @@ def test_redoc_is_served_without_its_cdn_logo(world: World) -> None:
     assert len(served.content) == len(installed) - len(
         b"https://cdn.redoc.ly/redoc/logo-mini.svg"
     ) + len(b"data:image/svg+xml,%3Csvg xmlns='http://www.w3.org/2000/svg'/%3E")
+
+
+def test_without_the_verifier_the_verify_page_says_so(tmp_path: Path) -> None:
+    web = tmp_path / "web"
+    web.mkdir()
+    (web / "node_modules").symlink_to(DEFAULT_WEB_DIR / "node_modules")
+    app = create_app(Settings(data_dir=tmp_path / "var", web_dir=web))
+    verify, module, docs = _asgi_get(app, "/verify", "/assets/verifier/verify.js", "/docs")
+    assert verify.status_code == 200 and 'data-verdict="unavailable"' in verify.text
+    assert "web/src/verify.js" in verify.text and "<script" not in verify.text
+    assert module.status_code == 404 and module.json()["code"] == "asset_not_found"
+    assert docs.status_code == 200  # the rest of the assets are there
