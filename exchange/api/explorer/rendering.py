@@ -25,6 +25,7 @@ __all__ = [
     "TEMPLATES",
     "PageParamError",
     "describe_price",
+    "duration",
     "error_page",
     "fen",
     "html_errors",
@@ -75,6 +76,14 @@ def size(count: int | None) -> str:
     raise AssertionError("unreachable")
 
 
+def duration(seconds: int) -> str:
+    """Whole days, hours or minutes when the seconds are, else seconds."""
+    for unit, label in ((86_400, "天 d"), (3_600, "小时 h"), (60, "分钟 min")):
+        if seconds >= unit and seconds % unit == 0:
+            return f"{seconds // unit} {label}"
+    return f"{seconds} 秒 s"
+
+
 def describe_price(pricing: Mapping[str, Any]) -> str:
     """A listing's pricing in words, with its unit (fen shown as yuan)."""
     model = pricing.get("model")
@@ -121,7 +130,13 @@ def _columns(rows: list[Mapping[str, Any]]) -> list[str]:
 
 
 _ENV.filters.update(
-    fen=fen, when=when, size=size, price=describe_price, short=_short, columns=_columns
+    fen=fen,
+    when=when,
+    size=size,
+    duration=duration,
+    price=describe_price,
+    short=_short,
+    columns=_columns,
 )
 
 
