@@ -35,6 +35,7 @@ from exchange.api import (
     deliverables,
     delivery,
     events,
+    explorer,
     health,
     listings,
     log,
@@ -337,6 +338,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description=API_DESCRIPTION,
         lifespan=_lifespan,
         openapi_tags=OPENAPI_TAGS,
+        docs_url=None,  # /docs and /redoc: the explorer's, on local assets (no CDN)
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.engine = engine
@@ -366,6 +369,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_common_errors(app)  # documents invalid_json and internal in OpenAPI
     for router in ROUTERS:
         app.include_router(router)
+    app.include_router(explorer.router)  # the web pages at /, /log, /verify, … (no OpenAPI)
     # last: puts the examples back as declared (FastAPI's encoder drops their nulls)
     install_examples(app)
     return app

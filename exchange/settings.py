@@ -132,6 +132,12 @@ class Settings(BaseSettings):
         description="Scheme://host[:port][/prefix] clients address (behind a proxy); the "
         "signed @target-uri is checked against it. Default: the request's scheme and Host.",
     )
+    web_dir: Path | None = Field(
+        default=None,
+        description="The explorer's browser assets: web/ with the node_modules `make setup` "
+        "installs (Swagger UI, ReDoc, sm-crypto) and the verifier's src/. Default: the "
+        "repository's web/.",
+    )
     listing_sample_max_bytes: int = Field(
         default=64 * 1024,
         ge=1,

@@ -20,10 +20,8 @@ import anyio
 import anyio.to_thread
 from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
-from sqlalchemy import select
-from sqlmodel import col
 
-from exchange.anchoring.models import AnchorRow
+from exchange.anchoring.browse import anchors_from
 from exchange.api.deps import (
     AppenderDep,
     AppendLimiterDep,
@@ -393,16 +391,7 @@ def get_anchors(
     ] = 0,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
 ) -> list[Anchor]:
-    rows = (
-        session.execute(
-            select(AnchorRow)
-            .where(col(AnchorRow.tree_size) >= start)
-            .order_by(col(AnchorRow.tree_size))
-            .limit(limit)
-        )
-        .scalars()
-        .all()
-    )
+    rows = anchors_from(session, start=start, limit=limit)
     return [
         Anchor(
             tree_size=row.tree_size,

@@ -44,7 +44,7 @@ def run(
         bool,
         typer.Option(
             "--json",
-            help="Print the startup map (api, docs, health, database, chain, registry, "
+            help="Print the startup map (api, explorer, docs, health, database, chain, registry, "
             "operator_key) as one JSON document on stdout; everything else goes to stderr.",
         ),
     ] = False,
@@ -158,6 +158,7 @@ def _print_map(startup: dict[str, Any]) -> None:
     chain, registry = startup["chain"], startup["registry"]
     table = Table(title="Shancheng Data Exchange (local)", show_header=False)
     table.add_row("API", startup["api"])
+    table.add_row("Explorer", startup["explorer"])
     table.add_row("API docs", startup["docs"])
     table.add_row("Health", startup["health"])
     table.add_row("Database", startup["database"])

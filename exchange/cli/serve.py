@@ -31,7 +31,7 @@ def serve(
         bool,
         typer.Option(
             "--json",
-            help="Print the startup map (api, docs, health, database, rpc_url, "
+            help="Print the startup map (api, explorer, docs, health, database, rpc_url, "
             "registry_address) as one JSON document on stdout; logs go to stderr.",
         ),
     ] = False,
@@ -87,7 +87,12 @@ def serve(
 
 def urls(api: str) -> dict[str, str]:
     """The startup map's addresses of the API at ``api``."""
-    return {"api": api, "docs": f"{api}/docs", "health": f"{api}/health"}
+    return {
+        "api": api,
+        "explorer": f"{api}/",
+        "docs": f"{api}/docs",
+        "health": f"{api}/health",
+    }
 
 
 def log_config(as_json: bool) -> dict[str, Any]:

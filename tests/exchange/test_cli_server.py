@@ -135,6 +135,7 @@ def test_serve_json_prints_only_the_startup_map_on_stdout(tmp_path: Path) -> Non
     assert process.returncode == 0, err
     assert json.loads(out) == {  # the /health request was logged to stderr, not here
         "api": url,
+        "explorer": f"{url}/",
         "docs": f"{url}/docs",
         "health": f"{url}/health",
         "database": f"sqlite:///{tmp_path / 'data' / 'exchange.db'}",
