@@ -47,16 +47,21 @@ class ChainChoice:
 
 
 def _from_health(exchange: str) -> tuple[str | None, str | None]:
-    from clients.cli._runtime import convert_errors
     from clients.sdk import ExchangeClient
+    from clients.sdk.errors import ClientError
 
-    with convert_errors():
+    try:
+        client = ExchangeClient(exchange)
+    except ValueError as exc:
+        raise CLIError(f"--exchange: {exc}", EXIT_UNUSABLE) from None
+    with client:
         try:
-            client = ExchangeClient(exchange)
-        except ValueError as exc:
-            raise CLIError(f"--exchange: {exc}", EXIT_UNUSABLE) from None
-        with client:
             chain = client.health().chain
+        except ClientError as exc:
+            raise CLIError(
+                f"cannot read the chain and registry from {exchange.rstrip('/')}/health: {exc}",
+                EXIT_UNUSABLE,
+            ) from None
     return chain.rpc_url, chain.registry_address
 
 
@@ -108,19 +113,15 @@ def _flag_or_source(flag: str, source: str) -> str:
 def require_chain(choice: ChainChoice, hint: str = "") -> tuple[str, str]:
     """``(rpc_url, registry)``, or a usage error naming every way to give them."""
     missing = [
-        what
-        for what, value in (
-            ("--rpc (or SHANCHENG_RPC_URL, rpc_url in the config file)", choice.rpc_url),
-            (
-                "--registry (or SHANCHENG_REGISTRY_ADDRESS, registry_address in the config file)",
-                choice.registry,
-            ),
-        )
+        flag
+        for flag, value in (("--rpc", choice.rpc_url), ("--registry", choice.registry))
         if not value
     ]
     if missing:
         raise CLIError(
-            " and ".join(missing) + " required" + hint + "; or name the exchange with "
+            f"{' and '.join(missing)} required{hint}: give the flag, set SHANCHENG_RPC_URL / "
+            "SHANCHENG_REGISTRY_ADDRESS, put rpc_url / registry_address in the config file "
+            "(`shancheng init --rpc-url URL --registry ADDR`), or name the exchange with "
             "--exchange URL to read them from its /health",
             EXIT_UNUSABLE,
         )

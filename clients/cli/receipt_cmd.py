@@ -11,10 +11,11 @@ exchange answers ``receipt_pending`` with the seconds to wait: the command says
 so and exits 75 (EX_TEMPFAIL: try again later), or, with ``--wait``, asks again
 when the exchange says to until ``--timeout``. Nothing is written unless every
 selected receipt arrived and parsed as a bundle for the entry asked: an error
-answer is never saved as a bundle. ``--out`` is a file for one receipt, a
-directory (``<index>.json`` each) for several; without it the bundle (or a JSON
-list of them) goes to stdout. Files are written whole (a temporary file, then a
-rename), so a failure leaves nothing half-written.
+answer is never saved as a bundle. ``--out`` is the file for an INDEX's receipt,
+and the directory (made if missing) of an order's, one ``<index>.json`` each;
+without it the bundle (an order's: a JSON list of them) goes to stdout. Files are
+written whole (a temporary file, then a rename), so a failure leaves nothing
+half-written.
 """
 
 from __future__ import annotations
@@ -42,28 +43,28 @@ EXIT_PENDING = 75
 """sysexits' EX_TEMPFAIL: the receipt is not ready yet; the same command later works."""
 
 
-def _targets(out: Path | None, count: int) -> Path | None:
-    """Where the bundles go (checked before anything is fetched or waited for): a file
-    for one, a directory for several; a usage error when it cannot be written."""
+def _targets(out: Path | None, indexes: list[int], directory: bool) -> dict[int, Path]:
+    """Where each bundle goes (checked before anything is fetched or waited for): the
+    file ``out`` (``out/<index>.json`` when ``out`` is a directory), or with
+    ``directory`` ``out/<index>.json`` each (the directory made if missing); a usage
+    error when that cannot be written. Empty without ``--out``."""
     if out is None:
-        return None
-    if count == 1 and not out.is_dir():
-        parent = out.parent if str(out.parent) else Path(".")
+        return {}
+    if not directory and not out.is_dir():
+        parent = out.parent
         if not parent.is_dir():
             raise CLIError(f"--out {out}: directory {parent} does not exist", EXIT_USAGE)
         if not os.access(parent, os.W_OK | os.X_OK) or (
             out.exists() and not os.access(out, os.W_OK)
         ):
             raise CLIError(f"--out {out}: not writable", EXIT_USAGE)
-        return out
+        return {indexes[0]: out}
     if out.exists() and not out.is_dir():
-        raise CLIError(
-            f"--out {out}: {count} receipts go into a directory, and this is a file", EXIT_USAGE
-        )
+        raise CLIError(f"--out {out}: an order's receipts go into a directory", EXIT_USAGE)
     base = out if out.exists() else out.parent
     if not base.is_dir() or not os.access(base, os.W_OK | os.X_OK):
         raise CLIError(f"--out {out}: not writable", EXIT_USAGE)
-    return out
+    return {index: out / f"{index}.json" for index in indexes}
 
 
 def _write(path: Path, data: bytes) -> None:
@@ -146,7 +147,9 @@ def receipt(
     out: Annotated[
         Path | None,
         typer.Option(
-            "--out", help="File for one receipt, directory for several (default: stdout)."
+            "--out",
+            help="INDEX: the bundle's file; --order: a directory, <index>.json each "
+            "(default: stdout).",
         ),
     ] = None,
 ) -> None:
@@ -158,22 +161,20 @@ def receipt(
         raise CLIError("--type goes with --order", EXIT_USAGE)
     client = inv.client(signed=order is not None)
     chosen = [(index, "")] if index is not None else _selected(client, order or "", record_type)
-    target = _targets(out, len(chosen))
+    paths = _targets(out, [i for i, _ in chosen], directory=order is not None)
     bundles = _fetch(client, [i for i, _ in chosen], wait, timeout)
     texts = {
         i: json.dumps(b.to_dict(), indent=2, ensure_ascii=False) + "\n" for i, b in bundles.items()
     }
-    written: dict[int, str] = {}
-    if target is not None:
-        if len(chosen) > 1:
-            target.mkdir(exist_ok=True)
-        for i, _ in chosen:
-            path = target / f"{i}.json" if len(chosen) > 1 else target
-            _write(path, texts[i].encode("utf-8"))
-            written[i] = str(path)
-    summary = [_summary(i, kind, bundles[i], written.get(i)) for i, kind in chosen]
-    if target is None:  # the bundles themselves are the output, in both modes
-        if len(chosen) == 1:
+    for i, path in paths.items():
+        try:
+            path.parent.mkdir(exist_ok=True)
+        except OSError as exc:
+            raise CLIError(f"--out {path.parent}: {exc.strerror or exc}", EXIT_USAGE) from None
+        _write(path, texts[i].encode("utf-8"))
+    summary = [_summary(i, kind, bundles[i], paths.get(i)) for i, kind in chosen]
+    if not paths:  # the bundles themselves are the output, in both modes
+        if order is None:
             typer.echo(texts[chosen[0][0]], nl=False)
         else:
             typer.echo(
@@ -194,11 +195,11 @@ def receipt(
     inv.out.result(summary, human)
 
 
-def _summary(index: int, kind: str, bundle: Bundle, path: str | None) -> dict[str, Any]:
+def _summary(index: int, kind: str, bundle: Bundle, path: Path | None) -> dict[str, Any]:
     return {
         "index": index,
         "type": kind or bundle.record.record.type,
-        "path": path,
+        "path": None if path is None else str(path),
         "tree_size": bundle.checkpoint.tree_size,
         "chain_id": bundle.anchor.chain_id,
         "registry_address": bundle.anchor.registry_address,
