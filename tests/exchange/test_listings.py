@@ -151,6 +151,7 @@ def test_publication_checks_the_declarations_again(exchange: Exchange) -> None:
     """A listing under review whose declarations are no longer complete (as stored
     before submission checked them) is not published."""
     from sqlalchemy import update
+    from sqlmodel import col
 
     from exchange.listings.models import Listing
 
@@ -159,7 +160,7 @@ def test_publication_checks_the_declarations_again(exchange: Exchange) -> None:
     exchange.step(owner, listing_id, "submit")
     exchange.step(exchange.operator, listing_id, "review")
     with exchange.app.state.session_factory() as session:
-        session.execute(update(Listing).where(Listing.id == listing_id).values(licence=None))
+        session.execute(update(Listing).where(col(Listing.id) == listing_id).values(licence=None))
         session.commit()
     before = exchange.log_size()
     message = error(
