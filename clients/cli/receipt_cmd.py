@@ -103,9 +103,9 @@ def _fetch(
         try:
             bundles[index] = client.receipt(index)
         except ReceiptPendingError as exc:
-            after = f"about {exc.retry_after} s" if exc.retry_after is not None else "a while"
+            after = "" if exc.retry_after is None else f" (retry_after {exc.retry_after} s)"
             raise CLIError(
-                f"receipt_pending: {exc.message}; ask again in {after}, or pass --wait",
+                f"receipt_pending: {exc.message}{after}; or pass --wait to wait for it",
                 EXIT_PENDING,
             ) from None
     return bundles

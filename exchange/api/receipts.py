@@ -52,7 +52,10 @@ def get_receipt(
         seconds = receipt_retry_after(session, index, settings.anchor_interval_s, now_ms())
         return JSONResponse(
             {
-                **error_body(exc.code, f"{exc.message} (in about {seconds} s)"),
+                **error_body(
+                    exc.code,
+                    f"{exc.message.removesuffix('; retry later')}; retry in about {seconds} s",
+                ),
                 "retry_after": seconds,
             },
             status_code=exc.status,

@@ -253,8 +253,8 @@ def test_status_records_and_receipts(market: Market, tmp_path: Path) -> None:
     # pending: when to retry, exit 75, and nothing written (never an error body)
     out = tmp_path / "bundle.json"
     pending = buyer.fails("audit", "receipt", str(index), "--out", out, code=EXIT_PENDING)
-    assert pending.startswith("receipt_pending: ") and "ask again in about" in pending
-    assert "--wait" in pending and not out.exists()
+    assert pending.startswith("receipt_pending: ") and "retry in about" in pending
+    assert "(retry_after " in pending and "--wait" in pending and not out.exists()
     timed_out = buyer.fails(
         "audit", "receipt", str(index), "--wait", "--timeout", "0", "--out", out, code=EXIT_PENDING
     )

@@ -184,7 +184,7 @@ def test_a_pending_receipt_says_when_to_ask_again(pending_app: Any, live_server:
         assert body["code"] == "receipt_pending" and isinstance(body["retry_after"], int)
         assert response.headers["Retry-After"] == str(body["retry_after"])
         assert 1 <= body["retry_after"] <= 61
-        assert f"in about {body['retry_after']} s" in body["message"]
+        assert body["message"].endswith(f"; retry in about {body['retry_after']} s")
 
         # an anchor was just made (covering 0..1): the next one is due an interval later
         _anchor(pending_app, 2, AnchorState.FINAL)
