@@ -14,7 +14,6 @@ promise: a chain that is down delays every anchor.
 
 from __future__ import annotations
 
-import bisect
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -22,7 +21,8 @@ from dataclasses import dataclass
 from sqlalchemy import func, select
 from sqlmodel import Session, col
 
-from exchange.anchoring.models import ON_CHAIN_STATES, UNMINED_STATES, AnchorRow
+from exchange.anchoring.models import UNMINED_STATES, AnchorRow
+from exchange.anchoring.receipts import covering_anchor
 
 __all__ = [
     "SENT_RETRY_S",
@@ -34,7 +34,6 @@ __all__ = [
 SENT_RETRY_S = 2
 """Seconds to wait when the covering anchor's transaction is signed but not yet mined."""
 
-_ON_CHAIN = [s.value for s in ON_CHAIN_STATES]
 _UNMINED = [s.value for s in UNMINED_STATES]
 
 
@@ -54,38 +53,22 @@ PENDING = EntryAnchor("pending")
 
 
 def anchor_states(session: Session, indexes: Iterable[int]) -> Mapping[int, EntryAnchor]:
-    """For each index, the earliest on-chain anchor whose tree holds it (one query)."""
-    wanted = sorted(set(indexes))
-    if not wanted:
-        return {}
-    rows = (
-        session.execute(
-            select(AnchorRow)
-            .where(
-                col(AnchorRow.tree_size) > wanted[0],
-                col(AnchorRow.state).in_(_ON_CHAIN),
-                col(AnchorRow.tx_hash).is_not(None),
-                col(AnchorRow.block_number).is_not(None),
-            )
-            .order_by(col(AnchorRow.tree_size))
-        )
-        .scalars()
-        .all()
-    )
-    sizes = [row.tree_size for row in rows]
+    """For each index, the anchor its receipt proves against
+    (:func:`~exchange.anchoring.receipts.covering_anchor`: the earliest on chain that
+    holds it), one indexed query each (an order has a handful of records)."""
     found: dict[int, EntryAnchor] = {}
-    for index in wanted:
-        at = bisect.bisect_right(sizes, index)  # the first anchor with tree_size > index
-        if at == len(rows):
-            found[index] = PENDING
-            continue
-        row = rows[at]
-        found[index] = EntryAnchor(
-            state=row.state,
-            tree_size=row.tree_size,
-            chain_id=row.chain_id,
-            tx_hash=row.tx_hash,
-            block_number=row.block_number,
+    for index in sorted(set(indexes)):
+        row = covering_anchor(session, index)
+        found[index] = (
+            PENDING
+            if row is None
+            else EntryAnchor(
+                state=row.state,
+                tree_size=row.tree_size,
+                chain_id=row.chain_id,
+                tx_hash=row.tx_hash,
+                block_number=row.block_number,
+            )
         )
     return found
 
