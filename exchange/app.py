@@ -44,6 +44,7 @@ from exchange.api import (
     quotes,
     receipts,
     webhooks,
+    workflows,
 )
 from exchange.api.deps import StreamCount
 from exchange.api.examples import install_examples
@@ -141,6 +142,7 @@ ROUTERS = (
     accounts.router,
     quotes.router,
     orders.router,
+    workflows.router,
     content.router,
     delivery.router,
     computations.router,

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import inspect
 import os
+import shlex
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -93,13 +94,30 @@ def _debug() -> bool:
     return bool(cli._DEBUG["on"])
 
 
+_FLAG_NAMES = {
+    "config": "--config",
+    "exchange_url": "--exchange-url",
+    "key_file": "--key-file",
+    "key_password_file": "--key-password-file",
+}
+
+
 @dataclass
 class Invocation:
-    """One run of a command: its configuration, output, and (on demand) the client."""
+    """One run of a command: its configuration, output, and (on demand) the client.
+    ``flags`` are the common options as the user passed them (``--key-file a.pem``
+    …), which :meth:`again` repeats in the ``next:`` hints."""
 
     config: CLIConfig
     out: Output
+    flags: tuple[str, ...] = ()
     _clients: list[ExchangeClient] = field(default_factory=list)
+
+    def again(self, *words: object) -> str:
+        """``shancheng WORDS…`` with the flags this run was given, shell-quoted: a
+        command the user can paste as it is."""
+        parts = ["shancheng", *(str(w) for w in words), *self.flags]
+        return " ".join(shlex.quote(part) for part in parts)
 
     @property
     def as_json(self) -> bool:
@@ -169,8 +187,16 @@ def command(app: typer.Typer, name: str) -> Callable[[CommandFunction[P]], Comma
         def run(*args: Any, **kwargs: Any) -> None:
             options = {n: kwargs.pop(n) for n, _, _ in _COMMON}
             as_json = options.pop("as_json")
+            flags = tuple(
+                part
+                for name, value in options.items()
+                if value is not None
+                for part in (_FLAG_NAMES[name], str(value))
+            )
             with convert_errors():
-                invocation = Invocation(config=load_config(**options), out=Output(as_json))
+                invocation = Invocation(
+                    config=load_config(**options), out=Output(as_json), flags=flags
+                )
                 try:
                     func(invocation, *args, **kwargs)
                 finally:

@@ -117,16 +117,16 @@ def show_search(out: Output, data: Mapping[str, Any]) -> None:
         [
             hit.get("id"),
             hit.get("title"),
+            hit.get("provider_name") or f"{str(hit.get('owner'))[:12]}…",
             hit.get("category"),
-            yuan(hit.get("price_fen")),
-            (hit.get("pricing") or {}).get("model"),
+            _hit_price(hit),
             _count(hit.get("row_count")),
         ]
         for hit in data.get("items") or []
     ]
     out.table(
         f"Listings ({data.get('total', len(rows))} found)",
-        ["id", "title", "category", "price", "model", "rows"],
+        ["id", "title", "provider", "category", "price", "rows"],
         rows,
         empty="no published listing matches",
     )
@@ -138,6 +138,14 @@ def show_search(out: Output, data: Mapping[str, Any]) -> None:
             out.line(f"[dim]{name}:[/] {text}")
     if data.get("next_cursor"):
         out.line(f"more: --cursor {data['next_cursor']}")
+
+
+def _hit_price(hit: Mapping[str, Any]) -> str:
+    """A search hit's comparable price with what it buys: ``¥8.00 per 1,000 rows``."""
+    unit = hit.get("price_unit") or (hit.get("pricing") or {}).get("model") or ""
+    if unit == "free":
+        return "free"
+    return f"{yuan(hit.get('price_fen'))} {unit}".strip()
 
 
 def show_quote(out: Output, data: Mapping[str, Any]) -> None:

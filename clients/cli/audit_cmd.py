@@ -1,5 +1,11 @@
 """``shancheng audit verify|log``: check receipts and the log against the chain.
 
+The chain's RPC URL and the registry come from ``--rpc`` / ``--registry``, else
+``SHANCHENG_RPC_URL`` / ``SHANCHENG_REGISTRY_ADDRESS``, else the config file, else
+the ``/health`` of the exchange named with ``--exchange`` (printed, to be pinned):
+see :mod:`clients.cli.chain_config`. ``audit receipt`` fetches bundles
+(:mod:`clients.cli.receipt_cmd`).
+
 Exit codes: 0 every check passed; 1 a check failed (the failing step is named
 with its expected and actual values); 2 the audit could not run (unusable
 input: a missing or malformed bundle, an unknown bundle version, a bad key
@@ -9,7 +15,6 @@ file or address; or the chain / exchange could not be read).
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -17,6 +22,8 @@ import typer
 from rich.markup import escape
 
 from clients.cli._common import CLIError, stdout
+from clients.cli._runtime import load_config
+from clients.cli.chain_config import check_address, require_chain, resolve_chain
 
 audit_app = typer.Typer(
     name="audit",
@@ -27,14 +34,33 @@ audit_app = typer.Typer(
 EXIT_FAILED = 1
 EXIT_UNUSABLE = 2
 
-_ADDRESS = re.compile(r"0x[0-9a-fA-F]{40}")
 _MARKS = {"passed": "[green]✓[/]", "failed": "[bold red]✗[/]", "skipped": "[dim]–[/]"}
 
 RpcOption = Annotated[
-    str | None, typer.Option("--rpc", help="JSON-RPC URL of the chain holding the registry.")
+    str | None,
+    typer.Option(
+        "--rpc",
+        help="JSON-RPC URL of the chain holding the registry (env SHANCHENG_RPC_URL, "
+        "config rpc_url).",
+        show_default=False,
+    ),
 ]
 RegistryOption = Annotated[
-    str | None, typer.Option("--registry", help="Address of the AnchorRegistry you trust.")
+    str | None,
+    typer.Option(
+        "--registry",
+        help="Address of the AnchorRegistry you trust (env SHANCHENG_REGISTRY_ADDRESS, "
+        "config registry_address).",
+        show_default=False,
+    ),
+]
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        help="Config file (default: $SHANCHENG_CONFIG or ~/.config/shancheng/config.toml).",
+        show_default=False,
+    ),
 ]
 LogKeyOption = Annotated[
     Path | None,
@@ -62,21 +88,6 @@ def _load_log_key(path: Path | None) -> Any:
         raise CLIError(f"cannot read log key file {path}: {exc.strerror}", EXIT_UNUSABLE) from None
     except KeyFormatError as exc:
         raise CLIError(f"{path} is not an SM2 public key PEM: {exc}", EXIT_UNUSABLE) from None
-
-
-def _require_chain(rpc: str | None, registry: str | None, hint: str) -> tuple[str, str]:
-    if rpc is None or registry is None:
-        missing = " and ".join(o for o, v in (("--rpc", rpc), ("--registry", registry)) if not v)
-        raise CLIError(f"{missing} required{hint}", EXIT_UNUSABLE)
-    return rpc, _check_address(registry)
-
-
-def _check_address(registry: str) -> str:
-    if not _ADDRESS.fullmatch(registry):
-        raise CLIError(
-            f"--registry {registry!r} is not a 0x-prefixed 20-byte hex address", EXIT_UNUSABLE
-        )
-    return registry
 
 
 def _print_steps(steps: list[Any]) -> None:
@@ -125,16 +136,28 @@ def verify_command(
         typer.Option("--min-confirmations", min=1, help="Confirmations for the anchor to count."),
     ] = 1,
     as_json: JsonOption = False,
+    config: ConfigOption = None,
+    exchange: Annotated[
+        str | None,
+        typer.Option(
+            "--exchange",
+            help="Read the chain and registry from this exchange's /health when no flag, "
+            "variable or config file gives them (the address is printed: pin it).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Verify a receipt: signature → leaf hash → inclusion → checkpoint → chain anchor."""
     from clients.audit import verify_bundle_file
     from ledger.audit import AuditError, AuditInconclusiveError
     from ledger.bundle import BundleFormatError
 
+    _refuse_error_body(bundle)
     if not offline:
-        rpc, registry = _require_chain(rpc, registry, " (or --offline)")
+        choice = resolve_chain(rpc, registry, config=config, exchange=exchange)
+        rpc, registry = require_chain(choice, " (or --offline)")
     elif registry is not None:
-        _check_address(registry)
+        check_address(registry)
     trusted = _load_log_key(log_key)
     try:
         report = verify_bundle_file(
@@ -176,8 +199,14 @@ def verify_command(
 @audit_app.command("log")
 def log_command(
     exchange: Annotated[
-        str, typer.Option("--exchange", help="Base URL of the exchange (public GET endpoints).")
-    ],
+        str | None,
+        typer.Option(
+            "--exchange",
+            help="Base URL of the exchange (public GET endpoints; default: the configured "
+            "exchange_url). Its /health gives the chain and registry when nothing else does.",
+            show_default=False,
+        ),
+    ] = None,
     rpc: RpcOption = None,
     registry: RegistryOption = None,
     spot_checks: Annotated[
@@ -189,13 +218,17 @@ def log_command(
         typer.Option("--from-block", min=0, help="First block to search for anchors."),
     ] = 0,
     as_json: JsonOption = False,
+    config: ConfigOption = None,
 ) -> None:
     """Walk every anchored checkpoint: roots, consistency proofs, spot-checked entries."""
     from clients.audit import walk_log
     from clients.cli.output import transfer_progress
     from ledger.audit import AuditError, AuditInconclusiveError
 
-    rpc, registry = _require_chain(rpc, registry, "")
+    if exchange is None:
+        exchange = load_config(config).exchange_url
+    choice = resolve_chain(rpc, registry, config=config, exchange=exchange)
+    rpc, registry = require_chain(choice)
     trusted = _load_log_key(log_key)
     try:
         with transfer_progress("auditing the log", None, enabled=not as_json, unit="checks") as bar:
@@ -232,6 +265,22 @@ def log_command(
         f"up to tree size {report.anchors[-1].tree_size}; "
         f"{len(report.spot_checked)} entries spot-checked",
     )
+
+
+def _refuse_error_body(path: Path) -> None:
+    """A file holding the exchange's error body (``{"code", "message"}``, e.g. a
+    receipt fetched before it was ready) is named as such, not parsed as a bundle."""
+    try:
+        data = json.loads(path.read_bytes()[:65_536])
+    except (OSError, ValueError):
+        return  # the verifier reports unreadable and malformed files itself
+    if isinstance(data, dict) and set(data) >= {"code", "message"} and "version" not in data:
+        raise CLIError(
+            f"{path} holds an error answer of the exchange, not a bundle: {data.get('code')}: "
+            f"{data.get('message')}; fetch receipts with `shancheng audit receipt INDEX --out "
+            "FILE` (it waits with --wait and never saves an error)",
+            EXIT_UNUSABLE,
+        )
 
 
 def _print_checks(checks: list[Any]) -> None:

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 
 from clients.cli._common import CLIError
 from clients.cli._runtime import EXIT_FAILED, EXIT_USAGE, Invocation, command
@@ -40,7 +41,7 @@ from clients.cli._views import (
     show_quote,
     show_search,
 )
-from clients.cli.output import parse_yuan, yuan
+from clients.cli.output import parse_yuan, plain, yuan
 from ledger.delivery import DigestMismatchError
 from ledger.errors import DecryptionError
 
@@ -201,7 +202,8 @@ def quote(
     def human(d: dict[str, Any]) -> None:
         show_quote(inv.out, d)
         if out_file is not None:
-            inv.out.line(f"saved to {out_file}: order it with `shancheng buyer order {out_file}`")
+            again = inv.again("buyer", "order", out_file)
+            inv.out.line(f"saved to {escape(str(out_file))}: order it with `{escape(again)}`")
 
     inv.out.result(issued, human)
 
@@ -265,7 +267,12 @@ def order(
 
 def _ordered(inv: Invocation, data: dict[str, Any]) -> None:
     show_order(inv.out, data, action="order")
-    inv.out.line(f"next: [bold]shancheng buyer download {data.get('id')}[/]")
+    order_id = data.get("id")
+    if data.get("custody") == "provider":  # the provider's agent delivers it
+        then = inv.again("buyer", "receive", order_id, "--out", "FILE")
+    else:
+        then = inv.again("buyer", "download", order_id)
+    inv.out.line(f"next: [bold]{escape(then)}[/]")
 
 
 @command(buyer_app, "orders")
@@ -283,9 +290,18 @@ def _items(data: Any) -> list[dict[str, Any]]:
 
 @command(buyer_app, "status")
 def status(inv: Invocation, order_id: OrderArg) -> None:
-    """One order: state, deadlines, settlement."""
-    result = inv.client().order(order_id)
-    inv.out.result(result, lambda d: show_order(inv.out, d, action="order"))
+    """One order: state, deadlines, settlement, and each of its records in the log
+    (index, anchor state: its receipt is ready once anchored)."""
+    from clients.cli.workflow_views import show_records
+
+    client = inv.client()
+    result = {**plain(client.order(order_id)), "records": client.order_records(order_id).items}
+
+    def human(d: dict[str, Any]) -> None:
+        show_order(inv.out, d, action="order")
+        show_records(inv.out, d["records"])
+
+    inv.out.result(result, human)
 
 
 @command(buyer_app, "balance")
@@ -351,7 +367,7 @@ def download(
         if "index" in log:
             inv.out.line(f"delivery logged at index [bold]{log['index']}[/]")
         inv.out.line(
-            f"next: [bold]shancheng buyer accept {order_id}[/] "
+            f"next: [bold]{escape(inv.again('buyer', 'accept', order_id))}[/] "
             f"(or dispute it with --reason before the deadline)"
         )
 
@@ -424,7 +440,8 @@ def receive(
         inv.out.line(
             f"[green]✓[/] {d['path']}: {d['size']:,} bytes, {what}, signed by the provider"
         )
-        inv.out.line(f"next: [bold]shancheng buyer accept {order_id}[/] (or dispute it)")
+        accept = escape(inv.again("buyer", "accept", order_id))
+        inv.out.line(f"next: [bold]{accept}[/] (or dispute it)")
 
     inv.out.result(result, human)
 

@@ -22,6 +22,8 @@ from clients.cli import (
     devnet_cmd,
     operator_cmd,
     provider_cmd,
+    receipt_cmd,
+    workflow_cmd,
 )
 from clients.cli.demo_cmd import register as register_demo
 
@@ -39,10 +41,12 @@ def register(
     devnet_cmd.register(app)
     contracts_cmd.register(app)
     audit_cmd.register(app)
+    receipt_cmd.register(audit_cmd.audit_app)
     if server is not None:
         server(app)  # here, so `shancheng --help` lists them where it always has
     config_cmd.register(app)
     provider_cmd.register_group(app)
     buyer_cmd.register_group(app)
     operator_cmd.register_group(app)
+    workflow_cmd.register(provider_cmd.provider_app, operator_cmd.operator_app)
     register_demo(app, start_local)

@@ -65,7 +65,8 @@ def reject(
     listing: ListingArg,
     reason: Annotated[str, typer.Option("--reason", help="What the provider must fix.")],
 ) -> None:
-    """Reject a listing under review, with a reason (the provider may edit and resubmit)."""
+    """Reject a listing under review, with a reason: its provider edits it (`shancheng
+    provider edit L`, which makes it a draft again) and submits it again."""
     result = inv.client().reject_listing(listing, reason)
     inv.out.result(result, lambda d: show_listing(inv.out, d, action="rejection"))
 

@@ -20,9 +20,10 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 
 from clients.cli._common import CLIError
-from clients.cli._runtime import EXIT_USAGE, Invocation, command
+from clients.cli._runtime import EXIT_FAILED, EXIT_USAGE, Invocation, command
 from clients.cli._views import show_account, show_listing, show_orders, show_participant
 from clients.cli.output import parse_yuan
 from clients.datasets import DatasetDescription, describe_file
@@ -276,17 +277,35 @@ def _file_fields(described: DatasetDescription) -> dict[str, Any]:
 
 def _drafted(inv: Invocation, data: dict[str, Any]) -> None:
     show_listing(inv.out, data, action="draft")
+    listing_id = data.get("id")
     if data.get("custody") == "exchange":
-        then = f"[bold]shancheng provider upload {data.get('id')} {data.get('version')} FILE[/]"
+        upload = inv.again("provider", "upload", listing_id, data.get("version"), "FILE")
+        then = f"[bold]{escape(upload)}[/]"
     else:
-        then = f"run [bold]shancheng provider agent --dataset {data.get('id')}=FILE[/]"
-    inv.out.line(f"next: [bold]shancheng provider submit {data.get('id')}[/], then {then}")
+        agent = inv.again(
+            "provider", "agent", "--dataset", f"{listing_id}=FILE", "--state-dir", "DIR"
+        )
+        then = f"run [bold]{escape(agent)}[/]"
+    submit = escape(inv.again("provider", "submit", listing_id))
+    inv.out.line(f"next: [bold]{submit}[/], then {then}")
 
 
 @command(provider_app, "submit")
 def submit(inv: Invocation, listing: ListingArg) -> None:
-    """Submit a draft for the operators' compliance review."""
-    result = inv.client().submit_listing(listing)
+    """Submit a draft for the operators' compliance review (its declarations must be
+    complete: the check publication makes)."""
+    from clients.sdk.errors import APIError
+
+    try:
+        result = inv.client().submit_listing(listing)
+    except APIError as exc:
+        if exc.code != "declarations_incomplete":
+            raise
+        edit = inv.again("provider", "edit", listing, "--classification", "一般", "…")
+        raise CLIError(
+            f"{exc.code}: {exc.message} (HTTP {exc.status_code}); complete them with `{edit}`",
+            EXIT_FAILED,
+        ) from None
     inv.out.result(result, lambda d: show_listing(inv.out, d, action="submission"))
 
 

@@ -87,6 +87,7 @@ from clients.sdk.models import (
     LogKey,
 )
 from clients.sdk.webhooks import WebhookVerificationError, verify_webhook
+from clients.sdk.workflow_models import ListingPage, OrderRecord, OrderRecords, ReviewQueue
 from ledger import delivery as _delivery
 
 decrypt_delivery = translate_digest_errors(_delivery.decrypt_delivery)
@@ -130,12 +131,15 @@ __all__ = [
     "InclusionProof",
     "InsufficientFundsError",
     "Listing",
+    "ListingPage",
     "ListingVersion",
     "LogKey",
     "MissingKeyError",
     "Movement",
     "Order",
     "OrderPage",
+    "OrderRecord",
+    "OrderRecords",
     "Participant",
     "ProviderShare",
     "QueryRefusedError",
@@ -149,6 +153,7 @@ __all__ = [
     "ResponseVerificationError",
     "ResultUploaded",
     "RetryPolicy",
+    "ReviewQueue",
     "SearchHit",
     "SearchPage",
     "Settlement",

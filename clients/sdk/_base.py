@@ -38,6 +38,7 @@ from clients.sdk.errors import (
     APIError,
     ClientConfigError,
     MissingKeyError,
+    ReceiptPendingError,
     ResponseFormatError,
     ResponseVerificationError,
     TransportError,
@@ -174,9 +175,27 @@ def error_from_response(response: httpx.Response) -> APIError:
     except (ValueError, RecordFormatError):
         body = None
     if body is not None:
-        return api_error(response.status_code, body.code, body.message)
+        error = api_error(response.status_code, body.code, body.message)
+        if isinstance(error, ReceiptPendingError):
+            error.retry_after = _retry_after(response)
+        return error
     text = response.text.strip()[:200] if response.content else ""
     return api_error(response.status_code, "http_error", text or response.reason_phrase)
+
+
+def _retry_after(response: httpx.Response) -> int | None:
+    """Whole seconds from ``Retry-After`` (or the body's ``retry_after``), if sensible."""
+    value: object = response.headers.get("retry-after")
+    if value is None:
+        try:
+            value = response.json().get("retry_after")
+        except (ValueError, AttributeError):
+            return None
+    try:
+        seconds = int(str(value))
+    except ValueError:
+        return None
+    return seconds if 0 <= seconds <= 86_400 else None
 
 
 def _parsed(parser: Callable[[Any], T]) -> Callable[[httpx.Response], T]:

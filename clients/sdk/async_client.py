@@ -22,11 +22,11 @@ from clients.sdk._computations import (
     refusal_of,
     requested_sql,
 )
-from clients.sdk._events import EventCalls
 from clients.sdk._marketplace import LOG_WAIT, NOT_INTEGRATED
 from clients.sdk._receive import ReceiveJob, SignedVersion
 from clients.sdk._sse import SSEParser
 from clients.sdk._transfer import Progress
+from clients.sdk._workflows import WorkflowCalls
 from clients.sdk.computation_models import (
     Computation,
     ComputationPage,
@@ -60,6 +60,7 @@ from clients.sdk.models import (
     InclusionProof,
     LogKey,
 )
+from clients.sdk.workflow_models import ListingPage, OrderRecords, ReviewQueue
 from ledger.bundle import Bundle
 from ledger.checkpoint import Checkpoint
 from ledger.computation.offer import ComputationOffer
@@ -77,7 +78,7 @@ __all__ = ["AsyncExchangeClient"]
 T = TypeVar("T")
 
 
-class AsyncExchangeClient(EventCalls):
+class AsyncExchangeClient(WorkflowCalls):
     """The async twin of :class:`clients.sdk.ExchangeClient` (same arguments, except
     ``transport`` is an ``httpx.AsyncBaseTransport``, e.g. ``httpx.ASGITransport``).
     Use ``async with``, or ``await client.aclose()``.
@@ -206,16 +207,20 @@ class AsyncExchangeClient(EventCalls):
         return self._check_bundle(await self._send(self._receipt_call(index)), index)
 
     async def wait_for_receipt(
-        self, index: int, *, timeout: float = 120.0, interval: float = 0.5
+        self, index: int, *, timeout: float = 120.0, interval: float | None = 0.5
     ) -> Bundle:
         deadline = anyio.current_time() + timeout
         while True:
             try:
                 return await self.receipt(index)
-            except ReceiptPendingError:
-                if anyio.current_time() >= deadline:
+            except ReceiptPendingError as pending:
+                delay = self._pending_delay(pending, deadline - anyio.current_time(), interval)
+                if delay is None:
                     raise
-            await anyio.sleep(interval)
+            await anyio.sleep(delay)
+
+    async def order_records(self, order_id: str) -> OrderRecords:
+        return await self._send(self._order_records_call(order_id))
 
     # ------------------------------------------------------------------ participants
 
@@ -244,6 +249,16 @@ class AsyncExchangeClient(EventCalls):
 
     async def submit_listing(self, listing_id: str) -> Listing:
         return await self._send(self._submit_listing_call(listing_id))
+
+    async def listings(
+        self,
+        *,
+        provider: str | None = None,
+        state: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> ListingPage:
+        return await self._send(self._listings_call(provider, state, limit, offset))
 
     async def new_version(self, listing_id: str, fields: Mapping[str, Any]) -> Listing:
         version = fields.get("version") or (await self.listing(listing_id)).version + 1
@@ -320,6 +335,9 @@ class AsyncExchangeClient(EventCalls):
 
     async def reject_listing(self, listing_id: str, reason: str) -> Listing:
         return await self._send(self._reject_listing_call(listing_id, reason))
+
+    async def operator_queue(self, *, limit: int = 50) -> ReviewQueue:
+        return await self._send(self._operator_queue_call(limit))
 
     async def deposit(
         self,

@@ -20,11 +20,11 @@ from clients.sdk._computations import (
     refusal_of,
     requested_sql,
 )
-from clients.sdk._events import EventCalls
 from clients.sdk._marketplace import LOG_WAIT, NOT_INTEGRATED
 from clients.sdk._receive import ReceiveJob, SignedVersion
 from clients.sdk._sse import SSEParser
 from clients.sdk._transfer import Progress
+from clients.sdk._workflows import WorkflowCalls
 from clients.sdk.computation_models import (
     Computation,
     ComputationPage,
@@ -58,6 +58,7 @@ from clients.sdk.models import (
     InclusionProof,
     LogKey,
 )
+from clients.sdk.workflow_models import ListingPage, OrderRecords, ReviewQueue
 from ledger.bundle import Bundle
 from ledger.checkpoint import Checkpoint
 from ledger.computation.offer import ComputationOffer
@@ -75,7 +76,7 @@ __all__ = ["ExchangeClient"]
 T = TypeVar("T")
 
 
-class ExchangeClient(EventCalls):
+class ExchangeClient(WorkflowCalls):
     """A participant's (or an auditor's) connection to the exchange.
 
     ``key`` is the participant's SM2 private key: it signs records
@@ -225,18 +226,26 @@ class ExchangeClient(EventCalls):
         return self._check_bundle(self._send(self._receipt_call(index)), index)
 
     def wait_for_receipt(
-        self, index: int, *, timeout: float = 120.0, interval: float = 0.5
+        self, index: int, *, timeout: float = 120.0, interval: float | None = 0.5
     ) -> Bundle:
-        """:meth:`receipt`, asking again every ``interval`` seconds while it is pending;
-        re-raises :class:`~clients.sdk.errors.ReceiptPendingError` after ``timeout``."""
+        """:meth:`receipt`, asking again every ``interval`` seconds while it is pending
+        (``None``: when the exchange's ``Retry-After`` says); re-raises
+        :class:`~clients.sdk.errors.ReceiptPendingError` after ``timeout``."""
         deadline = time.monotonic() + timeout
         while True:
             try:
                 return self.receipt(index)
-            except ReceiptPendingError:
-                if time.monotonic() >= deadline:
+            except ReceiptPendingError as pending:
+                delay = self._pending_delay(pending, deadline - time.monotonic(), interval)
+                if delay is None:
                     raise
-            time.sleep(interval)
+            time.sleep(delay)
+
+    def order_records(self, order_id: str) -> OrderRecords:
+        """The order's records in the log (its buyer, the listing's providers,
+        operators): each one's index, type, actor and anchor state (``pending`` until
+        its receipt is ready)."""
+        return self._send(self._order_records_call(order_id))
 
     # ------------------------------------------------------------------ participants
 
@@ -275,7 +284,22 @@ class ExchangeClient(EventCalls):
         return self._send(self._update_listing_call(listing_id, fields))
 
     def submit_listing(self, listing_id: str) -> Listing:
+        """Submit a draft for review; refused (422 ``declarations_incomplete``) unless
+        its declarations are complete (the check publication makes)."""
         return self._send(self._submit_listing_call(listing_id))
+
+    def listings(
+        self,
+        *,
+        provider: str | None = None,
+        state: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> ListingPage:
+        """Listings you may see, newest first: published and delisted ones, and (signed)
+        your own in any state (operators: all). ``provider``: a key id, or ``"me"``;
+        ``state``: draft, submitted, under_review, published, rejected or delisted."""
+        return self._send(self._listings_call(provider, state, limit, offset))
 
     def new_version(self, listing_id: str, fields: Mapping[str, Any]) -> Listing:
         """Declare the next content version of a published listing: ``fields`` gives
@@ -368,6 +392,11 @@ class ExchangeClient(EventCalls):
 
     def reject_listing(self, listing_id: str, reason: str) -> Listing:
         return self._send(self._reject_listing_call(listing_id, reason))
+
+    def operator_queue(self, *, limit: int = 50) -> ReviewQueue:
+        """Operators: listings awaiting review (submitted, under review) and providers
+        awaiting approval, at most ``limit`` of each, longest waiting first."""
+        return self._send(self._operator_queue_call(limit))
 
     def deposit(
         self,

@@ -75,8 +75,11 @@ class APIError(ClientError):
 
 
 class ReceiptPendingError(APIError):
-    """No anchored checkpoint covers the entry yet (409 ``receipt_pending``): ask again later
-    (or use ``wait_for_receipt``)."""
+    """No anchored checkpoint covers the entry yet (409 ``receipt_pending``): ask again
+    in ``retry_after`` seconds (the exchange's estimate; ``None`` when it gave none), or
+    use ``wait_for_receipt``."""
+
+    retry_after: int | None = None
 
 
 class InsufficientFundsError(APIError):

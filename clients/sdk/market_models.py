@@ -394,6 +394,10 @@ class SearchHit:
     published_at: int
     score: int | None
     custody: str | None = None
+    provider_name: str = ""
+    """The owner's display name."""
+    price_unit: str = ""
+    """What ``price_fen`` buys: ``free``, ``one-off``, ``per 1,000 rows``, ``per N days``."""
 
     @classmethod
     def from_dict(cls, data: Any, where: str) -> SearchHit:
@@ -417,6 +421,8 @@ class SearchHit:
             published_at=o.integer("published_at"),
             score=o.opt_integer("score"),
             custody=o.opt_text("custody"),
+            provider_name=o.opt_text("provider_name") or "",
+            price_unit=o.opt_text("price_unit") or "",
         )
 
 

@@ -169,7 +169,11 @@ def edit_listing(
     summary="Submit a draft for review (its owner)",
     responses={
         **ok(200, "submit_listing"),
-        **_errors(e403="not_owner, provider_unverified", e409="invalid_state"),
+        **_errors(
+            e403="not_owner, provider_unverified",
+            e409="invalid_state",
+            e422="declarations_incomplete",
+        ),
     },
     openapi_extra=json_body("submit_listing"),
 )
@@ -180,6 +184,8 @@ def submit_listing(
     session: SessionDep,
     signing: Signing,
 ) -> ListingChanged:
+    """Refused (422 ``declarations_incomplete``) unless the declarations publication
+    needs are complete (the same check as publishing)."""
     return _changed(service.submit(_ctx(signing, session, principal), listing_id, body))
 
 

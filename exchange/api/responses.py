@@ -90,7 +90,8 @@ _MESSAGES = {
     "invalid_index": "index must be >= 0, got -1",
     "invalid_tree_size": "tree_size 4096 is beyond the latest checkpoint (tree size 28)",
     "invalid_range": "first (28) must not exceed second (16)",
-    "receipt_pending": "entry 27 is accepted but no anchored checkpoint covers it yet; retry later",
+    "receipt_pending": "entry 27 is accepted but no anchored checkpoint covers it yet; retry in "
+    "about 12 s",
     "shutting_down": "the exchange is shutting down; retry in a moment",
     "log_busy": "the log database is busy: database is locked",
     # participants

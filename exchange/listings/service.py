@@ -16,11 +16,13 @@ version_added      the owner                  published           published
 
 Visibility: published and delisted listings are public; others only to their
 providers and operators (404 ``listing_not_found`` to anyone else, so drafts
-do not leak). Refusals: 403 ``not_owner`` / ``provider_unverified``, 409
-``invalid_state``, 422 ``core_data_forbidden``, ``declarations_incomplete``,
-``invalid_shares``, ``unknown_provider``, ``invalid_sample``,
-``invalid_pricing``, ``invalid_payload`` (provider custody without a
-``row_root``; quantity pricing outside provider custody); 413 ``sample_too_large``.
+do not leak). Submission and publication both need complete declarations
+(:func:`missing_declarations`: 422 ``declarations_incomplete``). Refusals: 403
+``not_owner`` / ``provider_unverified``, 409 ``invalid_state``, 422
+``core_data_forbidden``, ``declarations_incomplete``, ``invalid_shares``,
+``unknown_provider``, ``invalid_sample``, ``invalid_pricing``, ``invalid_payload``
+(provider custody without a ``row_root``; quantity pricing outside provider
+custody); 413 ``sample_too_large``.
 """
 
 from __future__ import annotations
@@ -428,6 +430,16 @@ def missing_declarations(row: Listing) -> list[str]:
     return missing
 
 
+def _require_declarations(row: Listing, what: str) -> None:
+    """The one declarations check, at submission (so a provider learns before review)
+    and again at publication."""
+    missing = missing_declarations(row)
+    if missing:
+        raise DeclarationsIncompleteError(
+            f"cannot {what} without the declarations: {', '.join(missing)}"
+        )
+
+
 # --------------------------------------------------------------------------- changes
 
 
@@ -493,6 +505,11 @@ def edit(
     action, payload = _action(ctx, body, "listing.edited", DraftPayload)
     _check_target(payload.listing_id, listing_id)
     _require_owner(row, ctx.principal)
+    if row.state in (ListingState.PUBLISHED, ListingState.DELISTED):
+        raise InvalidStateError(
+            f"the listing is {row.state}: its content can no longer be edited (only a draft "
+            "or a rejected listing can); declare a new content version, or draft a new listing"
+        )
     _require_state(row, ListingState.DRAFT, ListingState.REJECTED)
     pricing = _check_content(ctx, payload)
     offer = _computation_offer(payload.computation, payload.custody)
@@ -549,6 +566,7 @@ def submit(
         if ctx.principal.status is not ParticipantStatus.ACTIVE:
             raise ProviderUnverifiedError("an operator must approve you before you submit")
         _require_state(row, ListingState.DRAFT)
+        _require_declarations(row, "submit")
 
     def change(row: Listing, _action: SignedAction, _payload: BaseModel) -> None:
         row.state = ListingState.SUBMITTED
@@ -573,11 +591,7 @@ def publish(
 ) -> tuple[ListingPublic, Accepted]:
     def check(row: Listing) -> None:
         _require_state(row, ListingState.UNDER_REVIEW)
-        missing = missing_declarations(row)
-        if missing:
-            raise DeclarationsIncompleteError(
-                f"cannot publish without the declarations: {', '.join(missing)}"
-            )
+        _require_declarations(row, "publish")
 
     def change(row: Listing, action: SignedAction, _payload: BaseModel) -> None:
         row.state = ListingState.PUBLISHED

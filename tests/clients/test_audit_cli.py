@@ -48,6 +48,15 @@ class Outcome:
     message: str | None  # the one line main() prints for a CLIError
 
 
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No chain from the environment or a config file of the machine's."""
+    for name in ("RPC_URL", "REGISTRY_ADDRESS", "CONFIG", "EXCHANGE_URL"):
+        monkeypatch.delenv(f"SHANCHENG_{name}", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("XDG_CONFIG_HOME", raising=False)
+
+
 @pytest.fixture(scope="module")
 def cli() -> CliRunner:
     clients.cli._register_groups()
@@ -392,6 +401,6 @@ def test_audit_log_unusable(cli: CliRunner, devnet: Devnet, anchored: Anchored) 
     )
     assert down.exit_code == 2
     assert down.message is not None and "inconclusive" in down.message
-    missing = invoke(cli, "audit", "log", "--exchange", "http://x")
-    assert missing.exit_code == 2
-    assert missing.message is not None and "--rpc and --registry required" in missing.message
+    unread = invoke(cli, "audit", "log", "--exchange", f"http://127.0.0.1:{free_port()}")
+    assert unread.exit_code == 2  # no chain anywhere: the exchange's /health is asked
+    assert unread.message is not None and "/health" in unread.message

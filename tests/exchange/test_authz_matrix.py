@@ -1,5 +1,5 @@
 """The authorisation matrix: every participants/listings/accounts/quotes/orders/
-content/delivery/events/webhooks endpoint × every role (anonymous, the owner,
+content/delivery/events/webhooks/operator-queue endpoint × every role (anonymous, the owner,
 another provider, a buyer, an auditor, an operator, a suspended participant) on
 someone's resource, with the exact status and code.
 
@@ -634,6 +634,19 @@ MATRIX: dict[str, tuple[Callable[[World], Request], dict[str, tuple[int, str | N
         ),
     ),
     "list orders": (_get(lambda w: "/orders"), ANY_PARTICIPANT),
+    "read someone's order records": (
+        _get(lambda w: f"/orders/{w.order()}/records"),
+        _row(
+            anonymous=UNAUTH,
+            owner=OK,  # the listing's provider
+            other_provider=NO_ORDER,
+            buyer=OK,
+            auditor=NO_ORDER,
+            operator=OK,
+            suspended=SUSPENDED,
+        ),
+    ),
+    "operator queue": (_get(lambda w: "/operator/queue"), OPERATORS_ONLY),
     "upload content": (
         _upload,
         _row(

@@ -118,31 +118,70 @@ def test_reject_then_edit_returns_to_draft(exchange: Exchange) -> None:
         ("no purposes", {"permitted_purposes": []}, "permitted_purposes"),
     ],
 )
-def test_publishing_needs_every_declaration(
+def test_submitting_needs_every_declaration(
     exchange: Exchange, desc: str, declarations: dict[str, Any], missing: str
 ) -> None:
+    """Submission makes publication's check, so a provider learns before the review;
+    the refusal leaves the draft as it was and logs nothing."""
     owner = exchange.provider()
     base = listing_content(owner.key_id())["declarations"]
     listing_id = exchange.draft(owner, declarations={**base, **declarations})
+    before = exchange.log_size()
+    message = error(exchange.step(owner, listing_id, "submit"), 422, "declarations_incomplete")
+    assert message.startswith("cannot submit without the declarations: "), desc
+    assert missing in message, desc
+    assert exchange.log_size() == before
+    shown = exchange.http(owner).get(f"/listings/{listing_id}").json()
+    assert shown["state"] == "draft"
+    # completed by an edit, the same listing is submitted
+    payload = {"listing_id": listing_id, **listing_content(owner.key_id())}
+    edited = exchange.act(owner, "PUT", f"/listings/{listing_id}", "listing.edited", payload)
+    assert edited.status_code == 200, edited.text
+    assert exchange.step(owner, listing_id, "submit").json()["listing"]["state"] == "submitted"
+
+
+def test_submitting_needs_a_licence(exchange: Exchange) -> None:
+    owner = exchange.provider()
+    listing_id = exchange.draft(owner, licence=None)
+    message = error(exchange.step(owner, listing_id, "submit"), 422, "declarations_incomplete")
+    assert "licence" in message
+
+
+def test_publication_checks_the_declarations_again(exchange: Exchange) -> None:
+    """A listing under review whose declarations are no longer complete (as stored
+    before submission checked them) is not published."""
+    from sqlalchemy import update
+    from sqlmodel import col
+
+    from exchange.listings.models import Listing
+
+    owner = exchange.provider()
+    listing_id = exchange.draft(owner)
     exchange.step(owner, listing_id, "submit")
     exchange.step(exchange.operator, listing_id, "review")
+    with exchange.app.state.session_factory() as session:
+        session.execute(update(Listing).where(col(Listing.id) == listing_id).values(licence=None))
+        session.commit()
     before = exchange.log_size()
     message = error(
         exchange.step(exchange.operator, listing_id, "publish"), 422, "declarations_incomplete"
     )
-    assert missing in message, desc
+    assert message.startswith("cannot publish without the declarations: licence")
     assert exchange.log_size() == before
 
 
-def test_publishing_needs_a_licence(exchange: Exchange) -> None:
+def test_a_published_listing_is_not_edited(exchange: Exchange) -> None:
     owner = exchange.provider()
-    listing_id = exchange.draft(owner, licence=None)
-    exchange.step(owner, listing_id, "submit")
-    exchange.step(exchange.operator, listing_id, "review")
-    message = error(
-        exchange.step(exchange.operator, listing_id, "publish"), 422, "declarations_incomplete"
-    )
-    assert "licence" in message
+    listing_id = exchange.draft(owner)
+    for key, action in ((owner, "submit"), (exchange.operator, "review")):
+        exchange.step(key, listing_id, action)
+    exchange.step(exchange.operator, listing_id, "publish")
+    before = exchange.log_size()
+    payload = {"listing_id": listing_id, **listing_content(owner.key_id())}
+    refused = exchange.act(owner, "PUT", f"/listings/{listing_id}", "listing.edited", payload)
+    message = error(refused, 409, "invalid_state")
+    assert "published" in message and "new content version" in message
+    assert exchange.log_size() == before
 
 
 def test_draft_refusals_write_nothing(exchange: Exchange) -> None:

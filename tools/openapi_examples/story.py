@@ -466,6 +466,10 @@ class Story:
             self.client("buyer").order(self.order_id)
         with self.rec.step("list_orders", "GET", "/orders"):
             self.client("buyer").orders()
+        with self.rec.step("order_records", "GET", f"/orders/{self.order_id}/records"):
+            self.client("buyer").order_records(self.order_id)
+        with self.rec.step("operator_queue", "GET", "/operator/queue"):
+            self.client("operator").operator_queue()
         self.get("get_log_key", "/.well-known/shancheng/log-key")
         self.get("get_health", "/health")
 

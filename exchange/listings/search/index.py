@@ -112,6 +112,7 @@ __all__ = [
     "index_values",
     "is_word_break",
     "price_fen",
+    "price_unit",
     "rebuild_facet_index",
     "sync",
 ]
@@ -224,6 +225,18 @@ def price_fen(pricing: dict[str, Any]) -> int:
     if parsed.model == "subscription":
         return int(pricing["price_per_period"])
     return price(parsed, rows=None, periods=None)
+
+
+def price_unit(pricing: dict[str, Any]) -> str:
+    """What :func:`price_fen` of the same pricing buys, in words."""
+    model = pricing.get("model")
+    if model == "free":
+        return "free"
+    if model == "tiers":
+        return "per 1,000 rows"
+    if model == "subscription":
+        return f"per {pricing.get('period_days')} days"
+    return "one-off"
 
 
 def index_values(row: Listing) -> dict[str, Any]:

@@ -11,6 +11,8 @@ from sqlalchemy import select
 from sqlmodel import Session, col
 
 from exchange.listings.models import Listing, ListingProvider
+from exchange.listings.search.index import price_unit
+from exchange.participants.models import Participant
 
 __all__ = [
     "COLUMN_FACETS",
@@ -54,11 +56,20 @@ class SearchHit(BaseModel):
     tags: list[str]
     classification: str | None
     owner: str
+    provider_name: str = Field(
+        default="", description="The owner's display name (as it registered)."
+    )
     providers: list[str] = Field(description="Key ids of the listing's providers.")
     pricing: dict[str, Any]
     price_fen: int = Field(
         description="The comparable price in fen: free 0, fixed price, subscription "
         "price_per_period, tiers the price of the first 1,000 rows."
+    )
+    price_unit: str = Field(
+        default="",
+        description="What price_fen buys: free, one-off, per 1,000 rows (tiers: the first "
+        "tier's rate) or per N days (subscription).",
+        examples=["per 1,000 rows"],
     )
     format: str
     row_count: int
@@ -178,6 +189,14 @@ def hits(session: Session, found: list[tuple[str, int | None, int]]) -> list[Sea
         .order_by(col(ListingProvider.listing_id), col(ListingProvider.position))
     ).all():
         providers[listing_id].append(key_id)
+    owners = {row.owner_key_id for row in listings.values()}
+    names = dict(
+        session.execute(
+            select(col(Participant.key_id), col(Participant.display_name)).where(
+                col(Participant.key_id).in_(owners)
+            )
+        ).all()
+    )
     found_hits = []
     for listing_id, score, price_fen in found:
         row = listings.get(listing_id)
@@ -192,9 +211,11 @@ def hits(session: Session, found: list[tuple[str, int | None, int]]) -> list[Sea
                 tags=row.tags,
                 classification=row.classification,
                 owner=row.owner_key_id,
+                provider_name=names.get(row.owner_key_id, ""),
                 providers=providers[listing_id],
                 pricing=row.pricing,
                 price_fen=price_fen,
+                price_unit=price_unit(row.pricing),
                 format=row.format,
                 row_count=row.row_count,
                 byte_size=row.byte_size,

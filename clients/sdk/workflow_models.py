@@ -1,0 +1,116 @@
+"""Typed answers of the reads that follow a participant's work: a page of listings
+(``GET /listings``), an order's records with their anchor state
+(``GET /orders/{id}/records``) and the operators' queue (``GET /operator/queue``).
+Parsed strictly, like :mod:`clients.sdk.market_models`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from clients.sdk.market_models import Listing, Participant
+from ledger.protocol.reader import JSONObject
+from ledger.records import RecordFormatError
+
+__all__ = ["ANCHOR_STATES", "ListingPage", "OrderRecord", "OrderRecords", "ReviewQueue"]
+
+ANCHOR_STATES = ("pending", "anchored", "final")
+"""How far a record is on its way to the chain (``pending``: its receipt is not ready)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ListingPage:
+    """Listings the caller may see, newest first; ``next_offset`` is ``None`` at the end."""
+
+    items: tuple[Listing, ...]
+    next_offset: int | None
+
+    @classmethod
+    def from_dict(cls, data: Any) -> ListingPage:
+        o = JSONObject(data, "")
+        return cls(
+            items=o.items("items", lambda item, where: Listing.from_dict(item, path=where)),
+            next_offset=o.opt_integer("next_offset"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class OrderRecord:
+    """One record of an order in the log, and the anchor covering it: ``anchor_state``
+    is ``pending`` (no anchor on chain yet: ``receipt(index)`` answers
+    ``receipt_pending``), ``anchored`` or ``final``; the anchor fields are ``None``
+    while pending."""
+
+    index: int
+    type: str
+    actor: str
+    timestamp: int
+    leaf_hash: str
+    anchor_state: str
+    anchor_tree_size: int | None
+    chain_id: int | None
+    tx_hash: str | None
+    block_number: int | None
+
+    @property
+    def anchored(self) -> bool:
+        return self.anchor_state != "pending"
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str) -> OrderRecord:
+        o = JSONObject(data, where)
+        anchor = o.obj("anchor")
+        state = anchor.text("state")
+        if state not in ANCHOR_STATES:
+            raise RecordFormatError(
+                f"expected one of {', '.join(ANCHOR_STATES)}, got {state!r}",
+                path=anchor.path("state"),
+            )
+        return cls(
+            index=o.integer("index"),
+            type=o.text("type"),
+            actor=o.hex64("actor"),
+            timestamp=o.integer("timestamp"),
+            leaf_hash=o.hex64("leaf_hash"),
+            anchor_state=state,
+            anchor_tree_size=anchor.opt_integer("tree_size", minimum=1),
+            chain_id=anchor.opt_integer("chain_id"),
+            tx_hash=anchor.opt_text("tx_hash"),
+            block_number=anchor.opt_integer("block_number"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class OrderRecords:
+    """An order's records in log order."""
+
+    order_id: str
+    items: tuple[OrderRecord, ...]
+
+    @classmethod
+    def from_dict(cls, data: Any) -> OrderRecords:
+        o = JSONObject(data, "")
+        return cls(order_id=o.text("order_id"), items=o.items("items", OrderRecord.from_dict))
+
+
+@dataclass(frozen=True, slots=True)
+class ReviewQueue:
+    """What awaits the operators: listings ``submitted`` or ``under_review`` (longest
+    waiting first) and providers awaiting approval (``unverified``)."""
+
+    listings: tuple[Listing, ...]
+    participants: tuple[Participant, ...]
+    more_listings: bool
+    more_participants: bool
+
+    @classmethod
+    def from_dict(cls, data: Any) -> ReviewQueue:
+        o = JSONObject(data, "")
+        return cls(
+            listings=o.items("listings", lambda item, where: Listing.from_dict(item, path=where)),
+            participants=o.items(
+                "participants", lambda item, where: Participant.from_dict(item, path=where)
+            ),
+            more_listings=o.boolean("more_listings"),
+            more_participants=o.boolean("more_participants"),
+        )
