@@ -43,6 +43,7 @@ from exchange.api import (
     participants,
     quotes,
     receipts,
+    reference_prices,
     webhooks,
 )
 from exchange.api.deps import StreamCount
@@ -138,6 +139,7 @@ ROUTERS = (
     receipts.router,
     participants.router,
     listings.router,
+    reference_prices.router,
     accounts.router,
     quotes.router,
     orders.router,
