@@ -1,0 +1,158 @@
+"""GET /listings/{id}/reference-price over a real uvicorn (SQLite; PostgreSQL when
+``TEST_POSTGRES_URL`` is set): the comparables are exactly the settled deals of
+other listings in the category and unit (not the listing's own, not unsettled,
+not revoked, not another category or unit), the cost method comes from the signed
+cost basis, the answer names no buyer, and replaying the public log's entries with
+ledger.pricing_reference gives the same answer."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from test_auth_support import Exchange, listing_content, running_exchange
+from test_lifecycle_support import mark_delivered
+from test_order_lifecycle import accept, buy, revoke
+from test_orders import BACKENDS, publish
+
+from exchange.refprice.service import as_of
+from ledger.pricing_reference import AsOf, PublicRecords
+from ledger.sm2 import SM2PrivateKey
+
+COST = {
+    "acquisition_fen": 300_000,
+    "processing_fen": 100_001,
+    "expected_units": 40,
+    "margin_bp": 2_000,
+}
+
+
+@pytest.fixture(params=BACKENDS)
+def ex(request: pytest.FixtureRequest, live_server: Any, tmp_path: Path) -> Iterator[Exchange]:
+    with running_exchange(
+        live_server, tmp_path, request.param, auto_accept_interval_s=3600
+    ) as exchange:
+        yield exchange
+
+
+def settle(ex: Exchange, buyer: SM2PrivateKey, listing_id: str, **terms: Any) -> str:
+    order_id = buy(ex, buyer, listing_id, **terms)
+    mark_delivered(ex.app, order_id)
+    assert accept(ex, buyer, order_id).status_code == 200
+    return order_id
+
+
+def reference(ex: Exchange, listing_id: str) -> dict[str, Any]:
+    response = ex.http().get(f"/listings/{listing_id}/reference-price")
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def replayed(ex: Exchange, listing_id: str, as_of: dict[str, int]) -> dict[str, Any]:
+    """What an outsider computes from the public log's first ``log_size`` entries."""
+    records = PublicRecords()
+    last: dict[str, Any] = {}
+    for index in range(as_of["log_size"]):
+        last = ex.entry(index)
+        records.add(last["record"]["record"])
+    assert last["promise"]["timestamp"] == as_of["timestamp"]
+    return records.reference_price(listing_id, AsOf(**as_of), {})
+
+
+def test_reference_price_from_settled_deals(ex: Exchange) -> None:
+    provider, other = ex.provider("subject"), ex.provider("other")
+    buyers = [ex.register("buyer", f"buyer{i}") for i in range(3)]
+    subject = publish(ex, provider, pricing={"model": "fixed", "price": 15_000}, cost_basis=COST)
+    peers = [publish(ex, other, pricing={"model": "fixed", "price": p}) for p in (10_000, 14_000)]
+    elsewhere = publish(ex, other, category="finance", pricing={"model": "fixed", "price": 9_000})
+    per_period = publish(
+        ex,
+        other,
+        pricing={
+            "model": "subscription",
+            "price_per_period": 3_000,
+            "period_days": 30,
+            "max_periods": 2,
+        },
+    )
+
+    first = settle(ex, buyers[0], peers[0])
+    answer = reference(ex, subject)
+    assert answer["market"]["status"] == "insufficient_comparables"
+    assert answer["market"]["median"] is None
+    assert [c["order_id"] for c in answer["market"]["comparables"]] == [first]
+
+    expected = [first]
+    expected += [settle(ex, buyers[1], peers[0]), settle(ex, buyers[2], peers[1])]
+    expected += [settle(ex, buyers[0], peers[1]), settle(ex, buyers[1], peers[1])]
+    settle(ex, buyers[0], subject)  # its own
+    settle(ex, buyers[1], elsewhere)  # another category
+    settle(ex, buyers[2], per_period, periods=1)  # another unit
+    buy(ex, buyers[2], peers[0])  # paid, never settled
+    revoked = settle(ex, buyers[0], peers[0])
+    assert revoke(ex, other, revoked).status_code == 200
+
+    answer = reference(ex, subject)
+    market = answer["market"]
+    assert market["status"] == "ok"
+    assert sorted(c["order_id"] for c in market["comparables"]) == sorted(expected)
+    prices = sorted(c["adjusted_unit_price_fen"] for c in market["comparables"])
+    assert prices == [10_000, 10_000, 14_000, 14_000, 14_000]
+    assert (market["low"], market["median"], market["high"]) == (10_000, 14_000, 14_000)
+    cost = answer["cost"]
+    assert cost["total_fen"] == 400_001
+    assert (cost["low"], cost["high"]) == (10_001, 12_001)  # ceil(400001/40), ceil(×1.2)
+    assert answer["asking"] == {
+        "unit_price_fen": 15_000,
+        "position": {"market": "above", "cost": "above"},
+    }
+    text = str(answer)
+    for buyer in buyers:
+        assert buyer.key_id() not in text
+    assert answer == replayed(ex, subject, answer["as_of"])
+    # the view shows the cost basis it was computed from
+    listing = ex.http().get(f"/listings/{subject}").json()
+    assert listing["cost_basis"]["margin_bp"] == 2_000
+
+
+def log_size(ex: Exchange) -> int:
+    with ex.app.state.session_factory() as session:
+        return as_of(session).log_size
+
+
+def test_cost_basis_refusals_write_nothing(ex: Exchange) -> None:
+    provider = ex.provider("p")
+    for bad in (
+        {**COST, "processing_fen": -1},
+        {**COST, "expected_units": 0},
+        {**COST, "bonus_fen": 1},
+        {**COST, "margin_bp": "2000"},
+        [1, 2],
+    ):
+        before = log_size(ex)
+        payload = {
+            "listing_id": str(uuid.uuid4()),
+            **listing_content(provider.key_id(), cost_basis=bad),
+        }
+        response = ex.act(provider, "POST", "/listings", "listing.drafted", payload)
+        assert response.status_code == 422, response.text
+        assert response.json()["code"] == "invalid_payload"
+        assert "cost_basis" in response.json()["message"]
+        assert log_size(ex) == before
+
+
+def test_unknown_and_hidden_listings_are_404(ex: Exchange) -> None:
+    provider = ex.provider("p")
+    draft = ex.draft(provider)
+    assert ex.http().get(f"/listings/{draft}/reference-price").status_code == 404
+    owner_view = ex.http(provider).get(f"/listings/{draft}/reference-price")
+    assert owner_view.status_code == 200
+    assert owner_view.json()["market"]["status"] == "insufficient_comparables"
+    missing = ex.http().get("/listings/00000000-0000-4000-8000-000000000000/reference-price")
+    assert missing.status_code == 404
+    assert missing.json()["code"] == "listing_not_found"
+    assert ex.http().get("/listings/not-a-uuid/reference-price").status_code == 422
