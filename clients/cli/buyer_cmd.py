@@ -165,6 +165,17 @@ def show(inv: Invocation, listing: ListingArg) -> None:
     inv.out.result(result, lambda d: show_listing(inv.out, d, action="listing"))
 
 
+@command(buyer_app, "reference-price")
+def reference_price(inv: Invocation, listing: ListingArg) -> None:
+    """A listing's reference price: cost and market methods, where its asking price falls
+    (docs/pricing.md); `shancheng audit reference-price` recomputes it from the log."""
+    from clients.cli._refprice_view import show_reference_price
+
+    signed = inv.config.key_file is not None
+    result = inv.client(signed=signed).reference_price(listing)
+    inv.out.result(result, lambda d: show_reference_price(inv.out, d))
+
+
 @command(buyer_app, "quote")
 def quote(
     inv: Invocation,

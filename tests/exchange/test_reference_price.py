@@ -18,6 +18,10 @@ from test_lifecycle_support import mark_delivered
 from test_order_lifecycle import accept, buy, revoke
 from test_orders import BACKENDS, publish
 
+from clients.reference_audit import audit_reference_price
+from clients.sdk import ExchangeClient
+from exchange.log.sequencer import integrate_pending
+from exchange.refprice.models import ReferenceDeal
 from exchange.refprice.service import as_of
 from ledger.pricing_reference import AsOf, PublicRecords
 from ledger.sm2 import SM2PrivateKey
@@ -117,6 +121,29 @@ def test_reference_price_from_settled_deals(ex: Exchange) -> None:
     # the view shows the cost basis it was computed from
     listing = ex.http().get(f"/listings/{subject}").json()
     assert listing["cost_basis"]["margin_bp"] == 2_000
+
+
+def test_audit_recomputes_from_the_log_and_finds_a_tampered_deal(ex: Exchange) -> None:
+    provider, other = ex.provider("subject"), ex.provider("other")
+    buyer = ex.register("buyer", "b")
+    subject = publish(ex, provider, cost_basis=COST)
+    peer = publish(ex, other, pricing={"model": "fixed", "price": 12_345})
+    order_id = settle(ex, buyer, peer)
+    integrate_pending(ex.app.state.session_factory, ex.app.state.log_key)
+    with ExchangeClient(ex.url) as client:
+        result = audit_reference_price(client, subject)
+        assert result.differences == []
+        assert result.recomputed["market"]["comparables"][0]["order_id"] == order_id
+        with ex.app.state.session_factory() as session:  # the exchange's table lies
+            deal = session.get(ReferenceDeal, order_id)
+            assert deal is not None
+            deal.unit_price_fen = 1
+            session.commit()
+        tampered = audit_reference_price(client, subject)
+    assert tampered.differences == [
+        "market.comparables[0].adjusted_unit_price_fen: 12345 != 1",
+        "market.comparables[0].unit_price_fen: 12345 != 1",
+    ]
 
 
 def log_size(ex: Exchange) -> int:
