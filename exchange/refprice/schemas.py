@@ -36,7 +36,7 @@ class ComparablePublic(BaseModel):
     listing_id: str
     unit_price_fen: int
     settled_at: int
-    grade: str | None
+    grade: str | None = Field(default=None, description="Quality grade A–D (null: none).")
     adjustments: Adjustments
     adjusted_unit_price_fen: int
 
@@ -48,14 +48,14 @@ class MarketMethod(BaseModel):
     min_comparables: int
     quantiles: list[int]
     quantile_method: str
-    subject_grade: str | None
+    subject_grade: str | None = None
 
 
 class MarketPublic(BaseModel):
     status: Literal["ok", "insufficient_comparables"]
-    low: int | None
-    median: int | None
-    high: int | None
+    low: int | None = Field(default=None, description="25th percentile (null: insufficient).")
+    median: int | None = None
+    high: int | None = Field(default=None, description="75th percentile (null: insufficient).")
     comparables: list[ComparablePublic]
     method: MarketMethod
 
@@ -64,8 +64,8 @@ Position = Literal["below", "within", "above"]
 
 
 class AskingPosition(BaseModel):
-    market: Position | None = Field(description="Against the market range (null: none).")
-    cost: Position | None = Field(description="Against the cost range (null: none).")
+    market: Position | None = Field(default=None, description="Against the market range.")
+    cost: Position | None = Field(default=None, description="Against the cost range.")
 
 
 class AskingPublic(BaseModel):
@@ -78,9 +78,12 @@ class ReferencePricePublic(BaseModel):
     version: int
     category: str
     unit: Literal["order", "1000_rows", "30_days"] | None = Field(
+        default=None,
         description="The listing's pricing unit (null: its pricing has none)."
     )
     as_of: AsOfPublic
-    cost: CostPublic | None = Field(description="The cost method (null: no cost basis declared).")
-    market: MarketPublic | None
-    asking: AskingPublic | None
+    cost: CostPublic | None = Field(
+        default=None, description="The cost method (null: no cost basis declared)."
+    )
+    market: MarketPublic | None = Field(default=None, description="Null: no pricing unit.")
+    asking: AskingPublic | None = Field(default=None, description="Null: no pricing unit.")
