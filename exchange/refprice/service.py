@@ -49,36 +49,30 @@ def as_of(session: Session) -> AsOf:
 def comparables(session: Session, subject: Subject, unit: str, at: AsOf) -> list[Deal]:
     """The newest comparables of ``subject`` (one indexed query, at most
     :data:`MAX_COMPARABLES` rows)."""
-    rows = (
-        session.execute(
-            select(ReferenceDeal)
-            .join(LogEntry, col(LogEntry.leaf_hash) == col(ReferenceDeal.settled_leaf_hash))
-            .where(
-                col(ReferenceDeal.category) == subject.category,
-                col(ReferenceDeal.unit) == unit,
-                col(ReferenceDeal.settled_at) > at.timestamp - WINDOW_MS,
-                col(ReferenceDeal.listing_id) != subject.listing_id,
-                col(LogEntry.index) < at.log_size,
-            )
-            .order_by(col(ReferenceDeal.settled_at).desc(), col(ReferenceDeal.order_id))
-            .limit(MAX_COMPARABLES)
+    deal = ReferenceDeal
+    rows = session.execute(
+        select(
+            col(deal.order_id),
+            col(deal.listing_id),
+            col(deal.version),
+            col(deal.category),
+            col(deal.unit),
+            col(deal.unit_price_fen),
+            col(deal.settled_at),
+            col(deal.update_frequency),
         )
-        .scalars()
-        .all()
-    )
-    deals = [
-        Deal(
-            order_id=r.order_id,
-            listing_id=r.listing_id,
-            version=r.version,
-            category=r.category,
-            unit=r.unit,
-            unit_price_fen=r.unit_price_fen,
-            settled_at=r.settled_at,
-            update_frequency=r.update_frequency,
+        .join(LogEntry, col(LogEntry.leaf_hash) == col(deal.settled_leaf_hash))
+        .where(
+            col(deal.category) == subject.category,
+            col(deal.unit) == unit,
+            col(deal.settled_at) > at.timestamp - WINDOW_MS,
+            col(deal.listing_id) != subject.listing_id,
+            col(LogEntry.index) < at.log_size,
         )
-        for r in rows
-    ]
+        .order_by(col(deal.settled_at).desc(), col(deal.order_id))
+        .limit(MAX_COMPARABLES)
+    ).all()
+    deals = [Deal(*row) for row in rows]
     return select_comparables(subject, unit, deals, at)
 
 

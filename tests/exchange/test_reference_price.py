@@ -7,6 +7,7 @@ ledger.pricing_reference gives the same answer."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,9 +18,11 @@ from test_auth_support import Exchange, listing_content, running_exchange
 from test_lifecycle_support import mark_delivered
 from test_order_lifecycle import accept, buy, revoke
 from test_orders import BACKENDS, publish
+from typer.testing import CliRunner
 
 from clients.reference_audit import audit_reference_price
 from clients.sdk import ExchangeClient
+from exchange.cli import app as shancheng
 from exchange.log.sequencer import integrate_pending
 from exchange.refprice.models import ReferenceDeal
 from exchange.refprice.service import as_of
@@ -133,6 +136,11 @@ def test_audit_recomputes_from_the_log_and_finds_a_tampered_deal(ex: Exchange) -
     with ExchangeClient(ex.url) as client:
         result = audit_reference_price(client, subject)
         assert result.differences == []
+        listing = client.listing(subject)
+        normalised = {"storage_fen": 0, "compliance_fen": 0, "other_fen": 0, **COST}
+        assert listing.cost_basis == normalised
+        assert listing.content_fields()["cost_basis"] == normalised  # an edit keeps it
+        assert client.reference_price(subject) == result.served
         assert result.recomputed["market"]["comparables"][0]["order_id"] == order_id
         with ex.app.state.session_factory() as session:  # the exchange's table lies
             deal = session.get(ReferenceDeal, order_id)
@@ -144,6 +152,30 @@ def test_audit_recomputes_from_the_log_and_finds_a_tampered_deal(ex: Exchange) -
         "market.comparables[0].adjusted_unit_price_fen: 12345 != 1",
         "market.comparables[0].unit_price_fen: 12345 != 1",
     ]
+
+
+def test_cli_shows_and_audits_the_reference_price(
+    ex: Exchange, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    provider = ex.provider("subject")
+    subject = publish(ex, provider, cost_basis=COST)
+    integrate_pending(ex.app.state.session_factory, ex.app.state.log_key)
+    monkeypatch.setenv("SHANCHENG_CONFIG", str(tmp_path / "none.toml"))
+    (tmp_path / "none.toml").write_text("", encoding="utf-8")
+    monkeypatch.setenv("SHANCHENG_EXCHANGE_URL", ex.url)
+    runner = CliRunner()
+    shown = runner.invoke(shancheng, ["buyer", "reference-price", subject, "--json"])
+    assert shown.exit_code == 0, shown.output
+    assert json.loads(shown.stdout)["cost"]["low"] == 10_001
+    human = runner.invoke(shancheng, ["buyer", "reference-price", subject])
+    assert human.exit_code == 0, human.output
+    assert "10001 fen – 12001 fen" in human.stdout
+    assert "insufficient comparables (0)" in human.stdout
+    audited = runner.invoke(
+        shancheng, ["audit", "reference-price", subject, "--exchange", ex.url, "--json"]
+    )
+    assert audited.exit_code == 0, audited.output
+    assert json.loads(audited.stdout)["ok"] is True
 
 
 def log_size(ex: Exchange) -> int:
