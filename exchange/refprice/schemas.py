@@ -78,8 +78,7 @@ class ReferencePricePublic(BaseModel):
     version: int
     category: str
     unit: Literal["order", "1000_rows", "30_days"] | None = Field(
-        default=None,
-        description="The listing's pricing unit (null: its pricing has none)."
+        default=None, description="The listing's pricing unit (null: its pricing has none)."
     )
     as_of: AsOfPublic
     cost: CostPublic | None = Field(
