@@ -11,6 +11,20 @@ def _fen(value: int | None) -> str:
     return "–" if value is None else f"{value} fen"
 
 
+def asking_line(d: dict[str, Any]) -> str:
+    """One line: the asking unit price and where it falls against each range."""
+    asking = d.get("asking")
+    if asking is None:
+        return "reference price: the listing's pricing has no unit"
+    position = asking["position"]
+    market = position["market"] or "no market range"
+    cost = position["cost"] or "no cost range"
+    return (
+        f"asking {_fen(asking['unit_price_fen'])} per {d['unit']}: "
+        f"market [bold]{market}[/], cost [bold]{cost}[/] (buyer reference-price for more)"
+    )
+
+
 def show_reference_price(out: Output, d: dict[str, Any]) -> None:
     unit = d.get("unit") or "none"
     as_of = d["as_of"]

@@ -161,8 +161,13 @@ def search(
 def show(inv: Invocation, listing: ListingArg) -> None:
     """A listing's details, columns and sample rows."""
     signed = inv.config.key_file is not None  # a signed read shows your drafts too
-    result = inv.client(signed=signed).listing(listing)
+    client = inv.client(signed=signed)
+    result = client.listing(listing)
     inv.out.result(result, lambda d: show_listing(inv.out, d, action="listing"))
+    if not inv.out.as_json:  # where the asking price falls (docs/pricing.md)
+        from clients.cli._refprice_view import asking_line
+
+        inv.out.line(asking_line(client.reference_price(listing)))
 
 
 @command(buyer_app, "reference-price")

@@ -171,6 +171,9 @@ def test_cli_shows_and_audits_the_reference_price(
     assert human.exit_code == 0, human.output
     assert "10001 fen – 12001 fen" in human.stdout
     assert "insufficient comparables (0)" in human.stdout
+    view = runner.invoke(shancheng, ["buyer", "show", subject])
+    assert view.exit_code == 0, view.output
+    assert "asking 19900 fen per order: market no market range, cost above" in view.stdout
     audited = runner.invoke(
         shancheng, ["audit", "reference-price", subject, "--exchange", ex.url, "--json"]
     )
