@@ -207,6 +207,43 @@ def test_cost_basis_refusals_write_nothing(ex: Exchange) -> None:
         assert log_size(ex) == before
 
 
+def test_a_new_version_declares_its_own_cost_basis(ex: Exchange) -> None:
+    provider = ex.provider("p")
+    subject = publish(ex, provider, cost_basis=COST)
+    version = {
+        "listing_id": subject,
+        "content_digest": "cd" * 32,
+        "row_count": 5,
+        "byte_size": 50,
+        "format": "csv",
+    }
+    cheaper = {"other_fen": 1_000, "expected_units": 10, "margin_bp": 0}
+    path = f"/listings/{subject}/versions"
+    bad = ex.act(
+        provider,
+        "POST",
+        path,
+        "listing.version_added",
+        {**version, "version": 2, "cost_basis": {**cheaper, "margin_bp": True}},
+    )
+    assert bad.status_code == 422 and "cost_basis.margin_bp" in bad.json()["message"]
+    two = ex.act(
+        provider,
+        "POST",
+        path,
+        "listing.version_added",
+        {**version, "version": 2, "cost_basis": cheaper},
+    )
+    assert two.status_code == 201, two.text
+    answer = reference(ex, subject)
+    assert (answer["version"], answer["cost"]["low"], answer["cost"]["high"]) == (2, 100, 100)
+    three = ex.act(provider, "POST", path, "listing.version_added", {**version, "version": 3})
+    assert three.status_code == 201, three.text
+    assert reference(ex, subject)["cost"] is None
+    answer = reference(ex, subject)
+    assert answer == replayed(ex, subject, answer["as_of"])
+
+
 def test_unknown_and_hidden_listings_are_404(ex: Exchange) -> None:
     provider = ex.provider("p")
     draft = ex.draft(provider)
