@@ -1,6 +1,6 @@
 """Cost of a listing's reference price at 100k settled orders beside 1k, in the same run.
 
-Run: ``.venv/bin/python bench/reference_price.py [--orders 100000] [--rounds 30]``.
+Run: ``.venv/bin/python bench/reference_price.py [--orders 100000] [--rounds 50]``.
 
 Two SQLite databases (migrated to head, in a temporary directory) are seeded with
 1,000 and ``--orders`` settled deals, all in the priced listing's category and
@@ -13,7 +13,7 @@ are what settlement stages (exchange/refprice/deals.py). Each round then times
 size, the listing, the newest 50 comparables through the
 ``(category, unit, settled_at)`` index joined to their log entries, and the pure
 arithmetic. Also timed: ``SELECT count(*)`` over the same deals (what any scan of
-them costs). Figures are medians.
+them costs). Figures are medians; the two databases take turns round by round.
 
 The last lines are ``figure <name> <value> <unit>``.
 """
@@ -143,45 +143,60 @@ def seed(url: str, orders: int) -> None:
     engine.dispose()
 
 
-def measure(url: str, rounds: int) -> tuple[float, float]:
-    """Median ms of the reference price, and of ``SELECT count(*)`` over the deals."""
-    engine = make_engine(url)
-    priced, counted = [], []
-    for _ in range(rounds):
-        with Session(engine) as session:
-            started = time.perf_counter()
-            answer = listing_reference_price(session, SUBJECT, None)
-            priced.append(time.perf_counter() - started)
-        assert answer["market"]["status"] == "ok", answer["market"]["status"]
-        assert len(answer["market"]["comparables"]) == 50
-        with Session(engine) as session:
-            started = time.perf_counter()
-            session.execute(select(func.count()).select_from(ReferenceDeal)).scalar_one()
-            counted.append(time.perf_counter() - started)
-    engine.dispose()
-    return statistics.median(priced) * 1000, statistics.median(counted) * 1000
+def measure(urls: dict[int, str], rounds: int) -> dict[int, tuple[float, float]]:
+    """Per database: median ms of the reference price, and of ``SELECT count(*)`` over
+    its deals. The databases take turns, round by round, so that both see the same
+    load from whatever else runs on the machine, each first in every other round."""
+    engines = {orders: make_engine(url) for orders, url in urls.items()}
+    priced: dict[int, list[float]] = {orders: [] for orders in urls}
+    counted: dict[int, list[float]] = {orders: [] for orders in urls}
+    for round_ in range(rounds):
+        turns = list(engines.items())
+        if round_ % 2:  # whichever goes first in a round is slower: alternate
+            turns.reverse()
+        for orders, engine in turns:
+            with Session(engine) as session:
+                started = time.perf_counter()
+                answer = listing_reference_price(session, SUBJECT, None)
+                priced[orders].append(time.perf_counter() - started)
+            assert answer["market"]["status"] == "ok", answer["market"]["status"]
+            assert len(answer["market"]["comparables"]) == 50
+            with Session(engine) as session:
+                started = time.perf_counter()
+                session.execute(select(func.count()).select_from(ReferenceDeal)).scalar_one()
+                counted[orders].append(time.perf_counter() - started)
+    for engine in engines.values():
+        engine.dispose()
+    return {
+        orders: (
+            statistics.median(priced[orders]) * 1000,
+            statistics.median(counted[orders]) * 1000,
+        )
+        for orders in urls
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--orders", type=int, default=100_000)
-    parser.add_argument("--rounds", type=int, default=30)
+    parser.add_argument("--rounds", type=int, default=50)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        figures = {}
+        urls = {}
         for orders in (1_000, args.orders):
-            url = f"sqlite:///{tmp}/bench-{orders}.db"
+            urls[orders] = f"sqlite:///{tmp}/bench-{orders}.db"
             started = time.perf_counter()
-            seed(url, orders)
-            seeded = time.perf_counter() - started
-            priced, counted = measure(url, args.rounds)
-            figures[orders] = priced
-            print(
-                f"{orders:>7} settled deals: seeded in {seeded:.1f} s; reference price "
-                f"{priced:.2f} ms (median of {args.rounds}); SELECT count(*) {counted:.2f} ms"
-            )
-    print(f"figure reference_price_ms_at_100k {figures[args.orders]:.2f} ms")
-    print(f"figure reference_price_100k_vs_1k {figures[args.orders] / figures[1_000]:.2f} x")
+            seed(urls[orders], orders)
+            print(f"{orders:>7} settled deals seeded in {time.perf_counter() - started:.1f} s")
+        figures = measure(urls, args.rounds)
+    for orders, (priced, counted) in figures.items():
+        print(
+            f"{orders:>7} settled deals: reference price {priced:.2f} ms, "
+            f"SELECT count(*) {counted:.2f} ms (medians of {args.rounds})"
+        )
+    at_100k, at_1k = figures[args.orders][0], figures[1_000][0]
+    print(f"figure reference_price_ms_at_100k {at_100k:.2f} ms")
+    print(f"figure reference_price_100k_vs_1k {at_100k / at_1k:.2f} x")
 
 
 if __name__ == "__main__":
