@@ -43,6 +43,7 @@ from exchange.api import (
     participants,
     quotes,
     receipts,
+    reference_prices,
     webhooks,
     workflows,
 )
@@ -139,6 +140,7 @@ ROUTERS = (
     receipts.router,
     participants.router,
     listings.router,
+    reference_prices.router,
     accounts.router,
     quotes.router,
     orders.router,

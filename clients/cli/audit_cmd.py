@@ -283,6 +283,41 @@ def _refuse_error_body(path: Path) -> None:
         )
 
 
+@audit_app.command("reference-price")
+def reference_price_command(
+    listing: Annotated[str, typer.Argument(help="The listing's id (UUID).", show_default=False)],
+    exchange: Annotated[
+        str, typer.Option("--exchange", help="Base URL of the exchange (public GET endpoints).")
+    ],
+    log_key: LogKeyOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Recompute a listing's reference price from the public log and compare."""
+    from clients.reference_audit import NotIntegratedError, audit_reference_price
+    from clients.sdk import ExchangeClient
+    from clients.sdk.errors import ClientError
+
+    trusted = _load_log_key(log_key)
+    try:
+        with ExchangeClient(exchange, trusted_log_key=trusted) as client:
+            result = audit_reference_price(client, listing)
+    except NotIntegratedError as exc:
+        raise CLIError(f"audit inconclusive: {exc}", EXIT_UNUSABLE) from None
+    except ClientError as exc:
+        raise CLIError(f"could not read the exchange: {exc}", EXIT_UNUSABLE) from None
+    ok = not result.differences
+    if as_json:
+        _emit_json({"ok": ok, "differences": result.differences, "recomputed": result.recomputed})
+    elif ok:
+        size = result.served["as_of"]["log_size"]
+        _say(f"[bold green]reference price recomputed[/] from the log's first {size} entries")
+    else:
+        for line in result.differences:
+            _say(f"[bold red]✗[/] {escape(line)}")
+    if not ok:
+        raise CLIError(f"{len(result.differences)} difference(s)", EXIT_FAILED)
+
+
 def _print_checks(checks: list[Any]) -> None:
     for check in checks:
         _say(

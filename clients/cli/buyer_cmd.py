@@ -162,8 +162,24 @@ def search(
 def show(inv: Invocation, listing: ListingArg) -> None:
     """A listing's details, columns and sample rows."""
     signed = inv.config.key_file is not None  # a signed read shows your drafts too
-    result = inv.client(signed=signed).listing(listing)
+    client = inv.client(signed=signed)
+    result = client.listing(listing)
     inv.out.result(result, lambda d: show_listing(inv.out, d, action="listing"))
+    if not inv.out.as_json:  # where the asking price falls (docs/pricing.md)
+        from clients.cli._refprice_view import asking_line
+
+        inv.out.line(asking_line(client.reference_price(listing)))
+
+
+@command(buyer_app, "reference-price")
+def reference_price(inv: Invocation, listing: ListingArg) -> None:
+    """A listing's reference price: cost and market methods, where its asking price falls
+    (docs/pricing.md); `shancheng audit reference-price` recomputes it from the log."""
+    from clients.cli._refprice_view import show_reference_price
+
+    signed = inv.config.key_file is not None
+    result = inv.client(signed=signed).reference_price(listing)
+    inv.out.result(result, lambda d: show_reference_price(inv.out, d))
 
 
 @command(buyer_app, "quote")

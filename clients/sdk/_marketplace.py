@@ -37,7 +37,7 @@ from clients.sdk._base import (
 )
 from clients.sdk._receive import ReceiveJob
 from clients.sdk._transfer import Download, Progress, UploadBody, open_delivery
-from clients.sdk.errors import ResponseVerificationError
+from clients.sdk.errors import ResponseFormatError, ResponseVerificationError
 from clients.sdk.market_models import (
     Account,
     ContentUploaded,
@@ -308,6 +308,16 @@ class MarketplaceCalls(BaseClient):
             "GET",
             f"/listings/{listing_id}",
             _parsed(Listing.from_dict),
+            signed=self._optional_auth(),
+        )
+
+    def _reference_price_call(self, listing_id: str) -> Call[dict[str, Any]]:
+        """``GET /listings/{id}/reference-price`` (docs/pricing.md): the answer as the
+        exchange computed it (``ledger.pricing_reference.reference_price``'s dict)."""
+        return Call(
+            "GET",
+            f"/listings/{listing_id}/reference-price",
+            _parsed(_json_object),
             signed=self._optional_auth(),
         )
 
@@ -639,3 +649,9 @@ class MarketplaceCalls(BaseClient):
         raise ResponseVerificationError(
             f"listing {order.listing_id} shows no version {order.version} (order {order.id})"
         )
+
+
+def _json_object(data: Any) -> dict[str, Any]:
+    if not isinstance(data, dict):
+        raise ResponseFormatError(f"expected a JSON object, got {type(data).__name__}")
+    return data

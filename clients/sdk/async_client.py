@@ -363,6 +363,9 @@ class AsyncExchangeClient(WorkflowCalls):
     async def listing(self, listing_id: str) -> Listing:
         return await self._send(self._listing_call(listing_id))
 
+    async def reference_price(self, listing_id: str) -> dict[str, Any]:
+        return await self._send(self._reference_price_call(listing_id))
+
     async def versions(self, listing_id: str) -> list[ListingVersion]:
         return await self._send(self._versions_call(listing_id))
 

@@ -428,6 +428,11 @@ class ExchangeClient(WorkflowCalls):
     def listing(self, listing_id: str) -> Listing:
         return self._send(self._listing_call(listing_id))
 
+    def reference_price(self, listing_id: str) -> dict[str, Any]:
+        """A listing's reference price (cost and market methods, the asking price's
+        position; docs/pricing.md). ``clients.reference_audit`` recomputes it."""
+        return self._send(self._reference_price_call(listing_id))
+
     def versions(self, listing_id: str) -> list[ListingVersion]:
         """A listing's content versions (each with the leaf hash of its signed record)."""
         return self._send(self._versions_call(listing_id))

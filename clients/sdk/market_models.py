@@ -247,6 +247,8 @@ class Listing:
     delivery_window_s: int | None = None
     row_root: str | None = None
     computation: ComputationOffer | None = None
+    cost_basis: dict[str, Any] | None = None
+    """The current version's declared costs (reference price's cost method)."""
     log: Appended | None = None
     added_version: ListingVersion | None = None
 
@@ -278,6 +280,7 @@ class Listing:
             "custody": self.custody,
             "row_root": self.row_root,
             "computation": None if self.computation is None else self.computation.to_dict(),
+            **({} if self.cost_basis is None else {"cost_basis": dict(self.cost_basis)}),
             **(
                 {}
                 if self.delivery_window_s is None
@@ -325,6 +328,7 @@ class Listing:
             delivery_window_s=o.opt_integer("delivery_window_s"),
             row_root=o.opt_hex64("row_root"),
             computation=_offer(o),
+            cost_basis=o.mapping("cost_basis") if o.has("cost_basis") else None,
             log=log,
             added_version=added_version,
         )

@@ -62,6 +62,8 @@ class Listing(SQLModel, table=True):
     """The current version's computation offer (``ComputationOffer.to_dict()``), if any."""
     custody: str = Field(default="provider", max_length=16)
     """``provider`` (the provider's agent holds the data) or ``exchange``."""
+    cost_basis: dict[str, Any] | None = Field(default=None, sa_type=JSON)
+    """The current version's declared costs (``ledger.pricing_reference.CostBasis``)."""
     delivery_window_s: int = Field(default=86_400)
     """Seconds a paid order may wait for its delivery before it is refunded."""
     row_version: int = Field(default=1, sa_column=_listing_row_version)

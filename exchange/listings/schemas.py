@@ -12,6 +12,10 @@ pass; the record layer already refuses floats). Record types and payloads:
 * ``listing.version_added``: ``{"listing_id", "version", "content_digest",
   "row_count", "byte_size", "format", "row_root", "computation"}``
 
+``cost_basis`` (optional, ``null`` by default) is the version's declared costs for
+the reference price's cost method (``ledger.pricing_reference.CostBasis``,
+docs/pricing.md); a ``listing.version_added`` declares its own (``null``: none).
+
 ``computation`` (optional, ``null`` by default) is the version's computation offer:
 ``ledger.computation.offer.ComputationOffer`` JSON (docs/computations.md); it needs
 provider custody (the provider's agent runs the queries).
@@ -124,6 +128,12 @@ class ListingContent(_Strict):
         default=None,
         description="SM3 row-tree root of the dataset; required in provider custody.",
     )
+    cost_basis: dict[str, Any] | None = Field(
+        default=None,
+        description="Declared costs for the cost method of the reference price "
+        "(docs/pricing.md): integer fen acquisition_fen, processing_fen, storage_fen, "
+        "compliance_fen, other_fen, expected_units and margin_bp; null: none.",
+    )
     delivery_window_s: Annotated[
         StrictInt, Field(ge=MIN_DELIVERY_WINDOW_S, le=MAX_DELIVERY_WINDOW_S)
     ] = Field(
@@ -165,6 +175,9 @@ class VersionPayload(_Strict):
         default=None, description="The new version's computation offer; null: none."
     )
     row_root: HexDigest | None = None
+    cost_basis: dict[str, Any] | None = Field(
+        default=None, description="The new version's declared costs (docs/pricing.md); null: none."
+    )
 
 
 class ListingVersionPublic(BaseModel):
@@ -209,6 +222,9 @@ class ListingPublic(BaseModel):
         examples=["provider"], description="provider: only the provider can read the data."
     )
     delivery_window_s: int
+    cost_basis: dict[str, Any] | None = Field(
+        default=None, description="The current version's declared costs (docs/pricing.md)."
+    )
     row_root: str | None = Field(description="Row-tree root of the current version.")
     rejection_reason: str | None
     delisting_reason: str | None

@@ -60,6 +60,7 @@ from exchange.records import (
     payload_of,
 )
 from ledger.computation.offer import ComputationOffer, OfferFormatError
+from ledger.pricing_reference import CostBasis, CostBasisError
 from ledger.records import canonical_json
 from ledger.sm2 import SM2PrivateKey, SM2PublicKey
 
@@ -191,6 +192,7 @@ def listing_public(session: Session, row: Listing) -> ListingPublic:
         computation=row.computation,
         custody=row.custody,
         delivery_window_s=row.delivery_window_s,
+        cost_basis=row.cost_basis,
         row_root=None if current is None else current.row_root,
         rejection_reason=row.rejection_reason,
         delisting_reason=row.delisting_reason,
@@ -217,6 +219,11 @@ def _load(session: Session, listing_id: str, principal: Principal | None) -> Lis
     if row is None or not _can_see(session, row, principal):
         raise ListingNotFoundError(f"no listing {listing_id}")
     return row
+
+
+def load_visible(session: Session, listing_id: str, principal: Principal | None) -> Listing:
+    """The listing row if ``principal`` may see it (404 ``listing_not_found`` otherwise)."""
+    return _load(session, listing_id, principal)
 
 
 def get(session: Session, listing_id: str, principal: Principal | None) -> ListingPublic:
@@ -331,6 +338,7 @@ def _check_content(ctx: ListingContext, content: ListingContent) -> dict[str, ob
             raise InvalidSampleError(f"sample_rows[{i}] has unknown column(s) {unknown}")
     pricing = parse_pricing(content.pricing)
     _check_custody(content, pricing)
+    _cost_basis(content.cost_basis)
     return pricing.model_dump(exclude_defaults=True) | {"model": pricing.model}
 
 
@@ -349,6 +357,17 @@ def _computation_offer(value: dict[str, object] | None, custody: str) -> dict[st
         return ComputationOffer.from_dict(value, "payload.computation").to_dict()
     except OfferFormatError as exc:
         raise InvalidPayloadError(str(exc)) from None
+
+
+def _cost_basis(value: dict[str, object] | None) -> dict[str, int] | None:
+    """The normalised cost basis of a draft or version payload (422
+    ``invalid_payload`` naming the field when it is not one)."""
+    if value is None:
+        return None
+    try:
+        return CostBasis.from_dict(value).to_dict()
+    except CostBasisError as exc:
+        raise InvalidPayloadError(f"payload.{exc}") from None
 
 
 def _check_custody(content: ListingContent, pricing: object) -> None:
@@ -380,6 +399,7 @@ def _apply_content(row: Listing, content: ListingContent, pricing: dict[str, obj
     row.pricing = dict(pricing)
     row.custody = content.custody
     row.delivery_window_s = content.delivery_window_s
+    row.cost_basis = _cost_basis(content.cost_basis)
     d = content.declarations
     row.classification = d.classification
     row.personal_information = d.personal_information
@@ -642,6 +662,7 @@ def add_version(
     offer = _computation_offer(payload.computation, row.custody)
     if row.custody == "provider" and payload.row_root is None:
         raise InvalidPayloadError("payload.row_root: required in provider custody")
+    cost_basis = _cost_basis(payload.cost_basis)
     timestamp = action.signed.record.timestamp
     session = ctx.session
 
@@ -670,6 +691,7 @@ def add_version(
         row.byte_size = payload.byte_size
         row.format = payload.format
         row.computation = offer
+        row.cost_basis = cost_basis
         row.updated_at = timestamp
         return row
 

@@ -58,6 +58,7 @@ MODEL_MODULES = (
     "exchange.idempotency",
     "exchange.events.models",
     "exchange.webhooks.models",
+    "exchange.refprice.models",
 )
 """Every module that declares tables (``SQLModel, table=True``): importing them all
 fills ``SQLModel.metadata`` with the whole schema."""

@@ -71,6 +71,7 @@ from exchange.records import (
     log_receipt,
     payload_of,
 )
+from exchange.refprice.deals import stage_deal, withdraw_deal
 from exchange.settings import Settings
 from ledger.sm2 import SM2PrivateKey
 
@@ -184,6 +185,17 @@ def _settle(
 
     def stage() -> None:
         stage_settlement(session, order, plan, settlement.submission.leaf_hash, now)
+        if order.revoked_at is None:  # a revoked order is no comparable deal
+            stage_deal(
+                session,
+                order_id=order.id,
+                listing_id=order.listing_id,
+                version=order.version,
+                terms=order.terms,
+                amount=plan.amount,
+                settled_at=settlement.signed.record.timestamp,
+                settled_leaf_hash=settlement.submission.leaf_hash,
+            )
         if idempotent is not None:
             idempotent.stage(
                 session,
@@ -314,6 +326,7 @@ def revoke(
         order.revoked_at = now
         order.revocation_reason = payload.reason
         stage_refund(session, order, plan, leaf_hash, now)
+        withdraw_deal(session, order.id)
         idempotent.stage(session, resource_id=order.id, leaf_hash=leaf_hash, status_code=200)
 
     with at_flush(session, lambda connection: apply_refund(connection, plan)):

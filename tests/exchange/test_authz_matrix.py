@@ -579,6 +579,30 @@ MATRIX: dict[str, tuple[Callable[[World], Request], dict[str, tuple[int, str | N
             suspended=SUSPENDED,
         ),
     ),
+    "reference price of a draft": (
+        _get(lambda w: f"/listings/{w.listing('draft')}/reference-price"),
+        _row(
+            anonymous=HIDDEN,
+            owner=OK,
+            other_provider=HIDDEN,
+            buyer=HIDDEN,
+            auditor=HIDDEN,
+            operator=OK,
+            suspended=SUSPENDED,
+        ),
+    ),
+    "reference price of a published listing": (
+        _get(lambda w: f"/listings/{w.listing('published')}/reference-price"),
+        _row(
+            anonymous=OK,
+            owner=OK,
+            other_provider=OK,
+            buyer=OK,
+            auditor=OK,
+            operator=OK,
+            suspended=SUSPENDED,
+        ),
+    ),
     "list listings": (
         _get(lambda w: "/listings"),
         _row(

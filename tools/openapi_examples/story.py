@@ -188,6 +188,14 @@ class Story:
             **LISTING_TERMS,
             **described,
             "custody": "exchange",
+            "cost_basis": {
+                "acquisition_fen": 3_000_000,
+                "processing_fen": 1_200_000,
+                "storage_fen": 300_000,
+                "compliance_fen": 500_000,
+                "expected_units": 400,
+                "margin_bp": 2_000,
+            },
             "providers": [
                 {"key_id": self.key_id("provider"), "share_bps": 7_000},
                 {"key_id": self.key_id("co-provider"), "share_bps": 3_000},
@@ -453,6 +461,7 @@ class Story:
     def reads(self) -> None:
         lid = self.listing_id
         self.get("get_listing", f"/listings/{lid}")
+        self.get("get_reference_price", f"/listings/{lid}/reference-price")
         self.get("list_listings", "/listings", provider=self.key_id("provider"))
         self.get("list_versions", f"/listings/{lid}/versions")
         with self.rec.step("search_listings", "GET", "/listings/search"):

@@ -1,0 +1,1 @@
+"""Reference prices of listings (cost and market methods; docs/pricing.md)."""
