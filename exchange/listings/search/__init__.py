@@ -43,7 +43,7 @@ The modules, each importing only the ones above it (never this package's
 
 from __future__ import annotations
 
-from exchange.listings.search.index import index_values, sync
+from exchange.listings.search.index import index_values, set_grade, sync
 from exchange.listings.search.page import FacetCount, Facets, SearchHit, SearchPage
 from exchange.listings.search.params import (
     InvalidCursorError,
@@ -70,5 +70,6 @@ __all__ = [
     "Sort",
     "index_values",
     "search",
+    "set_grade",
     "sync",
 ]

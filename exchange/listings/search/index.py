@@ -98,6 +98,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, Session, SQLModel, col
 
 from exchange.listings.models import Listing, ListingState
+from exchange.listings.quality import current_report
 from exchange.pricing import FreePricing, TieredPricing, parse_pricing, price
 
 __all__ = [
@@ -114,6 +115,7 @@ __all__ = [
     "price_fen",
     "price_unit",
     "rebuild_facet_index",
+    "set_grade",
     "sync",
 ]
 
@@ -169,6 +171,9 @@ class ListingSearch(SQLModel, table=True):
     # last: where migration 0007 added them
     custody: str = Field(default="provider", max_length=16)
     computation: bool = Field(default=False)
+    # last: where migration 0011 added it
+    grade: str | None = Field(default=None, max_length=1)
+    """The quality grade of the current version's newest provider report (docs/quality.md)."""
 
 
 class ListingSearchTag(SQLModel, table=True):
@@ -239,8 +244,9 @@ def price_unit(pricing: dict[str, Any]) -> str:
     return "one-off"
 
 
-def index_values(row: Listing) -> dict[str, Any]:
-    """The ``listing_search`` columns of a published listing (also for bulk loads)."""
+def index_values(row: Listing, grade: str | None = None) -> dict[str, Any]:
+    """The ``listing_search`` columns of a published listing (also for bulk loads);
+    ``grade``: its current quality grade (:mod:`exchange.listings.quality`)."""
     title = fold(row.title)
     tags = fold(" ".join(row.tags))
     description = fold(row.description)
@@ -251,6 +257,7 @@ def index_values(row: Listing) -> dict[str, Any]:
         "pricing_model": str(row.pricing.get("model", "")),
         "custody": row.custody,
         "computation": row.computation is not None,
+        "grade": grade,
         "price_fen": price_fen(row.pricing),
         "published_at": row.published_at or row.updated_at,
         "title_key": title,
@@ -280,7 +287,8 @@ def sync(session: Session, row: Listing) -> None:
         if current is not None:
             session.delete(current)
         return
-    values = index_values(row)
+    report = current_report(session, row.id, row.version)
+    values = index_values(row, None if report is None else report.grade)
     if current is None:
         session.add(ListingSearch(**values))
     else:
@@ -288,6 +296,15 @@ def sync(session: Session, row: Listing) -> None:
             setattr(current, name, value)
     for tag in dict.fromkeys(row.tags):
         session.add(ListingSearchTag(tag=tag, listing_id=row.id))
+
+
+def set_grade(session: Session, listing_id: str, grade: str) -> None:
+    """Stage the new grade of a published listing's index row (no row: not published)."""
+    current = session.execute(
+        select(ListingSearch).where(col(ListingSearch.listing_id) == listing_id)
+    ).scalar_one_or_none()
+    if current is not None:
+        current.grade = grade
 
 
 def facet_pairs(
