@@ -200,3 +200,21 @@ def test_record_payloads_parse_strictly() -> None:
     assert QualityCountersigned.from_dict(signed).to_dict() == signed
     with pytest.raises(RecordFormatError, match="report_sm3"):
         QualityCountersigned.from_dict({**signed, "report_sm3": "AB" * 32})
+
+
+def test_assessment_terms_of_a_quote() -> None:
+    from ledger.protocol.quote import QuoteTerms
+
+    terms = QuoteTerms(None, None, "standard", purpose="assessment")
+    data = terms.to_dict()
+    assert data == {"rows": None, "periods": None, "licence": "standard", "purpose": "assessment"}
+    assert QuoteTerms.from_dict(data) == terms
+    assert "purpose" not in QuoteTerms(None, None, "standard").to_dict()  # old bytes kept
+    for bad in (
+        {**data, "purpose": "resale"},
+        {**data, "purpose": 1},
+        {**data, "rows": 10},
+        {**data, "periods": 1},
+    ):
+        with pytest.raises(RecordFormatError, match="purpose"):
+            QuoteTerms.from_dict(bad)
