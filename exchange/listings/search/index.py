@@ -137,6 +137,7 @@ class ListingSearch(SQLModel, table=True):
             "pricing_model",
             "custody",
             "computation",
+            "grade",
         ),
         # a filter followed by a sort (or a range), so a page stops after `limit` rows
         # and a filter-only count or candidate scan stays inside one index
@@ -187,7 +188,15 @@ class ListingSearchTag(SQLModel, table=True):
     listing_id: str = Field(primary_key=True, max_length=36)
 
 
-FACETS = ("category", "classification", "pricing_model", "custody", "computation", "tag")
+FACETS = (
+    "category",
+    "classification",
+    "pricing_model",
+    "custody",
+    "computation",
+    "grade",
+    "tag",
+)
 """The facet names of ``listing_search_facet`` / ``listing_search_bitmap``."""
 
 CHUNK_SHIFT = 12
@@ -314,6 +323,7 @@ def facet_pairs(
     custody: str,
     computation: bool,
     tags: Iterable[str],
+    grade: str | None = None,
 ) -> set[tuple[str, str]]:
     """The (facet, value) pairs of one listing, as the triggers count them."""
     pairs = {
@@ -324,6 +334,8 @@ def facet_pairs(
     }
     if classification is not None:
         pairs.add(("classification", classification))
+    if grade is not None:
+        pairs.add(("grade", grade))
     pairs.update(("tag", tag) for tag in tags)
     return pairs
 
@@ -335,14 +347,14 @@ def rebuild_facet_index(connection: Connection) -> None:
     bitmaps: dict[tuple[str, str, int], int] = {}
     rows = connection.execute(
         text(
-            "SELECT id, category, classification, pricing_model, custody, computation, tags "
-            "FROM listing_search"
+            "SELECT id, category, classification, pricing_model, custody, computation, tags, "
+            "grade FROM listing_search"
         )
     )
-    for listing, category, classification, pricing_model, custody, computation, tags in rows:
+    for listing, category, classification, model, custody, computation, tags, grade in rows:
         chunk, bit = listing >> CHUNK_SHIFT, 1 << (listing & (CHUNK_IDS - 1))
         pairs = facet_pairs(
-            category, classification, pricing_model, custody, bool(computation), json.loads(tags)
+            category, classification, model, custody, bool(computation), json.loads(tags), grade
         )
         for facet, value in pairs:
             counts[facet, value] = counts.get((facet, value), 0) + 1
