@@ -39,7 +39,6 @@ from exchange.listings.quality import (
     QualityReportRow,
     SignerRole,
     countersigners,
-    current_report,
     quality_summary,
 )
 from exchange.participants.models import ParticipantStatus, Principal, Role
@@ -355,12 +354,9 @@ def quality_of(session: Session, listing_id: str, principal: Principal | None) -
         )
         .limit(200)
     ).scalars()
-    current = current_report(session, listing_id, listing.version)
     return QualityView(
         listing_id=listing_id,
         version=listing.version,
-        quality=quality_summary(session, listing_id, listing.version)
-        if current is not None
-        else None,
+        quality=quality_summary(session, listing_id, listing.version),
         reports=[_public(session, row) for row in rows],
     )
