@@ -120,10 +120,11 @@ def quote_terms(
     row_offset: int | None = None,
     computation: bool = False,
     queries: int | None = None,
+    purpose: str | None = None,
 ) -> QuoteTerms:
     """:class:`QuoteTerms`, or :class:`QuoteFormatError` for out-of-range values."""
     with _as_quote_format_error():
-        return QuoteTerms(rows, periods, licence, row_offset, computation, queries)
+        return QuoteTerms(rows, periods, licence, row_offset, computation, queries, purpose)
 
 
 class _KnownQuotes:

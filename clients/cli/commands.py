@@ -22,6 +22,7 @@ from clients.cli import (
     devnet_cmd,
     operator_cmd,
     provider_cmd,
+    quality_cmd,
     receipt_cmd,
     workflow_cmd,
 )
@@ -45,8 +46,10 @@ def register(
     if server is not None:
         server(app)  # here, so `shancheng --help` lists them where it always has
     config_cmd.register(app)
+    quality_cmd.register_provider_commands(provider_cmd.provider_app)
     provider_cmd.register_group(app)
     buyer_cmd.register_group(app)
     operator_cmd.register_group(app)
     workflow_cmd.register(provider_cmd.provider_app, operator_cmd.operator_app)
+    quality_cmd.register_group(app)
     register_demo(app, start_local)

@@ -20,6 +20,7 @@ base (:mod:`clients.sdk._base`, :mod:`clients.sdk._marketplace`); see
 from __future__ import annotations
 
 from clients.sdk._base import NO_RETRIES, RetryPolicy, key_from_files
+from clients.sdk._quality import NotReportedError
 from clients.sdk._transfer import translate_digest_errors
 from clients.sdk.async_client import AsyncExchangeClient
 from clients.sdk.client import ExchangeClient
@@ -86,6 +87,13 @@ from clients.sdk.models import (
     InclusionProof,
     LogKey,
 )
+from clients.sdk.quality_models import (
+    Assessment,
+    ListingQuality,
+    QualityCountersignature,
+    QualityReportInfo,
+    QualitySummary,
+)
 from clients.sdk.webhooks import WebhookVerificationError, verify_webhook
 from clients.sdk.workflow_models import ListingPage, OrderRecord, OrderRecords, ReviewQueue
 from ledger import delivery as _delivery
@@ -103,6 +111,7 @@ __all__ = [
     "Anchor",
     "AnchorFinal",
     "Appended",
+    "Assessment",
     "AsyncExchangeClient",
     "Balance",
     "ChainStatus",
@@ -132,16 +141,21 @@ __all__ = [
     "InsufficientFundsError",
     "Listing",
     "ListingPage",
+    "ListingQuality",
     "ListingVersion",
     "LogKey",
     "MissingKeyError",
     "Movement",
+    "NotReportedError",
     "Order",
     "OrderPage",
     "OrderRecord",
     "OrderRecords",
     "Participant",
     "ProviderShare",
+    "QualityCountersignature",
+    "QualityReportInfo",
+    "QualitySummary",
     "QueryRefusedError",
     "QueryResult",
     "Quote",

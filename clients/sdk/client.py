@@ -21,6 +21,13 @@ from clients.sdk._computations import (
     requested_sql,
 )
 from clients.sdk._marketplace import LOG_WAIT, NOT_INTEGRATED
+from clients.sdk._quality import (
+    ASSESSMENT_TERMS,
+    NotReportedError,
+    QualityCalls,
+    recompute,
+    still_undelivered,
+)
 from clients.sdk._receive import ReceiveJob, SignedVersion
 from clients.sdk._sse import SSEParser
 from clients.sdk._transfer import Progress
@@ -58,12 +65,19 @@ from clients.sdk.models import (
     InclusionProof,
     LogKey,
 )
+from clients.sdk.quality_models import (
+    Assessment,
+    ListingQuality,
+    QualityCountersignature,
+    QualityReportInfo,
+)
 from clients.sdk.workflow_models import ListingPage, OrderRecords, ReviewQueue
 from ledger.bundle import Bundle
 from ledger.checkpoint import Checkpoint
 from ledger.computation.offer import ComputationOffer
 from ledger.protocol.computation import ComputationCompleted, ComputationRefused
 from ledger.protocol.delivery import ProviderDelivery
+from ledger.protocol.quality import QualityReport
 from ledger.records import SignedRecord
 from ledger.sm2 import SM2PrivateKey, SM2PublicKey
 
@@ -76,7 +90,7 @@ __all__ = ["ExchangeClient"]
 T = TypeVar("T")
 
 
-class ExchangeClient(WorkflowCalls):
+class ExchangeClient(WorkflowCalls, QualityCalls):
     """A participant's (or an auditor's) connection to the exchange.
 
     ``key`` is the participant's SM2 private key: it signs records
@@ -568,6 +582,66 @@ class ExchangeClient(WorkflowCalls):
                     raise
             time.sleep(0.25)
         return job.signed_version(version, index, self.entry(index).signed_record)
+
+    # ------------------------------------------------------------------ quality
+
+    def report_quality(
+        self, listing_id: str, report: QualityReport, *, version: int | None = None
+    ) -> QualityReportInfo:
+        """Sign and publish ``report`` (:func:`clients.quality.compute_report`) on the
+        listing's ``version`` (default: its current one): as a provider of the listing,
+        or as an assessor whose recomputation differs."""
+        if version is None:
+            version = self.listing(listing_id).version
+        return self._send(self._report_quality_call(listing_id, version, report))
+
+    def countersign_quality(
+        self, listing_id: str, version: int, report_sm3: str
+    ) -> QualityCountersignature:
+        """As an approved assessor, countersign a provider's report you recomputed."""
+        return self._send(self._countersign_call(listing_id, version, report_sm3))
+
+    def listing_quality(self, listing_id: str) -> ListingQuality:
+        """A listing's quality: its grade, every report, signers and countersigners."""
+        return self._send(self._listing_quality_call(listing_id))
+
+    def assess(
+        self,
+        listing_id: str,
+        workdir: str | Path,
+        *,
+        delivery_wait: float = 120.0,
+        log_wait: float = LOG_WAIT,
+    ) -> Assessment:
+        """As an approved assessor: order the listing at 0 fen (an assessment), receive
+        it (every delivery check), recompute its provider report and countersign it if
+        the bytes are the same, else sign your own (see :mod:`clients.sdk._quality`).
+        Raises :class:`~clients.sdk._quality.NotReportedError` without a report."""
+        current = self.listing_quality(listing_id).current_report()
+        if current is None:
+            raise NotReportedError(f"listing {listing_id} has no provider report to assess")
+        listing = self.listing(listing_id)
+        order = self.place_order(self.quote(listing_id, **ASSESSMENT_TERMS))
+        deadline = time.monotonic() + delivery_wait
+        while True:
+            try:
+                self.delivery(order.id)
+                break
+            except APIError as exc:
+                if not still_undelivered(exc) or time.monotonic() >= deadline:
+                    raise
+            time.sleep(0.5)
+        received = Path(workdir) / f"{order.id}.{listing.format}"
+        self.receive(order.id, received, log_wait=log_wait)
+        recomputed = recompute(received, current.report, listing.format)
+        agreed = recomputed.digest() == current.report_sm3
+        if agreed:
+            signed = self.countersign_quality(listing_id, current.version, current.report_sm3)
+            log = signed.log
+        else:
+            log = self.report_quality(listing_id, recomputed, version=current.version).log
+        assert log is not None  # (the parsers require it on writing calls)
+        return Assessment(order.id, current, recomputed, agreed, log)
 
     # ------------------------------------------------------------------ computations
 

@@ -54,7 +54,8 @@ __all__ = ["router"]
 router = APIRouter(prefix="/orders", tags=["delivery"])
 
 Provider = Annotated[Principal, Depends(require_role(Role.PROVIDER))]
-Buyer = Annotated[Principal, Depends(require_role(Role.BUYER))]
+Buyer = Annotated[Principal, Depends(require_role(Role.BUYER, Role.ASSESSOR))]
+"""Buyers, and assessors on their assessment orders (exchange.orders.assessment)."""
 
 _BODY: dict[str, Any] = {
     "requestBody": {

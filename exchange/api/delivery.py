@@ -38,7 +38,8 @@ __all__ = ["router"]
 
 router = APIRouter(prefix="/orders", tags=["delivery"])
 
-Buyer = Annotated[Principal, Depends(require_role(Role.BUYER))]
+Buyer = Annotated[Principal, Depends(require_role(Role.BUYER, Role.ASSESSOR))]
+"""Buyers, and assessors on their assessment orders (exchange.orders.assessment)."""
 
 _ACCESS_ERRORS = {
     403: "access_revoked, access_expired",

@@ -346,6 +346,13 @@ def search_listings(
             examples=[True],
         ),
     ] = None,
+    grade: Annotated[
+        search.SearchGrade | None,
+        Query(
+            description="The current version's quality grade (docs/quality.md): A, B, C or D.",
+            examples=["A"],
+        ),
+    ] = None,
     sort: Annotated[
         search.Sort | None, Query(description="Default: relevance with q, else newest.")
     ] = None,
@@ -372,6 +379,7 @@ def search_listings(
             tags=tuple(tag or ()),
             custody=custody,
             computation=computation,
+            grade=grade,
             sort=sort,
             cursor=cursor,
             limit=limit,

@@ -40,7 +40,8 @@ class TargetMismatchError(ExchangeError):
 
 router = APIRouter(prefix="/orders", tags=["orders"])
 
-Buyer = Annotated[Principal, Depends(require_role(Role.BUYER))]
+Buyer = Annotated[Principal, Depends(require_role(Role.BUYER, Role.ASSESSOR))]
+"""Buyers, and assessors on their assessment orders (exchange.orders.assessment)."""
 Operator = Annotated[Principal, Depends(require_role(Role.OPERATOR))]
 Provider = Annotated[Principal, Depends(require_role(Role.PROVIDER))]
 IdempotencyHeader = Annotated[
@@ -63,7 +64,8 @@ IdempotencyHeader = Annotated[
             {
                 400: "invalid_record, invalid_signature",
                 402: "insufficient_funds",
-                403: "actor_mismatch",
+                403: "actor_mismatch, assessment_forbidden (a zero-price assessment is an "
+                "approved assessor's only order)",
                 404: "listing_not_found",
                 409: "quote_used, sold_out, quote_expired, listing_not_published, "
                 "provider_suspended, order_exists, not_renewable, duplicate_record, "

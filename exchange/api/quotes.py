@@ -32,18 +32,22 @@ __all__ = ["router"]
 
 router = APIRouter(tags=["orders"])
 
-Buyer = Annotated[Principal, Depends(require_role(Role.BUYER))]
+Buyer = Annotated[Principal, Depends(require_role(Role.BUYER, Role.ASSESSOR))]
+"""Buyers, and assessors on their assessment orders (exchange.orders.assessment)."""
 
 
 @router.post(
     "/listings/{listing_id}/quotes",
     status_code=201,
     response_model=QuoteIssued,
-    summary="Quote a published listing's current version for you (buyers)",
+    summary="Quote a published listing's current version for you (buyers; assessors: "
+    "an assessment at 0 fen)",
     responses={
         **ok(201, "quote_listing"),
         **signed_errors(
             {
+                403: "assessment_forbidden (a zero-price assessment is an approved "
+                "assessor's only order)",
                 404: "listing_not_found",
                 409: "listing_not_published, provider_suspended, sold_out",
                 422: "invalid_request, invalid_terms",

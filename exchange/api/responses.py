@@ -97,7 +97,8 @@ _MESSAGES = {
     # participants
     "participant_not_found": "no participant {broker}",
     "already_registered": "key {provider} is already registered",
-    "invalid_transition": "only an unverified provider can be approved; this is a active provider",
+    "invalid_transition": "only an unverified provider or assessor can be approved; this is "
+    "a active provider",
     "key_mismatch": "the record's actor {buyer} must be the key being registered ({provider})",
     # listings
     "listing_not_found": "no listing {listing_id}",
@@ -147,6 +148,25 @@ _MESSAGES = {
     "content_not_available": "the provider has not uploaded the content of listing "
     "{listing_id} version 2 yet; ask again later",
     "not_a_provider": "only the providers of listing {listing_id} upload its content",
+    # quality reports (exchange/quality)
+    "assessor_unverified": "an operator must approve you before you assess",
+    "report_digest_mismatch": "report_sm3 "
+    "0a4e3f9c1b7d2e8a6c5f4b3a2e1d0c9b8a7f6e5d4c3b2a1f0e9d8c7b6a5f4e3d is not the SM3 of "
+    "the report's canonical bytes",
+    "report_mismatch": "the report's content_sm3 is "
+    "'5b2e9c1d7a3f8e6b4c0d2a9f1e8b7c6d5a4f3e2d1c0b9a8f7e6d5c4b3a2f1e0d'; listing "
+    "{listing_id} version 1 has "
+    "'4c1f9b0e7d2a8c3f6e5b1a0d9c8e7f6a5b4c3d2e1f0a9b8c7d6e5f4a3b2c1d0e'",
+    "report_exists": "you already signed report "
+    "0a4e3f9c1b7d2e8a6c5f4b3a2e1d0c9b8a7f6e5d4c3b2a1f0e9d8c7b6a5f4e3d on this version",
+    "countersign_instead": "a provider signed this very report: countersign it instead",
+    "report_not_found": "no provider report "
+    "0a4e3f9c1b7d2e8a6c5f4b3a2e1d0c9b8a7f6e5d4c3b2a1f0e9d8c7b6a5f4e3d on listing "
+    "{listing_id} version 1",
+    "already_countersigned": "you already countersigned report "
+    "0a4e3f9c1b7d2e8a6c5f4b3a2e1d0c9b8a7f6e5d4c3b2a1f0e9d8c7b6a5f4e3d",
+    "assessment_forbidden": "only an assessor orders an assessment, at 0 fen; assessors "
+    "order nothing else",
     "version_not_found": "listing {listing_id} has no version 3",
     "listing_delisted": "listing {listing_id} is delisted; it takes no content",
     "content_exists": "{listing_id} version 1 already holds content "

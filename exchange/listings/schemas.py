@@ -34,6 +34,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StringConstraints
 
+from exchange.listings.quality import QualitySummary
 from ledger.protocol.log import Appended
 
 ListingId = Annotated[
@@ -226,6 +227,11 @@ class ListingPublic(BaseModel):
         default=None, description="The current version's declared costs (docs/pricing.md)."
     )
     row_root: str | None = Field(description="Row-tree root of the current version.")
+    quality: QualitySummary | None = Field(
+        default=None,
+        description="The current version's quality report: grade, digest, signer and "
+        "countersigning assessors (docs/quality.md); null: none.",
+    )
     rejection_reason: str | None
     delisting_reason: str | None
     created_at: int

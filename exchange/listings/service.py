@@ -37,6 +37,7 @@ from sqlmodel import Session, col
 
 from exchange.errors import ConflictError, ExchangeError, ForbiddenError, NotFoundError
 from exchange.listings.models import Listing, ListingProvider, ListingState, ListingVersion
+from exchange.listings.quality import quality_summary
 from exchange.listings.schemas import (
     MAX_SAMPLE_ROWS,
     DraftPayload,
@@ -194,6 +195,7 @@ def listing_public(session: Session, row: Listing) -> ListingPublic:
         delivery_window_s=row.delivery_window_s,
         cost_basis=row.cost_basis,
         row_root=None if current is None else current.row_root,
+        quality=quality_summary(session, row.id, row.version),
         rejection_reason=row.rejection_reason,
         delisting_reason=row.delisting_reason,
         created_at=row.created_at,

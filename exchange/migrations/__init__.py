@@ -52,6 +52,7 @@ MODEL_MODULES = (
     "exchange.participants.models",
     "exchange.listings.models",
     "exchange.listings.search.index",
+    "exchange.listings.quality",
     "exchange.accounts.models",
     "exchange.orders.models",
     "exchange.computations.models",

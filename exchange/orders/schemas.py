@@ -55,6 +55,11 @@ class TermsIn(BaseModel):
         default=None,
         description="Queries bought (computation offers priced per query, required there).",
     )
+    purpose: Literal["assessment"] | None = Field(
+        default=None,
+        description="assessment: an assessor's order of the whole version at 0 fen, to "
+        "recompute its quality report (docs/quality.md); assessors order nothing else.",
+    )
 
 
 class QuoteRequest(BaseModel):

@@ -55,6 +55,7 @@ from exchange.accounts.service import (
 from exchange.errors import ConflictError, ExchangeError, NotFoundError
 from exchange.idempotency import IdempotencyKey, Idempotent
 from exchange.listings.models import Listing, ListingProvider, ListingState
+from exchange.orders.assessment import is_assessment
 from exchange.orders.models import OfferSeats, Order, OrderState, UsedQuote
 from exchange.orders.schemas import (
     OrderPage,
@@ -65,7 +66,7 @@ from exchange.orders.schemas import (
     TermsIn,
 )
 from exchange.orders.settle import settlements_of
-from exchange.participants.models import Participant, ParticipantStatus, Principal
+from exchange.participants.models import Participant, ParticipantStatus, Principal, Role
 from exchange.pricing import (
     ComputationAllowance,
     SubscriptionPricing,
@@ -207,15 +208,25 @@ def issue(
     ttl_s: int,
 ) -> Quote:
     """A quote for ``principal`` on the listing's current version (see exchange.quotes)."""
+    assessment = is_assessment(
+        principal.role,
+        principal.status,
+        terms_in.purpose,
+        rows=terms_in.rows,
+        periods=terms_in.periods,
+        computation=bool(terms_in.computation or terms_in.queries),
+    )
     listing = _published(session, listing_id, principal)
     _check_providers_active(session.connection(), listing.id)
     pricing = parse_pricing(listing.pricing)
     licence = listing.licence or "standard"
     if terms_in.licence is not None and terms_in.licence != licence:
         raise TermsError(f"this listing is offered under {licence!r} only")
-    allowance = _allowance(listing, terms_in)
+    allowance = None if assessment else _allowance(listing, terms_in)
     row_offset = _row_offset(terms_in)
-    if allowance is not None:
+    if assessment:
+        amount = 0
+    elif allowance is not None:
         amount = allowance.amount
     else:
         amount = price(pricing, rows=terms_in.rows, periods=terms_in.periods)
@@ -234,6 +245,7 @@ def issue(
             row_offset=row_offset,
             computation=bool(terms_in.computation),
             queries=terms_in.queries,
+            purpose=terms_in.purpose,
         ),
         amount=amount,
         now=now_ms(),
@@ -428,8 +440,11 @@ def place(
     _check_providers_active(session.connection(), listing.id)
     pricing = parse_pricing(listing.pricing)
     now = now_ms()
-    allowance = _allowance(listing, quote.terms)
-    if allowance is not None:
+    assessment = _assessment_order(session, buyer, quote.terms)
+    allowance = None if assessment else _allowance(listing, quote.terms)
+    if assessment:
+        amount = 0
+    elif allowance is not None:
         amount = allowance.amount
     else:
         amount = price(pricing, rows=quote.terms.rows, periods=quote.terms.periods)
@@ -448,13 +463,13 @@ def place(
         raise OrderExistsError(f"order {payload.order_id} exists")
     previous = None
     if payload.renews is not None:
-        if allowance is not None or not isinstance(pricing, SubscriptionPricing):
+        if assessment or allowance is not None or not isinstance(pricing, SubscriptionPricing):
             raise NotRenewableError(f"listing {listing.id} is not sold by subscription")
         previous = _renewed(session, payload.renews, buyer, listing.id)
         _not_renewed_yet(session.connection(), previous.id, payload.order_id)
     if session.get(UsedQuote, quote.quote_id) is not None:
         raise QuoteUsedError(f"quote {quote.quote_id} was already used for an order")
-    limit = None if allowance is not None else pricing.seat_limit
+    limit = None if assessment or allowance is not None else pricing.seat_limit
     _seats_left(session, listing, limit)
     account = session.get(Account, buyer)
     if amount > (account.available if account is not None else 0):
@@ -462,7 +477,7 @@ def place(
 
     leaf_hash = action.submission.leaf_hash
     expires = None
-    if allowance is None and isinstance(pricing, SubscriptionPricing):
+    if not assessment and allowance is None and isinstance(pricing, SubscriptionPricing):
         assert quote.terms.periods is not None
         start = now
         if previous is not None and previous.access_expires_at is not None:
@@ -530,6 +545,22 @@ def place(
         order=order_public(order),
         account=account_public(session, buyer),
         log=log_receipt(accepted),
+    )
+
+
+def _assessment_order(session: Session, buyer: str, terms: QuoteTerms) -> bool:
+    """Whether the order is an assessment (exchange.orders.assessment), its buyer's
+    role and status read again: an assessor suspended since the quote is refused."""
+    row = session.get(Participant, buyer)
+    if row is None:  # pragma: no cover - an authenticated participant is registered
+        return False
+    return is_assessment(
+        Role(row.role),
+        ParticipantStatus(row.status),
+        terms.purpose,
+        rows=terms.rows,
+        periods=terms.periods,
+        computation=terms.computation,
     )
 
 

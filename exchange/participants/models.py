@@ -13,16 +13,21 @@ class Role(StrEnum):
     PROVIDER = "provider"
     BUYER = "buyer"
     AUDITOR = "auditor"
+    ASSESSOR = "assessor"
+    """评估机构: recomputes and countersigns quality reports (docs/quality.md)."""
     OPERATOR = "operator"
     """Configured in settings (``operator_public_keys``), never registered."""
 
 
-REGISTRABLE_ROLES = (Role.PROVIDER, Role.BUYER, Role.AUDITOR)
+REGISTRABLE_ROLES = (Role.PROVIDER, Role.BUYER, Role.AUDITOR, Role.ASSESSOR)
+APPROVED_ROLES = (Role.PROVIDER, Role.ASSESSOR)
+"""Roles that start unverified, until an operator approves them."""
 
 
 class ParticipantStatus(StrEnum):
     UNVERIFIED = "unverified"
-    """A provider an operator has not approved yet (buyers and auditors start active)."""
+    """A provider or assessor an operator has not approved yet (buyers and auditors
+    start active)."""
     ACTIVE = "active"
     SUSPENDED = "suspended"
 

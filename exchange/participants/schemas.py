@@ -19,7 +19,7 @@ class RegisteredPayload(_Payload):
     """``participant.registered``, signed by the key being registered."""
 
     display_name: Annotated[str, StringConstraints(min_length=1, max_length=200)]
-    role: Literal["provider", "buyer", "auditor"]
+    role: Literal["provider", "buyer", "auditor", "assessor"]
     public_key: Annotated[str, StringConstraints(min_length=1, max_length=2000)] = Field(
         description="SubjectPublicKeyInfo PEM of the SM2 key; its key id is the record's actor."
     )

@@ -8,7 +8,13 @@ from sqlmodel import Session
 
 from exchange.errors import ConflictError, ExchangeError, NotFoundError
 from exchange.log.service import Accepted
-from exchange.participants.models import Participant, ParticipantStatus, Principal, Role
+from exchange.participants.models import (
+    APPROVED_ROLES,
+    Participant,
+    ParticipantStatus,
+    Principal,
+    Role,
+)
 from exchange.participants.operators import Operators
 from exchange.participants.schemas import (
     ApprovedPayload,
@@ -96,7 +102,8 @@ def register(
     log_key: SM2PrivateKey,
 ) -> tuple[ParticipantPublic, Accepted]:
     """``participant.registered``: the record is signed by the key it registers
-    (proof of possession). Providers start unverified, buyers and auditors active."""
+    (proof of possession). Providers and assessors start unverified, buyers and
+    auditors active."""
     try:
         record = SignedRecord.from_dict(body.record).record
     except RecordFormatError as exc:
@@ -138,7 +145,7 @@ def register(
             role=payload.role,
             status=(
                 ParticipantStatus.UNVERIFIED
-                if payload.role == Role.PROVIDER.value
+                if Role(payload.role) in APPROVED_ROLES
                 else ParticipantStatus.ACTIVE
             ),
             public_key=key.to_pem().decode("ascii"),
@@ -189,15 +196,16 @@ def approve(
     skew_s: int,
     log_key: SM2PrivateKey,
 ) -> tuple[ParticipantPublic, Accepted]:
-    """``participant.approved``: an unverified provider becomes active."""
+    """``participant.approved``: an unverified provider or assessor becomes active."""
     action, _, row = _operator_action(
         session, body, operator, target, "participant.approved", ApprovedPayload, operators, skew_s
     )
 
     def stage() -> Participant:
-        if row.role != Role.PROVIDER or row.status != ParticipantStatus.UNVERIFIED:
+        if Role(row.role) not in APPROVED_ROLES or row.status != ParticipantStatus.UNVERIFIED:
             raise InvalidTransitionError(
-                f"only an unverified provider can be approved; this is a {row.status} {row.role}"
+                "only an unverified provider or assessor can be approved; this is a "
+                f"{row.status} {row.role}"
             )
         row.status = ParticipantStatus.ACTIVE
         row.updated_at = action.signed.record.timestamp

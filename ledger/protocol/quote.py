@@ -20,7 +20,9 @@ or checkpoint, nor they for a quote)::
 ``terms.row_offset`` (the first row bought) is there exactly when ``rows`` is
 (quotes issued before it existed have neither it nor a way to carry it, and
 still verify). A computation order's terms add ``"computation": true, "queries":
-int|null`` (present only then: quotes for data keep their encoding).
+int|null`` (present only then: quotes for data keep their encoding). An
+assessment order's terms (an assessor's, at 0 fen, docs/quality.md) add
+``"purpose": "assessment"`` (present only then).
 
 The JSON form (:meth:`Quote.to_dict`) is the same object without ``kind``,
 plus ``"signature"`` (standard base64 DER). Parsing is strict both ways: an
@@ -56,6 +58,7 @@ __all__ = [
     "MAX_LICENCE_LENGTH",
     "MAX_LISTING_ID_LENGTH",
     "MAX_QUOTE_TTL_MS",
+    "PURPOSES",
     "QUOTE_KIND",
     "Quote",
     "QuoteTerms",
@@ -86,6 +89,9 @@ _FIELDS: Final = (
 _TERMS_FIELDS: Final = ("rows", "periods", "licence")
 _ROW_TERMS_FIELDS: Final = ("rows", "row_offset", "periods", "licence")
 _COMPUTATION_FIELDS: Final = ("computation", "queries")
+_PURPOSE_FIELDS: Final = ("purpose",)
+PURPOSES: Final = ("assessment",)
+"""Purposes a quote's terms may name: ``assessment`` (an assessor's zero-price order)."""
 
 
 def _check_optional_count(value: Any, path: str) -> int | None:
@@ -111,6 +117,7 @@ class QuoteTerms:
     row_offset: int | None = None
     computation: bool = False
     queries: int | None = None
+    purpose: str | None = None
 
     def __post_init__(self) -> None:
         _check_optional_count(self.rows, "terms.rows")
@@ -127,6 +134,16 @@ class QuoteTerms:
             raise RecordFormatError(
                 f"1 to {MAX_QUERIES}, only on a computation order", path="terms.queries"
             )
+        if self.purpose is not None and (
+            self.purpose not in PURPOSES
+            or self.computation
+            or self.rows is not None
+            or self.periods is not None
+        ):
+            raise RecordFormatError(
+                f"one of {', '.join(PURPOSES)}, on terms without rows, periods or computation",
+                path="terms.purpose",
+            )
 
     def to_dict(self) -> dict[str, Any]:
         terms: dict[str, Any] = {"rows": self.rows}
@@ -135,14 +152,18 @@ class QuoteTerms:
         terms |= {"periods": self.periods, "licence": self.licence}
         if self.computation:
             terms |= {"computation": True, "queries": self.queries}
+        if self.purpose is not None:
+            terms["purpose"] = self.purpose
         return terms
 
     @classmethod
     def from_dict(cls, data: Any, *, path: str = "terms") -> QuoteTerms:
         with_offset = isinstance(data, dict) and "row_offset" in data
         computing = isinstance(data, dict) and "computation" in data
+        purposed = isinstance(data, dict) and "purpose" in data
         keys: tuple[str, ...] = _ROW_TERMS_FIELDS if with_offset else _TERMS_FIELDS
         keys += _COMPUTATION_FIELDS if computing else ()
+        keys += _PURPOSE_FIELDS if purposed else ()
         f = Fields(data, path, keys)
         if computing and f.raw("computation") is not True:
             raise RecordFormatError("true, or no such field", path=f.path("computation"))
@@ -153,6 +174,7 @@ class QuoteTerms:
             row_offset=f.raw("row_offset") if with_offset else None,
             computation=computing,
             queries=f.raw("queries") if computing else None,
+            purpose=f.raw("purpose") if purposed else None,
         )
 
 

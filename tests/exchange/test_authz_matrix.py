@@ -1,7 +1,7 @@
 """The authorisation matrix: every participants/listings/accounts/quotes/orders/
-content/delivery/events/webhooks/operator-queue endpoint × every role (anonymous, the owner,
-another provider, a buyer, an auditor, an operator, a suspended participant) on
-someone's resource, with the exact status and code.
+content/delivery/quality/events/webhooks/operator-queue endpoint × every role (anonymous,
+the owner, another provider, a buyer, an auditor, an approved assessor, an operator, a
+suspended participant) on someone's resource, with the exact status and code.
 
 Each cell gets a fresh resource in the state the endpoint needs; the record in
 the body is signed by the same key that signs the request, so what is tested is
@@ -21,16 +21,34 @@ from test_auth_support import Exchange, listing_content, running_exchange
 from test_computations_support import GOOD_SQL, Bought, complete, offer
 from test_orders import BACKENDS
 
+from clients.quality import compute_report
+from ledger.protocol.quality import QualityReport, TableSchema
 from ledger.sm2 import SM2PrivateKey
 from ledger.sm3 import sm3
 
-ROLES = ("anonymous", "owner", "other_provider", "buyer", "auditor", "operator", "suspended")
+ROLES = (
+    "anonymous",
+    "owner",
+    "other_provider",
+    "buyer",
+    "auditor",
+    "assessor",
+    "operator",
+    "suspended",
+)
+
+
+QUALITY_DATA = "stop,boardings\n解放碑,1200\n观音桥,980\n".encode()
+QUALITY_SCHEMA = TableSchema.from_dict(
+    {"fields": [{"name": "stop"}, {"name": "boardings", "type": "integer"}]}
+)
 
 
 @dataclass
 class World:
     ex: Exchange
     keys: dict[str, SM2PrivateKey]
+    tmp: Path
 
     @property
     def owner(self) -> SM2PrivateKey:
@@ -72,6 +90,19 @@ class World:
         """A published listing of the owner's and the bytes it commits to (not uploaded)."""
         data = os.urandom(1000)
         return self.listing("published", content_digest=sm3(data).hex(), byte_size=1000), data
+
+    def quality_report(self) -> QualityReport:
+        """The report on the bytes of :meth:`quality_listing` (the same each time)."""
+        path = self.tmp / "quality.csv"
+        path.write_bytes(QUALITY_DATA)
+        return compute_report(path, QUALITY_SCHEMA, update_frequency="monthly", as_of=0)
+
+    def quality_listing(self) -> tuple[str, bytes]:
+        """A published listing of the owner's whose bytes the quality report is about."""
+        listing_id = self.listing(
+            "published", content_digest=sm3(QUALITY_DATA).hex(), byte_size=len(QUALITY_DATA)
+        )
+        return listing_id, QUALITY_DATA
 
     def delivered_order(self, *, envelope: bool) -> str:
         """An order of the matrix's buyer whose content is uploaded, with an envelope
@@ -139,9 +170,11 @@ def world(
             "other_provider": ex.provider("other"),
             "buyer": ex.register("buyer"),
             "auditor": ex.register("auditor"),
+            "assessor": ex.register("assessor"),
             "operator": ex.operator,
             "suspended": ex.provider("suspended"),
         }
+        ex.approve(keys["assessor"])
         suspended = keys["suspended"].key_id()
         response = ex.act(
             ex.operator,
@@ -151,7 +184,7 @@ def world(
             {"participant": suspended, "reason": "matrix"},
         )
         assert response.status_code == 200
-        yield World(ex, keys)
+        yield World(ex, keys, tmp)
 
 
 Request = tuple[str, str, str | None, Callable[[SM2PrivateKey], dict[str, Any] | bytes] | None]
@@ -374,6 +407,33 @@ def _upload_result(w: World) -> Request:
     return "PUT", f"/computations/{_computation(w)}/result", None, lambda _k: b"sealed"
 
 
+def _report_payload(w: World, listing_id: str) -> dict[str, Any]:
+    report = w.quality_report()
+    return {
+        "listing_id": listing_id,
+        "version": 1,
+        "report": report.to_dict(),
+        "report_sm3": report.digest(),
+    }
+
+
+def _report_quality(w: World) -> Request:
+    listing_id, _ = w.quality_listing()
+    payload = _report_payload(w, listing_id)
+    return "POST", f"/listings/{listing_id}/quality-reports", "quality.reported", lambda _k: payload
+
+
+def _countersign_quality(w: World) -> Request:
+    listing_id, _ = w.quality_listing()
+    body = w.ex.signed_body(w.owner, "quality.reported", _report_payload(w, listing_id))
+    response = w.ex.http(w.owner).post(f"/listings/{listing_id}/quality-reports", json=body)
+    assert response.status_code == 201, response.text
+    digest = w.quality_report().digest()
+    payload = {"listing_id": listing_id, "version": 1, "report_sm3": digest}
+    path = f"/listings/{listing_id}/quality-reports/{digest}/countersignatures"
+    return "POST", path, "quality.countersigned", lambda _k: payload
+
+
 OK = (200, None)
 CREATED = (201, None)
 UNAUTH = (401, "unauthenticated")
@@ -387,6 +447,9 @@ NO_WEBHOOK = (404, "webhook_not_found")
 
 
 def _row(**cells: tuple[int, str | None]) -> dict[str, tuple[int, str | None]]:
+    """A row; an assessor may do what an auditor may (the same cell) unless the row
+    says otherwise: its own rights are its assessment orders and quality reports."""
+    cells.setdefault("assessor", cells["auditor"])
     assert set(cells) == set(ROLES), cells
     return cells
 
@@ -410,6 +473,11 @@ BUYER_ONLY = _row(
     operator=ROLE,
     suspended=SUSPENDED,
 )
+
+BUYERS_ORDER = {**BUYER_ONLY, "assessor": NO_ORDER}
+"""The buyer's order: an assessor may act on its own (assessment) orders, not on this one."""
+
+ASSESSMENT_ONLY = (403, "assessment_forbidden")
 
 ANY_PARTICIPANT_CREATES = _row(
     anonymous=UNAUTH,
@@ -629,6 +697,7 @@ MATRIX: dict[str, tuple[Callable[[World], Request], dict[str, tuple[int, str | N
             other_provider=ROLE,
             buyer=CREATED,
             auditor=ROLE,
+            assessor=ASSESSMENT_ONLY,
             operator=ROLE,
             suspended=SUSPENDED,
         ),
@@ -641,6 +710,7 @@ MATRIX: dict[str, tuple[Callable[[World], Request], dict[str, tuple[int, str | N
             other_provider=ROLE,
             buyer=CREATED,
             auditor=ROLE,
+            assessor=ASSESSMENT_ONLY,
             operator=ROLE,
             suspended=SUSPENDED,
         ),
@@ -683,7 +753,7 @@ MATRIX: dict[str, tuple[Callable[[World], Request], dict[str, tuple[int, str | N
             suspended=SUSPENDED,
         ),
     ),
-    "request delivery": (_request_delivery, BUYER_ONLY),  # (another buyer: test_delivery)
+    "request delivery": (_request_delivery, BUYERS_ORDER),  # (another buyer: test_delivery)
     "upload a deliverable": (
         _upload_deliverable,
         _row(
@@ -708,11 +778,11 @@ MATRIX: dict[str, tuple[Callable[[World], Request], dict[str, tuple[int, str | N
             suspended=SUSPENDED,
         ),
     ),
-    "read an order's delivery": (_get(_delivery_record), BUYER_ONLY),
-    "accept an order": (_on_order("accept", "order.accepted", _delivered), BUYER_ONLY),
+    "read an order's delivery": (_get(_delivery_record), BUYERS_ORDER),
+    "accept an order": (_on_order("accept", "order.accepted", _delivered), BUYERS_ORDER),
     "dispute an order": (
         _on_order("dispute", "order.disputed", _delivered, reason="matrix"),
-        BUYER_ONLY,
+        BUYERS_ORDER,
     ),
     "resolve a dispute": (
         _on_order("resolve", "dispute.resolved", _disputed_order, outcome="refund", note="m"),
@@ -732,7 +802,7 @@ MATRIX: dict[str, tuple[Callable[[World], Request], dict[str, tuple[int, str | N
     ),
     "download content": (
         _get(lambda w: f"/orders/{w.delivered_order(envelope=True)}/content"),
-        BUYER_ONLY,
+        BUYERS_ORDER,
     ),
     "request a computation": (
         _request_computation,
@@ -797,6 +867,44 @@ MATRIX: dict[str, tuple[Callable[[World], Request], dict[str, tuple[int, str | N
     "download a computation result": (
         _get(lambda w: f"/computations/{_computation(w, completed=True)}/result"),
         BUYER_ONLY,
+    ),
+    "report quality": (
+        _report_quality,
+        _row(
+            anonymous=UNAUTH,
+            owner=CREATED,  # a provider of the listing
+            other_provider=(403, "not_a_provider"),
+            buyer=ROLE,
+            auditor=ROLE,
+            assessor=CREATED,  # an assessor's own (differing) report
+            operator=ROLE,
+            suspended=SUSPENDED,
+        ),
+    ),
+    "countersign a quality report": (
+        _countersign_quality,
+        _row(
+            anonymous=UNAUTH,
+            owner=ROLE,
+            other_provider=ROLE,
+            buyer=ROLE,
+            auditor=ROLE,
+            assessor=CREATED,
+            operator=ROLE,
+            suspended=SUSPENDED,
+        ),
+    ),
+    "read a listing's quality": (
+        _get(lambda w: f"/listings/{w.quality_listing()[0]}/quality"),
+        _row(
+            anonymous=OK,
+            owner=OK,
+            other_provider=OK,
+            buyer=OK,
+            auditor=OK,
+            operator=OK,
+            suspended=SUSPENDED,
+        ),
     ),
     "events": (_get(lambda w: "/events"), ANY_PARTICIPANT),
     "register a webhook": (_register_webhook, ANY_PARTICIPANT_CREATES),

@@ -371,6 +371,7 @@ class World:
     listing: str
     published: str
     order: str
+    assessor: SM2PrivateKey | None = None
 
 
 def _listing_payload(w: World, listing_id: str) -> dict[str, Any]:
@@ -389,6 +390,14 @@ def _operator(w: World) -> SM2PrivateKey:
     return w.ex.operator
 
 
+def _assessor(w: World) -> SM2PrivateKey:
+    """An approved assessor (registered on first use)."""
+    if w.assessor is None:
+        w.assessor = w.ex.register("assessor")
+        w.ex.approve(w.assessor)
+    return w.assessor
+
+
 def _target(**extra: Any) -> Callable[[World, str], dict[str, Any]]:
     return lambda w, resource: {"listing_id": w.listing, **extra}
 
@@ -398,6 +407,7 @@ def _on_order(**extra: Any) -> Callable[[World, str], dict[str, Any]]:
 
 
 COMPUTATION_ID = str(uuid.uuid4())
+REPORT_SM3 = "ab" * 32
 
 SIGNED_ROUTES: dict[tuple[str, str], SignedRoute] = {
     ("POST", "/participants"): SignedRoute(
@@ -476,6 +486,12 @@ SIGNED_ROUTES: dict[tuple[str, str], SignedRoute] = {
         "computation.refused",
         _on_order(computation_id=COMPUTATION_ID, reason="timeout"),
     ),
+    ("POST", "/listings/{listing_id}/quality-reports"): SignedRoute(
+        _provider, "quality.reported", _target(version=1, report={}, report_sm3=REPORT_SM3)
+    ),
+    ("POST", "/listings/{listing_id}/quality-reports/{report_sm3}/countersignatures"): (
+        SignedRoute(_assessor, "quality.countersigned", _target(version=1, report_sm3=REPORT_SM3))
+    ),
 }
 
 
@@ -528,6 +544,7 @@ def test_hostile_values_in_a_signed_record_are_invalid_record(
             listing_id=world.listing,
             order_id=world.order,
             computation_id=COMPUTATION_ID,
+            report_sm3=REPORT_SM3,
         )
         record = sign_record(actor, route.record_type, route.payload(world, path)).to_dict()
         text = '{"record": ' + _hostile_record_text(record, place, HOSTILE_VALUES[value]) + "}"

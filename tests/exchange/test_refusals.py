@@ -29,6 +29,7 @@ from exchange.books import assert_books_balance
 from exchange.orders import lifecycle as order_lifecycle
 from exchange.orders import service as order_service
 from ledger.protocol.accounts import PLATFORM_ACCOUNT
+from ledger.protocol.quality import Indicator, QualityReport, TableSchema, Timeliness
 from ledger.sm2 import SM2PrivateKey
 
 _NOT_STATE = {"auth_nonce", "alembic_version"}
@@ -198,6 +199,38 @@ def _story(ex: Exchange) -> Recorder:
         owner, "POST", f"/listings/{sold}/versions", owner, "listing.version_added", version, 201
     )
     listing("delist", owner, sold, "listing.delisted", reason="retired")
+    # quality: the provider's report, an assessor's countersignature (docs/quality.md),
+    # on a listing that stays published
+    graded = str(uuid.uuid4())
+    content = listing_content(owner.key_id())
+    rec.send(
+        owner, "POST", "/listings", owner, "listing.drafted", {"listing_id": graded, **content}, 201
+    )
+    listing("submit", owner, graded, "listing.submitted")
+    listing("review", op, graded, "listing.review_started")
+    listing("publish", op, graded, "listing.published")
+    report = _quality_report()
+    reported = {
+        "listing_id": graded,
+        "version": 1,
+        "report": report.to_dict(),
+        "report_sm3": report.digest(),
+    }
+    rec.send(
+        owner,
+        "POST",
+        f"/listings/{graded}/quality-reports",
+        owner,
+        "quality.reported",
+        reported,
+        201,
+    )
+    assessor = register("assessor")
+    approve(assessor)
+    countersigned = {"listing_id": graded, "version": 1, "report_sm3": report.digest()}
+    path = f"/listings/{graded}/quality-reports/{report.digest()}/countersignatures"
+    rec.send(assessor, "POST", path, assessor, "quality.countersigned", countersigned, 201)
+
     return rec
 
 
@@ -219,7 +252,30 @@ CLIENT_SIGNED = [
     "order.disputed",
     "dispute.resolved",
     "access.revoked",
+    "quality.reported",
+    "quality.countersigned",
 ]
+
+
+def _quality_report() -> QualityReport:
+    """A report on listing_content's bytes (the exchange checks its shape, not its counts)."""
+    ratio = Indicator(9, 10)
+    return QualityReport(
+        content_sm3=listing_content("00" * 32)["content_digest"],
+        byte_size=listing_content("00" * 32)["byte_size"],
+        rows=10,
+        table_schema=TableSchema.from_dict(
+            {"fields": [{"name": "stop"}, {"name": "boardings", "type": "integer"}]}
+        ),
+        update_frequency="monthly",
+        as_of=0,
+        conformity=ratio,
+        completeness=ratio,
+        accuracy=ratio,
+        consistency=ratio,
+        timeliness=Timeliness(None, 31 * 86_400_000, 0),
+        accessibility=ratio,
+    )
 
 
 def test_every_resent_record_is_refused_and_changes_nothing(ex: Exchange) -> None:

@@ -9,7 +9,15 @@ import base64
 from ledger.sm2 import SM2PrivateKey
 from ledger.sm3 import sm3
 
-KEY_LABELS = ("provider", "co-provider", "buyer", "broker", "operator", "exchange")
+KEY_LABELS = (
+    "provider",
+    "co-provider",
+    "buyer",
+    "broker",
+    "operator",
+    "exchange",
+    "assessor",
+)
 
 _SM2_ORDER = 0xFFFFFFFEFFFFFFFFFFFFFFFFFFFFFFFF7203DF6B21C6052B53BBF40939D54123
 _SM2_OID = bytes.fromhex("06082a811ccf5501822d")  # 1.2.156.10197.1.301

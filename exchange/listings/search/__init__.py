@@ -11,7 +11,8 @@ the index of published listings (:mod:`exchange.listings.search.index`).
   :func:`~exchange.listings.search.index.price_fen`), ``provider`` (a key id
   among the listing's providers), ``tag`` (repeatable: all of them),
   ``custody`` (``provider`` or ``exchange``: who holds the data),
-  ``computation`` (``true``: the current version offers computations).
+  ``computation`` (``true``: the current version offers computations),
+  ``grade`` (``A``..``D``: the current version's quality grade, docs/quality.md).
 * ``sort``: ``relevance`` (default with ``q``; needs ``q``), ``newest``
   (default without), ``price_asc``, ``price_desc``, ``title``. Every sort ends
   with the listing id, so the order is total. Relevance is a per-listing
@@ -23,7 +24,7 @@ the index of published listings (:mod:`exchange.listings.search.index`).
   repeat nor skip items when listings are added or removed meanwhile. A
   cursor from another query or sort is refused (400 ``invalid_cursor``).
 * facets: counts of category, classification, pricing model, custody,
-  computation (``true``/``false``) and the top tags over every listing
+  computation (``true``/``false``), quality grade and the top tags over every listing
   matching the query and filters (not only the page).
   Always exact (never sampled, estimated or capped), whichever plan counts them.
 
@@ -43,7 +44,7 @@ The modules, each importing only the ones above it (never this package's
 
 from __future__ import annotations
 
-from exchange.listings.search.index import index_values, sync
+from exchange.listings.search.index import index_values, set_grade, sync
 from exchange.listings.search.page import FacetCount, Facets, SearchHit, SearchPage
 from exchange.listings.search.params import (
     InvalidCursorError,
@@ -51,6 +52,7 @@ from exchange.listings.search.params import (
     PricingModel,
     SearchClassification,
     SearchCustody,
+    SearchGrade,
     SearchParams,
     Sort,
 )
@@ -64,11 +66,13 @@ __all__ = [
     "PricingModel",
     "SearchClassification",
     "SearchCustody",
+    "SearchGrade",
     "SearchHit",
     "SearchPage",
     "SearchParams",
     "Sort",
     "index_values",
     "search",
+    "set_grade",
     "sync",
 ]

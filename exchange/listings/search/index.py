@@ -98,6 +98,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, Session, SQLModel, col
 
 from exchange.listings.models import Listing, ListingState
+from exchange.listings.quality import current_report
 from exchange.pricing import FreePricing, TieredPricing, parse_pricing, price
 
 __all__ = [
@@ -114,6 +115,7 @@ __all__ = [
     "price_fen",
     "price_unit",
     "rebuild_facet_index",
+    "set_grade",
     "sync",
 ]
 
@@ -135,6 +137,7 @@ class ListingSearch(SQLModel, table=True):
             "pricing_model",
             "custody",
             "computation",
+            "grade",
         ),
         # a filter followed by a sort (or a range), so a page stops after `limit` rows
         # and a filter-only count or candidate scan stays inside one index
@@ -169,6 +172,9 @@ class ListingSearch(SQLModel, table=True):
     # last: where migration 0007 added them
     custody: str = Field(default="provider", max_length=16)
     computation: bool = Field(default=False)
+    # last: where migration 0011 added it
+    grade: str | None = Field(default=None, max_length=1)
+    """The quality grade of the current version's newest provider report (docs/quality.md)."""
 
 
 class ListingSearchTag(SQLModel, table=True):
@@ -182,7 +188,15 @@ class ListingSearchTag(SQLModel, table=True):
     listing_id: str = Field(primary_key=True, max_length=36)
 
 
-FACETS = ("category", "classification", "pricing_model", "custody", "computation", "tag")
+FACETS = (
+    "category",
+    "classification",
+    "pricing_model",
+    "custody",
+    "computation",
+    "grade",
+    "tag",
+)
 """The facet names of ``listing_search_facet`` / ``listing_search_bitmap``."""
 
 CHUNK_SHIFT = 12
@@ -239,8 +253,9 @@ def price_unit(pricing: dict[str, Any]) -> str:
     return "one-off"
 
 
-def index_values(row: Listing) -> dict[str, Any]:
-    """The ``listing_search`` columns of a published listing (also for bulk loads)."""
+def index_values(row: Listing, grade: str | None = None) -> dict[str, Any]:
+    """The ``listing_search`` columns of a published listing (also for bulk loads);
+    ``grade``: its current quality grade (:mod:`exchange.listings.quality`)."""
     title = fold(row.title)
     tags = fold(" ".join(row.tags))
     description = fold(row.description)
@@ -251,6 +266,7 @@ def index_values(row: Listing) -> dict[str, Any]:
         "pricing_model": str(row.pricing.get("model", "")),
         "custody": row.custody,
         "computation": row.computation is not None,
+        "grade": grade,
         "price_fen": price_fen(row.pricing),
         "published_at": row.published_at or row.updated_at,
         "title_key": title,
@@ -280,7 +296,8 @@ def sync(session: Session, row: Listing) -> None:
         if current is not None:
             session.delete(current)
         return
-    values = index_values(row)
+    report = current_report(session, row.id, row.version)
+    values = index_values(row, None if report is None else report.grade)
     if current is None:
         session.add(ListingSearch(**values))
     else:
@@ -290,6 +307,15 @@ def sync(session: Session, row: Listing) -> None:
         session.add(ListingSearchTag(tag=tag, listing_id=row.id))
 
 
+def set_grade(session: Session, listing_id: str, grade: str) -> None:
+    """Stage the new grade of a published listing's index row (no row: not published)."""
+    current = session.execute(
+        select(ListingSearch).where(col(ListingSearch.listing_id) == listing_id)
+    ).scalar_one_or_none()
+    if current is not None:
+        current.grade = grade
+
+
 def facet_pairs(
     category: str,
     classification: str | None,
@@ -297,6 +323,7 @@ def facet_pairs(
     custody: str,
     computation: bool,
     tags: Iterable[str],
+    grade: str | None = None,
 ) -> set[tuple[str, str]]:
     """The (facet, value) pairs of one listing, as the triggers count them."""
     pairs = {
@@ -307,6 +334,8 @@ def facet_pairs(
     }
     if classification is not None:
         pairs.add(("classification", classification))
+    if grade is not None:
+        pairs.add(("grade", grade))
     pairs.update(("tag", tag) for tag in tags)
     return pairs
 
@@ -318,14 +347,14 @@ def rebuild_facet_index(connection: Connection) -> None:
     bitmaps: dict[tuple[str, str, int], int] = {}
     rows = connection.execute(
         text(
-            "SELECT id, category, classification, pricing_model, custody, computation, tags "
-            "FROM listing_search"
+            "SELECT id, category, classification, pricing_model, custody, computation, tags, "
+            "grade FROM listing_search"
         )
     )
-    for listing, category, classification, pricing_model, custody, computation, tags in rows:
+    for listing, category, classification, model, custody, computation, tags, grade in rows:
         chunk, bit = listing >> CHUNK_SHIFT, 1 << (listing & (CHUNK_IDS - 1))
         pairs = facet_pairs(
-            category, classification, pricing_model, custody, bool(computation), json.loads(tags)
+            category, classification, model, custody, bool(computation), json.loads(tags), grade
         )
         for facet, value in pairs:
             counts[facet, value] = counts.get((facet, value), 0) + 1

@@ -45,6 +45,11 @@ class Facets(BaseModel):
     computation: list[FacetCount] = Field(
         description="Whether the current version offers computations: true or false."
     )
+    grade: list[FacetCount] = Field(
+        default_factory=list,
+        description="Quality grade of the current version (A to D; docs/quality.md); "
+        "listings without a report are not counted.",
+    )
     tags: list[FacetCount]
 
 
@@ -147,10 +152,11 @@ FACET_NAMES = {
     "pricing_model": "pricing_model",
     "custody": "custody",
     "computation": "computation",
+    "grade": "grade",
     "tags": "tag",
 }
 
-COLUMN_FACETS = ("category", "classification", "pricing_model", "custody", "computation")
+COLUMN_FACETS = ("category", "classification", "pricing_model", "custody", "computation", "grade")
 """The facets that are columns of ``listing_search`` (counted by grouping on them)."""
 
 
@@ -238,7 +244,7 @@ def column_counts(
     groups: Iterable[tuple[Sequence[Any], int]],
 ) -> tuple[int, dict[str, dict[str, int]]]:
     """The total and each column facet's value counts, from groups of (the values
-    of :data:`COLUMN_FACETS`, how many listings). A null (classification) is no
+    of :data:`COLUMN_FACETS`, how many listings). A null (classification, grade) is no
     value; computation counts as ``true``/``false``."""
     total = 0
     counts: dict[str, dict[str, int]] = {name: {} for name in COLUMN_FACETS}

@@ -38,6 +38,7 @@ Sort = Literal["relevance", "newest", "price_asc", "price_desc", "title"]
 PricingModel = Literal["free", "fixed", "tiers", "subscription"]
 SearchClassification = Literal["一般", "重要"]
 SearchCustody = Literal["provider", "exchange"]
+SearchGrade = Literal["A", "B", "C", "D"]
 
 
 class InvalidQueryError(ExchangeError):
@@ -62,6 +63,7 @@ class SearchParams:
     tags: Sequence[str] = field(default_factory=tuple)
     custody: str | None = None
     computation: bool | None = None
+    grade: str | None = None
     sort: Sort | None = None
     cursor: str | None = None
     limit: int = 20
@@ -120,6 +122,8 @@ def fingerprint(params: SearchParams, terms: list[str], sort: str) -> str:
     if params.custody is not None or params.computation is not None:
         # only then: the cursors of searches without them stay what they were
         shape.append([params.custody, params.computation])
+    if params.grade is not None:  # (likewise)
+        shape.append(["grade", params.grade])
     return sm3(json.dumps(shape, ensure_ascii=False).encode()).hex()[:16]
 
 

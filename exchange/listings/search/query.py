@@ -107,6 +107,8 @@ def filters(
         conditions.append(col(_LS.custody) == params.custody)
     if params.computation is not None:
         conditions.append(col(_LS.computation) == params.computation)
+    if params.grade is not None:
+        conditions.append(col(_LS.grade) == params.grade)
     if params.min_price is not None:
         conditions.append(col(_LS.price_fen) >= params.min_price)
     if params.max_price is not None:

@@ -1,0 +1,142 @@
+"""Quality reports of listing versions (docs/quality.md): their tables and what a
+listing shows of them. Writing them is :mod:`exchange.quality` (signed records).
+
+* ``quality_report``: one row per accepted ``quality.reported`` record (a
+  provider's report on a version, or an assessor's differing one), with the
+  report's SM3, grade and score and the report itself.
+* ``quality_countersignature``: one row per ``quality.countersigned`` record: an
+  assessor recomputed a provider's report and got the same bytes.
+
+A listing's quality (:func:`quality_summary`) is its current version's newest
+provider report: its grade, digest, signer, the assessors that countersigned that
+digest and those that signed a different report on the version.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel
+from pydantic import Field as PydanticField
+from sqlalchemy import JSON, BigInteger, UniqueConstraint, select
+from sqlmodel import Field, Session, SQLModel, col
+
+__all__ = [
+    "QualityCountersignature",
+    "QualityReportRow",
+    "QualitySummary",
+    "SignerRole",
+    "current_report",
+    "quality_summary",
+]
+
+
+class SignerRole(StrEnum):
+    PROVIDER = "provider"
+    ASSESSOR = "assessor"
+
+
+class QualityReportRow(SQLModel, table=True):
+    __tablename__ = "quality_report"
+    __table_args__ = (
+        UniqueConstraint(
+            "listing_id", "version", "report_sm3", "signer_key_id", name="uq_quality_report"
+        ),
+    )
+
+    leaf_hash: str = Field(primary_key=True, max_length=64)
+    """Hex leaf hash of the ``quality.reported`` record."""
+    listing_id: str = Field(index=True, max_length=36)
+    version: int
+    report_sm3: str = Field(index=True, max_length=64)
+    signer_key_id: str = Field(max_length=64)
+    signer_role: str = Field(max_length=16)
+    grade: str = Field(max_length=1)
+    score_bps: int
+    report: dict[str, Any] = Field(sa_type=JSON)
+    reported_at: int = Field(sa_type=BigInteger)
+
+
+class QualityCountersignature(SQLModel, table=True):
+    __tablename__ = "quality_countersignature"
+
+    listing_id: str = Field(primary_key=True, max_length=36)
+    version: int = Field(primary_key=True)
+    report_sm3: str = Field(primary_key=True, max_length=64)
+    assessor_key_id: str = Field(primary_key=True, max_length=64)
+    leaf_hash: str = Field(max_length=64)
+    """Hex leaf hash of the ``quality.countersigned`` record."""
+    countersigned_at: int = Field(sa_type=BigInteger)
+
+
+class QualitySummary(BaseModel):
+    """What a listing shows of its current version's quality."""
+
+    grade: str = PydanticField(examples=["A"], description="A, B, C or D (docs/quality.md).")
+    score_bps: int = PydanticField(description="The weighted score, basis points.")
+    report_digest: str = PydanticField(description="Hex SM3 of the report's canonical bytes.")
+    signed_by: str = PydanticField(description="Key id of the provider that signed it.")
+    countersigned_by: list[str] = PydanticField(
+        description="Assessors that recomputed it and countersigned the same digest."
+    )
+    disputed_by: list[str] = PydanticField(
+        description="Assessors that signed a different report on the same version."
+    )
+
+
+def current_report(session: Session, listing_id: str, version: int) -> QualityReportRow | None:
+    """The newest provider report on ``version`` (``None``: none)."""
+    return (
+        session.execute(
+            select(QualityReportRow)
+            .where(
+                col(QualityReportRow.listing_id) == listing_id,
+                col(QualityReportRow.version) == version,
+                col(QualityReportRow.signer_role) == SignerRole.PROVIDER.value,
+            )
+            .order_by(col(QualityReportRow.reported_at).desc(), col(QualityReportRow.leaf_hash))
+            .limit(1)
+        )
+        .scalars()
+        .first()
+    )
+
+
+def countersigners(session: Session, listing_id: str, version: int, report_sm3: str) -> list[str]:
+    return list(
+        session.execute(
+            select(col(QualityCountersignature.assessor_key_id))
+            .where(
+                col(QualityCountersignature.listing_id) == listing_id,
+                col(QualityCountersignature.version) == version,
+                col(QualityCountersignature.report_sm3) == report_sm3,
+            )
+            .order_by(col(QualityCountersignature.countersigned_at), "assessor_key_id")
+        ).scalars()
+    )
+
+
+def quality_summary(session: Session, listing_id: str, version: int) -> QualitySummary | None:
+    """The listing's quality as :class:`QualitySummary`, ``None`` without a provider report."""
+    current = current_report(session, listing_id, version)
+    if current is None:
+        return None
+    disputed = session.execute(
+        select(col(QualityReportRow.signer_key_id))
+        .where(
+            col(QualityReportRow.listing_id) == listing_id,
+            col(QualityReportRow.version) == version,
+            col(QualityReportRow.signer_role) == SignerRole.ASSESSOR.value,
+            col(QualityReportRow.report_sm3) != current.report_sm3,
+        )
+        .order_by(col(QualityReportRow.reported_at), col(QualityReportRow.signer_key_id))
+    ).scalars()
+    return QualitySummary(
+        grade=current.grade,
+        score_bps=current.score_bps,
+        report_digest=current.report_sm3,
+        signed_by=current.signer_key_id,
+        countersigned_by=countersigners(session, listing_id, version, current.report_sm3),
+        disputed_by=list(dict.fromkeys(disputed)),
+    )
