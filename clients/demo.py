@@ -163,6 +163,37 @@ COMPUTATION_OFFER: Final[Mapping[str, Any]] = {
 """What the computation listing allows: group by district and time, average and count
 the temperature, never see a station; groups under 10 rows suppressed; Laplace noise,
 ε 1 per query out of 3 per order; ¥5 a query."""
+COST_BASIS: Final[Mapping[str, int]] = {
+    "acquisition_fen": 4_000_000,
+    "processing_fen": 800_000,
+    "storage_fen": 200_000,
+    "compliance_fen": 500_000,
+    "other_fen": 0,
+    "expected_units": 10_000,
+    "margin_bp": 2_000,
+}
+"""What provider A declares its data cost (docs/pricing.md): ¥55,000 spread over 10,000
+units of 1,000 rows, 20 % margin: a cost reference of ¥5.50 to ¥6.60 per 1,000 rows."""
+
+QUALITY_SCHEMA: Final[Mapping[str, Any]] = {
+    "fields": [
+        {"name": "station_id", "type": "string",
+         "constraints": {"required": True, "pattern": "CQ[0-9]{5}"}},
+        {"name": "station_name", "type": "string", "constraints": {"required": True}},
+        {"name": "district", "type": "string", "constraints": {"required": True}},
+        {"name": "observed_at", "type": "datetime", "constraints": {"required": True}},
+        {"name": "temperature_c", "type": "number",
+         "constraints": {"minimum": -10, "maximum": 45}},
+        {"name": "humidity_pct", "type": "integer",
+         "constraints": {"minimum": 0, "maximum": 100}},
+        {"name": "precipitation_mm", "type": "number", "constraints": {"minimum": 0}},
+        {"name": "wind_speed_ms", "type": "number", "constraints": {"minimum": 0}},
+        {"name": "aqi", "type": "integer", "constraints": {"minimum": 0, "maximum": 500}},
+    ],
+    "primaryKey": ["station_id", "observed_at"],
+}  # fmt: skip
+"""The Table Schema (docs/quality.md) provider A declares for its quality report."""
+
 COMPUTATION_QUERIES: Final = 3
 COMPUTATION_SQL: Final = (
     "SELECT district, month(observed_at) AS month, AVG(temperature_c) AS avg_t "
@@ -197,6 +228,8 @@ STEPS: Final = (
     "accept",
     "balances",
     "compute",
+    "quality",
+    "price",
     "anchor",
     "receipts",
     "audit",
@@ -647,6 +680,7 @@ _PARTICIPANTS: Final = {
     "buyer_2": ("重庆大学气候研究所", "buyer"),
     "buyer_3": ("山城智慧城市研究院", "buyer"),
     "auditor": ("山城审计事务所", "auditor"),
+    "assessor": ("重庆数据资产评估中心", "assessor"),
 }
 """Who takes part besides the operator: name and role."""
 
@@ -714,6 +748,8 @@ class Demo:
         self.anchors: list[dict[str, Any]] = []
         self.log_checks = 0
         self.tree_size = 0
+        self.quality_grade = ""
+        self.reference_price: dict[str, Any] = {}
 
     # ------------------------------------------------------------------ plumbing
 
@@ -886,7 +922,7 @@ class Demo:
         for who, (name, role) in _PARTICIPANTS.items():
             participant = self.client(who).register(name, role)
             self._record("register", "participant.registered", who, participant)
-        for who in ("provider_a", "provider_b"):
+        for who in ("provider_a", "provider_b", "assessor"):
             try:
                 approved = self.client("operator").approve_participant(self.key_id(who))
             except APIError as exc:
@@ -898,7 +934,7 @@ class Demo:
                     f"operator ({exc.code}); pass its operator key with --operator-key",
                 ) from exc
             self._record("register", "participant.approved", "operator", approved)
-        return "2 providers (approved), 2 buyers and an auditor"
+        return "2 providers and an assessor (approved), 3 buyers and an auditor"
 
     def step_dataset(self) -> str:
         """Generate the CSV and describe it (one streamed pass: SM3, rows, row root, schema)"""
@@ -951,6 +987,7 @@ class Demo:
             },
             "custody": "provider",
             "row_root": description.row_root,
+            "cost_basis": dict(COST_BASIS),
         }
         fields.update(description.to_listing_fields())
         fields["sample_rows"] = fields["sample_rows"][:SAMPLE_ROWS]
@@ -1329,6 +1366,63 @@ class Demo:
         return (
             f"{len(answer.rows)} groups from {answer.rows_scanned:,} rows, ε "
             f"{answer.epsilon_spent}{example}; {RAW_ROWS_SQL!r} refused: {reason}"
+        )
+
+    def step_quality(self) -> str:
+        """Provider A reports the data's quality (GB/T 36344) from its own machine; an
+        assessor obtains the data through a zero-price order, recomputes and countersigns"""
+        from clients.quality import compute_report
+        from ledger.protocol.quality import TableSchema
+
+        self._check_agent("quality")
+        report = compute_report(
+            self.csv_path,
+            TableSchema.from_dict(dict(QUALITY_SCHEMA)),
+            update_frequency="hourly",
+            as_of=int(time.time() * 1000),
+        )
+        reported = self.client("provider_a").report_quality(self.listing_id, report)
+        self._record("quality", "quality.reported", "provider_a", reported)
+        assessment = self.client("assessor").assess(
+            self.listing_id, self.work_dir / "assessment", delivery_wait=self.delivery_timeout
+        )
+        if not assessment.agreed:
+            raise DemoFailure(
+                "quality", "the assessor's recomputation differs from the provider's report"
+            )
+        self.records.append(
+            StoryRecord("quality", "quality.countersigned", "assessor", assessment.log.index)
+        )
+        quality = self.client("buyer_1").listing_quality(self.listing_id).quality
+        if quality is None or quality.countersigned_by != (self.key_id("assessor"),):
+            raise DemoFailure("quality", f"the listing shows {quality}, not the countersignature")
+        self.quality_grade = quality.grade
+        return (
+            f"grade {quality.grade} ({quality.score_bps / 100:.2f} of 100), report SM3 "
+            f"{reported.report_sm3[:16]}…, countersigned by the assessor after its own "
+            f"0-fen assessment order {assessment.order_id[:8]}…"
+        )
+
+    def step_price(self) -> str:
+        """The listing's reference price: the cost method from the provider's declared
+        costs, the market method from comparable settled deals, where the asking price falls"""
+        answer = self.client("buyer_1").reference_price(self.listing_id)
+        cost, market, asking = answer["cost"], answer["market"], answer["asking"]
+        if cost is None or asking is None or market is None:
+            raise DemoFailure("price", f"the reference price is incomplete: {answer}")
+        basis = dict(COST_BASIS)
+        total = sum(v for k, v in basis.items() if k.endswith("_fen"))
+        if cost["low"] != -(-total // basis["expected_units"]):
+            raise DemoFailure("price", f"cost method low {cost['low']} fen, expected break-even")
+        self.reference_price = answer
+        position = asking["position"]["cost"]
+        if market["status"] == "ok":
+            market_text = f"market {_yuan(market['low'])}–{_yuan(market['high'])}"
+        else:
+            market_text = f"market: {market['status'].replace('_', ' ')}"
+        return (
+            f"unit {answer['unit']}: cost {_yuan(cost['low'])}–{_yuan(cost['high'])}, {market_text}; "
+            f"asking {_yuan(asking['unit_price_fen'])} is {position} the cost range"
         )
 
     def step_anchor(self) -> str:

@@ -526,6 +526,7 @@ class AsyncExchangeClient(WorkflowCalls, QualityCalls):
                 if not still_undelivered(exc) or anyio.current_time() >= deadline:
                     raise
             await anyio.sleep(0.5)
+        Path(workdir).mkdir(parents=True, exist_ok=True)
         received = Path(workdir) / f"{order.id}.{listing.format}"
         await self.receive(order.id, received, log_wait=log_wait)
         recomputed = await anyio.to_thread.run_sync(

@@ -631,6 +631,7 @@ class ExchangeClient(WorkflowCalls, QualityCalls):
                 if not still_undelivered(exc) or time.monotonic() >= deadline:
                     raise
             time.sleep(0.5)
+        Path(workdir).mkdir(parents=True, exist_ok=True)
         received = Path(workdir) / f"{order.id}.{listing.format}"
         self.receive(order.id, received, log_wait=log_wait)
         recomputed = recompute(received, current.report, listing.format)
