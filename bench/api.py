@@ -140,7 +140,9 @@ def running_server(
     process.start()
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
+        # each uvicorn worker process imports and builds the whole app: on a loaded
+        # machine two of them took over a minute to answer
+        deadline = time.monotonic() + 300
         while True:
             try:
                 if httpx.get(url + TRIVIAL, timeout=1).status_code == 200:
@@ -521,6 +523,17 @@ def _expect(response: httpx.Response, status: int) -> dict[str, Any]:
     return body
 
 
+def _setup_post(client: httpx.Client, path: str, body: dict[str, Any]) -> httpx.Response:
+    """POST during setup (not measured), once more if the server had closed the idle
+    keep-alive connection as the request went out (uvicorn closes them after 5 s: on a
+    loaded machine setup requests can be that far apart). Signed anew (a new nonce); a
+    record stored the first time would be refused 409, and the run would stop."""
+    try:
+        return client.post(path, json=body)
+    except (httpx.ReadError, httpx.RemoteProtocolError):
+        return client.post(path, json=body)
+
+
 class Actor:
     """A participant talking to the exchange with signed requests."""
 
@@ -531,7 +544,8 @@ class Actor:
     def act(
         self, path: str, record_type: str, payload: dict[str, Any], status: int = 200
     ) -> dict[str, Any]:
-        return _expect(self.http.post(path, json=_signed(self.key, record_type, payload)), status)
+        body = _signed(self.key, record_type, payload)
+        return _expect(_setup_post(self.http, path, body), status)
 
     def register(self, role: str, name: str) -> None:
         payload = {
@@ -597,7 +611,7 @@ def quoted_buyer(
     deposit = {"participant": key_id, "amount": ORDER_PRICE, "reference": f"bench-{n}"}
     operator.act(f"/accounts/{key_id}/deposits", "deposit.credited", deposit, status=201)
     quote: dict[str, Any] = _expect(
-        buyer.http.post(f"/listings/{listing_id}/quotes", json={"terms": {}}), 201
+        _setup_post(buyer.http, f"/listings/{listing_id}/quotes", {"terms": {}}), 201
     )["quote"]
     return buyer, quote
 

@@ -358,6 +358,8 @@ class Appender:
                     self.stats.refused += 1
                 else:
                     self.stats.rejected += 1
+                if not item.submissions:  # (its submitter does not wait for the outcome)
+                    logger.warning("a change queued without records was refused: %r", outcome)
                 item.future.set_exception(outcome)
             else:
                 stored += len(outcome)

@@ -35,7 +35,9 @@ are what make them hold under concurrency (on SQLite and PostgreSQL alike).
 
 from __future__ import annotations
 
-from sqlalchemy import Connection, select, update
+from typing import Final
+
+from sqlalchemy import Connection, bindparam, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, col
@@ -143,21 +145,42 @@ def _published(session: Session, listing_id: str, principal: Principal | None) -
     return row
 
 
+# The statements every order runs, built once (building a SQLAlchemy statement costs
+# several times what executing a built one does; the committer runs these per order).
+_SUSPENDED_PROVIDER: Final = (
+    select(col(ListingProvider.provider_key_id))
+    .join(Participant, col(Participant.key_id) == col(ListingProvider.provider_key_id))
+    .where(
+        col(ListingProvider.listing_id) == bindparam("listing_id"),
+        col(Participant.status) == ParticipantStatus.SUSPENDED.value,
+    )
+    .order_by(col(ListingProvider.position))
+    .limit(1)
+)
+_LISTING_STATE: Final = select(col(Listing.state), col(Listing.version)).where(
+    col(Listing.id) == bindparam("listing_id")
+)
+_MARK_QUOTE_USED: Final = {
+    "postgresql": pg_insert(UsedQuote)
+    .on_conflict_do_nothing(index_elements=["quote_id"])
+    .returning(col(UsedQuote.quote_id)),
+    "sqlite": sqlite_insert(UsedQuote)
+    .on_conflict_do_nothing(index_elements=["quote_id"])
+    .returning(col(UsedQuote.quote_id)),
+}
+_ORDER_EXISTS: Final = select(col(Order.id)).where(col(Order.id) == bindparam("order_id"))
+_QUOTE_USED: Final = select(col(UsedQuote.quote_id)).where(
+    col(UsedQuote.quote_id) == bindparam("quote_id")
+)
+_AVAILABLE: Final = select(col(Account.available)).where(col(Account.key_id) == bindparam("key_id"))
+
+
 def _check_providers_active(connection: Connection, listing_id: str) -> None:
     """Refuse (409 ``provider_suspended``) when a provider of the listing is suspended.
 
     Run inside the order's transaction too: a suspension commits under the same
     log write lock, so an order never slips past one committed before it."""
-    suspended = connection.execute(
-        select(col(ListingProvider.provider_key_id))
-        .join(Participant, col(Participant.key_id) == col(ListingProvider.provider_key_id))
-        .where(
-            col(ListingProvider.listing_id) == listing_id,
-            col(Participant.status) == ParticipantStatus.SUSPENDED.value,
-        )
-        .order_by(col(ListingProvider.position))
-        .limit(1)
-    ).first()
+    suspended = connection.execute(_SUSPENDED_PROVIDER, {"listing_id": listing_id}).first()
     if suspended is not None:
         raise ProviderSuspendedError(
             f"listing {listing_id} is not for sale: its provider {suspended[0]} is suspended"
@@ -317,12 +340,8 @@ def _ordered_offset(terms: dict[str, object]) -> int | None:
 
 
 def _mark_quote_used(connection: Connection, quote_id: str, order_id: str) -> None:
-    insert = pg_insert if connection.dialect.name == "postgresql" else sqlite_insert
     result = connection.execute(
-        insert(UsedQuote)
-        .values(quote_id=quote_id, order_id=order_id)
-        .on_conflict_do_nothing(index_elements=["quote_id"])
-        .returning(col(UsedQuote.quote_id))
+        _MARK_QUOTE_USED[connection.dialect.name], {"quote_id": quote_id, "order_id": order_id}
     )
     if result.first() is None:  # (rowcount of ON CONFLICT DO NOTHING is -1 on psycopg)
         raise QuoteUsedError(f"quote {quote_id} was already used for an order")
@@ -459,7 +478,8 @@ def place(
         amount=amount,
         content_digest=listing.content_digest,
     )
-    if session.get(Order, payload.order_id) is not None:
+    connection = session.connection()
+    if connection.execute(_ORDER_EXISTS, {"order_id": payload.order_id}).first() is not None:
         raise OrderExistsError(f"order {payload.order_id} exists")
     previous = None
     if payload.renews is not None:
@@ -467,12 +487,12 @@ def place(
             raise NotRenewableError(f"listing {listing.id} is not sold by subscription")
         previous = _renewed(session, payload.renews, buyer, listing.id)
         _not_renewed_yet(session.connection(), previous.id, payload.order_id)
-    if session.get(UsedQuote, quote.quote_id) is not None:
+    if connection.execute(_QUOTE_USED, {"quote_id": quote.quote_id}).first() is not None:
         raise QuoteUsedError(f"quote {quote.quote_id} was already used for an order")
     limit = None if assessment or allowance is not None else pricing.seat_limit
     _seats_left(session, listing, limit)
-    account = session.get(Account, buyer)
-    if amount > (account.available if account is not None else 0):
+    available = connection.execute(_AVAILABLE, {"key_id": buyer}).scalar()
+    if amount > (available or 0):
         raise InsufficientFundsError(f"the order costs {amount} fen; your balance is lower")
 
     leaf_hash = action.submission.leaf_hash
@@ -525,9 +545,7 @@ def place(
 
     def in_transaction(connection: Connection) -> None:
         _mark_quote_used(connection, quote.quote_id, order.id)
-        state = connection.execute(
-            select(col(Listing.state), col(Listing.version)).where(col(Listing.id) == listing_id)
-        ).one()
+        state = connection.execute(_LISTING_STATE, {"listing_id": listing_id}).one()
         if state[0] != ListingState.PUBLISHED or state[1] != version:
             raise ListingNotPublishedError(f"listing {listing_id} changed; request a new quote")
         _check_providers_active(connection, listing_id)

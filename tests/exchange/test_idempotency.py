@@ -19,13 +19,14 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlmodel import Session
 from test_auth_support import Exchange, error, running_exchange
 from test_lifecycle_support import DAY_MS, mark_delivered, now_ms, set_order
 from test_order_lifecycle import SUBSCRIPTION, Market, accept, dispute, market, placed_body
 from test_orders import BACKENDS, balances, deposit, quote
 
 from exchange.books import assert_books_balance
-from exchange.idempotency import Idempotent
+from exchange.idempotency import IdempotencyKey, Idempotent
 from ledger.sm2 import SM2PrivateKey
 
 
@@ -288,3 +289,20 @@ def test_racing_requests_with_one_key_have_one_effect(
     assert settled["order"]["state"] == "settled"
     assert ex.log_size() == size + 4  # deposit, order, acceptance and its settlement
     assert_books_balance(ex.app.state.engine)
+
+
+def test_the_first_response_is_stored_for_the_replays(ex: Exchange) -> None:
+    """The response is written to the key's row in the appender's batch after the
+    effect's: once a later write has committed, the row holds exactly the first
+    response (a replay reads it instead of rebuilding it)."""
+    m = market(ex)
+    q = quote(ex, m.buyer, m.listing_id)
+    assert deposit(ex, m.buyer, q["amount"]).status_code == 201
+    first = post(ex, m.buyer, "/orders", placed_body(m.buyer, q), "stored")
+    assert first.status_code == 201, first.text
+    m.buy()  # queued after the response's write: committed in the same batch or a later one
+    with Session(ex.app.state.engine) as session:
+        row = session.get(IdempotencyKey, (m.buyer.key_id(), "stored"))
+    assert row is not None
+    assert row.response == first.json()
+    assert _replay(ex, m.buyer, first, "stored").json() == first.json()
