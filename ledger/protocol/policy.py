@@ -68,7 +68,6 @@ from ledger.records import (
     Fields,
     RecordFormatError,
     canonical_json,
-    check_int,
     parse_json_object,
 )
 from ledger.sm3 import sm3
@@ -255,7 +254,10 @@ class Policy:
             )
         days = f.raw("access_days")
         if days is not None:
-            check_int(days, f.path("access_days"), minimum=1)
+            if isinstance(days, bool) or not isinstance(days, int) or days < 1:
+                raise PolicyFormatError(
+                    "expected a whole number of days ≥ 1, or null", path=f.path("access_days")
+                )
             if days > MAX_ACCESS_DAYS:
                 raise PolicyFormatError(f"at most {MAX_ACCESS_DAYS}", path=f.path("access_days"))
         onward = f.raw("onward_transfer")

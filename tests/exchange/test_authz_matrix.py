@@ -408,6 +408,18 @@ def _refuse_computation(w: World) -> Request:
     return "POST", path, "computation.refused", lambda _k: payload
 
 
+def _assess_cross_border(w: World) -> Request:
+    listing_id = w.listing("published")
+    payload = {
+        "listing_id": listing_id,
+        "buyer": w.keys["buyer"].key_id(),
+        "approved": False,
+        "reference": "matrix",
+        "valid_until": None,
+    }
+    return "POST", "/crossborder-assessments", "crossborder.assessed", lambda _k: payload
+
+
 def _upload_result(w: World) -> Request:
     return "PUT", f"/computations/{_computation(w)}/result", None, lambda _k: b"sealed"
 
@@ -689,6 +701,11 @@ MATRIX: dict[str, tuple[Callable[[World], Request], dict[str, tuple[int, str | N
         ),
     ),
     "credit a deposit": (_deposit, {**OPERATORS_ONLY, "operator": CREATED}),
+    "record a cross-border assessment": (
+        _assess_cross_border,
+        {**OPERATORS_ONLY, "operator": CREATED},
+    ),
+    "list cross-border assessments": (_get(lambda w: "/crossborder-assessments"), ANY_PARTICIPANT),
     "my account": (_get(lambda w: "/accounts/me"), ANY_PARTICIPANT),
     "someone's account": (
         _get(lambda w: f"/accounts/{w.keys['buyer'].key_id()}"),
