@@ -283,6 +283,8 @@ class MarketplaceCalls(BaseClient):
         payload.update({name: fields[name] for name in VERSION_FIELDS})
         if fields.get("row_root") is not None:
             payload["row_root"] = fields["row_root"]
+        if fields.get("policy") is not None:  # (none: the current version's policy)
+            payload["policy"] = fields["policy"]
         return self._action(
             "POST",
             f"/listings/{listing_id}/versions",

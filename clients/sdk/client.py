@@ -320,9 +320,10 @@ class ExchangeClient(WorkflowCalls, QualityCalls):
 
     def new_version(self, listing_id: str, fields: Mapping[str, Any]) -> Listing:
         """Declare the next content version of a published listing: ``fields`` gives
-        content_digest, row_count, byte_size, format (other keys, e.g. from
-        :meth:`listing_from_file`, are ignored) and optionally ``version`` (default:
-        the current one + 1). The answer's ``added_version`` is the new version."""
+        content_digest, row_count, byte_size, format, optionally ``row_root``,
+        ``policy`` (the new version's usage policy; absent: the current one's) and
+        ``version`` (default: the current one + 1); other keys are ignored. The
+        answer's ``added_version`` is the new version."""
         version = fields.get("version") or self.listing(listing_id).version + 1
         return self._send(self._new_version_call(listing_id, version, fields))
 
