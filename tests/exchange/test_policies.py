@@ -19,6 +19,7 @@ import httpx
 import pytest
 from sqlalchemy import text
 from test_auth_support import Exchange, error, listing_content, running_exchange
+from test_computations_support import buy_queries
 from test_order_lifecycle import SUBSCRIPTION
 from test_orders import BACKENDS, DECLARATION, balances, deposit, publish, quote
 from test_refusals import database_state, place_meanwhile
@@ -512,3 +513,18 @@ def test_the_sdk_warns_before_ordering_and_declares_what_it_is_told(ex: Exchange
         assert order.policy_digest == Policy.from_dict(POLICY).digest()
         renewed_from = client.order(order.id)
         assert renewed_from.declaration == order.declaration
+
+
+def test_queries_end_with_the_days_of_use_of_their_order(ex: Exchange) -> None:
+    """A computation is a use of the data under its order's agreement: no queries once
+    the policy's days of use are over (the order's use_until, moved into the past)."""
+    bought = buy_queries(ex)
+    bought.asked()
+    with ex.app.state.engine.begin() as connection:
+        connection.execute(
+            text("UPDATE orders SET use_until = 1 WHERE id = :o"), {"o": bought.order_id}
+        )
+    before = database_state(ex)
+    message = error(bought.ask(), 403, "access_expired")
+    assert "usage policy" in message
+    assert database_state(ex) == before
