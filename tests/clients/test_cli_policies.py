@@ -12,6 +12,7 @@ from pathlib import Path
 from test_cli_market import LISTING_FLAGS, Market, Shell, clean_env, market, write_dataset
 from test_cli_market import publish as _publish_plain
 
+from clients.cli._views import policy_text
 from ledger.protocol.policy import Policy
 from ledger.sm3 import sm3_file
 
@@ -119,6 +120,14 @@ def test_policies_and_cross_border_from_the_command_line(market: Market, tmp_pat
         "legal_basis": None,
     }
     assert ordered["use_until"] == ordered["created_at"] + 90 * 86_400_000
+    shown = buyer.run("buyer", "status", ordered["id"])
+    assert shown.exit_code == 0 and "academic_research in SG" in shown.stdout
+    shown = buyer.run("buyer", "show", listing_id)
+    assert shown.exit_code == 0 and "usage policy" in shown.stdout
+    assert policy_text(shown_listing := buyer.ok("buyer", "show", listing_id)["policy"]) == (
+        "for academic_research, public_service; in CN, SG; 90 days; no resale"
+    )
+    assert shown_listing["access_days"] == 90
 
     market.operator.ok(
         "operator", "crossborder", "reject", buyer_id, listing_id, "--reference", "CAC-1 revoked"
