@@ -619,7 +619,12 @@ def quoted_buyer(
 def order_request(url: str, buyer: SM2PrivateKey, quote: dict[str, Any]) -> httpx.Request:
     """``POST /orders`` ready to send: buyer-signed record, Idempotency-Key, RFC 9421
     signature (its ``created`` is now: send it within ``auth_clock_skew_s``)."""
-    body = _signed(buyer, "order.placed", {"order_id": str(uuid.uuid4()), "quote": quote})
+    placed = {
+        "order_id": str(uuid.uuid4()),
+        "quote": quote,
+        "declaration": {"purpose": "internal_analytics", "processing_region": "CN"},
+    }
+    body = _signed(buyer, "order.placed", placed)
     request = httpx.Request(
         "POST", url + "/orders", json=body, headers={"Idempotency-Key": str(uuid.uuid4())}
     )

@@ -32,6 +32,7 @@ from exchange.api import (
     accounts,
     computations,
     content,
+    crossborder,
     deliverables,
     delivery,
     events,
@@ -123,6 +124,12 @@ OPENAPI_TAGS = [
         "encrypted to the buyer. See docs/computations.md.",
     },
     {
+        "name": "policies",
+        "description": "Usage policies are enforced on every order (422 policy_violation "
+        "naming the clause); operators record cross-border assessments "
+        "(crossborder.assessed). See docs/policies.md.",
+    },
+    {
         "name": "events",
         "description": "What happened to your orders, settlements and the log's anchors: "
         "a cursor-paged JSON feed and Server-Sent Events resumable with Last-Event-ID "
@@ -151,6 +158,7 @@ ROUTERS = (
     computations.router,
     quality.router,
     deliverables.router,
+    crossborder.router,
     events.router,
     webhooks.router,
 )

@@ -165,6 +165,7 @@ def issue_quote(
     terms: QuoteTerms,
     amount: int,
     now: int,
+    policy_digest: str | None = None,
     ttl_ms: int = DEFAULT_QUOTE_TTL_MS,
 ) -> Quote:
     """Sign a fresh quote (random ``quote_id``) valid from ``now`` for ``ttl_ms``.
@@ -189,6 +190,7 @@ def issue_quote(
             expires_at=now + ttl_ms,
             log_key_id=log_key.key_id(),
             signature=b"\x00",  # a placeholder: every field is validated before signing
+            policy_digest=policy_digest,
         )
     quote = unsigned.sign(log_key)
     _KNOWN.add(_KnownQuotes.digest(quote))
@@ -206,12 +208,13 @@ def verify_quote(
     amount: int,
     content_digest: str | None = None,
     terms: QuoteTerms | None = None,
+    policy_digest: str | None = None,
 ) -> None:
     """Check that ``quote`` is the exchange's, for this order, and unexpired.
 
     In this order: signed by ``log_pub`` (else :class:`QuoteSignatureError`),
     matches the order's buyer, listing, version, amount and — when given —
-    content digest and terms (else :class:`QuoteMismatchError` naming the
+    content digest, terms and usage-policy digest (else :class:`QuoteMismatchError` naming the
     first differing field), and ``now < expires_at``
     (else :class:`QuoteExpiredError`). Returns ``None``; never a bool.
     """
@@ -236,6 +239,8 @@ def verify_quote(
         expected.append(("content_digest", content_digest, quote.content_digest))
     if terms is not None:
         expected.append(("terms", terms.to_dict(), quote.terms.to_dict()))
+    if policy_digest is not None:
+        expected.append(("policy_digest", policy_digest, quote.policy_digest))
     for field, wanted, actual in expected:
         if wanted != actual or type(wanted) is not type(actual):
             raise QuoteMismatchError(field, wanted, actual)

@@ -236,7 +236,11 @@ def _race(client: Client, operator: SM2PrivateKey, log_pub: Any, db: LogDatabase
         assert client.act(operator, "POST", path, "deposit.credited", payload).status_code == 201
         quoted = client.http(buyer).post(f"/listings/{listing_id}/quotes", json={})
         assert quoted.status_code == 201, quoted.text
-        order = {"order_id": str(uuid.uuid4()), "quote": quoted.json()["quote"]}
+        order = {
+            "order_id": str(uuid.uuid4()),
+            "quote": quoted.json()["quote"],
+            "declaration": {"purpose": "internal_analytics", "processing_region": "CN"},
+        }
         bodies.append({"record": sign_record(buyer, "order.placed", order).to_dict()})
     for buyer, body in zip(buyers[: SEATS - 1], bodies, strict=False):  # all seats but the last
         placed = client.http(buyer).post("/orders", json=body)

@@ -73,6 +73,25 @@ def show_participant(out: Output, data: Mapping[str, Any], *, action: str = "reg
     show_logged(out, data, action)
 
 
+def policy_text(policy: Any) -> str | None:
+    """A usage policy in one line (docs/policies.md)."""
+    if not isinstance(policy, Mapping):
+        return None
+    parts = []
+    permitted = policy.get("permitted_purposes")
+    parts.append("any purpose" if permitted is None else "for " + ", ".join(permitted))
+    if policy.get("prohibited_purposes"):
+        parts.append("never " + ", ".join(policy["prohibited_purposes"]))
+    regions = policy.get("processing_regions")
+    parts.append("anywhere" if regions is None else "in " + ", ".join(regions))
+    if policy.get("access_days") is not None:
+        parts.append(f"{policy['access_days']} days")
+    parts.append("resale allowed" if policy.get("onward_transfer") else "no resale")
+    if policy.get("attribution"):
+        parts.append(f"credit: {policy['attribution']}")
+    return "; ".join(parts)
+
+
 def show_listing(out: Output, data: Mapping[str, Any], *, action: str | None = None) -> None:
     providers = [
         f"{p.get('key_id')} ({p.get('share_bps')} bp)" for p in data.get("providers") or []
@@ -94,6 +113,7 @@ def show_listing(out: Output, data: Mapping[str, Any], *, action: str | None = N
         ("providers", providers),
         ("classification", declarations.get("classification")),
         ("licence", data.get("licence")),
+        ("usage policy", policy_text(data.get("policy"))),
         ("updated", datetime_ms(data.get("updated_at"))),
     ]
     for label, key in (("rejected", "rejection_reason"), ("delisted", "delisting_reason")):
@@ -184,6 +204,18 @@ def show_order(out: Output, data: Mapping[str, Any], *, action: str | None = Non
         rows.append(("revocation reason", data["revocation_reason"]))
     if data.get("renews_order_id"):
         rows.append(("renews", data["renews_order_id"]))
+    declared = data.get("declaration")
+    if isinstance(declared, Mapping):
+        basis = declared.get("legal_basis")
+        rows.append(
+            (
+                "declared use",
+                f"{declared.get('purpose')} in {declared.get('processing_region')}"
+                + (f" (legal basis: {basis})" if basis else ""),
+            )
+        )
+    if data.get("use_until") is not None:
+        rows.append(("use until", datetime_ms(data["use_until"])))
     settlement = data.get("settlement")
     if isinstance(settlement, Mapping):
         rows.append(("settled", yuan(settlement.get("amount"))))

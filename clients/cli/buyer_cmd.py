@@ -44,6 +44,10 @@ from clients.cli._views import (
 from clients.cli.output import parse_yuan, plain, yuan
 from ledger.delivery import DigestMismatchError
 from ledger.errors import DecryptionError
+from ledger.protocol.policy import LEGAL_BASES, PURPOSES
+
+PURPOSE_NAMES = sorted(PURPOSES)
+BASIS_NAMES = list(LEGAL_BASES)
 
 buyer_app = typer.Typer(
     name="buyer",
@@ -258,9 +262,29 @@ def order(
         str | None, typer.Option("--idempotency-key", help="Reuse to retry safely.")
     ] = None,
     row_offset: RowOffsetOption = None,
+    purpose: Annotated[
+        str,
+        typer.Option(
+            "--purpose",
+            help="What you will use the data for (docs/policies.md): " + ", ".join(PURPOSE_NAMES),
+        ),
+    ] = "internal_analytics",
+    region: Annotated[
+        str,
+        typer.Option("--region", help="Where you will process it (ISO 3166-1 alpha-2, e.g. CN)."),
+    ] = "CN",
+    legal_basis: Annotated[
+        str | None,
+        typer.Option(
+            "--legal-basis",
+            help="For personal information, the PIPL Art. 13 basis: " + ", ".join(BASIS_NAMES),
+        ),
+    ] = None,
 ) -> None:
     """Place an order from a saved quote, or from a fresh one (--listing); the amount
-    moves from your balance into escrow."""
+    moves from your balance into escrow. The order declares its purpose and processing
+    region (and legal basis): checked first against the listing's usage policy, and
+    nothing is ordered when it does not allow them."""
     if (quote_file is None) == (listing is None):
         raise CLIError("give a QUOTE_FILE or --listing ID (one of them)", EXIT_USAGE)
     client = inv.client()
@@ -277,8 +301,35 @@ def order(
             f"the quote is {yuan(issued.amount)}, above --max-amount {yuan(limit)}: not ordered",
             1,
         )
-    placed = client.place_order(issued, idempotency_key=idempotency_key)
+    _check_policy(client, issued.listing_id, purpose, region, legal_basis)
+    placed = client.place_order(
+        issued,
+        purpose=purpose,
+        region=region,
+        legal_basis=legal_basis,
+        idempotency_key=idempotency_key,
+    )
     inv.out.result(placed, lambda d: _ordered(inv, d))
+
+
+def _check_policy(
+    client: Any, listing_id: str, purpose: str, region: str, legal_basis: str | None
+) -> None:
+    """Refuse here (exit 2 for an unknown name, 1 for a clause the listing's policy
+    does not allow) what the exchange would refuse with 422 policy_violation."""
+    from ledger.records import RecordFormatError
+
+    try:
+        broken = client.check_policy(
+            listing_id, purpose=purpose, region=region, legal_basis=legal_basis
+        )
+    except RecordFormatError as exc:
+        raise CLIError(f"{exc}", EXIT_USAGE) from None
+    if broken:
+        clauses = "; ".join(f"{v.clause}: {v.message}" for v in broken)
+        raise CLIError(
+            f"the listing's usage policy does not allow this order ({clauses}): not ordered", 1
+        )
 
 
 def _ordered(inv: Invocation, data: dict[str, Any]) -> None:

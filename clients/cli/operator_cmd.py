@@ -8,7 +8,8 @@ operator's own key; the exchange signs nothing on an operator's behalf.
 
 from __future__ import annotations
 
-from typing import Annotated
+import time
+from typing import Annotated, Any
 
 import typer
 
@@ -107,5 +108,73 @@ def resolve(
     inv.out.result(result, lambda d: show_order(inv.out, d, action=f"resolution ({outcome})"))
 
 
+crossborder_app = typer.Typer(
+    name="crossborder",
+    help="Cross-border assessments (数据出境安全评估): while approved, a buyer may order a "
+    "listing of 重要 data or personal information for processing outside CN.",
+    no_args_is_help=True,
+)
+ReferenceOption = Annotated[
+    str, typer.Option("--reference", help="The assessment's reference (e.g. its filing number).")
+]
+DAY_MS = 86_400_000
+
+
+def _assessed(inv: Invocation, data: dict[str, Any]) -> None:
+    verdict = "approved" if data.get("approved") else "rejected"
+    until = data.get("valid_until")
+    inv.out.line(
+        f"cross-border assessment {verdict}: buyer {data.get('buyer')} on listing "
+        f"{data.get('listing_id')} ({data.get('reference')})"
+        + (f", valid until {until} ms" if until is not None else "")
+    )
+
+
+@command(crossborder_app, "approve")
+def crossborder_approve(
+    inv: Invocation,
+    buyer: KeyIdArg,
+    listing: ListingArg,
+    reference: ReferenceOption,
+    days: Annotated[
+        int, typer.Option("--days", min=1, max=3650, help="How long the approval holds.")
+    ] = 365,
+) -> None:
+    """Record an approved assessment for BUYER on LISTING, valid for --days."""
+    valid_until = int(time.time() * 1000) + days * DAY_MS
+    result = inv.client().assess_cross_border(
+        listing, buyer, approved=True, reference=reference, valid_until=valid_until
+    )
+    inv.out.result(result, lambda d: _assessed(inv, d))
+
+
+@command(crossborder_app, "reject")
+def crossborder_reject(
+    inv: Invocation, buyer: KeyIdArg, listing: ListingArg, reference: ReferenceOption
+) -> None:
+    """Record a rejected assessment for BUYER on LISTING (it replaces an approval)."""
+    result = inv.client().assess_cross_border(listing, buyer, approved=False, reference=reference)
+    inv.out.result(result, lambda d: _assessed(inv, d))
+
+
+@command(crossborder_app, "list")
+def crossborder_list(
+    inv: Invocation,
+    listing: Annotated[str | None, typer.Option("--listing", help="Only this listing.")] = None,
+    buyer: Annotated[str | None, typer.Option("--buyer", help="Only this buyer.")] = None,
+) -> None:
+    """The current assessments, newest first."""
+    result = inv.client().crossborder_assessments(listing_id=listing, buyer=buyer)
+
+    def human(items: list[dict[str, Any]]) -> None:
+        if not items:
+            inv.out.line("no cross-border assessments")
+        for item in items:
+            _assessed(inv, item)
+
+    inv.out.result(result, human)
+
+
 def register_group(app: typer.Typer) -> None:
+    operator_app.add_typer(crossborder_app, name="crossborder")
     app.add_typer(operator_app, name="operator")

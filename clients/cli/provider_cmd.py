@@ -117,6 +117,28 @@ def _offer_file(path: Path | None) -> dict[str, Any] | None:
         raise CLIError(f"--computation-offer {path}: {exc}", EXIT_USAGE) from None
 
 
+def _policy_file(path: Path | None) -> dict[str, Any] | None:
+    """The usage policy in FILE (docs/policies.md), strictly parsed and normalised."""
+    from ledger.protocol.policy import Policy, PolicyFormatError
+
+    if path is None:
+        return None
+    try:
+        return Policy.from_json(path.read_bytes(), "policy").to_dict()
+    except PolicyFormatError as exc:
+        raise CLIError(f"--policy {path}: {exc}", EXIT_USAGE) from None
+
+
+PolicyOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--policy",
+        help="JSON file of the usage policy (docs/policies.md: purposes, regions, days, "
+        "onward transfer, attribution); enforced on every order.",
+    ),
+]
+
+
 @command(provider_app, "create-listing")
 def create_listing(
     inv: Invocation,
@@ -196,6 +218,7 @@ def create_listing(
             help="JSON file of a computation offer (docs/computations.md; provider custody).",
         ),
     ] = None,
+    policy: PolicyOption = None,
 ) -> None:
     """Draft a listing for FILE: digest, size, rows, row root, columns and sample are
     read from it."""
@@ -225,6 +248,7 @@ def create_listing(
         "custody": custody,
         "delivery_window_s": delivery_window,
         "computation": _offer_file(computation_offer),
+        "policy": _policy_file(policy),
     }
     overrides.update({k: v for k, v in flags.items() if v is not None})
     if provider or "providers" not in overrides:
@@ -340,10 +364,15 @@ def new_version(
     upload_now: Annotated[
         bool, typer.Option("--upload", help="Upload the content right after declaring it.")
     ] = False,
+    policy: PolicyOption = None,
 ) -> None:
-    """Declare the next content version of a published listing (its digest from FILE)."""
+    """Declare the next content version of a published listing (its digest from FILE;
+    its usage policy from --policy, else the current version's)."""
     client = inv.client()
     fields = _file_fields(_describe(inv, file, file_format, 0))
+    new_policy = _policy_file(policy)
+    if new_policy is not None:
+        fields["policy"] = new_policy
     result = client.new_version(listing, fields)
     data: dict[str, Any] = {"listing": result}
     if upload_now:

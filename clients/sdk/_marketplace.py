@@ -41,6 +41,7 @@ from clients.sdk.errors import ResponseFormatError, ResponseVerificationError
 from clients.sdk.market_models import (
     Account,
     ContentUploaded,
+    CrossBorderAssessment,
     DecryptedFile,
     DeliverableUploaded,
     Delivery,
@@ -57,6 +58,7 @@ from clients.sdk.models import Appended
 from ledger.computation.offer import ComputationOffer
 from ledger.errors import InvalidSignature
 from ledger.protocol.delivery import DELIVERY_ISSUED, ProviderDelivery
+from ledger.protocol.policy import Declaration
 from ledger.records import RecordFormatError, SignedRecord
 from ledger.sm2 import SM2PublicKey
 
@@ -281,6 +283,8 @@ class MarketplaceCalls(BaseClient):
         payload.update({name: fields[name] for name in VERSION_FIELDS})
         if fields.get("row_root") is not None:
             payload["row_root"] = fields["row_root"]
+        if fields.get("policy") is not None:  # (none: the current version's policy)
+            payload["policy"] = fields["policy"]
         return self._action(
             "POST",
             f"/listings/{listing_id}/versions",
@@ -415,6 +419,7 @@ class MarketplaceCalls(BaseClient):
     def _place_order_call(
         self,
         quote: Quote | Mapping[str, Any],
+        declaration: Declaration,
         idempotency_key: str | None,
         renews: str | None,
         order_id: str | None,
@@ -422,6 +427,7 @@ class MarketplaceCalls(BaseClient):
         payload: dict[str, Any] = {
             "order_id": order_id or str(uuid.uuid4()),
             "quote": quote.to_dict() if isinstance(quote, Quote) else dict(quote),
+            "declaration": declaration.to_dict(),
         }
         if renews is not None:
             payload["renews"] = _order_id(renews)
@@ -524,6 +530,48 @@ class MarketplaceCalls(BaseClient):
             ok=(201,),
             idempotency_key=idempotency_key,
             keyed=True,
+        )
+
+    # ------------------------------------------------------------------ cross-border
+
+    def _assess_call(
+        self,
+        listing_id: str,
+        buyer: str,
+        approved: bool,
+        reference: str,
+        valid_until: int | None,
+    ) -> Call[CrossBorderAssessment]:
+        payload = {
+            "listing_id": listing_id,
+            "buyer": buyer,
+            "approved": approved,
+            "reference": reference,
+            "valid_until": valid_until,
+        }
+        return self._action(
+            "POST",
+            "/crossborder-assessments",
+            "crossborder.assessed",
+            payload,
+            CrossBorderAssessment.from_recorded,
+            ok=(201,),
+        )
+
+    def _assessments_call(
+        self, listing_id: str | None, buyer: str | None, limit: int, offset: int
+    ) -> Call[list[CrossBorderAssessment]]:
+        params: dict[str, Any] = {"limit": int(limit), "offset": int(offset)}
+        if listing_id is not None:
+            params["listing_id"] = listing_id
+        if buyer is not None:
+            params["buyer"] = buyer
+        return Call(
+            "GET",
+            "/crossborder-assessments",
+            _parsed(CrossBorderAssessment.page),
+            params=params,
+            signed=True,
         )
 
     # ------------------------------------------------------------------ delivery

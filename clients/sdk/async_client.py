@@ -45,6 +45,7 @@ from clients.sdk.event_models import Event, EventPage, Webhook, WebhookAttempt
 from clients.sdk.market_models import (
     Account,
     ContentUploaded,
+    CrossBorderAssessment,
     DecryptedFile,
     DeliverableUploaded,
     Delivery,
@@ -67,6 +68,7 @@ from clients.sdk.models import (
     InclusionProof,
     LogKey,
 )
+from clients.sdk.policies import DEFAULT_PURPOSE, DEFAULT_REGION, check, declare
 from clients.sdk.quality_models import (
     Assessment,
     ListingQuality,
@@ -79,6 +81,7 @@ from ledger.checkpoint import Checkpoint
 from ledger.computation.offer import ComputationOffer
 from ledger.protocol.computation import ComputationCompleted, ComputationRefused
 from ledger.protocol.delivery import ProviderDelivery
+from ledger.protocol.policy import Violation
 from ledger.protocol.quality import QualityReport
 from ledger.records import SignedRecord
 from ledger.sm2 import SM2PrivateKey, SM2PublicKey
@@ -363,6 +366,29 @@ class AsyncExchangeClient(WorkflowCalls, QualityCalls):
     ) -> Account:
         return await self._send(self._deposit_call(key_id, amount_fen, reference, idempotency_key))
 
+    async def assess_cross_border(
+        self,
+        listing_id: str,
+        buyer: str,
+        *,
+        approved: bool,
+        reference: str,
+        valid_until: int | None = None,
+    ) -> CrossBorderAssessment:
+        return await self._send(
+            self._assess_call(listing_id, buyer, approved, reference, valid_until)
+        )
+
+    async def crossborder_assessments(
+        self,
+        *,
+        listing_id: str | None = None,
+        buyer: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> list[CrossBorderAssessment]:
+        return await self._send(self._assessments_call(listing_id, buyer, limit, offset))
+
     async def resolve_dispute(
         self, order_id: str, outcome: str, note: str, *, idempotency_key: str | None = None
     ) -> Order:
@@ -390,11 +416,29 @@ class AsyncExchangeClient(WorkflowCalls, QualityCalls):
         self,
         quote: Quote | Mapping[str, Any],
         *,
+        purpose: str = DEFAULT_PURPOSE,
+        region: str = DEFAULT_REGION,
+        legal_basis: str | None = None,
         idempotency_key: str | None = None,
         renews: str | None = None,
         order_id: str | None = None,
     ) -> Order:
-        return await self._send(self._place_order_call(quote, idempotency_key, renews, order_id))
+        declaration = declare(purpose, region, legal_basis)
+        return await self._send(
+            self._place_order_call(quote, declaration, idempotency_key, renews, order_id)
+        )
+
+    async def check_policy(
+        self,
+        listing_id: str,
+        *,
+        purpose: str = DEFAULT_PURPOSE,
+        region: str = DEFAULT_REGION,
+        legal_basis: str | None = None,
+        days: int | None = None,
+    ) -> list[Violation]:
+        listing = await self.listing(listing_id)
+        return check(listing, declare(purpose, region, legal_basis), days=days)
 
     async def orders(self, *, limit: int = 50, offset: int = 0) -> OrderPage:
         return await self._send(self._orders_call("buyer", limit, offset))
@@ -657,7 +701,15 @@ class AsyncExchangeClient(WorkflowCalls, QualityCalls):
     ) -> Order:
         previous = await self.order(order_id)
         quote = await self.quote(previous.listing_id, **terms)
-        return await self.place_order(quote, idempotency_key=idempotency_key, renews=order_id)
+        declared = previous.declaration or declare()
+        return await self.place_order(
+            quote,
+            purpose=declared.purpose,
+            region=declared.processing_region,
+            legal_basis=declared.legal_basis,
+            idempotency_key=idempotency_key,
+            renews=order_id,
+        )
 
     # ------------------------------------------------------------------ events
 

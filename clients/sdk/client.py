@@ -43,6 +43,7 @@ from clients.sdk.event_models import Event, EventPage, Webhook, WebhookAttempt
 from clients.sdk.market_models import (
     Account,
     ContentUploaded,
+    CrossBorderAssessment,
     DecryptedFile,
     DeliverableUploaded,
     Delivery,
@@ -65,6 +66,7 @@ from clients.sdk.models import (
     InclusionProof,
     LogKey,
 )
+from clients.sdk.policies import DEFAULT_PURPOSE, DEFAULT_REGION, check, declare
 from clients.sdk.quality_models import (
     Assessment,
     ListingQuality,
@@ -77,6 +79,7 @@ from ledger.checkpoint import Checkpoint
 from ledger.computation.offer import ComputationOffer
 from ledger.protocol.computation import ComputationCompleted, ComputationRefused
 from ledger.protocol.delivery import ProviderDelivery
+from ledger.protocol.policy import Violation
 from ledger.protocol.quality import QualityReport
 from ledger.records import SignedRecord
 from ledger.sm2 import SM2PrivateKey, SM2PublicKey
@@ -317,9 +320,10 @@ class ExchangeClient(WorkflowCalls, QualityCalls):
 
     def new_version(self, listing_id: str, fields: Mapping[str, Any]) -> Listing:
         """Declare the next content version of a published listing: ``fields`` gives
-        content_digest, row_count, byte_size, format (other keys, e.g. from
-        :meth:`listing_from_file`, are ignored) and optionally ``version`` (default:
-        the current one + 1). The answer's ``added_version`` is the new version."""
+        content_digest, row_count, byte_size, format, optionally ``row_root``,
+        ``policy`` (the new version's usage policy; absent: the current one's) and
+        ``version`` (default: the current one + 1); other keys are ignored. The
+        answer's ``added_version`` is the new version."""
         version = fields.get("version") or self.listing(listing_id).version + 1
         return self._send(self._new_version_call(listing_id, version, fields))
 
@@ -424,6 +428,32 @@ class ExchangeClient(WorkflowCalls, QualityCalls):
         payment). Retried safely with its Idempotency-Key."""
         return self._send(self._deposit_call(key_id, amount_fen, reference, idempotency_key))
 
+    def assess_cross_border(
+        self,
+        listing_id: str,
+        buyer: str,
+        *,
+        approved: bool,
+        reference: str,
+        valid_until: int | None = None,
+    ) -> CrossBorderAssessment:
+        """Record a cross-border assessment (operators): ``approved`` with its
+        validity end ``valid_until`` (ms), or rejected (no validity). It replaces the
+        previous decision for the listing and buyer."""
+        return self._send(self._assess_call(listing_id, buyer, approved, reference, valid_until))
+
+    def crossborder_assessments(
+        self,
+        *,
+        listing_id: str | None = None,
+        buyer: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> list[CrossBorderAssessment]:
+        """Cross-border assessments: all (operators), yours (buyers), your listings'
+        (providers); newest first."""
+        return self._send(self._assessments_call(listing_id, buyer, limit, offset))
+
     def resolve_dispute(
         self, order_id: str, outcome: str, note: str, *, idempotency_key: str | None = None
     ) -> Order:
@@ -460,14 +490,39 @@ class ExchangeClient(WorkflowCalls, QualityCalls):
         self,
         quote: Quote | Mapping[str, Any],
         *,
+        purpose: str = DEFAULT_PURPOSE,
+        region: str = DEFAULT_REGION,
+        legal_basis: str | None = None,
         idempotency_key: str | None = None,
         renews: str | None = None,
         order_id: str | None = None,
     ) -> Order:
         """Order from a quote; its amount moves into escrow (the answer's ``account``
-        is your balance after the hold). ``renews``: the subscription order this
-        one extends. Retried safely with its Idempotency-Key."""
-        return self._send(self._place_order_call(quote, idempotency_key, renews, order_id))
+        is your balance after the hold). The order declares its use: ``purpose``
+        (ledger.protocol.policy.PURPOSES), processing ``region`` (ISO 3166-1 alpha-2)
+        and, for personal information, ``legal_basis`` (PIPL Art. 13); the exchange
+        refuses one the listing's usage policy does not allow (422 policy_violation).
+        ``renews``: the subscription order this one extends. Retried safely with its
+        Idempotency-Key."""
+        declaration = declare(purpose, region, legal_basis)
+        return self._send(
+            self._place_order_call(quote, declaration, idempotency_key, renews, order_id)
+        )
+
+    def check_policy(
+        self,
+        listing_id: str,
+        *,
+        purpose: str = DEFAULT_PURPOSE,
+        region: str = DEFAULT_REGION,
+        legal_basis: str | None = None,
+        days: int | None = None,
+    ) -> list[Violation]:
+        """The clauses of the listing's usage policy an order with this declaration
+        would break (empty: none), checked here before ordering; the cross-border
+        assessment is the exchange's to check (clients.sdk.policies)."""
+        listing = self.listing(listing_id)
+        return check(listing, declare(purpose, region, legal_basis), days=days)
 
     def orders(self, *, limit: int = 50, offset: int = 0) -> OrderPage:
         """Your orders as a buyer, newest first."""
@@ -764,7 +819,15 @@ class ExchangeClient(WorkflowCalls, QualityCalls):
         and order with ``renews=order_id``; the new period starts where it ends."""
         previous = self.order(order_id)
         quote = self.quote(previous.listing_id, **terms)
-        return self.place_order(quote, idempotency_key=idempotency_key, renews=order_id)
+        declared = previous.declaration or declare()
+        return self.place_order(
+            quote,
+            purpose=declared.purpose,
+            region=declared.processing_region,
+            legal_basis=declared.legal_basis,
+            idempotency_key=idempotency_key,
+            renews=order_id,
+        )
 
     # ------------------------------------------------------------------ events
 

@@ -28,6 +28,7 @@ from ledger.computation.offer import ComputationOffer
 from ledger.errors import KeyFormatError
 from ledger.protocol.accounts import PLATFORM_ACCOUNT, Balance
 from ledger.protocol.delivery import ProviderDelivery, RowRange
+from ledger.protocol.policy import DEFAULT_POLICY, Declaration, Policy
 from ledger.protocol.quote import QUOTE_KIND, Quote
 from ledger.protocol.reader import JSONObject
 from ledger.records import (
@@ -45,6 +46,7 @@ __all__ = [
     "Balance",
     "Column",
     "ContentUploaded",
+    "CrossBorderAssessment",
     "DecryptedFile",
     "DeliverableUploaded",
     "Delivery",
@@ -84,6 +86,13 @@ def _offer(o: _Obj) -> ComputationOffer | None:
     if not o.has("computation"):
         return None
     return ComputationOffer.from_dict(o.raw("computation"), o.path("computation"))
+
+
+def _policy(o: _Obj) -> Policy:
+    """The ``policy`` of a listing or version (strictly parsed; absent: the default)."""
+    if not o.has("policy"):
+        return DEFAULT_POLICY
+    return Policy.from_dict(o.raw("policy"), o.path("policy"))
 
 
 def _objects(item: Any, where: str) -> dict[str, Any]:
@@ -191,6 +200,8 @@ class ListingVersion:
     row_root: str | None = None
     computation: ComputationOffer | None = None
     """The computation offer the provider signed for this version (``None``: none)."""
+    policy: Policy = DEFAULT_POLICY
+    """The version's usage policy (docs/policies.md)."""
 
     @classmethod
     def from_dict(cls, data: Any, where: str = "") -> ListingVersion:
@@ -205,6 +216,7 @@ class ListingVersion:
             log_leaf_hash=o.hex64("log_leaf_hash"),
             row_root=o.opt_hex64("row_root"),
             computation=_offer(o),
+            policy=_policy(o),
         )
 
 
@@ -215,7 +227,9 @@ class Listing:
     ``custody``: ``provider`` (the provider's agent keeps the data and delivers
     it encrypted to each buyer) or ``exchange`` (the exchange stores the content);
     ``delivery_window_s``: how long the provider has to deliver a paid order.
-    After :meth:`~clients.sdk.ExchangeClient.new_version`, ``added_version`` is the
+    ``policy``: the current version's usage policy (ledger.protocol.policy; every
+    order is checked against it). After
+    :meth:`~clients.sdk.ExchangeClient.new_version`, ``added_version`` is the
     version just declared."""
 
     id: str
@@ -249,6 +263,7 @@ class Listing:
     computation: ComputationOffer | None = None
     cost_basis: dict[str, Any] | None = None
     """The current version's declared costs (reference price's cost method)."""
+    policy: Policy = DEFAULT_POLICY
     log: Appended | None = None
     added_version: ListingVersion | None = None
 
@@ -281,6 +296,7 @@ class Listing:
             "row_root": self.row_root,
             "computation": None if self.computation is None else self.computation.to_dict(),
             **({} if self.cost_basis is None else {"cost_basis": dict(self.cost_basis)}),
+            "policy": self.policy.to_dict(),
             **(
                 {}
                 if self.delivery_window_s is None
@@ -329,6 +345,7 @@ class Listing:
             row_root=o.opt_hex64("row_root"),
             computation=_offer(o),
             cost_basis=o.mapping("cost_basis") if o.has("cost_basis") else None,
+            policy=_policy(o),
             log=log,
             added_version=added_version,
         )
@@ -578,7 +595,9 @@ class Order:
     settled it); ``refund`` in the answer of an action that returned money
     (resolve with ``refund``, revoke). A quantity order names its rows:
     ``rows`` from ``row_offset`` (both ``None`` otherwise). ``delivery_deadline``
-    (while placed): when an undelivered order is refunded."""
+    (while placed): when an undelivered order is refunded. ``declaration``: the
+    buyer's signed declaration of use; ``policy_digest``: the usage policy it
+    agreed to; ``use_until``: when the policy's days of use end."""
 
     id: str
     buyer: str
@@ -607,6 +626,9 @@ class Order:
     refund: Refund | None = None
     account: Balance | None = None
     log: Appended | None = None
+    declaration: Declaration | None = None
+    policy_digest: str | None = None
+    use_until: int | None = None
 
     @classmethod
     def from_dict(cls, data: Any, *, path: str = "") -> Order:
@@ -638,6 +660,11 @@ class Order:
             settlement=Settlement.from_dict(o.raw("settlement"), o.path("settlement"))
             if o.has("settlement")
             else None,
+            declaration=Declaration.from_dict(o.raw("declaration"), o.path("declaration"))
+            if o.has("declaration")
+            else None,
+            policy_digest=o.opt_hex64("policy_digest"),
+            use_until=o.opt_integer("use_until"),
         )
 
     def row_range(self) -> RowRange | None:
@@ -819,3 +846,52 @@ class Received:
     size: int
     rows: RowRange | None
     delivery: ProviderDelivery
+
+
+# --------------------------------------------------------------------------- cross-border
+
+
+@dataclass(frozen=True, slots=True)
+class CrossBorderAssessment:
+    """An operator's cross-border assessment (数据出境安全评估) for one buyer and
+    listing: while ``approved`` and before ``valid_until`` (ms), the buyer may order
+    the listing for processing outside CN. ``leaf_hash``: its record's."""
+
+    listing_id: str
+    buyer: str
+    approved: bool
+    reference: str
+    valid_until: int | None
+    assessed_at: int
+    operator: str
+    leaf_hash: str
+    log: Appended | None = None
+
+    @classmethod
+    def from_dict(
+        cls, data: Any, where: str = "", log: Appended | None = None
+    ) -> CrossBorderAssessment:
+        o = _Obj(data, where)
+        return cls(
+            listing_id=o.text("listing_id"),
+            buyer=o.hex64("buyer"),
+            approved=o.boolean("approved"),
+            reference=o.text("reference"),
+            valid_until=o.opt_integer("valid_until"),
+            assessed_at=o.integer("assessed_at"),
+            operator=o.hex64("operator"),
+            leaf_hash=o.hex64("leaf_hash"),
+            log=log,
+        )
+
+    @classmethod
+    def from_recorded(cls, data: Any) -> CrossBorderAssessment:
+        """``{"assessment", "log"}``: the answer of ``POST /crossborder-assessments``."""
+        o = _Obj(data, "")
+        return cls.from_dict(o.raw("assessment"), "assessment", log=_required_log(o))
+
+    @classmethod
+    def page(cls, data: Any) -> list[CrossBorderAssessment]:
+        """The items of a ``GET /crossborder-assessments`` page."""
+        o = _Obj(data, "")
+        return list(o.items("items", cls.from_dict))

@@ -89,7 +89,7 @@ _SIGNED_RECORD_422 = "invalid_request, wrong_record_type, stale_record, invalid_
         **signed_errors(
             {
                 400: "invalid_record, invalid_signature",
-                403: "actor_mismatch",
+                403: "actor_mismatch, access_expired (the usage policy's days of use are over)",
                 404: "order_not_found (also for an order that is not yours)",
                 409: "order_closed, not_a_computation_order, budget_exhausted, "
                 "computation_exists, duplicate_record",

@@ -72,6 +72,7 @@ IdempotencyHeader = Annotated[
                 "concurrent_update",
                 422: "invalid_request, wrong_record_type, stale_record, invalid_payload, "
                 "invalid_quote, invalid_quote_signature, quote_mismatch, invalid_terms, "
+                "policy_violation (the body's clause names the policy clause broken), "
                 "invalid_idempotency_key, idempotency_key_reused",
             }
         ),
@@ -88,8 +89,11 @@ def place_order(
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
 ) -> OrderPlaced | JSONResponse:
     """An ``order.placed`` record signed by the buyer: ``{"order_id": <new UUID>,
-    "quote": <the quote as issued>}``. The quote must be this exchange's, for you,
-    unexpired, unused, and still match the listing's version, digest and price.
+    "quote": <the quote as issued>, "declaration": {"purpose", "processing_region",
+    "legal_basis"}}``. The quote must be this exchange's, for you, unexpired, unused,
+    and still match the listing's version, digest, price and usage policy; the
+    declaration must comply with that policy and the cross-border rule (422
+    ``policy_violation`` with ``clause``; docs/policies.md).
 
     A renewal adds ``"renews": <your earlier subscription order on this listing>``
     (not revoked, not refunded, not already renewed): the new paid period starts

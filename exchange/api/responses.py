@@ -133,6 +133,7 @@ _MESSAGES = {
     "invalid_quote_signature": "the quote's signature does not verify",
     "quote_mismatch": "the quote's buyer_key_id is '{broker}', the order's is '{buyer}'",
     "order_not_found": "no order {order_id}",
+    "policy_violation": "prohibited_purposes: purpose 'marketing' is prohibited by the policy",
     "not_delivered": "order {order_id} has not been delivered yet",
     "acceptance_closed": "the acceptance window of order {order_id} closed at 1773105120002",
     "order_not_open": "order {order_id} is settled; it cannot change now",

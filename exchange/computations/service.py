@@ -19,6 +19,12 @@ transaction (:mod:`exchange.computations.allowance`). The exchange validates the
 SQL early with the one validator (:func:`ledger.computation.validate.validate`)
 against the offer of the version the order bought; the provider's agent
 validates again, authoritatively, before running it.
+
+A query is a use of the data under its order's agreement: the computation order
+declared its purpose and processing region and was checked against the listing's
+usage policy when placed (docs/policies.md), so a request carries no declaration
+of its own; once the policy's days of use are over (the order's ``use_until``)
+requests are refused (403 ``access_expired``).
 """
 
 from __future__ import annotations
@@ -59,6 +65,7 @@ from exchange.listings.models import ListingProvider, ListingVersion
 from exchange.log.batch import run_at_commit
 from exchange.log.models import LogEntry
 from exchange.log.queries import entry_record
+from exchange.orders.access import AccessExpiredError
 from exchange.orders.models import Order
 from exchange.orders.service import OrderNotFoundError
 from exchange.participants.models import Principal
@@ -216,6 +223,11 @@ def request(session: Session, action: SignedAction, log_key: SM2PrivateKey) -> C
         raise OrderNotFoundError(f"no order {payload.order_id}")
     offer = _offer_of(session, order)
     check_open(order.id, order.state, order.revoked_at)
+    if order.use_until is not None and now_ms() >= order.use_until:
+        raise AccessExpiredError(
+            f"the days of use the usage policy allows for order {order.id} ended at "
+            f"{order.use_until} (ms since the epoch)"
+        )
     try:
         validate(payload.sql, offer)
     except ValidatorRefusal as exc:

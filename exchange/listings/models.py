@@ -66,6 +66,8 @@ class Listing(SQLModel, table=True):
     """The current version's declared costs (``ledger.pricing_reference.CostBasis``)."""
     delivery_window_s: int = Field(default=86_400)
     """Seconds a paid order may wait for its delivery before it is refunded."""
+    policy: dict[str, Any] | None = Field(default=None, sa_type=JSON)
+    """The current version's usage policy (``Policy.to_dict()``; null: the default)."""
     row_version: int = Field(default=1, sa_column=_listing_row_version)
 
 
@@ -95,6 +97,8 @@ class ListingVersion(SQLModel, table=True):
     """The computation offer the provider signed for this version, if any."""
     row_root: str | None = Field(default=None, max_length=64)
     """SM3 row-tree root (hex) the provider signed for this version."""
+    policy: dict[str, Any] | None = Field(default=None, sa_type=JSON)
+    """The version's usage policy (ledger.protocol.policy; null: the default policy)."""
     created_at: int = Field(sa_type=BigInteger)
     log_leaf_hash: str = Field(max_length=64)
     """Leaf hash (hex) of the record that declared the version."""

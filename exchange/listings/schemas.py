@@ -20,6 +20,11 @@ docs/pricing.md); a ``listing.version_added`` declares its own (``null``: none).
 ``ledger.computation.offer.ComputationOffer`` JSON (docs/computations.md); it needs
 provider custody (the provider's agent runs the queries).
 
+``policy`` (optional, ``null`` by default) is the version's usage policy:
+``ledger.protocol.policy.Policy`` JSON (docs/policies.md); ``null`` in a draft means
+the default policy (any purpose, anywhere, no time limit, no onward transfer), in
+``listing.version_added`` it keeps the current version's policy.
+
 ``custody`` says who holds the data (docs/custody.md): ``provider`` (the default:
 the provider's agent keeps it and delivers each order end-to-end encrypted; the
 exchange never sees plaintext) or ``exchange`` (the provider uploads it and the
@@ -121,6 +126,11 @@ class ListingContent(_Strict):
         description="A computation offer (docs/computations.md): what buyers may compute "
         "on the data without seeing it; null: none. Needs provider custody.",
     )
+    policy: dict[str, Any] | None = Field(
+        default=None,
+        description="The usage policy (docs/policies.md: an ODRL subset, enforced on "
+        "every order); null: the default policy.",
+    )
     custody: Custody = Field(
         default="provider",
         description="Who holds the data: the provider's agent (default) or the exchange.",
@@ -179,6 +189,10 @@ class VersionPayload(_Strict):
     cost_basis: dict[str, Any] | None = Field(
         default=None, description="The new version's declared costs (docs/pricing.md); null: none."
     )
+    policy: dict[str, Any] | None = Field(
+        default=None,
+        description="The new version's usage policy; null: the current version's policy.",
+    )
 
 
 class ListingVersionPublic(BaseModel):
@@ -191,6 +205,9 @@ class ListingVersionPublic(BaseModel):
         default=None, description="The version's computation offer (null: none)."
     )
     row_root: str | None = Field(default=None, description="SM3 row-tree root of the version.")
+    policy: dict[str, Any] | None = Field(
+        default=None, description="The version's usage policy (null: the default policy)."
+    )
     created_at: int
     log_leaf_hash: str
 
@@ -231,6 +248,13 @@ class ListingPublic(BaseModel):
         default=None,
         description="The current version's quality report: grade, digest, signer and "
         "countersigning assessors (docs/quality.md); null: none.",
+    )
+    policy: dict[str, Any] = Field(
+        description="The current version's usage policy (the default one when none was "
+        "given; docs/policies.md)."
+    )
+    policy_digest: str = Field(
+        description="Hex SM3 of the policy's RFC 8785 form: what quotes and orders name."
     )
     rejection_reason: str | None
     delisting_reason: str | None

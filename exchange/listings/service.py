@@ -62,6 +62,7 @@ from exchange.records import (
 )
 from ledger.computation.offer import ComputationOffer, OfferFormatError
 from ledger.pricing_reference import CostBasis, CostBasisError
+from ledger.protocol.policy import Policy, PolicyFormatError, policy_of
 from ledger.records import canonical_json
 from ledger.sm2 import SM2PrivateKey, SM2PublicKey
 
@@ -160,6 +161,7 @@ def _providers(session: Session, listing_id: str) -> list[ListingProvider]:
 
 def listing_public(session: Session, row: Listing) -> ListingPublic:
     current = session.get(ListingVersion, (row.id, row.version))
+    policy = policy_of(row.policy)
     return ListingPublic(
         id=row.id,
         state=row.state,
@@ -196,6 +198,8 @@ def listing_public(session: Session, row: Listing) -> ListingPublic:
         cost_basis=row.cost_basis,
         row_root=None if current is None else current.row_root,
         quality=quality_summary(session, row.id, row.version),
+        policy=policy.to_dict(),
+        policy_digest=policy.digest(),
         rejection_reason=row.rejection_reason,
         delisting_reason=row.delisting_reason,
         created_at=row.created_at,
@@ -372,6 +376,17 @@ def _cost_basis(value: dict[str, object] | None) -> dict[str, int] | None:
         raise InvalidPayloadError(f"payload.{exc}") from None
 
 
+def _policy(value: dict[str, object] | None) -> dict[str, object] | None:
+    """The normalised usage policy of a draft or version payload (422
+    ``invalid_payload`` naming the path when it is not one)."""
+    if value is None:
+        return None
+    try:
+        return Policy.from_dict(value, "payload.policy").to_dict()
+    except PolicyFormatError as exc:
+        raise InvalidPayloadError(str(exc)) from None
+
+
 def _check_custody(content: ListingContent, pricing: object) -> None:
     if content.custody == "provider" and content.row_root is None:
         raise InvalidPayloadError(
@@ -469,6 +484,7 @@ def draft(ctx: ListingContext, body: ActionRequest) -> tuple[ListingPublic, Acce
     action, payload = _action(ctx, body, "listing.drafted", DraftPayload)
     pricing = _check_content(ctx, payload)
     offer = _computation_offer(payload.computation, payload.custody)
+    policy = _policy(payload.policy)
     timestamp = action.signed.record.timestamp
     session = ctx.session
 
@@ -499,6 +515,7 @@ def draft(ctx: ListingContext, body: ActionRequest) -> tuple[ListingPublic, Acce
         )
         _apply_content(row, payload, pricing)
         row.computation = offer
+        row.policy = policy
         session.add(row)
         _replace_providers(session, row.id, payload)
         session.add(
@@ -511,6 +528,7 @@ def draft(ctx: ListingContext, body: ActionRequest) -> tuple[ListingPublic, Acce
                 format=payload.format,
                 computation=offer,
                 row_root=payload.row_root,
+                policy=policy,
                 created_at=timestamp,
                 log_leaf_hash=action.submission.leaf_hash.hex(),
             )
@@ -535,11 +553,13 @@ def edit(
     _require_state(row, ListingState.DRAFT, ListingState.REJECTED)
     pricing = _check_content(ctx, payload)
     offer = _computation_offer(payload.computation, payload.custody)
+    policy = _policy(payload.policy)
     session = ctx.session
 
     def stage() -> Listing:
         _apply_content(row, payload, pricing)
         row.computation = offer
+        row.policy = policy
         row.state = ListingState.DRAFT
         row.rejection_reason = None
         row.updated_at = action.signed.record.timestamp
@@ -552,6 +572,7 @@ def edit(
             first.format = payload.format
             first.computation = offer
             first.row_root = payload.row_root
+            first.policy = policy
             first.log_leaf_hash = action.submission.leaf_hash.hex()
         return row
 
@@ -665,6 +686,7 @@ def add_version(
     if row.custody == "provider" and payload.row_root is None:
         raise InvalidPayloadError("payload.row_root: required in provider custody")
     cost_basis = _cost_basis(payload.cost_basis)
+    given = _policy(payload.policy)
     timestamp = action.signed.record.timestamp
     session = ctx.session
 
@@ -674,6 +696,7 @@ def add_version(
             raise VersionConflictError(
                 f"the next version is {row.version + 1}, the record says {payload.version}"
             )
+        policy = row.policy if given is None else given
         version = ListingVersion(
             listing_id=row.id,
             version=payload.version,
@@ -683,6 +706,7 @@ def add_version(
             format=payload.format,
             computation=offer,
             row_root=payload.row_root,
+            policy=policy,
             created_at=timestamp,
             log_leaf_hash=action.submission.leaf_hash.hex(),
         )
@@ -694,10 +718,12 @@ def add_version(
         row.format = payload.format
         row.computation = offer
         row.cost_basis = cost_basis
+        row.policy = policy
         row.updated_at = timestamp
         return row
 
     listing, accepted = _commit(ctx, action, stage)
+    stored = ctx.session.get(ListingVersion, (listing_id, payload.version))
     version = ListingVersionPublic(
         version=payload.version,
         content_digest=payload.content_digest,
@@ -706,6 +732,7 @@ def add_version(
         format=payload.format,
         computation=offer,
         row_root=payload.row_root,
+        policy=None if stored is None else stored.policy,
         created_at=timestamp,
         log_leaf_hash=action.submission.leaf_hash.hex(),
     )

@@ -60,6 +60,7 @@ MODEL_MODULES = (
     "exchange.events.models",
     "exchange.webhooks.models",
     "exchange.refprice.models",
+    "exchange.policies.models",
 )
 """Every module that declares tables (``SQLModel, table=True``): importing them all
 fills ``SQLModel.metadata`` with the whole schema."""

@@ -6,7 +6,8 @@ ciphertext. Access ends when the provider revoked it (``revoked_at``, not a
 state: the order keeps its state), when the order was refunded (the money
 went back, so the data is no longer paid for), or, for a subscription, when
 its paid period is over (``access_expires_at``; a renewal is a new order with
-its own period).
+its own period), or when the days of use the listing's usage policy allows are
+over (``use_until``, docs/policies.md).
 """
 
 from __future__ import annotations
@@ -36,7 +37,8 @@ def check_access(order: Order, now_ms: int) -> None:
     * :class:`AccessRevokedError` (403 ``access_revoked``): the provider revoked it;
     * :class:`OrderClosedError` (409 ``order_closed``): the order was refunded;
     * :class:`AccessExpiredError` (403 ``access_expired``): the subscription's
-      paid period ended (at ``access_expires_at``, exclusive).
+      paid period ended (at ``access_expires_at``, exclusive), or the policy's
+      days of use did (``use_until``, exclusive).
     """
     if order.revoked_at is not None:
         reason = f": {order.revocation_reason}" if order.revocation_reason else ""
@@ -47,4 +49,9 @@ def check_access(order: Order, now_ms: int) -> None:
         raise AccessExpiredError(
             f"the paid period of order {order.id} ended at {order.access_expires_at} "
             "(ms since the epoch); renew the subscription"
+        )
+    if order.use_until is not None and now_ms >= order.use_until:
+        raise AccessExpiredError(
+            f"the days of use the usage policy allows for order {order.id} ended at "
+            f"{order.use_until} (ms since the epoch)"
         )

@@ -26,6 +26,10 @@ the provider refuses it): never below zero (exchange.computations).
 full (``created_at + delivery_window_s``; ``delivery.overdue``).
 :class:`OrderDelivery` lists every ``delivery.issued`` record of an order (the
 latest one is what ``GET /orders/{id}/delivery`` shows).
+``declaration`` is the buyer's signed declaration of use (purpose, processing
+region, legal basis) and ``policy_digest`` the SM3 of the usage policy it was
+checked against (exchange.policies); ``use_until`` ends access when the policy
+limits the days of use (``None``: no limit).
 ``row_version`` is the optimistic lock of later transitions (``exchange.records``).
 
 :class:`OfferSeats` counts the sales of a limited offer (``seats`` /
@@ -88,6 +92,9 @@ class Order(SQLModel, table=True):
     epsilon_left: int | None = Field(default=None, sa_type=BigInteger)
     custody: str = Field(default="exchange", max_length=16)
     delivery_deadline: int | None = Field(default=None, index=True, sa_type=BigInteger)
+    declaration: dict[str, Any] | None = Field(default=None, sa_type=JSON)
+    policy_digest: str | None = Field(default=None, max_length=64)
+    use_until: int | None = Field(default=None, sa_type=BigInteger)
     row_version: int = Field(default=1, sa_column=_order_row_version)
 
 

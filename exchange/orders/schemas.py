@@ -1,8 +1,11 @@
 """Payloads and JSON shapes of quotes and orders.
 
 Record ``order.placed`` (signed by the buyer): ``{"order_id": <new UUID>,
-"quote": <exchange.quotes.Quote.to_dict()>, "renews": <order id>}`` (``renews``
-optional: a subscription renewal). The lifecycle records (exchange.orders.lifecycle):
+"quote": <exchange.quotes.Quote.to_dict()>, "declaration": {"purpose",
+"processing_region", "legal_basis"}, "renews": <order id>}`` (``renews`` optional:
+a subscription renewal; ``declaration``: ledger.protocol.policy.Declaration, checked
+against the listing version's usage policy, whose digest the quote carries).
+The lifecycle records (exchange.orders.lifecycle):
 ``order.accepted`` ``{order_id}`` and ``order.disputed`` ``{order_id, reason,
 evidence?}`` (buyer), ``dispute.resolved`` ``{order_id, outcome, note}`` (operator),
 ``access.revoked`` ``{order_id, reason}`` (provider), and the exchange's own
@@ -82,6 +85,11 @@ class OrderPayload(BaseModel):
 
     order_id: OrderId
     quote: dict[str, Any]
+    declaration: dict[str, Any] = Field(
+        description="The buyer's declaration of use: {purpose, processing_region (ISO "
+        "3166-1 alpha-2), legal_basis (PIPL Art. 13; required for personal information)}; "
+        "checked against the listing's usage policy (docs/policies.md)."
+    )
     renews: OrderId | None = Field(
         default=None,
         description="The buyer's subscription order this one renews: its paid period "
@@ -207,6 +215,15 @@ class OrderPublic(BaseModel):
     )
     settlement: SettlementPublic | None = Field(
         default=None, description="The settlement's breakdown, once settled."
+    )
+    declaration: dict[str, Any] | None = Field(
+        default=None, description="The buyer's signed declaration of use (purpose, region)."
+    )
+    policy_digest: str | None = Field(
+        default=None, description="SM3 of the usage policy the order agreed to."
+    )
+    use_until: int | None = Field(
+        default=None, description="When the policy's days of use end (ms; null: no limit)."
     )
 
 

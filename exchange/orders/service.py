@@ -23,6 +23,12 @@ subscription to the same listing, neither revoked nor refunded nor already
 renewed by a live order (409 ``not_renewable``, re-checked inside the
 transaction); its paid period starts at ``max(now, previous.access_expires_at)``.
 
+The order's ``declaration`` (purpose, processing region, legal basis) is checked
+against the listing version's usage policy and the cross-border rule
+(:mod:`exchange.policies.service`: 422 ``policy_violation`` naming the clause); the
+quote must carry that policy's digest; the cross-border assessment is re-read in
+the transaction.
+
 A listing any of whose providers (owner or co-provider) is suspended is not for
 sale: no quote, no order (409 ``provider_suspended``); orders placed before the
 suspension go on (delivery, acceptance, settlement, which pays every provider
@@ -69,6 +75,7 @@ from exchange.orders.schemas import (
 )
 from exchange.orders.settle import settlements_of
 from exchange.participants.models import Participant, ParticipantStatus, Principal, Role
+from exchange.policies import service as policies
 from exchange.pricing import (
     ComputationAllowance,
     SubscriptionPricing,
@@ -81,6 +88,7 @@ from exchange.pricing import (
 from exchange.quotes import Quote, QuoteTerms, issue_quote, parse_quote, quote_terms, verify_quote
 from exchange.records import SignedAction, commit_with_record, log_receipt, payload_of
 from ledger.computation.offer import ComputationOffer
+from ledger.protocol.policy import policy_of
 from ledger.sm2 import SM2PrivateKey
 
 __all__ = ["get_order", "issue", "list_orders", "place", "rebuild_placed"]
@@ -272,6 +280,7 @@ def issue(
         ),
         amount=amount,
         now=now_ms(),
+        policy_digest=policy_of(listing.policy).digest(),
         ttl_ms=ttl_s * 1000,
     )
 
@@ -329,6 +338,9 @@ def order_public(row: Order, settlement: SettlementPublic | None = None) -> Orde
         queries_left=row.queries_left,
         epsilon_left=None if row.epsilon_left is None else epsilon_text(row.epsilon_left),
         settlement=settlement,
+        declaration=row.declaration,
+        policy_digest=row.policy_digest,
+        use_until=row.use_until,
     )
 
 
@@ -450,6 +462,7 @@ def place(
     """Apply a checked ``order.placed`` action (see the module docstring)."""
     payload = payload_of(action, OrderPayload)
     quote = parse_quote(payload.quote, path="payload.quote")
+    declaration = policies.declaration_of(payload.declaration)
     buyer = action.signed.record.actor
     listing = session.get(Listing, quote.listing_id)
     if listing is None or listing.state not in (ListingState.PUBLISHED, ListingState.DELISTED):
@@ -477,6 +490,16 @@ def place(
         version=listing.version,
         amount=amount,
         content_digest=listing.content_digest,
+        policy_digest=policy_of(listing.policy).digest(),
+    )
+    subscribed = allowance is None and isinstance(pricing, SubscriptionPricing)
+    agreement = policies.check_order(
+        session,
+        listing,
+        buyer,
+        declaration,
+        requested_days=_days_bought(pricing, quote.terms.periods) if subscribed else None,
+        now=now,
     )
     connection = session.connection()
     if connection.execute(_ORDER_EXISTS, {"order_id": payload.order_id}).first() is not None:
@@ -504,6 +527,7 @@ def place(
             start = max(now, previous.access_expires_at)
         expires = start + quote.terms.periods * pricing.period_days * DAY_MS
     renews = None if previous is None else previous.id
+    access_days = agreement.policy.access_days
     order = Order(
         id=payload.order_id,
         buyer_key_id=buyer,
@@ -524,6 +548,9 @@ def place(
         delivery_deadline=now + listing.delivery_window_s * 1000,
         queries_left=None if allowance is None else allowance.queries_left,
         epsilon_left=None if allowance is None else allowance.epsilon_left,
+        declaration=declaration.to_dict(),
+        policy_digest=agreement.digest,
+        use_until=None if access_days is None else now + access_days * DAY_MS,
     )
     listing_id, version = listing.id, listing.version
 
@@ -549,6 +576,7 @@ def place(
         if state[0] != ListingState.PUBLISHED or state[1] != version:
             raise ListingNotPublishedError(f"listing {listing_id} changed; request a new quote")
         _check_providers_active(connection, listing_id)
+        policies.recheck_cross_border(connection, listing, buyer, agreement, now)
         if limit is not None:
             _take_seat(connection, listing_id, version, limit)
         if renews is not None:
@@ -580,6 +608,12 @@ def _assessment_order(session: Session, buyer: str, terms: QuoteTerms) -> bool:
         periods=terms.periods,
         computation=terms.computation,
     )
+
+
+def _days_bought(pricing: object, periods: int | None) -> int:
+    """The days of use a subscription order buys (periods × period length)."""
+    assert isinstance(pricing, SubscriptionPricing) and periods is not None
+    return periods * pricing.period_days
 
 
 def rebuild_placed(session: Session, row: IdempotencyKey) -> OrderPlaced:

@@ -17,6 +17,12 @@ or checkpoint, nor they for a quote)::
      "periods": int|null, "licence": str}, "amount": int, "currency": "CNY",
      "issued_at": ms, "expires_at": ms, "log_key_id": hex}
 
+``policy_digest`` (hex SM3 of the listing version's usage policy,
+:meth:`ledger.protocol.policy.Policy.digest`) follows ``log_key_id`` when the
+quote carries it (every quote issued since usage policies; older quotes have
+no such field and still verify): the buyer's ``order.placed`` embeds the quote,
+so the signed order names the exact policy it agrees to.
+
 ``terms.row_offset`` (the first row bought) is there exactly when ``rows`` is
 (quotes issued before it existed have neither it nor a way to carry it, and
 still verify). A computation order's terms add ``"computation": true, "queries":
@@ -195,6 +201,7 @@ class Quote:
     expires_at: int
     log_key_id: str
     signature: bytes
+    policy_digest: str | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.quote_id, str) or not _QUOTE_ID.fullmatch(self.quote_id):
@@ -222,9 +229,15 @@ class Quote:
             )
         check_key_id(self.log_key_id, "log_key_id")
         check_signature_bytes(self.signature, "signature")
+        if self.policy_digest is not None and (
+            not isinstance(self.policy_digest, str) or not _DIGEST.fullmatch(self.policy_digest)
+        ):
+            raise RecordFormatError(
+                "expected an SM3 digest (64 lowercase hex)", path="policy_digest"
+            )
 
     def _unsigned(self) -> dict[str, Any]:
-        return {
+        unsigned = {
             "quote_id": self.quote_id,
             "listing_id": self.listing_id,
             "listing_version": self.listing_version,
@@ -237,6 +250,9 @@ class Quote:
             "expires_at": self.expires_at,
             "log_key_id": self.log_key_id,
         }
+        if self.policy_digest is not None:
+            unsigned["policy_digest"] = self.policy_digest
+        return unsigned
 
     def signed_bytes(self) -> bytes:
         """The RFC 8785 bytes the exchange signs (with ``kind``)."""
@@ -264,7 +280,8 @@ class Quote:
     @classmethod
     def from_dict(cls, data: Any, *, path: str = "quote") -> Quote:
         """Parse :meth:`to_dict` output strictly."""
-        f = Fields(data, path, _FIELDS)
+        with_policy = isinstance(data, dict) and "policy_digest" in data
+        f = Fields(data, path, _FIELDS + (("policy_digest",) if with_policy else ()))
         return cls(
             quote_id=f.raw("quote_id"),
             listing_id=f.raw("listing_id"),
@@ -278,6 +295,7 @@ class Quote:
             expires_at=f.raw("expires_at"),
             log_key_id=f.raw("log_key_id"),
             signature=f.base64_bytes("signature"),
+            policy_digest=f.raw("policy_digest") if with_policy else None,
         )
 
     @classmethod

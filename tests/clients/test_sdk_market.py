@@ -28,6 +28,7 @@ from clients.sdk import (
     InsufficientFundsError,
     Listing,
 )
+from clients.sdk.policies import declare
 from exchange.app import create_app
 from exchange.log.testing import isolated_database
 from exchange.settings import Settings
@@ -178,7 +179,7 @@ def test_provider_operator_buyer_round_trip(market: Market, tmp_path: Path) -> N
     credited = market.operator.deposit(buyer.key_id or "", 50_000, "bank transfer 42")
     assert (credited.available, credited.held) == (50_000, 0) and credited.log is not None
     assert credited.movements[0].kind == "deposit"
-    call = buyer._place_order_call(quote, "order-1", None, None)
+    call = buyer._place_order_call(quote, declare(), "order-1", None, None)
     order = buyer._send(call)
     assert order.state == "placed" and order.escrow == 19_900 and order.log is not None
     assert order.account is not None

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from test_auth_support import Exchange, listing_content, running_exchange
 from test_computations_support import GOOD_SQL, Bought, complete, offer
-from test_orders import BACKENDS
+from test_orders import BACKENDS, DECLARATION
 
 from clients.quality import compute_report
 from ledger.protocol.quality import QualityReport, TableSchema
@@ -150,7 +150,11 @@ class World:
         buyer = self.keys["buyer"]
         order_id = str(uuid.uuid4())
         listing_id = listing_id or self.listing("published")
-        payload = {"order_id": order_id, "quote": self.quote(listing_id)}
+        payload = {
+            "order_id": order_id,
+            "quote": self.quote(listing_id),
+            "declaration": DECLARATION,
+        }
         body = self.ex.signed_body(buyer, "order.placed", payload)
         response = self.ex.http(buyer).post("/orders", json=body)
         assert response.status_code == 201, response.text
@@ -284,7 +288,7 @@ def _place_order(w: World) -> Request:
         "POST",
         "/orders",
         "order.placed",
-        lambda _k: {"order_id": str(uuid.uuid4()), "quote": quote},
+        lambda _k: {"order_id": str(uuid.uuid4()), "quote": quote, "declaration": DECLARATION},
     )
 
 
@@ -373,7 +377,8 @@ def _computation_buy(w: World) -> Bought:
     quote = response.json()["quote"]
     w.deposit(buyer, quote["amount"])
     order_id = str(uuid.uuid4())
-    body = w.ex.signed_body(buyer, "order.placed", {"order_id": order_id, "quote": quote})
+    placed = {"order_id": order_id, "quote": quote, "declaration": DECLARATION}
+    body = w.ex.signed_body(buyer, "order.placed", placed)
     assert w.ex.http(buyer).post("/orders", json=body).status_code == 201
     return Bought(w.ex, w.owner, buyer, listing_id, order_id)
 
@@ -401,6 +406,18 @@ def _refuse_computation(w: World) -> Request:
     payload = {"computation_id": computation_id, "order_id": bought.order_id, "reason": "timeout"}
     path = f"/computations/{computation_id}/outcome"
     return "POST", path, "computation.refused", lambda _k: payload
+
+
+def _assess_cross_border(w: World) -> Request:
+    listing_id = w.listing("published")
+    payload = {
+        "listing_id": listing_id,
+        "buyer": w.keys["buyer"].key_id(),
+        "approved": False,
+        "reference": "matrix",
+        "valid_until": None,
+    }
+    return "POST", "/crossborder-assessments", "crossborder.assessed", lambda _k: payload
 
 
 def _upload_result(w: World) -> Request:
@@ -684,6 +701,11 @@ MATRIX: dict[str, tuple[Callable[[World], Request], dict[str, tuple[int, str | N
         ),
     ),
     "credit a deposit": (_deposit, {**OPERATORS_ONLY, "operator": CREATED}),
+    "record a cross-border assessment": (
+        _assess_cross_border,
+        {**OPERATORS_ONLY, "operator": CREATED},
+    ),
+    "list cross-border assessments": (_get(lambda w: "/crossborder-assessments"), ANY_PARTICIPANT),
     "my account": (_get(lambda w: "/accounts/me"), ANY_PARTICIPANT),
     "someone's account": (
         _get(lambda w: f"/accounts/{w.keys['buyer'].key_id()}"),

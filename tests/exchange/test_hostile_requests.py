@@ -459,7 +459,13 @@ SIGNED_ROUTES: dict[tuple[str, str], SignedRoute] = {
         lambda w, _r: {"participant": w.buyer.key_id(), "amount": 100, "reference": "x"},
     ),
     ("POST", "/orders"): SignedRoute(
-        _buyer, "order.placed", lambda w, _r: {"order_id": str(uuid.uuid4()), "quote": {}}
+        _buyer,
+        "order.placed",
+        lambda w, _r: {
+            "order_id": str(uuid.uuid4()),
+            "quote": {},
+            "declaration": {"purpose": "internal_analytics", "processing_region": "CN"},
+        },
     ),
     ("POST", "/orders/{order_id}/accept"): SignedRoute(_buyer, "order.accepted", _on_order()),
     ("POST", "/orders/{order_id}/dispute"): SignedRoute(
@@ -475,6 +481,17 @@ SIGNED_ROUTES: dict[tuple[str, str], SignedRoute] = {
         _provider,
         "delivery.issued",
         _on_order(listing_id=str(uuid.uuid4()), version=1, rows=None, range_proof=None),
+    ),
+    ("POST", "/crossborder-assessments"): SignedRoute(
+        _operator,
+        "crossborder.assessed",
+        lambda w, _r: {
+            "listing_id": w.published,
+            "buyer": w.buyer.key_id(),
+            "approved": False,
+            "reference": "x",
+            "valid_until": None,
+        },
     ),
     ("POST", "/computations"): SignedRoute(
         _buyer,

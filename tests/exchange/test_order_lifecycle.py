@@ -28,7 +28,7 @@ from test_lifecycle_support import (
     order_records,
     set_order,
 )
-from test_orders import BACKENDS, balances, deposit, publish, quote
+from test_orders import BACKENDS, DECLARATION, balances, deposit, publish, quote
 
 from exchange.accounts.models import Account, AccountMovement
 from exchange.accounts.service import derived_balance
@@ -95,7 +95,11 @@ def market(ex: Exchange, pricing: dict[str, Any] | None = None) -> Market:
 def placed_body(
     buyer: SM2PrivateKey, q: dict[str, Any], *, renews: str | None = None
 ) -> dict[str, Any]:
-    payload: dict[str, Any] = {"order_id": str(uuid.uuid4()), "quote": q}
+    payload: dict[str, Any] = {
+        "order_id": str(uuid.uuid4()),
+        "quote": q,
+        "declaration": DECLARATION,
+    }
     if renews is not None:
         payload["renews"] = renews
     return {"record": sign_record(buyer, "order.placed", payload).to_dict()}

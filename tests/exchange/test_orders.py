@@ -20,6 +20,9 @@ from exchange.quotes import Quote
 from ledger.records import sign_record
 from ledger.sm2 import SM2PrivateKey
 
+DECLARATION = {"purpose": "internal_analytics", "processing_region": "CN", "legal_basis": None}
+"""What the tests' orders declare (docs/policies.md): allowed by the default policy."""
+
 BACKENDS = [
     "sqlite",
     pytest.param(
@@ -64,7 +67,7 @@ def quote(ex: Exchange, buyer: SM2PrivateKey, listing_id: str, **terms: Any) -> 
 
 
 def order_body(buyer: SM2PrivateKey, q: dict[str, Any], order_id: str | None = None) -> Any:
-    payload = {"order_id": order_id or str(uuid.uuid4()), "quote": q}
+    payload = {"order_id": order_id or str(uuid.uuid4()), "quote": q, "declaration": DECLARATION}
     return {"record": sign_record(buyer, "order.placed", payload).to_dict()}
 
 

@@ -161,6 +161,14 @@ def _story(ex: Exchange) -> Recorder:
     deposit_payload = {"participant": buyer.key_id(), "amount": 50_000, "reference": "bank"}
     path = f"/accounts/{buyer.key_id()}/deposits"
     rec.send(op, "POST", path, op, "deposit.credited", deposit_payload, 201)
+    assessment = {
+        "listing_id": sold,
+        "buyer": buyer.key_id(),
+        "approved": True,
+        "reference": "CAC 2026-1",
+        "valid_until": 4_102_444_800_000,
+    }
+    rec.send(op, "POST", "/crossborder-assessments", op, "crossborder.assessed", assessment, 201)
 
     def place(renews: str | None = None) -> str:
         body = placed_body(buyer, quote(ex, buyer, sold, periods=1), renews=renews)
@@ -247,6 +255,7 @@ CLIENT_SIGNED = [
     "listing.delisted",
     "listing.version_added",
     "deposit.credited",
+    "crossborder.assessed",
     "order.placed",
     "order.accepted",
     "order.disputed",

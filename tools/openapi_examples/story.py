@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import io
 import secrets
+import time
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
@@ -74,6 +75,20 @@ LISTING_TERMS: dict[str, Any] = {
         "已汇总脱敏。Supplied by the city bus group under data-sharing agreement "
         "2025-17, aggregated.",
         "permitted_purposes": ["交通规划", "学术研究"],
+    },
+    "policy": {
+        "version": 1,
+        "permitted_purposes": [
+            "academic_research",
+            "commercial_research",
+            "internal_analytics",
+            "public_service",
+        ],
+        "prohibited_purposes": ["marketing", "personalised_advertising"],
+        "processing_regions": ["CN"],
+        "access_days": 365,
+        "onward_transfer": False,
+        "attribution": "数据来源：重庆交通数据科技有限公司 (Source: Chongqing Transport Data)",
     },
 }
 FIXED_PRICE = {"model": "fixed", "price": 80_000}
@@ -171,6 +186,7 @@ class Story:
         self.participants()
         self.listing()
         self.money(receiver)
+        self.cross_border()
         self.orders()
         self.provider_custody()
         self.computations()
@@ -246,6 +262,23 @@ class Story:
         self.rec.requests["upload_content_digest"] = f"sm3=:{digest}:"
         self.ids["listing_id"] = lid
 
+    def cross_border(self) -> None:
+        """The operator approves the broker's cross-border assessment for the listing
+        (a year); the listing's data is 一般 and its policy keeps processing in CN, so
+        it is the record that is shown here, not an order that needs it."""
+        operator, lid = self.client("operator"), self.listing_id
+        valid_until = int(time.time() * 1000) + 365 * 86_400_000
+        with self.rec.step("record_crossborder_assessment", "POST", "/crossborder-assessments"):
+            operator.assess_cross_border(
+                lid,
+                self.key_id("broker"),
+                approved=True,
+                reference="渝网信数出评〔2026〕0042号",
+                valid_until=valid_until,
+            )
+        with self.rec.step("list_crossborder_assessments", "GET", "/crossborder-assessments"):
+            operator.crossborder_assessments(listing_id=lid)
+
     def money(self, receiver: Receiver) -> None:
         buyer = self.key_id("buyer")
         with self.rec.step("credit_deposit", "POST", f"/accounts/{buyer}/deposits"):
@@ -262,7 +295,9 @@ class Story:
         with self.rec.step("quote_listing", "POST", f"/listings/{lid}/quotes"):
             quote = buyer.quote(lid)
         with self.rec.step("place_order", "POST", "/orders") as placed:
-            order = buyer.place_order(quote, idempotency_key="order-1")
+            order = buyer.place_order(
+                quote, purpose="public_service", region="CN", idempotency_key="order-1"
+            )
         self.order_id = order.id
         self.placed_index = int(placed[0].response["log"]["index"])
         with self.rec.step("request_delivery", "POST", f"/orders/{order.id}/delivery"):
@@ -379,7 +414,15 @@ class Story:
         quoted = buyer.post(f"/listings/{lid}/quotes", json={"terms": terms})
         quoted.raise_for_status()
         order_id = str(uuid.uuid4())
-        placed = {"order_id": order_id, "quote": quoted.json()["quote"]}
+        placed = {
+            "order_id": order_id,
+            "quote": quoted.json()["quote"],
+            "declaration": {
+                "purpose": "public_service",
+                "processing_region": "CN",
+                "legal_basis": None,
+            },
+        }
         record = sign_record(buyer_key, "order.placed", placed).to_dict()
         buyer.post("/orders", json={"record": record}).raise_for_status()
         sql = (

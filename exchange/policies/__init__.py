@@ -1,0 +1,1 @@
+"""Usage policies and cross-border assessments (docs/policies.md)."""
