@@ -3,7 +3,8 @@
 Everything logs through the standard library's ``logging``: the exchange's own
 modules, uvicorn, and structlog's loggers (:func:`configure_structlog`). One
 formatter (:func:`json_formatter`) renders every record as a JSON object with
-``timestamp`` (ISO 8601, UTC), ``level``, ``logger``, ``event`` and whatever was
+``timestamp`` (ISO 8601, UTC), ``level``, ``logger``, ``process`` (the worker's
+pid), ``event`` and whatever was
 bound: the ``request_id`` of the request being served (structlog's context
 variables), and the fields a structlog call passes (``route``, ``status``,
 ``duration_ms``, …). An exception's traceback goes in ``exception``, inside the line.
@@ -27,6 +28,7 @@ _SHARED: list[Any] = [
     structlog.contextvars.merge_contextvars,
     structlog.stdlib.add_log_level,
     structlog.stdlib.add_logger_name,
+    structlog.processors.CallsiteParameterAdder([structlog.processors.CallsiteParameter.PROCESS]),
     _TIMESTAMP,
 ]
 
