@@ -136,12 +136,12 @@ def test_two_workers_count_into_one_exposition(tmp_path: Path) -> None:
                     served_by.setdefault(line["process"], []).append(values)
         files = sorted(p.name for p in (data_dir / "prometheus").iterdir())
 
-    assert "counter_1.db" not in files and any(f.startswith("counter_") for f in files)
     for scrapes_of_one_worker in served_by.values():
         for values in scrapes_of_one_worker:
             assert _misses(values) == MISSES  # both workers' counts, whoever answered
             assert values["shancheng_database_up{}"] == 1
             assert values["shancheng_log_entries{}"] == 0
+    assert "counter_1.db" not in files and any(f.startswith("counter_") for f in files)
     every_line = _lines(stderr)
     assert every_line == [json.loads(line) for line in stderr.read_text().splitlines()]
     requests = [line for line in every_line if line["event"] == "request"]
