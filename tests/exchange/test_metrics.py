@@ -23,8 +23,9 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from prometheus_client.parser import text_string_to_metric_families
-from sqlalchemy import select
-from sqlmodel import Session
+from pydantic import SecretStr
+from sqlalchemy import func, select
+from sqlmodel import Session, col
 from test_raw_append_support import enrol
 
 from clients.signing import SM2RequestSigner
@@ -106,7 +107,7 @@ def _note(actor: SM2PrivateKey, n: int) -> dict[str, Any]:
 
 def _log_size(app: FastAPI) -> int:
     with Session(app.state.engine) as session:
-        return len(session.exec(select(LogEntry.index)).all())
+        return int(session.execute(select(func.count(col(LogEntry.index)))).scalar_one())
 
 
 def test_metrics_follow_a_story(app: FastAPI, live_server: Any, actor: SM2PrivateKey) -> None:
@@ -330,7 +331,7 @@ def test_without_a_token_other_clients_are_refused(sqlite_app: FastAPI, peer: st
 def test_with_a_token_only_its_bearer_reads_metrics(
     tmp_path: Path, authorization: str | None
 ) -> None:
-    app = create_app(Settings(data_dir=tmp_path, metrics_token="s3cret"))
+    app = create_app(Settings(data_dir=tmp_path, metrics_token=SecretStr("s3cret")))
     headers = {} if authorization is None else {"Authorization": authorization}
     try:
         _refused(_from(app, "127.0.0.1", **headers), 401, "unauthenticated")
