@@ -7,8 +7,8 @@ and the background services the lifespan starts (appender, sequencer,
 auto-acceptor, anchoring worker, event feed watcher, webhook worker). What it built is kept on
 ``app.state`` (``settings``, ``engine``, ``session_factory``, ``log_key``,
 ``authenticator``, ``appender``, ``sequencer``, ``anchoring``, ``auto_acceptor``,
-``overdue_refunder``, ``unanswered_refuser``,
-``event_watcher``, ``event_streams``, ``webhook_dispatcher``; tests read them there) and is
+``overdue_refunder``, ``unanswered_refuser``, ``event_watcher``, ``event_streams``,
+``webhook_dispatcher``, ``metrics``; tests read them there) and is
 handed to the routes only through the dependencies of :mod:`exchange.api.deps`,
 which tests can swap with ``app.dependency_overrides``. No other module reads
 ``app.state``, and no domain package imports :mod:`exchange.api`.
@@ -40,6 +40,7 @@ from exchange.api import (
     health,
     listings,
     log,
+    metrics,
     orders,
     participants,
     quality,
@@ -62,7 +63,11 @@ from exchange.keys import load_log_key
 from exchange.limits import install_body_limit
 from exchange.log.appender import Appender
 from exchange.log.sequencer import Sequencer
+from exchange.metrics.exposition import Metrics, multiprocess_dir
+from exchange.metrics.instruments import observe_batch
 from exchange.migrations import ensure_schema
+from exchange.observability.log_format import configure_structlog
+from exchange.observability.requests import install_request_observer
 from exchange.orders.lifecycle import AutoAcceptor
 from exchange.orders.overdue import OverdueRefunder
 from exchange.participants.operators import Operators
@@ -184,6 +189,7 @@ def _start_appender(app: FastAPI) -> BackgroundService | None:
         linger=settings.append_linger_ms / 1000,
         verifiers=settings.append_verifiers,
         engine=app.state.engine,
+        on_batch=observe_batch,
     )
     appender.start()
     app.state.appender = appender
@@ -374,15 +380,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.event_watcher = None
     app.state.event_streams = StreamCount()
     app.state.webhook_dispatcher = None
+    app.state.metrics = Metrics(app.state.session_factory, multiprocess_dir())
+    configure_structlog()
     install_error_handlers(app)
     # Middleware, innermost first: strict JSON bodies are read within the size limit,
     # and the last-resort guard wraps everything.
     install_strict_json_body(app)
     install_body_limit(app, settings.max_request_bytes)
     install_internal_error_guard(app)
+    install_request_observer(app)  # outermost: ids, logs and counts every answer
     install_common_errors(app)  # documents invalid_json and internal in OpenAPI
     for router in ROUTERS:
         app.include_router(router)
+    app.include_router(metrics.router)  # /metrics, for scrapers (no OpenAPI)
     app.include_router(explorer.router)  # the web pages at /, /log, /verify, … (no OpenAPI)
     # last: puts the examples back as declared (FastAPI's encoder drops their nulls)
     install_examples(app)

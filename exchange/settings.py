@@ -230,6 +230,16 @@ class Settings(BaseSettings):
         default=20, ge=1, le=10_000, description="Most webhooks one participant may register."
     )
 
+    # -- /metrics (exchange/api/metrics.py) -------------------------------------------
+    metrics_enabled: bool = Field(
+        default=True, description="Serve /metrics (Prometheus text format); 404 when off."
+    )
+    metrics_token: SecretStr | None = Field(
+        default=None,
+        description="Bearer token a scraper presents for /metrics (Authorization: Bearer "
+        "…), from any address; unset: /metrics answers loopback clients (127.0.0.0/8, ::1) only.",
+    )
+
     @property
     def resolved_database_url(self) -> str:
         if self.database_url:

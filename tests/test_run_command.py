@@ -113,5 +113,6 @@ def test_run_serves_health_reuses_the_registry_and_stops_cleanly(tmp_path: Path)
     assert document["operator_key"] == str(operator_key)
     assert document["anchoring"]["interval_s"] == 10.0  # devnet: anchors within seconds
     second_output = log.read_text()[len(first_output) :]
-    assert "Press Ctrl-C" in second_output and "GET /health" in second_output
+    assert "Press Ctrl-C" in second_output
+    assert '"event": "request"' in second_output and '"path": "/health"' in second_output
     assert "Traceback" not in second_output

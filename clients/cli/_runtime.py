@@ -15,7 +15,9 @@ Errors become one line on stderr (``main`` prints the :class:`CLIError`):
 * usage and configuration (missing key, unreadable config, missing input
   file, an argument the SDK refuses before sending): exit 2.
 
-With ``shancheng --debug`` the original exception propagates (a traceback).
+With ``shancheng --debug`` the original exception propagates (a traceback), and
+each command ends by printing the request id of the exchange's last answer on
+stderr (``debug: request id <id>``): the id the exchange's log lines carry.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Concatenate, ParamSpec, TypeAl
 
 import typer
 
+from clients.cli import _common
 from clients.cli._common import CLIError
 from clients.cli.config import CLIConfig, ConfigError, resolve_config
 from clients.cli.output import Output
@@ -148,6 +151,8 @@ class Invocation:
     def close(self) -> None:
         for client in self._clients:
             client.close()
+            if _debug() and client.last_request_id is not None:
+                _common.stderr.print(f"debug: request id {client.last_request_id}", highlight=False)
 
 
 def load_config(

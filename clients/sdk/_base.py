@@ -58,6 +58,7 @@ from ledger.bundle import Bundle
 from ledger.checkpoint import Checkpoint, KeyMismatchError
 from ledger.errors import InvalidSignature, KeyFormatError
 from ledger.protocol.errors import ErrorBody
+from ledger.protocol.request_id import REQUEST_ID_HEADER
 from ledger.records import ActorMismatchError, RecordFormatError, SignedRecord, sign_record
 from ledger.sm2 import SM2PrivateKey, SM2PublicKey
 
@@ -174,13 +175,14 @@ def error_from_response(response: httpx.Response) -> APIError:
         body = ErrorBody.from_dict(response.json())
     except (ValueError, RecordFormatError):
         body = None
+    request_id = response.headers.get(REQUEST_ID_HEADER)
     if body is not None:
-        error = api_error(response.status_code, body.code, body.message)
+        error = api_error(response.status_code, body.code, body.message, request_id)
         if isinstance(error, ReceiptPendingError):
             error.retry_after = _retry_after(response)
         return error
     text = response.text.strip()[:200] if response.content else ""
-    return api_error(response.status_code, "http_error", text or response.reason_phrase)
+    return api_error(response.status_code, "http_error", text or response.reason_phrase, request_id)
 
 
 def _retry_after(response: httpx.Response) -> int | None:
@@ -287,6 +289,9 @@ class BaseClient:
         self.retries = retries if retries is not None else RetryPolicy()
         self.trusted_log_key = trusted_log_key
         self._log_key: SM2PublicKey | None = trusted_log_key
+        self.last_request_id: str | None = None
+        """The ``X-Request-Id`` of the last answer decoded (``None`` before the first,
+        or when it carried none): what the exchange's logs call that request."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Self:
@@ -463,6 +468,7 @@ class BaseClient:
         return TransportError(f"{call.method} {self.base_url}{call.path} {what}: {detail}", error)
 
     def _decode(self, call: Call[T], response: httpx.Response) -> T:
+        self.last_request_id = response.headers.get(REQUEST_ID_HEADER)
         if response.status_code not in call.ok:
             raise error_from_response(response)
         try:

@@ -65,13 +65,19 @@ class ClientError(Exception):
 
 
 class APIError(ClientError):
-    """The exchange refused the request: HTTP ``status_code`` with ``{"code", "message"}``."""
+    """The exchange refused the request: HTTP ``status_code`` with ``{"code", "message"}``.
+    ``request_id`` is the answer's ``X-Request-Id`` (the exchange's logs name the
+    request by it), ``None`` when the answer carried none (e.g. from a proxy)."""
 
-    def __init__(self, status_code: int, code: str, message: str) -> None:
+    def __init__(
+        self, status_code: int, code: str, message: str, request_id: str | None = None
+    ) -> None:
         self.status_code = status_code
         self.code = code
         self.message = message
-        super().__init__(f"HTTP {status_code} {code}: {message}")
+        self.request_id = request_id
+        where = "" if request_id is None else f" (request id {request_id})"
+        super().__init__(f"HTTP {status_code} {code}: {message}{where}")
 
 
 class ReceiptPendingError(APIError):
@@ -195,6 +201,6 @@ _BY_CODE: Final[dict[str, type[APIError]]] = {
 """Error codes with their own class (catch the situation rather than compare strings)."""
 
 
-def api_error(status_code: int, code: str, message: str) -> APIError:
+def api_error(status_code: int, code: str, message: str, request_id: str | None = None) -> APIError:
     """The :class:`APIError` (or subclass, by ``code``) for an error response."""
-    return _BY_CODE.get(code, APIError)(status_code, code, message)
+    return _BY_CODE.get(code, APIError)(status_code, code, message, request_id)

@@ -47,6 +47,7 @@ from exchange.events.watcher import FeedWatcher
 from exchange.log.appender import Appender
 from exchange.log.batch import commit_pending, run_until_committed
 from exchange.log.sequencer import SessionFactory
+from exchange.metrics.exposition import Metrics
 from exchange.participants.models import Principal, Role
 from exchange.participants.operators import Operators
 from exchange.ratelimit import TokenBuckets
@@ -65,6 +66,7 @@ __all__ = [
     "EventStreamsDep",
     "EventWatcherDep",
     "LogKeyDep",
+    "MetricsDep",
     "OperatorsDep",
     "OptionalParticipant",
     "QuoteBucketsDep",
@@ -255,6 +257,15 @@ async def get_session_factory(request: Request) -> SessionFactory:
 
 
 SessionFactoryDep = Annotated[SessionFactory, Depends(get_session_factory)]
+
+
+async def get_metrics(request: Request) -> Metrics:
+    """The metrics registry ``/metrics`` renders and the operator page reads."""
+    metrics: Metrics = request.app.state.metrics
+    return metrics
+
+
+MetricsDep = Annotated[Metrics, Depends(get_metrics)]
 
 
 async def get_event_watcher(request: Request) -> FeedWatcher | None:

@@ -108,7 +108,7 @@ def run(
                 host="127.0.0.1",
                 port=port,
                 log_level="info",
-                log_config=log_config(as_json),
+                log_config=log_config(),
             )
         if chain.started_here:
             notes.print("devnet stopped; chain state kept in " + str(chain.node.config.state_file))

@@ -1,12 +1,16 @@
 """``shancheng serve``: the exchange API alone, configured by SHANCHENG_* variables.
 
 With ``--json`` it prints its startup map as one JSON document on stdout (URLs,
-database, chain) just before the server starts listening, and sends everything
-else there is to say to stderr: uvicorn's access log, which goes to stdout
-otherwise, included. With ``--workers N`` uvicorn runs N worker processes of
+database, chain) just before the server starts listening. Its logs go to stderr,
+one JSON object per line (:mod:`exchange.observability.log_format`), a line per
+request among them (uvicorn's own access log is off). With ``--workers N`` uvicorn
+runs N worker processes of
 the app (its own supervisor); the log stays one sequence because every write
 transaction takes the database's log lock, and the sequencer and the anchoring
-worker run in one process each, elected by a database (or file) lock.
+worker run in one process each, elected by a database (or file) lock. The workers
+count their metrics in prometheus-client's multiprocess mode, in a fresh
+``prometheus`` directory under the data directory
+(:func:`exchange.metrics.exposition.prepare_multiprocess_dir`).
 A script reads the document, then polls ``/health`` until
 the server answers. ``shancheng run`` (:mod:`exchange.cli.run`) shares the
 helpers here.
@@ -14,7 +18,6 @@ helpers here.
 
 from __future__ import annotations
 
-import copy
 from typing import Annotated, Any
 
 import typer
@@ -47,6 +50,7 @@ def serve(
 
     from exchange.app import create_app
     from exchange.db import redact_url
+    from exchange.metrics.exposition import prepare_multiprocess_dir
     from exchange.migrations import SchemaError
     from exchange.settings import Settings
 
@@ -69,11 +73,12 @@ def serve(
             }
         )
     if workers == 1:
-        uvicorn.run(app, host=host, port=port, log_level="info", log_config=log_config(as_json))
+        uvicorn.run(app, host=host, port=port, log_level="info", log_config=log_config())
         return
     # The app above prepared the database (migrations, log key); each
     # worker process builds its own from the same SHANCHENG_* variables.
     app.state.engine.dispose()
+    prepare_multiprocess_dir(settings.data_dir)  # before any worker imports prometheus-client
     uvicorn.run(
         "exchange.app:create_app",
         factory=True,
@@ -81,7 +86,7 @@ def serve(
         host=host,
         port=port,
         log_level="info",
-        log_config=log_config(as_json),
+        log_config=log_config(),
     )
 
 
@@ -95,15 +100,11 @@ def urls(api: str) -> dict[str, str]:
     }
 
 
-def log_config(as_json: bool) -> dict[str, Any]:
-    """uvicorn's logging configuration; with ``--json`` its access log (on stdout by
-    default) goes to stderr too, so stdout holds the JSON document alone."""
-    from uvicorn.config import LOGGING_CONFIG
+def log_config() -> dict[str, Any]:
+    """uvicorn's logging configuration: JSON lines on stderr, stdout left to ``--json``."""
+    from exchange.observability.log_format import uvicorn_log_config
 
-    config = copy.deepcopy(LOGGING_CONFIG)
-    if as_json:
-        config["handlers"]["access"]["stream"] = "ext://sys.stderr"
-    return config
+    return uvicorn_log_config()
 
 
 def require_free_port(host: str, port: int, what: str) -> None:

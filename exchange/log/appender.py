@@ -45,7 +45,7 @@ import os
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -151,6 +151,7 @@ class Appender:
     ``engine`` (the one ``session_factory`` opens), a started appender is the
     write path of every signed action on that engine in this process
     (:func:`running_appender`, :func:`exchange.records.commit_with_records`).
+    ``on_batch`` is told the records each committed transaction stored (metrics).
     """
 
     name = "appender"
@@ -164,6 +165,7 @@ class Appender:
         linger: float = DEFAULT_LINGER_S,
         verifiers: int | None = None,
         engine: Engine | None = None,
+        on_batch: Callable[[int], None] | None = None,
     ) -> None:
         if max_batch < 1:
             raise ValueError(f"max_batch must be >= 1, got {max_batch}")
@@ -185,6 +187,7 @@ class Appender:
         self._state = "new"  # new -> running -> stopping -> stopped
         self._thread: threading.Thread | None = None
         self._engine = engine
+        self._on_batch = on_batch
 
     # -- lifecycle -----------------------------------------------------------------
 
@@ -367,3 +370,5 @@ class Appender:
         self.stats.transactions += 1
         self.stats.records += stored
         self.stats.largest = max(self.stats.largest, stored)
+        if self._on_batch is not None:
+            self._on_batch(stored)

@@ -142,7 +142,12 @@ def test_serve_json_prints_only_the_startup_map_on_stdout(tmp_path: Path) -> Non
         "rpc_url": None,
         "registry_address": None,
     }
-    assert "GET /health" in err and "Traceback" not in err
+    lines = [json.loads(line) for line in err.splitlines()]  # logs: JSON lines on stderr
+    assert any(
+        line["event"] == "request" and line["path"] == "/health" and line["status"] == 200
+        for line in lines
+    )
+    assert "Traceback" not in err
 
 
 def test_run_names_the_operator_key_in_its_errors(cli: CliRunner, tmp_path: Path) -> None:

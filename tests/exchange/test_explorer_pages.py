@@ -426,10 +426,25 @@ def test_the_verify_page_carries_the_chain_configuration_and_the_index(world: Wo
     _refused(world, "/verify", 422, "invalid_request", index="0x10")
 
 
-def test_the_operator_page_shows_no_figures_until_they_are_measured(world: World) -> None:
+def test_the_operator_page_shows_the_measured_figures(world: World) -> None:
     page = _page(world, "/operator")
-    assert 'data-figures="0"' in page and "No figures yet" in page
-    assert not re.search(r'class="figure-value"', page)
+    assert "No figures yet" not in page
+    shown = dict(
+        re.findall(r'data-name="([a-z_]+)"[^>]*>\s*<div class="figure-value">([^<]*)<', page)
+    )
+    for name in (
+        "shancheng_http_requests_total",
+        "shancheng_log_entries",
+        "shancheng_sequencer_lag_entries",
+        "shancheng_anchors",
+        "shancheng_oldest_unanchored_age_seconds",
+        "shancheng_pending_deliveries",
+        "shancheng_pending_computations",
+        "shancheng_append_batch_records",
+    ):
+        assert shown.get(name), name
+    assert int(shown["shancheng_log_entries"].replace(",", "")) >= world.tree_size
+    assert re.search(r"\bfinal [1-9]", shown["shancheng_anchors"]), shown["shancheng_anchors"]
 
 
 def test_the_operator_page_shows_the_figures_its_hook_gives(world: World) -> None:

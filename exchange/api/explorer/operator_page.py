@@ -1,10 +1,10 @@
 """``/operator``: the figures an operator looks at, at a glance.
 
-The figures come from :func:`get_operator_figures`, the one hook the metrics
-work (issue 14, item 4: requests, log size and sequencer lag, anchor states and
-the age of the oldest unanchored record, pending deliveries, queries and payouts,
-the appender's batches) fills with what it measures; until then it gives none and
-the page says so rather than showing made-up numbers. Tests swap it with
+The figures come from :func:`get_operator_figures`: the same registry ``/metrics``
+renders (requests, log size and sequencer lag, anchor states and the age of the
+oldest unanchored record, pending deliveries and queries, the appender's batches),
+collected when the page is asked for and put in words by
+:mod:`exchange.api.explorer.operator_figures`. Tests swap it with
 ``app.dependency_overrides[get_operator_figures]``.
 """
 
@@ -16,6 +16,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends
 from fastapi.responses import HTMLResponse
 
+from exchange.api.deps import MetricsDep
 from exchange.api.explorer.rendering import render
 
 __all__ = ["Figure", "OperatorFiguresDep", "get_operator_figures", "router"]
@@ -36,9 +37,12 @@ class Figure:
     help: str = ""
 
 
-async def get_operator_figures() -> list[Figure]:
-    """The figures to show, in order: none until the metrics work provides them."""
-    return []
+def get_operator_figures(metrics: MetricsDep) -> list[Figure]:
+    """The figures to show, in order, collected now (in a worker thread: it reads
+    the database)."""
+    from exchange.api.explorer.operator_figures import figures_from_samples
+
+    return figures_from_samples(metrics.samples())
 
 
 OperatorFiguresDep = Annotated[list[Figure], Depends(get_operator_figures)]
