@@ -175,6 +175,18 @@ COST_BASIS: Final[Mapping[str, int]] = {
 """What provider A declares its data cost (docs/pricing.md): ¥55,000 spread over 10,000
 units of 1,000 rows, 20 % margin: a cost reference of ¥5.50 to ¥6.60 per 1,000 rows."""
 
+USAGE_POLICY: Final[Mapping[str, Any]] = {
+    "version": 1,
+    "permitted_purposes": None,
+    "prohibited_purposes": ["marketing", "resale"],
+    "processing_regions": ["CN"],
+    "access_days": 365,
+    "onward_transfer": False,
+    "attribution": "数据来源：山城气象数据有限公司",
+}
+"""The listing's usage policy (docs/policies.md): any purpose but marketing and resale,
+processed in China, a year's use, no onward transfer, attribution required."""
+
 QUALITY_SCHEMA: Final[Mapping[str, Any]] = {
     "fields": [
         {"name": "station_id", "type": "string",
@@ -230,6 +242,7 @@ STEPS: Final = (
     "compute",
     "quality",
     "price",
+    "policy",
     "anchor",
     "receipts",
     "audit",
@@ -988,6 +1001,7 @@ class Demo:
             "custody": "provider",
             "row_root": description.row_root,
             "cost_basis": dict(COST_BASIS),
+            "policy": dict(USAGE_POLICY),
         }
         fields.update(description.to_listing_fields())
         fields["sample_rows"] = fields["sample_rows"][:SAMPLE_ROWS]
@@ -1420,10 +1434,30 @@ class Demo:
             market_text = f"market {_yuan(market['low'])}–{_yuan(market['high'])}"
         else:
             market_text = f"market: {market['status'].replace('_', ' ')}"
+        cost_text = f"cost {_yuan(cost['low'])}–{_yuan(cost['high'])}"
         return (
-            f"unit {answer['unit']}: cost {_yuan(cost['low'])}–{_yuan(cost['high'])}, {market_text}; "
+            f"unit {answer['unit']}: {cost_text}, {market_text}; "
             f"asking {_yuan(asking['unit_price_fen'])} is {position} the cost range"
         )
+
+    def step_policy(self) -> str:
+        """The listing's usage policy is enforced: an order declaring marketing use is
+        refused, naming the clause, and nothing moves"""
+        buyer = self.client("buyer_1")
+        before = buyer.account()
+        quote = buyer.quote(self.listing_id, rows=1_000)
+        try:
+            buyer.place_order(quote, purpose="marketing", region="CN")
+        except APIError as exc:
+            if exc.code != "policy_violation":
+                raise
+            refusal = str(exc.message)
+        else:
+            raise DemoFailure("policy", "an order declaring marketing use was accepted")
+        after = buyer.account()
+        if (after.available, after.held) != (before.available, before.held):
+            raise DemoFailure("policy", "the refused order moved money")
+        return f"422 policy_violation: {refusal}; buyer 1's balance unchanged"
 
     def step_anchor(self) -> str:
         """Wait until an anchor covering the last record is final on chain"""
