@@ -543,3 +543,17 @@ def test_reads(ex: Exchange) -> None:
         "/certificates", params={"listing": "0" * 8 + "-0000-0000-0000-" + "0" * 12}
     )
     assert empty.json() == {"items": []}
+
+
+def test_a_replayed_request_is_refused_once_the_state_allows_it_again(ex: Exchange) -> None:
+    owner, _partner, listing_id = two_provider_listing(ex)
+    number = number_of(ex, listing_id)
+    payload = {"number": number, "valid_until": 2**52, "reason": "longer"}
+    body = ex.signed_body(owner, "certificate.change_requested", payload)
+    path = f"/certificates/{number}/records"
+    assert ex.http(owner).post(path, json=body).status_code == 200
+    act(ex, ex.operator, number, "certificate.changed", decision="reject", reason="no")
+    before = database_state(ex)
+    error(ex.http(owner).post(path, json=body), 409, "duplicate_record")
+    assert database_state(ex) == before
+    assert certificate(ex, number)["certificate"]["state"] == "active"
