@@ -249,6 +249,8 @@ class Listing:
     computation: ComputationOffer | None = None
     cost_basis: dict[str, Any] | None = None
     """The current version's declared costs (reference price's cost method)."""
+    certificate: str | None = None
+    """Number of the current version's registration certificate (null before publication)."""
     log: Appended | None = None
     added_version: ListingVersion | None = None
 
@@ -329,6 +331,7 @@ class Listing:
             row_root=o.opt_hex64("row_root"),
             computation=_offer(o),
             cost_basis=o.mapping("cost_basis") if o.has("cost_basis") else None,
+            certificate=o.opt_text("certificate"),
             log=log,
             added_version=added_version,
         )

@@ -3,8 +3,9 @@ in the log (409) changes no balance, no row and not the log, for every action
 type a client signs (SQLite; also PostgreSQL when ``TEST_POSTGRES_URL`` is set).
 
 The exchange-originated records (``delivery.issued``, ``settlement.paid``,
-``order.auto_accepted``, ``certificate.issued``) are signed afresh each time and cannot be re-sent; they
-are stored by the same :func:`exchange.records.commit_with_records`."""
+``order.auto_accepted``, ``certificate.issued``) are signed afresh each time and
+cannot be re-sent; they are stored by the same
+:func:`exchange.records.commit_with_records`."""
 
 from __future__ import annotations
 
