@@ -94,6 +94,7 @@ def show_listing(out: Output, data: Mapping[str, Any], *, action: str | None = N
         ("providers", providers),
         ("classification", declarations.get("classification")),
         ("licence", data.get("licence")),
+        ("certificate", data.get("certificate") or "-"),
         ("updated", datetime_ms(data.get("updated_at"))),
     ]
     for label, key in (("rejected", "rejection_reason"), ("delisted", "delisting_reason")):
