@@ -99,7 +99,8 @@ def test_a_certificate_and_its_transfer_are_receipts_the_auditor_verifies(
     [issued] = cert.history
     assert issued.type == "certificate.issued"
 
-    offered = provider.offer_transfer(number, right="processing", share_bps=4_000, to=buyer.key_id)
+    receiver = str(buyer.key_id)
+    offered = provider.offer_transfer(number, right="processing", share_bps=4_000, to=receiver)
     assert offered.state == "transfer_offered" and offered.log is not None
     assert buyer.accept_transfer(number).state == "transfer_accepted"
     approved = operator.review_certificate(number, "approve", "agreement checked")
@@ -176,7 +177,8 @@ def _config(stack: Stack, cli: CliRunner, name: str, key: SM2PrivateKey) -> Path
     key_file = stack.tmp / f"{name}.pem"
     key_file.write_bytes(key.to_pem())
     config = stack.tmp / f"{name}.toml"
-    args = ["init", "--config", config, "--exchange-url", stack.url, "--key-file", key_file]
+    args: list[str | Path] = ["init", "--config", config, "--exchange-url", stack.url]
+    args += ["--key-file", key_file]
     assert invoke(cli, *args).exit_code == 0
     return config
 
