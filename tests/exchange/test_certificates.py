@@ -150,13 +150,33 @@ def test_each_new_version_gets_a_certificate_carrying_the_rights(ex: Exchange) -
 
 def test_a_refused_publication_issues_no_certificate(ex: Exchange) -> None:
     owner = ex.provider()
-    listing_id = ex.draft(owner, licence=None)
+    listing_id = ex.draft(owner)
     assert ex.step(owner, listing_id, "submit").status_code == 200
-    assert ex.step(ex.operator, listing_id, "review").status_code == 200
     before = database_state(ex)
-    error(ex.step(ex.operator, listing_id, "publish"), 422, "declarations_incomplete")
+    error(ex.step(ex.operator, listing_id, "publish"), 409, "invalid_state")  # not reviewed
     assert database_state(ex) == before
     assert before["certificate"] == []
+    assert ex.step(ex.operator, listing_id, "review").status_code == 200
+    # three operators publish at once: one wins, with one certificate; the others
+    # are refused after their certificate was signed, and leave nothing of it
+    barrier = threading.Barrier(3)
+    answers: list[httpx.Response] = []
+
+    def publish_once() -> None:
+        barrier.wait()
+        answers.append(ex.step(ex.operator, listing_id, "publish"))
+
+    threads = [threading.Thread(target=publish_once) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(r.status_code for r in answers) == [200, 409, 409], [r.text for r in answers]
+    [won] = [r for r in answers if r.status_code == 200]
+    listed = ex.http().get("/certificates", params={"listing": listing_id}).json()["items"]
+    assert [c["number"] for c in listed] == [won.json()["listing"]["certificate"]]
+    assert listed[0]["number"].endswith("-000001")
+    assert len(database_state(ex)["certificate_event"]) == 1  # its certificate.issued only
 
 
 def test_concurrent_publications_take_gap_free_numbers(ex: Exchange) -> None:
