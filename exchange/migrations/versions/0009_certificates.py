@@ -6,7 +6,7 @@ one per listing version. ``certificate_event``: the leaf hashes of its records i
 order (the log gives their indexes).
 
 Revision ID: 0009
-Revises: 0012 (re-chained after main's 0012 on rebase)
+Revises: 0011 (re-chained after main's head on rebase)
 Create Date: 2026-12-07 02:00:00
 """
 
@@ -19,7 +19,7 @@ import sqlmodel.sql.sqltypes
 from alembic import op
 
 revision: str = "0009"
-down_revision: str | None = "0012"
+down_revision: str | None = "0011"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
