@@ -30,6 +30,7 @@ from exchange.anchoring.lock import LockLostError, WorkerLock, worker_lock
 from exchange.anchoring.service import AnchoringService
 from exchange.api import (
     accounts,
+    certificates,
     computations,
     content,
     crossborder,
@@ -154,6 +155,7 @@ ROUTERS = (
     participants.router,
     listings.router,
     reference_prices.router,
+    certificates.router,
     accounts.router,
     quotes.router,
     orders.router,

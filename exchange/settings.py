@@ -151,6 +151,13 @@ class Settings(BaseSettings):
     quote_ttl_s: int = Field(
         default=900, ge=1, le=7 * 24 * 3600, description="Seconds a signed quote stays valid."
     )
+    certificate_validity_s: int = Field(
+        default=3 * 365 * 86_400,
+        ge=1,
+        le=100 * 365 * 86_400,
+        description="Seconds a registration certificate is valid from its issue "
+        "(docs/certificates.md); renewal extends it.",
+    )
     content_dir: Path | None = Field(
         default=None, description="Encrypted content store; default: data_dir/content."
     )

@@ -114,6 +114,7 @@ def show_listing(out: Output, data: Mapping[str, Any], *, action: str | None = N
         ("classification", declarations.get("classification")),
         ("licence", data.get("licence")),
         ("usage policy", policy_text(data.get("policy"))),
+        ("certificate", data.get("certificate") or "-"),
         ("updated", datetime_ms(data.get("updated_at"))),
     ]
     for label, key in (("rejected", "rejection_reason"), ("delisted", "delisting_reason")):

@@ -16,6 +16,7 @@ import typer
 from clients.cli import (
     audit_cmd,
     buyer_cmd,
+    certificate_cmd,
     config_cmd,
     contracts_cmd,
     crypto_cmd,
@@ -52,4 +53,5 @@ def register(
     operator_cmd.register_group(app)
     workflow_cmd.register(provider_cmd.provider_app, operator_cmd.operator_app)
     quality_cmd.register_group(app)
+    certificate_cmd.register_group(app)
     register_demo(app, start_local)

@@ -14,6 +14,7 @@ import anyio.to_thread
 import httpx
 
 from clients.sdk._base import DEFAULT_TIMEOUT, USER_AGENT, Call, RetryPolicy, error_from_response
+from clients.sdk._certificates import CertificateCalls, change_payload, review_payload, review_type
 from clients.sdk._computations import (
     checked_completion,
     computation_order,
@@ -34,6 +35,7 @@ from clients.sdk._receive import ReceiveJob, SignedVersion
 from clients.sdk._sse import SSEParser
 from clients.sdk._transfer import Progress
 from clients.sdk._workflows import WorkflowCalls
+from clients.sdk.certificate_models import Certificate
 from clients.sdk.computation_models import (
     Computation,
     ComputationPage,
@@ -95,7 +97,7 @@ __all__ = ["AsyncExchangeClient"]
 T = TypeVar("T")
 
 
-class AsyncExchangeClient(WorkflowCalls, QualityCalls):
+class AsyncExchangeClient(CertificateCalls, WorkflowCalls, QualityCalls):
     """The async twin of :class:`clients.sdk.ExchangeClient` (same arguments, except
     ``transport`` is an ``httpx.AsyncBaseTransport``, e.g. ``httpx.ASGITransport``).
     Use ``async with``, or ``await client.aclose()``.
@@ -775,6 +777,73 @@ class AsyncExchangeClient(WorkflowCalls, QualityCalls):
 
     async def webhook_attempts(self, webhook_id: str, *, limit: int = 100) -> list[WebhookAttempt]:
         return await self._send(self._webhook_attempts_call(webhook_id, limit))
+
+    # ------------------------------------------------------------------ certificates
+
+    async def certificate(self, number: str) -> Certificate:
+        """A registration certificate and its history (public)."""
+        return await self._send(self._certificate_call(number))
+
+    async def certificates(self, *, listing: str) -> list[Certificate]:
+        """The certificates of a listing's versions, oldest first (public)."""
+        return await self._send(self._certificates_call(listing))
+
+    async def certificate_record(
+        self, number: str, record_type: str, payload: Mapping[str, Any]
+    ) -> Certificate:
+        """Sign and post any lifecycle record of certificate ``number`` (the methods
+        below name each one)."""
+        return await self._send(self._certificate_record_call(number, record_type, payload))
+
+    async def request_certificate_change(
+        self,
+        number: str,
+        reason: str,
+        *,
+        scope: Mapping[str, Any] | None = None,
+        valid_until: int | None = None,
+        rights: Mapping[str, Any] | None = None,
+    ) -> Certificate:
+        """Holders: ask the operator to change the scope, validity or the division of
+        shares among the present holders."""
+        payload = change_payload(reason, scope, valid_until, rights)
+        return await self.certificate_record(number, "certificate.change_requested", payload)
+
+    async def offer_transfer(
+        self, number: str, *, right: str, share_bps: int, to: str
+    ) -> Certificate:
+        """A holder of ``right``: offer ``share_bps`` of it to participant ``to``."""
+        payload = {"right": right, "share_bps": share_bps, "to": to}
+        return await self.certificate_record(number, "certificate.transfer_offered", payload)
+
+    async def accept_transfer(self, number: str) -> Certificate:
+        """The receiver of the offered transfer accepts it (the operator reviews next)."""
+        return await self.certificate_record(number, "certificate.transfer_accepted", {})
+
+    async def request_renewal(self, number: str, valid_until: int) -> Certificate:
+        """Holders: ask for validity until ``valid_until`` (ms)."""
+        payload = {"valid_until": valid_until}
+        return await self.certificate_record(number, "certificate.renewal_requested", payload)
+
+    async def request_cancellation(self, number: str, reason: str) -> Certificate:
+        """Holders: ask for the certificate's cancellation (注销)."""
+        payload = {"reason": reason}
+        return await self.certificate_record(number, "certificate.cancellation_requested", payload)
+
+    async def review_certificate(
+        self, number: str, decision: str, reason: str, *, valid_until: int | None = None
+    ) -> Certificate:
+        """Operators: approve or reject the request under review (``valid_until``
+        grants a renewal)."""
+        state = (await self.certificate(number)).state
+        record_type = review_type(state, decision)
+        payload = review_payload(number, record_type, decision, reason, valid_until)
+        return await self.certificate_record(number, record_type, payload)
+
+    async def cancel_certificate(self, number: str, reason: str) -> Certificate:
+        """Operators: cancel (注销) the certificate outright."""
+        payload = {"decision": "approve", "reason": reason}
+        return await self.certificate_record(number, "certificate.cancelled", payload)
 
     # ------------------------------------------------------------------ auditing
 

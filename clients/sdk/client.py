@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import httpx
 
 from clients.sdk._base import DEFAULT_TIMEOUT, USER_AGENT, Call, RetryPolicy, error_from_response
+from clients.sdk._certificates import CertificateCalls, change_payload, review_payload, review_type
 from clients.sdk._computations import (
     checked_completion,
     computation_order,
@@ -32,6 +33,7 @@ from clients.sdk._receive import ReceiveJob, SignedVersion
 from clients.sdk._sse import SSEParser
 from clients.sdk._transfer import Progress
 from clients.sdk._workflows import WorkflowCalls
+from clients.sdk.certificate_models import Certificate
 from clients.sdk.computation_models import (
     Computation,
     ComputationPage,
@@ -93,7 +95,7 @@ __all__ = ["ExchangeClient"]
 T = TypeVar("T")
 
 
-class ExchangeClient(WorkflowCalls, QualityCalls):
+class ExchangeClient(CertificateCalls, WorkflowCalls, QualityCalls):
     """A participant's (or an auditor's) connection to the exchange.
 
     ``key`` is the participant's SM2 private key: it signs records
@@ -904,6 +906,71 @@ class ExchangeClient(WorkflowCalls, QualityCalls):
     def webhook_attempts(self, webhook_id: str, *, limit: int = 100) -> list[WebhookAttempt]:
         """A webhook's delivery attempts, newest first."""
         return self._send(self._webhook_attempts_call(webhook_id, limit))
+
+    # ------------------------------------------------------------------ certificates
+
+    def certificate(self, number: str) -> Certificate:
+        """A registration certificate and its history (public)."""
+        return self._send(self._certificate_call(number))
+
+    def certificates(self, *, listing: str) -> list[Certificate]:
+        """The certificates of a listing's versions, oldest first (public)."""
+        return self._send(self._certificates_call(listing))
+
+    def certificate_record(
+        self, number: str, record_type: str, payload: Mapping[str, Any]
+    ) -> Certificate:
+        """Sign and post any lifecycle record of certificate ``number`` (the methods
+        below name each one)."""
+        return self._send(self._certificate_record_call(number, record_type, payload))
+
+    def request_certificate_change(
+        self,
+        number: str,
+        reason: str,
+        *,
+        scope: Mapping[str, Any] | None = None,
+        valid_until: int | None = None,
+        rights: Mapping[str, Any] | None = None,
+    ) -> Certificate:
+        """Holders: ask the operator to change the scope, validity or the division of
+        shares among the present holders."""
+        payload = change_payload(reason, scope, valid_until, rights)
+        return self.certificate_record(number, "certificate.change_requested", payload)
+
+    def offer_transfer(self, number: str, *, right: str, share_bps: int, to: str) -> Certificate:
+        """A holder of ``right``: offer ``share_bps`` of it to participant ``to``."""
+        payload = {"right": right, "share_bps": share_bps, "to": to}
+        return self.certificate_record(number, "certificate.transfer_offered", payload)
+
+    def accept_transfer(self, number: str) -> Certificate:
+        """The receiver of the offered transfer accepts it (the operator reviews next)."""
+        return self.certificate_record(number, "certificate.transfer_accepted", {})
+
+    def request_renewal(self, number: str, valid_until: int) -> Certificate:
+        """Holders: ask for validity until ``valid_until`` (ms)."""
+        payload = {"valid_until": valid_until}
+        return self.certificate_record(number, "certificate.renewal_requested", payload)
+
+    def request_cancellation(self, number: str, reason: str) -> Certificate:
+        """Holders: ask for the certificate's cancellation (注销)."""
+        payload = {"reason": reason}
+        return self.certificate_record(number, "certificate.cancellation_requested", payload)
+
+    def review_certificate(
+        self, number: str, decision: str, reason: str, *, valid_until: int | None = None
+    ) -> Certificate:
+        """Operators: approve or reject the request under review (``valid_until``
+        grants a renewal)."""
+        state = self.certificate(number).state
+        record_type = review_type(state, decision)
+        payload = review_payload(number, record_type, decision, reason, valid_until)
+        return self.certificate_record(number, record_type, payload)
+
+    def cancel_certificate(self, number: str, reason: str) -> Certificate:
+        """Operators: cancel (注销) the certificate outright."""
+        payload = {"decision": "approve", "reason": reason}
+        return self.certificate_record(number, "certificate.cancelled", payload)
 
     # ------------------------------------------------------------------ auditing
 

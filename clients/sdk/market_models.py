@@ -264,6 +264,8 @@ class Listing:
     cost_basis: dict[str, Any] | None = None
     """The current version's declared costs (reference price's cost method)."""
     policy: Policy = DEFAULT_POLICY
+    certificate: str | None = None
+    """Number of the current version's registration certificate (null before publication)."""
     log: Appended | None = None
     added_version: ListingVersion | None = None
 
@@ -346,6 +348,7 @@ class Listing:
             computation=_offer(o),
             cost_basis=o.mapping("cost_basis") if o.has("cost_basis") else None,
             policy=_policy(o),
+            certificate=o.opt_text("certificate"),
             log=log,
             added_version=added_version,
         )

@@ -109,6 +109,7 @@ def _ctx(signing: _Signing, session: SessionDep, principal: Principal) -> servic
         log_key=signing.log_key,
         skew_s=authenticator.skew_s,
         sample_max_bytes=signing.settings.listing_sample_max_bytes,
+        certificate_validity_s=signing.settings.certificate_validity_s,
     )
 
 
@@ -212,7 +213,11 @@ def start_review(
     summary="Publish after review (operators)",
     responses={
         **ok(200, "publish_listing"),
-        **_errors(e409="invalid_state", e422="declarations_incomplete"),
+        **_errors(
+            e409="invalid_state, certificate_number_taken (publications kept racing for "
+            "the number)",
+            e422="declarations_incomplete",
+        ),
     },
     openapi_extra=json_body("publish_listing"),
 )
@@ -270,7 +275,11 @@ def delist_listing(
     summary="Declare a new content version of a published listing (its owner)",
     responses={
         **ok(201, "add_version"),
-        **_errors(e403="not_owner", e409="invalid_state, version_conflict"),
+        **_errors(
+            e403="not_owner",
+            e409="invalid_state, version_conflict, certificate_cancelled (the listing's "
+            "registration was cancelled), certificate_number_taken",
+        ),
     },
     openapi_extra=json_body("add_version"),
 )

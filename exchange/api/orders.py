@@ -69,7 +69,7 @@ IdempotencyHeader = Annotated[
                 404: "listing_not_found",
                 409: "quote_used, sold_out, quote_expired, listing_not_published, "
                 "provider_suspended, order_exists, not_renewable, duplicate_record, "
-                "concurrent_update",
+                "concurrent_update, certificate_cancelled, certificate_expired",
                 422: "invalid_request, wrong_record_type, stale_record, invalid_payload, "
                 "invalid_quote, invalid_quote_signature, quote_mismatch, invalid_terms, "
                 "policy_violation (the body's clause names the policy clause broken), "

@@ -49,7 +49,8 @@ Buyer = Annotated[Principal, Depends(require_role(Role.BUYER, Role.ASSESSOR))]
                 403: "assessment_forbidden (a zero-price assessment is an approved "
                 "assessor's only order)",
                 404: "listing_not_found",
-                409: "listing_not_published, provider_suspended, sold_out",
+                409: "listing_not_published, provider_suspended, sold_out, certificate_cancelled, "
+                "certificate_expired",
                 422: "invalid_request, invalid_terms",
                 429: "rate_limited: more than quote_rate_per_s quotes a second from this key "
                 "(after quote_burst at once); retry after Retry-After seconds",

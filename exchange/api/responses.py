@@ -202,6 +202,23 @@ _MESSAGES = {
     "delivery_mismatch": "payload.ciphertext_sm3 is "
     "9d3e1c7b5a2f8e4d6c0b9a8f7e6d5c4b3a2f1e0d9c8b7a6f5e4d3c2b1a0f9e8d; the uploaded "
     "deliverable's is 4c1f9b0e7d2a8c3f6e5b1a0d9c8e7f6a5b4c3d2e1f0a9b8c7d6e5f4a3b2c1d0e",
+    # certificates
+    "certificate_not_found": "no certificate SC-2026-000042",
+    "invalid_certificate_state": "certificate SC-2026-000001 is cancelled; "
+    "certificate.renewal_requested needs it active",
+    "certificate_number_taken": "certificate number SC-2026-000007 was taken; the next is "
+    "SC-2026-000008",
+    "certificate_cancelled": "certificate SC-2026-000001 of listing {listing_id} v1 is "
+    "cancelled (注销)",
+    "certificate_expired": "certificate SC-2026-000001 of listing {listing_id} v1 expired at "
+    "1796600761385; its holders must renew it",
+    "not_holder": "{buyer} holds no right of certificate SC-2026-000001",
+    "not_right_holder": "{co_provider} holds no operation right of certificate SC-2026-000001",
+    "not_receiver": "the transfer under review is not offered to {broker}",
+    "operator_only": "certificate.changed is an operator's review",
+    "invalid_transfer": "a transfer goes to another participant",
+    "invalid_validity": "a renewal extends validity beyond 1891208761385, not to 1891208761385",
+    "unknown_participant": "{broker} is not a registered provider or buyer in good standing",
     # events and webhooks
     "invalid_webhook_url": "url must be an http or https URL",
     "too_many_webhooks": "you have 20 webhooks, the most one participant may register; "

@@ -261,6 +261,11 @@ class ListingPublic(BaseModel):
     created_at: int
     updated_at: int
     published_at: int | None
+    certificate: str | None = Field(
+        default=None,
+        description="Number of the registration certificate of the current version "
+        "(GET /certificates/{number}); null before publication.",
+    )
 
 
 class ListingChanged(BaseModel):

@@ -14,6 +14,10 @@ listing.delisted   the owner or an operator   published           delisted
 version_added      the owner                  published           published
 =================  =========================  ==================  ==============
 
+``listing.published`` and ``listing.version_added`` come with the exchange's
+``certificate.issued`` record for the version, stored in the same transaction
+(:mod:`exchange.certificates.service`; docs/certificates.md).
+
 Visibility: published and delisted listings are public; others only to their
 providers and operators (404 ``listing_not_found`` to anyone else, so drafts
 do not leak). Submission and publication both need complete declarations
@@ -28,6 +32,7 @@ custody); 413 ``sample_too_large``.
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -35,6 +40,7 @@ from pydantic import BaseModel
 from sqlalchemy import or_, select
 from sqlmodel import Session, col
 
+from exchange.certificates import service as certificates
 from exchange.errors import ConflictError, ExchangeError, ForbiddenError, NotFoundError
 from exchange.listings.models import Listing, ListingProvider, ListingState, ListingVersion
 from exchange.listings.quality import quality_summary
@@ -57,7 +63,7 @@ from exchange.records import (
     InvalidPayloadError,
     SignedAction,
     check_action,
-    commit_with_record,
+    commit_with_records,
     payload_of,
 )
 from ledger.computation.offer import ComputationOffer, OfferFormatError
@@ -142,6 +148,7 @@ class ListingContext:
     log_key: SM2PrivateKey
     skew_s: int
     sample_max_bytes: int
+    certificate_validity_s: int = certificates.DEFAULT_VALIDITY_S
 
 
 # --------------------------------------------------------------------------- reading
@@ -205,6 +212,7 @@ def listing_public(session: Session, row: Listing) -> ListingPublic:
         created_at=row.created_at,
         updated_at=row.updated_at,
         published_at=row.published_at,
+        certificate=certificates.current_number(session, row.id, row.version),
     )
 
 
@@ -587,10 +595,15 @@ def _transition(
     check: Callable[[Listing], None],
     change: Callable[[Listing, SignedAction, BaseModel], None],
     model: type[BaseModel] = TargetPayload,
+    certify: bool = False,
 ) -> tuple[ListingPublic, Accepted]:
     row = _load(ctx.session, listing_id, ctx.principal)
     action, payload = _action(ctx, body, record_type, model)
     _check_target(getattr(payload, "listing_id", ""), listing_id)
+    issued = None
+    if certify:  # refused before the exchange signs a certificate for it
+        check(row)
+        issued = _issuance(ctx, row, row.version, row.content_digest, _row_root(ctx, row))
 
     def stage() -> Listing:
         check(row)
@@ -598,7 +611,7 @@ def _transition(
         row.updated_at = action.signed.record.timestamp
         return row
 
-    return _commit(ctx, action, stage)
+    return _commit(ctx, action, stage, issued)
 
 
 def submit(
@@ -640,7 +653,9 @@ def publish(
         row.state = ListingState.PUBLISHED
         row.published_at = action.signed.record.timestamp
 
-    return _transition(ctx, listing_id, body, "listing.published", check, change)
+    return certificates.numbered(
+        lambda: _transition(ctx, listing_id, body, "listing.published", check, change, certify=True)
+    )
 
 
 def reject(
@@ -677,7 +692,14 @@ def add_version(
     ctx: ListingContext, listing_id: str, body: ActionRequest
 ) -> tuple[ListingPublic, ListingVersionPublic, Accepted]:
     """``listing.version_added``: a new digest under the next version number; the
-    earlier versions stay (orders reference the version they bought)."""
+    earlier versions stay (orders reference the version they bought). The new
+    version gets its own certificate, issued with it."""
+    return certificates.numbered(lambda: _add_version(ctx, listing_id, body))
+
+
+def _add_version(
+    ctx: ListingContext, listing_id: str, body: ActionRequest
+) -> tuple[ListingPublic, ListingVersionPublic, Accepted]:
     row = _load(ctx.session, listing_id, ctx.principal)
     action, payload = _action(ctx, body, "listing.version_added", VersionPayload)
     _check_target(payload.listing_id, listing_id)
@@ -689,6 +711,8 @@ def add_version(
     given = _policy(payload.policy)
     timestamp = action.signed.record.timestamp
     session = ctx.session
+    _require_state(row, ListingState.PUBLISHED)
+    issued = _issuance(ctx, row, payload.version, payload.content_digest, payload.row_root)
 
     def stage() -> Listing:
         _require_state(row, ListingState.PUBLISHED)
@@ -722,7 +746,7 @@ def add_version(
         row.updated_at = timestamp
         return row
 
-    listing, accepted = _commit(ctx, action, stage)
+    listing, accepted = _commit(ctx, action, stage, issued)
     stored = ctx.session.get(ListingVersion, (listing_id, payload.version))
     version = ListingVersionPublic(
         version=payload.version,
@@ -739,14 +763,51 @@ def add_version(
     return listing, version, accepted
 
 
+def _row_root(ctx: ListingContext, row: Listing) -> str | None:
+    current = ctx.session.get(ListingVersion, (row.id, row.version))
+    return None if current is None else current.row_root
+
+
+def _issuance(
+    ctx: ListingContext, row: Listing, version: int, content_digest: str, row_root: str | None
+) -> certificates.Issuance:
+    """The certificate the exchange issues with the publication of ``version``."""
+    return certificates.issuance(
+        ctx.session,
+        ctx.log_key,
+        listing_id=row.id,
+        version=version,
+        title=row.title,
+        content_digest=content_digest,
+        row_root=row_root,
+        providers=[(p.provider_key_id, p.share_bps) for p in _providers(ctx.session, row.id)],
+        scope={
+            "category": row.category,
+            "purposes": list(row.permitted_purposes),
+            "text": row.usage_terms,
+        },
+        validity_s=ctx.certificate_validity_s,
+    )
+
+
 def _commit(
-    ctx: ListingContext, action: SignedAction, stage: Callable[[], Listing]
+    ctx: ListingContext,
+    action: SignedAction,
+    stage: Callable[[], Listing],
+    issued: certificates.Issuance | None = None,
 ) -> tuple[ListingPublic, Accepted]:
+    """Store ``action`` with what ``stage`` stages (and the certificate ``issued``
+    with it, its record next in the same batch item)."""
+
     def staged() -> Listing:
         row = stage()
+        if issued is not None:
+            issued.stage(ctx.session)
         search_index.sync(ctx.session, row)  # the search index commits with the change
         return row
 
-    row, accepted = commit_with_record(ctx.session, action, ctx.log_key, staged)
+    actions = [action] if issued is None else [action, issued.action]
+    with issued.number_guard(ctx.session) if issued is not None else nullcontext():
+        row, [accepted, *_] = commit_with_records(ctx.session, actions, ctx.log_key, staged)
     ctx.session.refresh(row)
     return listing_public(ctx.session, row), accepted

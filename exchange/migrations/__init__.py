@@ -56,6 +56,7 @@ MODEL_MODULES = (
     "exchange.accounts.models",
     "exchange.orders.models",
     "exchange.computations.models",
+    "exchange.certificates.models",
     "exchange.idempotency",
     "exchange.events.models",
     "exchange.webhooks.models",

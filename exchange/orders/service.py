@@ -9,7 +9,9 @@ ONE transaction with the log record (``commit_with_record`` +
 1. marks the quote used: conditional insert into ``used_quote``
    (409 ``quote_used`` if it is there);
 2. re-reads the listing: still published at that version (409 ``listing_not_published``)
-   and none of its providers suspended (409 ``provider_suspended``);
+   and none of its providers suspended (409 ``provider_suspended``), its
+   registration certificate neither cancelled nor expired (409
+   ``certificate_cancelled`` / ``certificate_expired``, docs/certificates.md);
 3. for a limited offer, creates its seat counter if missing (``INSERT … ON
    CONFLICT DO NOTHING``), then ``UPDATE offer_seats SET sold = sold + 1 WHERE …
    AND sold < limit``; no row updated → 409 ``sold_out``;
@@ -60,6 +62,7 @@ from exchange.accounts.service import (
     open_account,
     receipt_for,
 )
+from exchange.certificates.service import check_orderable
 from exchange.errors import ConflictError, ExchangeError, NotFoundError
 from exchange.idempotency import IdempotencyKey, Idempotent
 from exchange.listings.models import Listing, ListingProvider, ListingState
@@ -249,6 +252,7 @@ def issue(
     )
     listing = _published(session, listing_id, principal)
     _check_providers_active(session.connection(), listing.id)
+    check_orderable(session.connection(), listing.id, listing.version, now_ms())
     pricing = parse_pricing(listing.pricing)
     licence = listing.licence or "standard"
     if terms_in.licence is not None and terms_in.licence != licence:
@@ -472,6 +476,7 @@ def place(
     _check_providers_active(session.connection(), listing.id)
     pricing = parse_pricing(listing.pricing)
     now = now_ms()
+    check_orderable(session.connection(), listing.id, listing.version, now)
     assessment = _assessment_order(session, buyer, quote.terms)
     allowance = None if assessment else _allowance(listing, quote.terms)
     if assessment:
@@ -577,6 +582,7 @@ def place(
             raise ListingNotPublishedError(f"listing {listing_id} changed; request a new quote")
         _check_providers_active(connection, listing_id)
         policies.recheck_cross_border(connection, listing, buyer, agreement, now)
+        check_orderable(connection, listing_id, version, now)
         if limit is not None:
             _take_seat(connection, listing_id, version, limit)
         if renews is not None:

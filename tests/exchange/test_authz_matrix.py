@@ -1,7 +1,8 @@
 """The authorisation matrix: every participants/listings/accounts/quotes/orders/
-content/delivery/quality/events/webhooks/operator-queue endpoint × every role (anonymous,
-the owner, another provider, a buyer, an auditor, an approved assessor, an operator, a
-suspended participant) on someone's resource, with the exact status and code.
+content/delivery/quality/events/webhooks/operator-queue/certificates endpoint × every
+role (anonymous, the owner, another provider, a buyer, an auditor, an approved assessor,
+an operator, a suspended participant) on someone's resource, with the exact status and
+code.
 
 Each cell gets a fresh resource in the state the endpoint needs; the record in
 the body is signed by the same key that signs the request, so what is tested is
@@ -449,6 +450,43 @@ def _countersign_quality(w: World) -> Request:
     payload = {"listing_id": listing_id, "version": 1, "report_sm3": digest}
     path = f"/listings/{listing_id}/quality-reports/{digest}/countersignatures"
     return "POST", path, "quality.countersigned", lambda _k: payload
+
+
+def _certificate(w: World, *, pending: str | None = None) -> str:
+    """The certificate of a fresh published listing of the owner's, with a change
+    request (``pending="change"``) or a transfer to the buyer (``"transfer"``) under
+    review."""
+    listing_id = w.listing("published")
+    number: str = w.ex.http().get(f"/listings/{listing_id}").json()["certificate"]
+    requests = {
+        "change": ("certificate.change_requested", {"valid_until": 2**52, "reason": "m"}),
+        "transfer": (
+            "certificate.transfer_offered",
+            {"right": "operation", "share_bps": 100, "to": w.keys["buyer"].key_id()},
+        ),
+    }
+    if pending is not None:
+        record_type, payload = requests[pending]
+        response = w.ex.act(
+            w.owner,
+            "POST",
+            f"/certificates/{number}/records",
+            record_type,
+            {"number": number, **payload},
+        )
+        assert response.status_code == 200, response.text
+    return number
+
+
+def _certificate_action(
+    record_type: str, pending: str | None, **extra: Any
+) -> Callable[[World], Request]:
+    def build(w: World) -> Request:
+        number = _certificate(w, pending=pending)
+        payload = {"number": number, **extra}
+        return "POST", f"/certificates/{number}/records", record_type, lambda _k: payload
+
+    return build
 
 
 OK = (200, None)
@@ -936,12 +974,56 @@ MATRIX: dict[str, tuple[Callable[[World], Request], dict[str, tuple[int, str | N
         OWNER_OR_OPERATOR,
     ),
     "delete someone's webhook": (_delete_webhook, OWNER_OR_OPERATOR),
+    "read a certificate": (
+        _get(lambda w: f"/certificates/{_certificate(w)}"),
+        {**ANY_PARTICIPANT, "anonymous": OK},
+    ),
+    "list a listing's certificates": (
+        _get(lambda w: f"/certificates?listing={w.listing('published')}"),
+        {**ANY_PARTICIPANT, "anonymous": OK},
+    ),
+    "request a certificate change": (
+        _certificate_action("certificate.renewal_requested", None, valid_until=2**52),
+        _row(
+            anonymous=UNAUTH,
+            owner=OK,
+            other_provider=(403, "not_holder"),
+            buyer=(403, "not_holder"),
+            auditor=ROLE,
+            assessor=ROLE,
+            operator=(403, "not_holder"),
+            suspended=SUSPENDED,
+        ),
+    ),
+    "accept a certificate transfer": (
+        _certificate_action("certificate.transfer_accepted", "transfer"),
+        _row(
+            anonymous=UNAUTH,
+            owner=(403, "not_receiver"),
+            other_provider=(403, "not_receiver"),
+            buyer=OK,
+            auditor=ROLE,
+            assessor=ROLE,
+            operator=(403, "not_receiver"),
+            suspended=SUSPENDED,
+        ),
+    ),
+    "review a certificate change": (
+        _certificate_action("certificate.changed", "change", decision="approve", reason="m"),
+        {
+            **OPERATORS_ONLY,
+            "owner": (403, "operator_only"),
+            "other_provider": (403, "operator_only"),
+            "buyer": (403, "operator_only"),
+        },
+    ),
 }
 
 EXCHANGE_LOGGED = {"request delivery"}
 """Endpoints whose success the exchange itself logs (a record signed by its log key)."""
-RECORDS_LOGGED = {"accept an order": 2}
-"""Records a success logs when not one (acceptance: the buyer's and settlement.paid)."""
+RECORDS_LOGGED = {"accept an order": 2, "publish": 2, "add version": 2}
+"""Records a success logs when not one (acceptance: the buyer's and settlement.paid;
+a publication or a new version: its record and the exchange's certificate.issued)."""
 
 CELLS = [(endpoint, role) for endpoint in MATRIX for role in ROLES]
 

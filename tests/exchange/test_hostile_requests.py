@@ -408,6 +408,7 @@ def _on_order(**extra: Any) -> Callable[[World, str], dict[str, Any]]:
 
 COMPUTATION_ID = str(uuid.uuid4())
 REPORT_SM3 = "ab" * 32
+CERTIFICATE = "SC-2026-000001"
 
 SIGNED_ROUTES: dict[tuple[str, str], SignedRoute] = {
     ("POST", "/participants"): SignedRoute(
@@ -509,6 +510,11 @@ SIGNED_ROUTES: dict[tuple[str, str], SignedRoute] = {
     ("POST", "/listings/{listing_id}/quality-reports/{report_sm3}/countersignatures"): (
         SignedRoute(_assessor, "quality.countersigned", _target(version=1, report_sm3=REPORT_SM3))
     ),
+    ("POST", "/certificates/{number}/records"): SignedRoute(
+        _provider,
+        "certificate.renewal_requested",
+        lambda w, _r: {"number": CERTIFICATE, "valid_until": 2**52},
+    ),
 }
 
 
@@ -562,6 +568,7 @@ def test_hostile_values_in_a_signed_record_are_invalid_record(
             order_id=world.order,
             computation_id=COMPUTATION_ID,
             report_sm3=REPORT_SM3,
+            number=CERTIFICATE,
         )
         record = sign_record(actor, route.record_type, route.payload(world, path)).to_dict()
         text = '{"record": ' + _hostile_record_text(record, place, HOSTILE_VALUES[value]) + "}"
@@ -695,6 +702,7 @@ def _url_walk(
         "version": "1",
         "index": "0",
         "tree_size": "1",
+        "number": CERTIFICATE,
     }
     everyone: list[SM2PrivateKey | None] = [w.buyer, w.provider, w.ex.operator]
     for template, item in w.ex.app.openapi()["paths"].items():

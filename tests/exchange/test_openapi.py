@@ -22,6 +22,7 @@ from exchange.accounts.schemas import DepositPayload
 from exchange.api.examples import data, request_example, response_example
 from exchange.api.responses import error_codes
 from exchange.app import create_app
+from exchange.certificates.schemas import RenewalRequestedPayload
 from exchange.errors import ExchangeError
 from exchange.listings.schemas import DraftPayload, ReasonPayload, TargetPayload, VersionPayload
 from exchange.orders.schemas import (
@@ -72,6 +73,7 @@ SIGNED_ACTIONS: dict[str, tuple[str, type[BaseModel]]] = {
     "dispute_order": ("order.disputed", DisputePayload),
     "resolve_dispute": ("dispute.resolved", ResolvePayload),
     "revoke_access": ("access.revoked", RevokePayload),
+    "certificate_record": ("certificate.renewal_requested", RenewalRequestedPayload),
 }
 
 

@@ -3,8 +3,9 @@ in the log (409) changes no balance, no row and not the log, for every action
 type a client signs (SQLite; also PostgreSQL when ``TEST_POSTGRES_URL`` is set).
 
 The exchange-originated records (``delivery.issued``, ``settlement.paid``,
-``order.auto_accepted``) are signed afresh each time and cannot be re-sent; they
-are stored by the same :func:`exchange.records.commit_with_records`."""
+``order.auto_accepted``, ``certificate.issued``) are signed afresh each time and
+cannot be re-sent; they are stored by the same
+:func:`exchange.records.commit_with_records`."""
 
 from __future__ import annotations
 
@@ -239,6 +240,28 @@ def _story(ex: Exchange) -> Recorder:
     path = f"/listings/{graded}/quality-reports/{report.digest()}/countersignatures"
     rec.send(assessor, "POST", path, assessor, "quality.countersigned", countersigned, 201)
 
+    # the current version's certificate through every lifecycle record
+    [_, current] = ex.http().get("/certificates", params={"listing": sold}).json()["items"]
+    number = current["number"]
+
+    def certificate(key: SM2PrivateKey, record_type: str, **kw: Any) -> None:
+        path = f"/certificates/{number}/records"
+        rec.send(key, "POST", path, key, record_type, {"number": number, **kw})
+
+    scope = {"category": "transport", "purposes": ["research"], "text": "research only"}
+    certificate(owner, "certificate.change_requested", scope=scope, reason="narrower")
+    certificate(op, "certificate.changed", decision="approve", reason="ok")
+    transfer = {"right": "operation", "to": buyer.key_id()}
+    certificate(owner, "certificate.transfer_offered", share_bps=1_000, **transfer)
+    certificate(buyer, "certificate.transfer_accepted")
+    certificate(op, "certificate.transfer_approved", reason="ok")
+    certificate(owner, "certificate.transfer_offered", share_bps=500, **transfer)
+    certificate(op, "certificate.transfer_rejected", reason="no agreement")
+    until = current["valid_until"] + 1
+    certificate(owner, "certificate.renewal_requested", valid_until=until)
+    certificate(op, "certificate.renewed", decision="approve", valid_until=until, reason="ok")
+    certificate(owner, "certificate.cancellation_requested", reason="retired")
+    certificate(op, "certificate.cancelled", decision="approve", reason="注销")
     return rec
 
 
@@ -263,6 +286,16 @@ CLIENT_SIGNED = [
     "access.revoked",
     "quality.reported",
     "quality.countersigned",
+    "certificate.change_requested",
+    "certificate.changed",
+    "certificate.transfer_offered",
+    "certificate.transfer_accepted",
+    "certificate.transfer_approved",
+    "certificate.transfer_rejected",
+    "certificate.renewal_requested",
+    "certificate.renewed",
+    "certificate.cancellation_requested",
+    "certificate.cancelled",
 ]
 
 

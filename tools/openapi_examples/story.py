@@ -193,6 +193,7 @@ class Story:
         self.quality()
         self.receipt()
         self.other_branches()
+        self.certificates()
         self.reads()
         self.log_statements()
         self.revoke_and_delist()
@@ -542,6 +543,32 @@ class Story:
                 "账户涉嫌转售所购数据，暂停交易待调查。Suspected resale of purchased data; "
                 "suspended pending investigation.",
             )
+
+    def certificates(self) -> None:
+        """The current version's certificate: the provider moves 10 % of its operation
+        right to the co-provider (offered, accepted, approved) and has it renewed."""
+        provider, operator = self.client("provider"), self.client("operator")
+        number = provider.listing(self.listing_id).certificate
+        assert number is not None
+        provider.offer_transfer(
+            number, right="operation", share_bps=1_000, to=self.key_id("co-provider")
+        )
+        self.client("co-provider").accept_transfer(number)
+        checked = "双方签署的转让协议已核验。Agreement checked."
+        operator.review_certificate(number, "approve", checked)
+        path = f"/certificates/{number}/records"
+        current = provider.certificate(number)
+        with self.rec.step("certificate_record", "POST", path):
+            provider.request_renewal(number, current.valid_until + 3 * 365 * 86_400_000)
+        operator.review_certificate(
+            number,
+            "approve",
+            "续展申请符合要求。Renewal granted.",
+            valid_until=current.valid_until + 3 * 365 * 86_400_000,
+        )
+        self.get("get_certificate", f"/certificates/{number}")
+        self.get("list_certificates", "/certificates", listing=self.listing_id)
+        self.ids["certificate"] = number
 
     def reads(self) -> None:
         lid = self.listing_id
