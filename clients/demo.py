@@ -231,6 +231,7 @@ STEPS: Final = (
     "register",
     "dataset",
     "listing",
+    "certificate",
     "agent",
     "deposit",
     "order",
@@ -762,6 +763,7 @@ class Demo:
         self.log_checks = 0
         self.tree_size = 0
         self.quality_grade = ""
+        self.certificate_number = ""
         self.reference_price: dict[str, Any] = {}
 
     # ------------------------------------------------------------------ plumbing
@@ -1031,6 +1033,36 @@ class Demo:
         return (
             f"listing {self.listing_id} published in provider custody ({shares}); "
             f"computations only: {self.computation_listing_id}"
+        )
+
+    def step_certificate(self) -> str:
+        """The exchange registered the published listing: its certificate names the
+        content, the row root and the holders of the three rights (持有权, 加工使用权, 经营权)"""
+        buyer = self.client("buyer_1")
+        number = buyer.listing(self.listing_id).certificate
+        if number is None:
+            raise DemoFailure("certificate", "the published listing carries no certificate")
+        certificate = buyer.certificate(number)
+        expected = {self.key_id("provider_a"): SHARE_A_BP, self.key_id("provider_b"): SHARE_B_BP}
+        for right, holders in certificate.rights.items():
+            if {h.participant: h.share_bps for h in holders} != expected:
+                raise DemoFailure("certificate", f"the {right} right is held by {holders}")
+        if (certificate.content_digest, certificate.row_root) != (
+            self.content_digest,
+            self.row_root,
+        ):
+            raise DemoFailure("certificate", "the certificate names other content")
+        issued = [r for r in certificate.history if r.type == "certificate.issued"]
+        if len(issued) != 1:
+            raise DemoFailure("certificate", f"{len(issued)} certificate.issued records")
+        self.records.append(
+            StoryRecord("certificate", "certificate.issued", "exchange", issued[0].index)
+        )
+        self.certificate_number = number
+        until = dt.datetime.fromtimestamp(certificate.valid_until / 1000, dt.UTC).date()
+        return (
+            f"{number} for version {certificate.version}: all three rights A 70 % / B 30 %, "
+            f"valid until {until.isoformat()}, {certificate.state}"
         )
 
     def _publish_computation_listing(self, fields: Mapping[str, Any]) -> str:

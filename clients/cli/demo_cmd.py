@@ -67,7 +67,7 @@ class _RichReporter:
     def finished(self, step: str, seconds: float, detail: str) -> None:
         self._drop_task()
         self.console.print(
-            f"[green]✓[/] [bold]{step:<9}[/] {seconds:7.2f} s  {escape(detail)}",
+            f"[green]✓[/] [bold]{step:<11}[/] {seconds:7.2f} s  {escape(detail)}",
             highlight=False,
             soft_wrap=True,
         )
