@@ -7,7 +7,7 @@ movements a withdrawal causes (``withdraw_hold``, ``withdraw_paid``,
 already holds them: no change there.
 
 Revision ID: 0008
-Revises: 0007
+Revises: 0009
 Create Date: 2026-12-07 02:00:00
 """
 
@@ -20,7 +20,7 @@ import sqlmodel.sql.sqltypes
 from alembic import op
 
 revision: str = "0008"
-down_revision: str | None = "0007"
+down_revision: str | None = "0009"  # (after main's last, so there is one head)
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
