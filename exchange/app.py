@@ -49,6 +49,7 @@ from exchange.api import (
     receipts,
     reference_prices,
     webhooks,
+    withdrawals,
     workflows,
 )
 from exchange.api.deps import StreamCount
@@ -108,6 +109,12 @@ OPENAPI_TAGS = [
         "(deposit.credited records) and the append-only movement ledger.",
     },
     {
+        "name": "withdrawals",
+        "description": "Payouts: a participant's withdrawal.requested holds available funds; "
+        "an operator records it paid (withdrawal.paid, with the bank transfer's reference) "
+        "or rejected (withdrawal.rejected, the amount released). Idempotency-Key on each POST.",
+    },
+    {
         "name": "orders",
         "description": "Exchange-signed quotes; orders (order.placed, buyer-signed) that move "
         "the price into escrow atomically with their log record; limited offers never "
@@ -157,6 +164,7 @@ ROUTERS = (
     reference_prices.router,
     certificates.router,
     accounts.router,
+    withdrawals.router,
     quotes.router,
     orders.router,
     workflows.router,

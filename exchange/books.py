@@ -11,7 +11,10 @@ derives, for each record, the movements it must have caused (docs/money.md):
 * ``dispute.resolved`` with ``refund``: the order's remaining escrow back to the buyer;
 * ``delivery.overdue``: its ``refund`` (the whole escrow) back to the buyer;
 * ``access.revoked``: the refund of :func:`exchange.orders.settle.revocation_refund`
-  (from the escrow, or clawed back from the payees of a settled order).
+  (from the escrow, or clawed back from the payees of a settled order);
+* ``withdrawal.requested``: the participant's available → held, the amount;
+  ``withdrawal.paid``: that held amount leaves; ``withdrawal.rejected``: it
+  returns to available (each withdrawal decided once, after its request).
 
 Every amount comes from the records, except a revocation's: its refund follows
 from the subscription's paid period and the moment of revocation, which the
@@ -22,8 +25,15 @@ replay's own (``delivered_at`` stands in for ``delivery.issued``).
 It then compares that with what is stored and returns the discrepancies:
 movements that differ from their record's (or name no record of the log),
 account balances (available, held; providers and the platform account alike)
-and orders' escrow that differ from the replay's sums. An empty list means the
-books balance. Read-only; one pass over the money records.
+orders' escrow and withdrawals (participant, amount, state) that differ from
+the replay's. Last, the reconciliation of the whole: money enters only by
+deposits and leaves only by paid withdrawals, so
+
+    Σ deposits − Σ paid withdrawals = Σ available + Σ held
+
+over every account (the platform's too), with the left side from the log's
+records and the right side from the stored balances (:class:`Reconciliation`).
+An empty list means the books balance. Read-only; one pass over the money records.
 """
 
 from __future__ import annotations
@@ -31,7 +41,7 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
@@ -43,14 +53,18 @@ from exchange.accounts.service import MOVEMENT_SIGNS
 from exchange.errors import ExchangeError
 from exchange.log.models import LogEntry
 from exchange.orders.models import Order
+from exchange.payouts.models import Withdrawal, WithdrawalState
 from exchange.settlement import apportion, refund_unused
 from ledger.protocol.accounts import PLATFORM_ACCOUNT
 
 __all__ = [
     "BooksDoNotBalanceError",
+    "BooksReport",
     "Discrepancy",
     "DiscrepancyKind",
+    "Reconciliation",
     "assert_books_balance",
+    "audit_books",
     "check_books",
 ]
 
@@ -64,6 +78,9 @@ MONEY_RECORDS = (
     "dispute.resolved",
     "access.revoked",
     "delivery.overdue",
+    "withdrawal.requested",
+    "withdrawal.paid",
+    "withdrawal.rejected",
 )
 """The record types that move money or change what a later one moves."""
 
@@ -81,6 +98,12 @@ class DiscrepancyKind(StrEnum):
     """A movement names a leaf hash that is not in the log."""
     UNREADABLE_RECORD = "unreadable_record"
     """A money record the replay cannot apply (malformed payload, unknown order)."""
+    WITHDRAWAL = "withdrawal"
+    """A withdrawal's participant, amount or state is not what its records say
+    (account = the withdrawal id)."""
+    RECONCILIATION = "reconciliation"
+    """Deposits − paid withdrawals (the log) ≠ Σ available + Σ held (the stored
+    balances); account = ``all``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +122,37 @@ class Discrepancy:
         return f"{text} ({self.detail})" if self.detail else text
 
 
+@dataclass(frozen=True, slots=True)
+class Reconciliation:
+    """The whole exchange's money, in fen: what entered (``deposits``) and left
+    (``paid_withdrawals``) by the log's records, and what the accounts hold."""
+
+    deposits: int
+    paid_withdrawals: int
+    available: int
+    """Σ available over every stored account."""
+    held: int
+    """Σ held over every stored account (escrow and pending withdrawals)."""
+
+    @property
+    def ok(self) -> bool:
+        return self.deposits - self.paid_withdrawals == self.available + self.held
+
+    def __str__(self) -> str:
+        relation = "=" if self.ok else "≠"
+        return (
+            f"deposits {self.deposits} − paid withdrawals {self.paid_withdrawals} "
+            f"{relation} Σ available {self.available} + Σ held {self.held}"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class BooksReport:
+    discrepancies: list[Discrepancy]
+    """Every discrepancy, the reconciliation's included; empty when the books balance."""
+    reconciliation: Reconciliation
+
+
 class BooksDoNotBalanceError(AssertionError):
     """Raised by :func:`assert_books_balance`; lists every discrepancy."""
 
@@ -110,7 +164,13 @@ class BooksDoNotBalanceError(AssertionError):
 
 def check_books(engine: Engine) -> list[Discrepancy]:
     """Every discrepancy between the log's money records and the stored balances,
-    movements and escrows (see the module docstring); ``[]`` when they agree."""
+    movements, escrows and withdrawals, and the reconciliation's (see the module
+    docstring); ``[]`` when they agree."""
+    return audit_books(engine).discrepancies
+
+
+def audit_books(engine: Engine) -> BooksReport:
+    """:func:`check_books`'s discrepancies with the reconciliation's figures."""
     with engine.connect() as connection:
         orders = _order_rows(connection)
         replay = _Replay(orders)
@@ -119,11 +179,29 @@ def check_books(engine: Engine) -> list[Discrepancy]:
         movements = _movements(connection)
         logged = _logged_hashes(connection, {leaf for leaf, _, _ in movements})
         balances = _balances(connection)
+        withdrawals = _withdrawal_rows(connection)
     found = list(replay.unreadable)
     found += _compare_movements(replay.movements, movements, logged)
     found += _compare_balances(replay.movements, balances)
     found += _compare_escrow(replay, orders)
-    return found
+    found += _compare_withdrawals(replay.withdrawals, withdrawals)
+    reconciliation = Reconciliation(
+        deposits=replay.deposits,
+        paid_withdrawals=replay.paid_withdrawals,
+        available=sum(available for available, _ in balances.values()),
+        held=sum(held for _, held in balances.values()),
+    )
+    if not reconciliation.ok:
+        found.append(
+            Discrepancy(
+                DiscrepancyKind.RECONCILIATION,
+                "all",
+                reconciliation.deposits - reconciliation.paid_withdrawals,
+                reconciliation.available + reconciliation.held,
+                str(reconciliation),
+            )
+        )
+    return BooksReport(found, reconciliation)
 
 
 def assert_books_balance(engine: Engine) -> None:
@@ -219,6 +297,25 @@ def _is_hex(text: str) -> bool:
     return True
 
 
+@dataclass(frozen=True, slots=True)
+class _WithdrawalRow:
+    key_id: str
+    amount: int
+    state: str
+
+
+def _withdrawal_rows(connection: Connection) -> dict[str, _WithdrawalRow]:
+    rows = connection.execute(
+        select(
+            col(Withdrawal.id),
+            col(Withdrawal.key_id),
+            col(Withdrawal.amount),
+            col(Withdrawal.state),
+        )
+    ).all()
+    return {row[0]: _WithdrawalRow(row[1], int(row[2]), row[3]) for row in rows}
+
+
 def _balances(connection: Connection) -> dict[str, tuple[int, int]]:
     rows = connection.execute(
         select(col(Account.key_id), col(Account.available), col(Account.held))
@@ -247,6 +344,9 @@ class _Replay:
     def __init__(self, orders: Mapping[str, _OrderRow]) -> None:
         self.rows = orders
         self.orders: dict[str, _OrderState] = {}
+        self.withdrawals: dict[str, _WithdrawalRow] = {}
+        self.deposits = 0
+        self.paid_withdrawals = 0
         self.movements: dict[_MovementKey, int] = defaultdict(int)
         self.unreadable: list[Discrepancy] = []
         self._leaf = ""
@@ -281,7 +381,38 @@ class _Replay:
         return self.orders[order_id]
 
     def _deposit_credited(self, _actor: str, payload: Mapping[str, Any]) -> None:
-        self._move(str(payload["participant"]), MovementKind.DEPOSIT, _fen(payload["amount"]))
+        amount = _fen(payload["amount"])
+        self._move(str(payload["participant"]), MovementKind.DEPOSIT, amount)
+        self.deposits += amount
+
+    def _withdrawal_requested(self, actor: str, payload: Mapping[str, Any]) -> None:
+        withdrawal_id, amount = str(payload["withdrawal_id"]), _fen(payload["amount"])
+        if withdrawal_id in self.withdrawals:
+            raise _Unreadable(f"withdrawal {withdrawal_id} was requested before")
+        self.withdrawals[withdrawal_id] = _WithdrawalRow(
+            actor, amount, WithdrawalState.PENDING.value
+        )
+        self._move(actor, MovementKind.WITHDRAW_HOLD, amount)
+
+    def _decide_withdrawal(
+        self, payload: Mapping[str, Any], state: WithdrawalState, kind: MovementKind
+    ) -> int:
+        withdrawal_id = str(payload["withdrawal_id"])
+        pending = self.withdrawals.get(withdrawal_id)
+        if pending is None or pending.state != WithdrawalState.PENDING:
+            what = "was not requested before" if pending is None else f"is {pending.state}"
+            raise _Unreadable(f"withdrawal {withdrawal_id} {what}; it cannot be {state}")
+        self.withdrawals[withdrawal_id] = replace(pending, state=state.value)
+        self._move(pending.key_id, kind, pending.amount)
+        return pending.amount
+
+    def _withdrawal_paid(self, _actor: str, payload: Mapping[str, Any]) -> None:
+        self.paid_withdrawals += self._decide_withdrawal(
+            payload, WithdrawalState.PAID, MovementKind.WITHDRAW_PAID
+        )
+
+    def _withdrawal_rejected(self, _actor: str, payload: Mapping[str, Any]) -> None:
+        self._decide_withdrawal(payload, WithdrawalState.REJECTED, MovementKind.WITHDRAW_RELEASE)
 
     def _order_placed(self, actor: str, payload: Mapping[str, Any]) -> None:
         amount = _fen(payload["quote"]["amount"])
@@ -426,3 +557,27 @@ def _compare_escrow(replay: _Replay, rows: Mapping[str, _OrderRow]) -> list[Disc
         if want != have:
             found.append(Discrepancy(DiscrepancyKind.ESCROW, order_id, want, have))
     return found
+
+
+def _compare_withdrawals(
+    expected: Mapping[str, _WithdrawalRow], stored: Mapping[str, _WithdrawalRow]
+) -> list[Discrepancy]:
+    found = []
+    for withdrawal_id in sorted(set(expected) | set(stored)):
+        want, have = expected.get(withdrawal_id), stored.get(withdrawal_id)
+        if want == have:
+            continue
+        found.append(
+            Discrepancy(
+                DiscrepancyKind.WITHDRAWAL,
+                withdrawal_id,
+                0 if want is None else want.amount,
+                0 if have is None else have.amount,
+                f"the log says {_withdrawal_text(want)}, stored {_withdrawal_text(have)}",
+            )
+        )
+    return found
+
+
+def _withdrawal_text(row: _WithdrawalRow | None) -> str:
+    return "nothing" if row is None else f"{row.state} for {row.key_id}"

@@ -24,6 +24,7 @@ from agent.state import AgentState
 from clients.datasets import describe_file
 from clients.sdk import ExchangeClient, Order
 from exchange.app import create_app
+from exchange.books import assert_books_balance
 from exchange.log.testing import isolated_database
 from exchange.settings import Settings
 from ledger.sm2 import SM2PrivateKey
@@ -129,6 +130,9 @@ def running_story(live_server: Any, tmp_path: Path) -> Iterator[Story]:
             story.operator.approve_participant(provider_key.key_id())
             try:
                 yield story
+                # after the story: the books replay the log and reconcile (deposits −
+                # paid withdrawals = Σ available + Σ held)
+                assert_books_balance(app.state.engine)
             finally:
                 for process in story.agents:
                     if process.poll() is None:
@@ -188,6 +192,12 @@ def test_the_agent_delivers_a_slice_and_a_whole_file_both_verified(
     assert [line.split(",")[0] for line in lines[1:]] == [str(i) for i in range(40, 60)]
     assert (tmp_path / "all.csv").read_bytes() == story.data.read_bytes()
     assert got_file.rows is None
+    # the buyer takes its unspent deposit out: held, then paid by the operator
+    unspent = some.account().available
+    payout = some.withdraw(unspent, "中国银行 账号尾号 0042")
+    assert payout.account is not None and payout.account.available == 0
+    paid = story.operator.pay_withdrawal(payout.id, "BOC transfer 0042")
+    assert paid.state == "paid" and some.account().held == rows_order.escrow
     assert agent.poll() is None
     agent.send_signal(signal.SIGTERM)
     assert agent.wait(timeout=30) == 0

@@ -32,6 +32,7 @@ from agent.state import AgentState
 from clients.datasets import describe_file
 from clients.sdk import APIError, ExchangeClient, QueryRefusedError
 from exchange.app import create_app
+from exchange.books import assert_books_balance
 from exchange.log.testing import isolated_database
 from exchange.settings import Settings
 from ledger.computation.offer import ComputationOffer
@@ -181,6 +182,8 @@ def world(live_server: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterato
             world.operator.approve_participant(provider_key.key_id())
             try:
                 yield world
+                # after the module's stories: the books replay the log and reconcile
+                assert_books_balance(app.state.engine)
             finally:
                 for process in world.agents:
                     stop(process)

@@ -29,6 +29,7 @@ from devnet.deploy import ensure_registry
 from devnet.launcher import Devnet
 from exchange.anchoring.lock import AdvisoryWorkerLock, worker_lock
 from exchange.app import create_app
+from exchange.books import assert_books_balance
 from exchange.log.testing import LogDatabase, isolated_database
 from exchange.settings import Settings
 from ledger.checkpoint import Promise
@@ -183,13 +184,16 @@ def test_two_workers_sell_the_last_seat_once_and_every_receipt_verifies(
         with _served(settings, workers=2) as url:
             client = Client(url)
             try:
-                _race(client, operator, log_pub, db)
+                loser = _race(client, operator, log_pub, db)
+                _withdrawals_race(client, operator, loser)
                 _receipts_verify(client, db, tmp_path, devnet.rpc_url, deployment.registry_address)
+                assert_books_balance(db.engine)  # the books replay the log and reconcile
             finally:
                 client.close()
 
 
-def _race(client: Client, operator: SM2PrivateKey, log_pub: Any, db: LogDatabase) -> None:
+def _race(client: Client, operator: SM2PrivateKey, log_pub: Any, db: LogDatabase) -> SM2PrivateKey:
+    """The last seat raced for; a buyer who lost (5,000 fen still available)."""
     owner = client.register("provider", operator)
     listing_id = str(uuid.uuid4())
     draft = {
@@ -269,6 +273,11 @@ def _race(client: Client, operator: SM2PrivateKey, log_pub: Any, db: LogDatabase
             _logged(r, log_pub)
         else:
             assert r.json()["code"] == "sold_out"
+    loser = next(
+        buyer
+        for (buyer, _), r in zip(racers, results, strict=True)
+        if r is not None and r.status_code == 409
+    )
 
     with db.engine.connect() as connection:
         indexes = [row[0] for row in connection.execute(text('SELECT "index" FROM log_entry'))]
@@ -283,6 +292,47 @@ def _race(client: Client, operator: SM2PrivateKey, log_pub: Any, db: LogDatabase
         lock = worker_lock(db.engine, role)
         assert isinstance(lock, AdvisoryWorkerLock)
         assert _holders(db, lock.key) == 1, role
+    return loser
+
+
+def _withdrawals_race(client: Client, operator: SM2PrivateKey, buyer: SM2PrivateKey) -> None:
+    """Three withdrawals of 2,000 fen at once from 5,000 available, spread over both
+    workers: two are held, one is refused (402); the operator pays one, rejects one."""
+    bodies = [
+        {
+            "record": sign_record(
+                buyer,
+                "withdrawal.requested",
+                {"withdrawal_id": str(uuid.uuid4()), "amount": 2_000, "destination": "bank"},
+            ).to_dict()
+        }
+        for _ in range(3)
+    ]
+    https = [client.http(buyer) for _ in bodies]
+    results: list[httpx.Response | None] = [None] * len(bodies)
+    barrier = threading.Barrier(len(bodies))
+
+    def withdraw(i: int) -> None:
+        barrier.wait()
+        results[i] = https[i].post("/withdrawals", json=bodies[i])
+
+    threads = [threading.Thread(target=withdraw, args=(i,)) for i in range(len(bodies))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    statuses = sorted(r.status_code if r is not None else 0 for r in results)
+    assert statuses == [201, 201, 402], [r.text for r in results if r is not None]
+    held = [r.json()["withdrawal"]["id"] for r in results if r is not None and r.status_code == 201]
+    for withdrawal_id, outcome, field in zip(
+        held, ("paid", "rejected"), ("reference", "reason"), strict=True
+    ):
+        payload = {"withdrawal_id": withdrawal_id, field: "e2e"}
+        path = f"/withdrawals/{withdrawal_id}/{outcome}"
+        decided = client.act(operator, "POST", path, f"withdrawal.{outcome}", payload)
+        assert decided.status_code == 200, decided.text
+    account = client.http(buyer).get("/accounts/me").json()["account"]
+    assert (account["available"], account["held"]) == (3_000, 0)
 
 
 def _receipts_verify(

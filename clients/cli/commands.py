@@ -22,6 +22,7 @@ from clients.cli import (
     crypto_cmd,
     devnet_cmd,
     operator_cmd,
+    payouts_cmd,
     provider_cmd,
     quality_cmd,
     receipt_cmd,
@@ -54,4 +55,8 @@ def register(
     workflow_cmd.register(provider_cmd.provider_app, operator_cmd.operator_app)
     quality_cmd.register_group(app)
     certificate_cmd.register_group(app)
+    payouts_cmd.register(
+        withdrawing=(provider_cmd.provider_app, buyer_cmd.buyer_app),
+        operators=operator_cmd.operator_app,
+    )
     register_demo(app, start_local)

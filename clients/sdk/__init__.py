@@ -87,6 +87,7 @@ from clients.sdk.models import (
     InclusionProof,
     LogKey,
 )
+from clients.sdk.payout_models import Withdrawal, WithdrawalPage
 from clients.sdk.quality_models import (
     Assessment,
     ListingQuality,
@@ -176,6 +177,8 @@ __all__ = [
     "Webhook",
     "WebhookAttempt",
     "WebhookVerificationError",
+    "Withdrawal",
+    "WithdrawalPage",
     "decrypt_delivery",
     "decrypt_file",
     "key_from_files",

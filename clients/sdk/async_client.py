@@ -24,6 +24,7 @@ from clients.sdk._computations import (
     requested_sql,
 )
 from clients.sdk._marketplace import LOG_WAIT, NOT_INTEGRATED
+from clients.sdk._payouts import PayoutCalls
 from clients.sdk._quality import (
     ASSESSMENT_TERMS,
     NotReportedError,
@@ -70,6 +71,7 @@ from clients.sdk.models import (
     InclusionProof,
     LogKey,
 )
+from clients.sdk.payout_models import Withdrawal, WithdrawalPage
 from clients.sdk.policies import DEFAULT_PURPOSE, DEFAULT_REGION, check, declare
 from clients.sdk.quality_models import (
     Assessment,
@@ -97,7 +99,7 @@ __all__ = ["AsyncExchangeClient"]
 T = TypeVar("T")
 
 
-class AsyncExchangeClient(CertificateCalls, WorkflowCalls, QualityCalls):
+class AsyncExchangeClient(PayoutCalls, CertificateCalls, WorkflowCalls, QualityCalls):
     """The async twin of :class:`clients.sdk.ExchangeClient` (same arguments, except
     ``transport`` is an ``httpx.AsyncBaseTransport``, e.g. ``httpx.ASGITransport``).
     Use ``async with``, or ``await client.aclose()``.
@@ -395,6 +397,39 @@ class AsyncExchangeClient(CertificateCalls, WorkflowCalls, QualityCalls):
         self, order_id: str, outcome: str, note: str, *, idempotency_key: str | None = None
     ) -> Order:
         call = self._resolve_dispute_call(order_id, outcome, note, idempotency_key)
+        return await self._send(call)
+
+    # ------------------------------------------------------------------ payouts
+
+    async def withdraw(
+        self,
+        amount_fen: int,
+        destination: str,
+        *,
+        withdrawal_id: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> Withdrawal:
+        call = self._withdraw_call(amount_fen, destination, withdrawal_id, idempotency_key)
+        return await self._send(call)
+
+    async def withdrawals(
+        self, *, state: str | None = None, limit: int = 50, offset: int = 0
+    ) -> WithdrawalPage:
+        return await self._send(self._withdrawals_call(state, limit, offset))
+
+    async def withdrawal(self, withdrawal_id: str) -> Withdrawal:
+        return await self._send(self._withdrawal_call(withdrawal_id))
+
+    async def pay_withdrawal(
+        self, withdrawal_id: str, reference: str, *, idempotency_key: str | None = None
+    ) -> Withdrawal:
+        call = self._decide_withdrawal_call(withdrawal_id, "paid", reference, idempotency_key)
+        return await self._send(call)
+
+    async def reject_withdrawal(
+        self, withdrawal_id: str, reason: str, *, idempotency_key: str | None = None
+    ) -> Withdrawal:
+        call = self._decide_withdrawal_call(withdrawal_id, "rejected", reason, idempotency_key)
         return await self._send(call)
 
     # ------------------------------------------------------------------ buyer

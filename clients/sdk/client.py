@@ -22,6 +22,7 @@ from clients.sdk._computations import (
     requested_sql,
 )
 from clients.sdk._marketplace import LOG_WAIT, NOT_INTEGRATED
+from clients.sdk._payouts import PayoutCalls
 from clients.sdk._quality import (
     ASSESSMENT_TERMS,
     NotReportedError,
@@ -68,6 +69,7 @@ from clients.sdk.models import (
     InclusionProof,
     LogKey,
 )
+from clients.sdk.payout_models import Withdrawal, WithdrawalPage
 from clients.sdk.policies import DEFAULT_PURPOSE, DEFAULT_REGION, check, declare
 from clients.sdk.quality_models import (
     Assessment,
@@ -95,7 +97,7 @@ __all__ = ["ExchangeClient"]
 T = TypeVar("T")
 
 
-class ExchangeClient(CertificateCalls, WorkflowCalls, QualityCalls):
+class ExchangeClient(PayoutCalls, CertificateCalls, WorkflowCalls, QualityCalls):
     """A participant's (or an auditor's) connection to the exchange.
 
     ``key`` is the participant's SM2 private key: it signs records
@@ -461,6 +463,47 @@ class ExchangeClient(CertificateCalls, WorkflowCalls, QualityCalls):
     ) -> Order:
         """``outcome``: ``refund`` (escrow back to the buyer) or ``release`` (settle)."""
         return self._send(self._resolve_dispute_call(order_id, outcome, note, idempotency_key))
+
+    # ------------------------------------------------------------------ payouts
+
+    def withdraw(
+        self,
+        amount_fen: int,
+        destination: str,
+        *,
+        withdrawal_id: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> Withdrawal:
+        """Withdraw ``amount_fen`` of your available balance to ``destination`` (where
+        the money goes: your bank account reference); it is held until an operator
+        pays or rejects it. Retried safely with its Idempotency-Key."""
+        call = self._withdraw_call(amount_fen, destination, withdrawal_id, idempotency_key)
+        return self._send(call)
+
+    def withdrawals(
+        self, *, state: str | None = None, limit: int = 50, offset: int = 0
+    ) -> WithdrawalPage:
+        """Your withdrawals (an operator's: everyone's), newest first; ``state``:
+        ``pending``, ``paid`` or ``rejected``."""
+        return self._send(self._withdrawals_call(state, limit, offset))
+
+    def withdrawal(self, withdrawal_id: str) -> Withdrawal:
+        return self._send(self._withdrawal_call(withdrawal_id))
+
+    def pay_withdrawal(
+        self, withdrawal_id: str, reference: str, *, idempotency_key: str | None = None
+    ) -> Withdrawal:
+        """Operators: record a pending withdrawal paid, with the outside transfer's
+        ``reference``; the held amount leaves the participant's account."""
+        call = self._decide_withdrawal_call(withdrawal_id, "paid", reference, idempotency_key)
+        return self._send(call)
+
+    def reject_withdrawal(
+        self, withdrawal_id: str, reason: str, *, idempotency_key: str | None = None
+    ) -> Withdrawal:
+        """Operators: reject a pending withdrawal; its amount is available again."""
+        call = self._decide_withdrawal_call(withdrawal_id, "rejected", reason, idempotency_key)
+        return self._send(call)
 
     # ------------------------------------------------------------------ buyer
 

@@ -89,8 +89,8 @@ class ReceiptPendingError(APIError):
 
 
 class InsufficientFundsError(APIError):
-    """The buyer's available balance does not cover the order (402 ``insufficient_funds``),
-    or a payee cannot return a clawback (409)."""
+    """The available balance does not cover the order or the withdrawal (402
+    ``insufficient_funds``), or a payee cannot return a clawback (409)."""
 
 
 class QuoteExpiredError(APIError):

@@ -35,6 +35,12 @@ class MovementKind(StrEnum):
     """A refund of a settled order taken back from a payee: available -= amount."""
     SETTLED_REFUND = "settled_refund"
     """A refund of a settled order paid to the buyer from the clawbacks: available += amount."""
+    WITHDRAW_HOLD = "withdraw_hold"
+    """A withdrawal was requested: available -= amount, held += amount."""
+    WITHDRAW_PAID = "withdraw_paid"
+    """An operator paid a withdrawal out: held -= amount (the money left the exchange)."""
+    WITHDRAW_RELEASE = "withdraw_release"
+    """An operator rejected a withdrawal: held -= amount, available += amount."""
 
 
 class Account(SQLModel, table=True):

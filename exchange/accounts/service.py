@@ -184,6 +184,9 @@ MOVEMENT_SIGNS: Final[Mapping[MovementKind, tuple[int, int]]] = {
     MovementKind.FEE: (1, 0),
     MovementKind.CLAWBACK: (-1, 0),
     MovementKind.SETTLED_REFUND: (1, 0),
+    MovementKind.WITHDRAW_HOLD: (-1, 1),
+    MovementKind.WITHDRAW_PAID: (0, -1),
+    MovementKind.WITHDRAW_RELEASE: (1, -1),
 }
 """How a movement of each kind changes (available, held): ``sign × amount``."""
 

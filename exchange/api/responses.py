@@ -219,6 +219,10 @@ _MESSAGES = {
     "invalid_transfer": "a transfer goes to another participant",
     "invalid_validity": "a renewal extends validity beyond 1891208761385, not to 1891208761385",
     "unknown_participant": "{broker} is not a registered provider or buyer in good standing",
+    # withdrawals (exchange/payouts)
+    "withdrawal_not_found": "no withdrawal 5b0e8f3a-2c71-4d9e-9a41-7f3c2e1d0b6a",
+    "withdrawal_exists": "withdrawal 5b0e8f3a-2c71-4d9e-9a41-7f3c2e1d0b6a already exists",
+    "withdrawal_decided": "withdrawal 5b0e8f3a-2c71-4d9e-9a41-7f3c2e1d0b6a was already paid",
     # events and webhooks
     "invalid_webhook_url": "url must be an http or https URL",
     "too_many_webhooks": "you have 20 webhooks, the most one participant may register; "

@@ -1,5 +1,6 @@
 """``shancheng db upgrade`` and ``shancheng db current``: the database's Alembic migrations;
-``shancheng db check``: the books recomputed from the log.
+``shancheng db check``: the books recomputed from the log, and the reconciliation
+deposits − paid withdrawals = Σ available + Σ held.
 
 Both print one line for people, or with ``--json`` one JSON document
 (:class:`clients.cli.output.Output`); the database URL is always shown with its
@@ -174,31 +175,42 @@ def check(
         bool,
         typer.Option(
             "--json",
-            help="Print one JSON document (database, balanced, discrepancies) instead.",
+            help="Print one JSON document (database, balanced, reconciliation, "
+            "discrepancies) instead.",
         ),
     ] = False,
 ) -> None:
-    """Recompute every account, escrow and movement from the log's records and compare
-    them with what is stored; exit 1 when the books do not balance."""
+    """Recompute every account, escrow, withdrawal and movement from the log's records
+    and compare them with what is stored, and reconcile the whole: deposits − paid
+    withdrawals (the log) = Σ available + Σ held (the accounts). Exit 1 when the
+    books do not balance."""
     from sqlalchemy.exc import SQLAlchemyError
 
-    from exchange.books import check_books
+    from exchange.books import audit_books
     from exchange.db import redact_url
 
     url = _resolve_url(database_url, data_dir)
     engine = _engine(url)
     redacted = redact_url(url)
     try:
-        discrepancies = check_books(engine)
+        report = audit_books(engine)
     except SQLAlchemyError as exc:
         raise _fail("checking", redacted, exc) from exc
     finally:
         engine.dispose()
+    discrepancies, reconciliation = report.discrepancies, report.reconciliation
     if as_json:
         Output(as_json).json(
             {
                 "database": redacted,
                 "balanced": not discrepancies,
+                "reconciliation": {
+                    "deposits": reconciliation.deposits,
+                    "paid_withdrawals": reconciliation.paid_withdrawals,
+                    "available": reconciliation.available,
+                    "held": reconciliation.held,
+                    "ok": reconciliation.ok,
+                },
                 "discrepancies": [
                     {
                         "kind": str(d.kind),
@@ -214,6 +226,10 @@ def check(
     else:
         for discrepancy in discrepancies:
             stdout.print(str(discrepancy), highlight=False, soft_wrap=True)
+        verdict = "OK" if reconciliation.ok else "FAIL"
+        stdout.print(
+            f"reconciliation: {reconciliation}: {verdict}", highlight=False, soft_wrap=True
+        )
         verdict = (
             "the books balance with the log"
             if not discrepancies

@@ -57,6 +57,7 @@ MODEL_MODULES = (
     "exchange.orders.models",
     "exchange.computations.models",
     "exchange.certificates.models",
+    "exchange.payouts.models",
     "exchange.idempotency",
     "exchange.events.models",
     "exchange.webhooks.models",

@@ -78,6 +78,16 @@ class World:
         response = self.ex.http(self.ex.operator).post(f"/accounts/{target}/deposits", json=body)
         assert response.status_code == 201, response.text
 
+    def withdrawal(self) -> str:
+        """A pending withdrawal of the matrix's buyer (funded for it)."""
+        buyer = self.keys["buyer"]
+        self.deposit(buyer, 100)
+        payload = {"withdrawal_id": str(uuid.uuid4()), "amount": 100, "destination": "matrix"}
+        body = self.ex.signed_body(buyer, "withdrawal.requested", payload)
+        response = self.ex.http(buyer).post("/withdrawals", json=body)
+        assert response.status_code == 201, response.text
+        return str(payload["withdrawal_id"])
+
     def quote(self, listing_id: str) -> dict[str, Any]:
         """A funded quote for the matrix's buyer on ``listing_id``."""
         buyer = self.keys["buyer"]
@@ -276,6 +286,30 @@ def _deposit(w: World) -> Request:
         "deposit.credited",
         lambda _k: {"participant": target, "amount": 100, "reference": "matrix"},
     )
+
+
+def _request_withdrawal(w: World) -> Request:
+    participants = {k.key_id() for name, k in w.keys.items() if name != "operator"}
+
+    def payload(key: SM2PrivateKey) -> dict[str, Any]:
+        if key.key_id() in participants:  # funded, so that only who may withdraw matters
+            w.deposit(key, 1)
+        return {"withdrawal_id": str(uuid.uuid4()), "amount": 1, "destination": "matrix"}
+
+    return "POST", "/withdrawals", "withdrawal.requested", payload
+
+
+def _decide_withdrawal(outcome: str, **extra: Any) -> Callable[[World], Request]:
+    def build(w: World) -> Request:
+        withdrawal_id = w.withdrawal()
+        return (
+            "POST",
+            f"/withdrawals/{withdrawal_id}/{outcome}",
+            f"withdrawal.{outcome}",
+            lambda _k: {"withdrawal_id": withdrawal_id, **extra},
+        )
+
+    return build
 
 
 def _quote(w: World) -> Request:
@@ -499,6 +533,7 @@ NOT_OWNER = (403, "not_owner")
 TAKEN = (409, "already_registered")
 NO_ORDER = (404, "order_not_found")
 NO_WEBHOOK = (404, "webhook_not_found")
+NO_WITHDRAWAL = (404, "withdrawal_not_found")
 
 
 def _row(**cells: tuple[int, str | None]) -> dict[str, tuple[int, str | None]]:
@@ -749,6 +784,25 @@ MATRIX: dict[str, tuple[Callable[[World], Request], dict[str, tuple[int, str | N
         _get(lambda w: f"/accounts/{w.keys['buyer'].key_id()}"),
         OPERATORS_ONLY,
     ),
+    "request a withdrawal": (
+        _request_withdrawal,
+        {**ANY_PARTICIPANT_CREATES, "operator": ROLE},  # operators hold no account
+    ),
+    "pay a withdrawal": (_decide_withdrawal("paid", reference="matrix"), OPERATORS_ONLY),
+    "reject a withdrawal": (_decide_withdrawal("rejected", reason="matrix"), OPERATORS_ONLY),
+    "read someone's withdrawal": (
+        _get(lambda w: f"/withdrawals/{w.withdrawal()}"),
+        _row(
+            anonymous=UNAUTH,
+            owner=NO_WITHDRAWAL,
+            other_provider=NO_WITHDRAWAL,
+            buyer=OK,  # the participant who withdraws
+            auditor=NO_WITHDRAWAL,
+            operator=OK,
+            suspended=SUSPENDED,
+        ),
+    ),
+    "list withdrawals": (_get(lambda w: "/withdrawals"), ANY_PARTICIPANT),
     "quote": (
         _quote,
         _row(

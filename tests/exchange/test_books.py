@@ -17,7 +17,8 @@ from sqlmodel import Session, col
 from test_auth_support import Exchange, running_exchange
 from test_lifecycle_support import DAY_MS, mark_delivered, now_ms, set_order
 from test_order_lifecycle import SUBSCRIPTION, accept, dispute, market, resolve, revoke
-from test_orders import BACKENDS
+from test_orders import BACKENDS, balances
+from test_withdrawals import decide, requested
 
 from exchange.accounts.models import Account, AccountMovement, MovementKind
 from exchange.accounts.service import movement
@@ -42,7 +43,8 @@ def ex(request: pytest.FixtureRequest, live_server: Any, tmp_path: Path) -> Iter
 
 def _story(ex: Exchange) -> dict[str, Any]:
     """Deposits, orders settled, refunded by a dispute, revoked before and after
-    settlement (a refund from escrow, clawbacks) and a renewal."""
+    settlement (a refund from escrow, clawbacks), a renewal, and withdrawals paid,
+    rejected and pending."""
     m = market(ex, SUBSCRIPTION)
     settled, disputed, held = m.buy(periods=1), m.buy(periods=1), m.buy(periods=2)
     for order_id in (settled, disputed, held):
@@ -57,7 +59,23 @@ def _story(ex: Exchange) -> dict[str, Any]:
     assert revoke(ex, m.owner, settled).status_code == 200  # clawed back from the payees
     assert revoke(ex, m.partner, held).status_code == 200  # refunded from the escrow
     assert accept(ex, m.buyer, held).status_code == 200  # the rest settles
+    owner, partner = balances(ex, m.owner)[0], balances(ex, m.partner)[0]
+    assert owner >= 2 and partner >= 1
+    paid, rejected = requested(ex, m.owner, owner // 2), requested(ex, m.partner, partner)
+    assert decide(ex, paid, "paid").status_code == 200
+    assert decide(ex, rejected, "rejected").status_code == 200
+    requested(ex, m.owner, 1)  # pending: held
     return {"market": m, "settled": settled, "renewal": renewal}
+
+
+def reconciled(found: list[Discrepancy], surplus: int) -> Discrepancy:
+    """The reconciliation's discrepancy among ``found``: the accounts hold ``surplus``
+    fen more than deposits brought in."""
+    [total] = [d for d in found if d.kind is DiscrepancyKind.RECONCILIATION]
+    assert total.actual - total.expected == surplus
+    assert total.account == "all"
+    assert " ≠ Σ available " in total.detail
+    return total
 
 
 def _session(ex: Exchange) -> Session:
@@ -86,10 +104,13 @@ def test_a_tampered_balance_is_reported(ex: Exchange) -> None:
         )
         session.commit()
     found = check_books(ex.app.state.engine)
+    # 6 fen more in the accounts than deposits brought in: the reconciliation fails too
+    total = reconciled(found, 6)
     assert sorted(found, key=str) == sorted(
         [
             Discrepancy(DiscrepancyKind.AVAILABLE, owner, available, available + 1),
             Discrepancy(DiscrepancyKind.HELD, PLATFORM_ACCOUNT, 0, 5),
+            total,
         ],
         key=str,
     )
@@ -116,8 +137,10 @@ def test_a_movement_without_a_record_is_reported(ex: Exchange) -> None:
         )
         session.commit()
     found = check_books(ex.app.state.engine)
+    total = reconciled(found, 777)
     assert sorted(found, key=str) == sorted(
         [
+            total,
             Discrepancy(
                 DiscrepancyKind.UNLOGGED_MOVEMENT,
                 buyer,
@@ -187,6 +210,8 @@ def test_db_check_command_reports_and_exits_1(ex: Exchange) -> None:
     assert tampered.exit_code == 1
     document = json_loads(tampered.stdout)
     assert document["balanced"] is False
-    [found] = document["discrepancies"]
+    assert document["reconciliation"]["ok"] is False
+    found, total = document["discrepancies"]
+    assert total["kind"] == "reconciliation" and total["actual"] - total["expected"] == 100
     assert found["kind"] == "available" and found["account"] == buyer
     assert found["actual"] - found["expected"] == 100

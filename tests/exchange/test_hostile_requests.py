@@ -409,6 +409,7 @@ def _on_order(**extra: Any) -> Callable[[World, str], dict[str, Any]]:
 COMPUTATION_ID = str(uuid.uuid4())
 REPORT_SM3 = "ab" * 32
 CERTIFICATE = "SC-2026-000001"
+WITHDRAWAL_ID = str(uuid.uuid4())
 
 SIGNED_ROUTES: dict[tuple[str, str], SignedRoute] = {
     ("POST", "/participants"): SignedRoute(
@@ -515,6 +516,21 @@ SIGNED_ROUTES: dict[tuple[str, str], SignedRoute] = {
         "certificate.renewal_requested",
         lambda w, _r: {"number": CERTIFICATE, "valid_until": 2**52},
     ),
+    ("POST", "/withdrawals"): SignedRoute(
+        _buyer,
+        "withdrawal.requested",
+        lambda w, _r: {"withdrawal_id": str(uuid.uuid4()), "amount": 100, "destination": "x"},
+    ),
+    ("POST", "/withdrawals/{withdrawal_id}/paid"): SignedRoute(
+        _operator,
+        "withdrawal.paid",
+        lambda w, _r: {"withdrawal_id": WITHDRAWAL_ID, "reference": "x"},
+    ),
+    ("POST", "/withdrawals/{withdrawal_id}/rejected"): SignedRoute(
+        _operator,
+        "withdrawal.rejected",
+        lambda w, _r: {"withdrawal_id": WITHDRAWAL_ID, "reason": "x"},
+    ),
 }
 
 
@@ -569,6 +585,7 @@ def test_hostile_values_in_a_signed_record_are_invalid_record(
             computation_id=COMPUTATION_ID,
             report_sm3=REPORT_SM3,
             number=CERTIFICATE,
+            withdrawal_id=WITHDRAWAL_ID,
         )
         record = sign_record(actor, route.record_type, route.payload(world, path)).to_dict()
         text = '{"record": ' + _hostile_record_text(record, place, HOSTILE_VALUES[value]) + "}"
@@ -703,6 +720,7 @@ def _url_walk(
         "index": "0",
         "tree_size": "1",
         "number": CERTIFICATE,
+        "withdrawal_id": WITHDRAWAL_ID,
     }
     everyone: list[SM2PrivateKey | None] = [w.buyer, w.provider, w.ex.operator]
     for template, item in w.ex.app.openapi()["paths"].items():

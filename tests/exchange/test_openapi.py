@@ -33,6 +33,7 @@ from exchange.orders.schemas import (
     RevokePayload,
 )
 from exchange.participants.schemas import ApprovedPayload, RegisteredPayload, SuspendedPayload
+from exchange.payouts.schemas import WithdrawalPaid, WithdrawalRejected, WithdrawalRequested
 from exchange.quotes import Quote
 from exchange.settings import Settings
 from ledger.bundle import Bundle
@@ -74,6 +75,9 @@ SIGNED_ACTIONS: dict[str, tuple[str, type[BaseModel]]] = {
     "resolve_dispute": ("dispute.resolved", ResolvePayload),
     "revoke_access": ("access.revoked", RevokePayload),
     "certificate_record": ("certificate.renewal_requested", RenewalRequestedPayload),
+    "request_withdrawal": ("withdrawal.requested", WithdrawalRequested),
+    "pay_withdrawal": ("withdrawal.paid", WithdrawalPaid),
+    "reject_withdrawal": ("withdrawal.rejected", WithdrawalRejected),
 }
 
 

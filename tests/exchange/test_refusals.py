@@ -171,6 +171,21 @@ def _story(ex: Exchange) -> Recorder:
     }
     rec.send(op, "POST", "/crossborder-assessments", op, "crossborder.assessed", assessment, 201)
 
+    def withdrawal(amount: int) -> str:
+        withdrawal_id = str(uuid.uuid4())
+        payload = {"withdrawal_id": withdrawal_id, "amount": amount, "destination": "bank"}
+        rec.send(buyer, "POST", "/withdrawals", buyer, "withdrawal.requested", payload, 201)
+        return withdrawal_id
+
+    paid, rejected = withdrawal(1_000), withdrawal(2_000)
+    for outcome, withdrawal_id, extra in (
+        ("paid", paid, {"reference": "wire 7"}),
+        ("rejected", rejected, {"reason": "name differs"}),
+    ):
+        path = f"/withdrawals/{withdrawal_id}/{outcome}"
+        payload = {"withdrawal_id": withdrawal_id, **extra}
+        rec.send(op, "POST", path, op, f"withdrawal.{outcome}", payload)
+
     def place(renews: str | None = None) -> str:
         body = placed_body(buyer, quote(ex, buyer, sold, periods=1), renews=renews)
         record = body["record"]
@@ -296,6 +311,9 @@ CLIENT_SIGNED = [
     "certificate.renewed",
     "certificate.cancellation_requested",
     "certificate.cancelled",
+    "withdrawal.requested",
+    "withdrawal.paid",
+    "withdrawal.rejected",
 ]
 
 

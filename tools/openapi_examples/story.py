@@ -188,6 +188,7 @@ class Story:
         self.money(receiver)
         self.cross_border()
         self.orders()
+        self.payouts()
         self.provider_custody()
         self.computations()
         self.quality()
@@ -332,6 +333,34 @@ class Story:
                 idempotency_key="resolve-1",
             )
         self.ids["disputed_order_id"] = disputed.id
+
+    def payouts(self) -> None:
+        """The provider withdraws part of its share of the settled order and the
+        operator pays it; the buyer withdraws unspent funds and the operator rejects it."""
+        provider, buyer, operator = (self.client(w) for w in ("provider", "buyer", "operator"))
+        with self.rec.step("request_withdrawal", "POST", "/withdrawals"):
+            withdrawal = provider.withdraw(
+                30_000,
+                "中国建设银行 重庆分行 账号尾号 0427 (CCB Chongqing, account ending 0427)",
+                idempotency_key="withdrawal-1",
+            )
+        with self.rec.step("list_withdrawals", "GET", "/withdrawals"):
+            operator.withdrawals(state="pending")
+        path = f"/withdrawals/{withdrawal.id}"
+        with self.rec.step("pay_withdrawal", "POST", f"{path}/paid"):
+            operator.pay_withdrawal(
+                withdrawal.id, "建行网银转账 流水号 2026030310004417", idempotency_key="payout-1"
+            )
+        with self.rec.step("get_withdrawal", "GET", path):
+            provider.withdrawal(withdrawal.id)
+        unspent = buyer.withdraw(10_000, "中国银行 账号尾号 1188 (Bank of China)")
+        with self.rec.step("reject_withdrawal", "POST", f"/withdrawals/{unspent.id}/rejected"):
+            operator.reject_withdrawal(
+                unspent.id,
+                "收款账户户名与注册名称不一致。The account holder's name differs from the "
+                "registered name.",
+                idempotency_key="payout-2",
+            )
 
     def provider_custody(self) -> None:
         """A listing in provider custody sold by the row: the provider's agent cuts
