@@ -7,7 +7,7 @@ limits it). ``crossborder_assessment``: the operator's latest decision per listi
 and buyer (exchange.policies.models).
 
 Revision ID: 0010
-Revises: 0011 (main's head when rebased; the brief said 0007)
+Revises: 0009
 Create Date: 2026-12-07 02:00:00
 """
 
@@ -20,7 +20,7 @@ import sqlmodel.sql.sqltypes
 from alembic import op
 
 revision: str = "0010"
-down_revision: str | None = "0011"
+down_revision: str | None = "0009"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

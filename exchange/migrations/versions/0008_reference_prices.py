@@ -8,7 +8,7 @@ method reads. Deals settled before this revision are not back-filled: their
 listings' pricing units are in the log, and ``shancheng audit reference-price``
 replays the log for any listing.
 
-Revision ID: 0012
+Revision ID: 0008
 Revises: 0007
 Create Date: 2026-12-07 02:00:00
 """
@@ -21,7 +21,7 @@ import sqlalchemy as sa
 import sqlmodel.sql.sqltypes
 from alembic import op
 
-revision: str = "0012"
+revision: str = "0008"
 down_revision: str | None = "0007"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None

@@ -15,8 +15,8 @@ without a report) as a filter and a facet, counted like 0007's custody (values
 Raw SQL, copied from 0007 as it is at this revision, with the grade added.
 Frozen: it imports no live code.
 
-Revision ID: 0011
-Revises: 0012 (0012, reference prices, landed on main first; this one follows it)
+Revision ID: 0009
+Revises: 0008
 Create Date: 2026-12-07 02:00:00
 """
 
@@ -28,8 +28,8 @@ import sqlalchemy as sa
 import sqlmodel.sql.sqltypes
 from alembic import op
 
-revision: str = "0011"
-down_revision: str | None = "0012"
+revision: str = "0009"
+down_revision: str | None = "0008"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

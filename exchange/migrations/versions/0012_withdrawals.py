@@ -6,8 +6,8 @@ movements a withdrawal causes (``withdraw_hold``, ``withdraw_paid``,
 ``withdraw_release``) are rows of ``account_movement``, whose ``kind`` column
 already holds them: no change there.
 
-Revision ID: 0008
-Revises: 0009
+Revision ID: 0012
+Revises: 0011
 Create Date: 2026-12-07 02:00:00
 """
 
@@ -19,8 +19,8 @@ import sqlalchemy as sa
 import sqlmodel.sql.sqltypes
 from alembic import op
 
-revision: str = "0008"
-down_revision: str | None = "0009"  # (after main's last, so there is one head)
+revision: str = "0012"
+down_revision: str | None = "0011"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

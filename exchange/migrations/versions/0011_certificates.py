@@ -5,8 +5,8 @@ numbered ``SC-<year>-<seq>`` (``seq`` gap-free per year, unique with the year),
 one per listing version. ``certificate_event``: the leaf hashes of its records in
 order (the log gives their indexes).
 
-Revision ID: 0009
-Revises: 0010 (re-chained after main's head on rebase)
+Revision ID: 0011
+Revises: 0010
 Create Date: 2026-12-07 02:00:00
 """
 
@@ -18,7 +18,7 @@ import sqlalchemy as sa
 import sqlmodel.sql.sqltypes
 from alembic import op
 
-revision: str = "0009"
+revision: str = "0011"
 down_revision: str | None = "0010"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
