@@ -244,6 +244,7 @@ STEPS: Final = (
     "quality",
     "price",
     "policy",
+    "payout",
     "anchor",
     "receipts",
     "audit",
@@ -1490,6 +1491,38 @@ class Demo:
         if (after.available, after.held) != (before.available, before.held):
             raise DemoFailure("policy", "the refused order moved money")
         return f"422 policy_violation: {refusal}; buyer 1's balance unchanged"
+
+    def step_payout(self) -> str:
+        """Provider A withdraws its earnings: the amount is held until the operator
+        records the bank transfer paid"""
+        provider, operator = self.client("provider_a"), self.client("operator")
+        available = int(provider.account().available)
+        amount = available - available % 10_000  # whole hundreds of yuan
+        if amount <= 0:
+            raise DemoFailure("payout", f"provider A has {_yuan(available)} to withdraw")
+        requested = provider.withdraw(
+            amount, "demo bank account 6222 0000 0000 0001", idempotency_key=str(uuid.uuid4())
+        )
+        self._record("payout", "withdrawal.requested", "provider_a", requested)
+        held = provider.account()
+        if (int(held.available), int(held.held)) != (available - amount, amount):
+            raise DemoFailure("payout", f"after the request: {held.available} / {held.held}")
+        pending = [w.id for w in operator.withdrawals(state="pending").items]
+        if requested.id not in pending:
+            raise DemoFailure("payout", "the operator does not see the pending withdrawal")
+        paid = operator.pay_withdrawal(
+            requested.id,
+            f"demo transfer {uuid.uuid4().hex[:12]}",
+            idempotency_key=str(uuid.uuid4()),
+        )
+        self._record("payout", "withdrawal.paid", "operator", paid)
+        after = provider.account()
+        if (int(after.available), int(after.held)) != (available - amount, 0):
+            raise DemoFailure("payout", f"after payment: {after.available} / {after.held}")
+        return (
+            f"{_yuan(amount)} of A's {_yuan(available)} held, then paid by the operator "
+            f"({paid.transfer_reference}); {_yuan(available - amount)} left available"
+        )
 
     def step_anchor(self) -> str:
         """Wait until an anchor covering the last record is final on chain"""
