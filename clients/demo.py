@@ -8,9 +8,11 @@ never leaves the provider's side unencrypted (provider custody):
    our own devnet + registry + API in the work directory when none answers
    (:func:`demo_exchange`, with the :class:`LocalExchangeStarter` the server's
    side provides: this package never imports the server).
-2. ``keys``: SM2 keys for two co-providers, three buyers and an auditor (the
+2. ``keys``: SM2 keys for two co-providers, three buyers, an auditor and an
+   assessor (the
    operator's key comes with the exchange), written to ``<work>/keys``.
-3. ``register``: the participants register; the operator approves the providers.
+3. ``register``: the participants register; the operator approves the providers
+   and the assessor.
 4. ``dataset``: a deterministic CSV of hourly 山城 weather-station observations,
    described in one streamed pass (:func:`clients.datasets.describe_file`: SM3,
    rows, the SM3 row-tree root, schema, sample).
@@ -18,7 +20,11 @@ never leaves the provider's side unencrypted (provider custody):
    root (A 70 % / B 30 %, volume tiers), submits it; the operator reviews and
    publishes it. The exchange never receives the content. A second listing of
    the same file offers only computations (可用不可见): aggregates by district and
-   month, k = 10, Laplace noise with ε 1 per query, ¥5 a query.
+   month, k = 10, Laplace noise with ε 1 per query, ¥5 a query. The listing
+   carries a usage policy (:data:`USAGE_POLICY`) and declared costs
+   (:data:`COST_BASIS`).
+   ``certificate``: the registration certificate the exchange issued with the
+   publication: the three rights held by A and B with their shares.
 6. ``agent``: provider A's agent (``shancheng provider agent``) starts as its
    own process beside the file (state in ``<work>/agent``, log in
    ``<work>/agent.log``): it checks the file against the listing and follows
@@ -44,6 +50,12 @@ never leaves the provider's side unencrypted (provider custody):
     for the average temperature per district and month: the agent answers from
     the file (k, noise), encrypted to buyer 3 and signed; buyer 3's SDK checks and
     decrypts it. Asking for the raw rows is refused before anything is spent.
+    ``quality``: provider A reports the data's quality (GB/T 36344, computed
+    where the data lives); the assessor orders it at 0 fen, recomputes and
+    countersigns. ``price``: the listing's reference price (cost method from the
+    declared costs, market method from comparable deals). ``policy``: buyer 1's
+    order declaring marketing use is refused (``policy_violation``), nothing
+    moves. ``payout``: provider A withdraws its earnings; the operator pays.
 14. ``anchor``: wait until an anchor covering the last record is final.
 15. ``receipts``: the auditor fetches the receipt of every record of the story.
 16. ``audit``: each receipt is verified against the chain

@@ -243,7 +243,8 @@ def _keep_running(story: Demo, story_file: Path, console: Console) -> None:
     console.print(
         f"[bold]Still running[/] (exchange {story.exchange.url}, provider agent pid "
         f"{story.agent.pid if story.agent else '-'}); where everything is: {story_file}. "
-        "Ctrl-C stops it all.",
+        f"See it in the explorer at {story.exchange.url}/ (a receipt verified in your "
+        f"browser: {story.exchange.url}/verify?index=0). Ctrl-C stops it all.",
         highlight=False,
         soft_wrap=True,
     )
@@ -349,6 +350,8 @@ def _print_summary(result: DemoResult) -> None:
         "on chain.",
         highlight=False,
     )
+    if not result.started_exchange:
+        print_(f"See it in the explorer: {result.exchange_url}/", highlight=False)
 
 
 def register(app: typer.Typer, start_local: LocalExchangeStarter | None = None) -> None:
