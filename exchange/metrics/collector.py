@@ -75,6 +75,11 @@ class DatabaseCollector(Collector):
             "Queries (computations) no agent has answered yet.",
             figures.pending_computations,
         )
+        yield _gauge(
+            "shancheng_pending_payouts",
+            "Withdrawals waiting for an operator to pay or reject them.",
+            figures.pending_payouts,
+        )
 
 
 def _gauge(name: str, documentation: str, value: float) -> GaugeMetricFamily:

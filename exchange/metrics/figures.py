@@ -17,6 +17,7 @@ from exchange.anchoring.models import ON_CHAIN_STATES, AnchorRow, AnchorState
 from exchange.computations.models import Computation, ComputationState
 from exchange.log.models import checkpoint_table, log_entry_table, promise_batch_table
 from exchange.orders.models import Order, OrderState
+from exchange.payouts.models import Withdrawal, WithdrawalState
 
 __all__ = ["DatabaseFigures", "current_figures"]
 
@@ -40,6 +41,8 @@ class DatabaseFigures:
     """Paid orders not delivered yet (state ``placed``)."""
     pending_computations: int
     """Queries no agent has answered yet (state ``pending``)."""
+    pending_payouts: int
+    """Withdrawals no operator has paid or rejected yet (their amounts held)."""
 
     @property
     def sequencer_lag(self) -> int:
@@ -92,6 +95,9 @@ def current_figures(session: Session) -> DatabaseFigures:
         pending_deliveries=_count(session, Order, col(Order.state) == OrderState.PLACED.value),
         pending_computations=_count(
             session, Computation, col(Computation.state) == ComputationState.PENDING.value
+        ),
+        pending_payouts=_count(
+            session, Withdrawal, col(Withdrawal.state) == WithdrawalState.PENDING.value
         ),
     )
 

@@ -38,6 +38,7 @@ from exchange.log.testing import LogDatabase, isolated_database
 from exchange.metrics.collector import DatabaseCollector
 from exchange.metrics.figures import current_figures
 from exchange.orders.models import Order
+from exchange.payouts.models import Withdrawal
 from exchange.settings import Settings
 from ledger.records import sign_record
 from ledger.sm2 import SM2PrivateKey
@@ -264,7 +265,19 @@ def _computation(order_id: str, state: str) -> Computation:
     )
 
 
-def test_pending_deliveries_and_queries_count_only_what_waits(app: FastAPI) -> None:
+def _withdrawal(state: str) -> Withdrawal:
+    return Withdrawal(
+        id=str(uuid.uuid4()),
+        key_id="a" * 64,
+        amount=100,
+        destination="bank 1",
+        state=state,
+        requested_at=int(time.time() * 1000),
+        requested_leaf_hash="00" * 32,
+    )
+
+
+def test_pending_deliveries_queries_and_payouts_count_only_what_waits(app: FastAPI) -> None:
     orders = [_order("placed"), _order("placed"), _order("delivered"), _order("settled")]
     with Session(app.state.engine) as session:
         session.add_all(orders)
@@ -275,6 +288,9 @@ def test_pending_deliveries_and_queries_count_only_what_waits(app: FastAPI) -> N
                 _computation(orders[1].id, "refused"),
             ]
         )
+        session.add_all(
+            [_withdrawal(state) for state in ("pending", "paid", "rejected", "pending")]
+        )
         session.commit()
         figures = current_figures(session)
     assert figures.pending_deliveries == 2
@@ -282,6 +298,8 @@ def test_pending_deliveries_and_queries_count_only_what_waits(app: FastAPI) -> N
     text = app.state.metrics.render().decode()
     assert re.search(r"^shancheng_pending_deliveries 2\.0$", text, re.M)
     assert re.search(r"^shancheng_pending_computations 1\.0$", text, re.M)
+    assert figures.pending_payouts == 2
+    assert re.search(r"^shancheng_pending_payouts 2\.0$", text, re.M)
 
 
 # -- who may read /metrics ----------------------------------------------------------

@@ -108,6 +108,12 @@ def figures_from_samples(samples: Iterable[Sample]) -> list[Figure]:
             "computations no agent has answered yet",
         ),
         Figure(
+            "shancheng_pending_payouts",
+            "待付款提现 Pending payouts",
+            _count(one["shancheng_pending_payouts"]),
+            "withdrawals waiting for an operator",
+        ),
+        Figure(
             "shancheng_append_batch_records",
             "批量提交 Append batches",
             _count(batches)
