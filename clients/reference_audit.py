@@ -6,7 +6,8 @@ reads the log's entries ``0 … log_size − 1`` (each checked by the SDK: actor
 signature, leaf hash, promise under the log key), checks that the last one's
 promise time is ``as_of.timestamp``, replays them with
 ``ledger.pricing_reference.PublicRecords`` and compares the two answers field by
-field. Quality grades: none are on the log yet, so none are used (as the exchange).
+field, quality grades included (those of the ``quality.reported`` records among
+the entries, by the rule the listing view uses).
 """
 
 from __future__ import annotations
@@ -64,7 +65,7 @@ def audit_reference_price(
     last_timestamp = None
     for index in range(as_of.log_size):
         entry = client.entry(index)
-        records.add(entry.record["record"])
+        records.add(entry.record["record"], entry.leaf_hash)
         last_timestamp = entry.promise.timestamp
         if progress is not None:
             progress(1)
@@ -72,7 +73,7 @@ def audit_reference_price(
     if as_of.log_size and last_timestamp != as_of.timestamp:
         found.append(f"as_of.timestamp: last promise {last_timestamp} != {as_of.timestamp}")
     try:
-        recomputed = records.reference_price(listing_id, as_of, {})
+        recomputed = records.reference_price(listing_id, as_of)
     except KeyError:
         recomputed = {}
     found += differences(recomputed, served)

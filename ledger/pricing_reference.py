@@ -41,6 +41,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
+from ledger.protocol.quality import current_report
+
 __all__ = [
     "COST_FIELDS",
     "DECAY_BP_PER_30_DAYS",
@@ -439,6 +441,14 @@ class _Listing:
     update_frequency: str = ""
     version: int = 1
     cost_basis: Mapping[str, Any] | None = None
+    providers: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
+class _Report:
+    reported_at: int
+    leaf_hash: str
+    grade: str
 
 
 @dataclass
@@ -449,23 +459,34 @@ class _Order:
 
 
 class PublicRecords:
-    """The listings' terms and the settled deals, replayed from the log's records in
-    log order (each a ``{"type", "timestamp", "payload", …}`` record dict, as
-    ``GET /log/entries/{i}`` serves it under ``record.record``). Only records the
+    """The listings' terms, the settled deals and the versions' quality grades,
+    replayed from the log's records in log order (each a ``{"type", "actor",
+    "timestamp", "payload", …}`` record dict, as ``GET /log/entries/{i}`` serves it
+    under ``record.record``, with the entry's ``leaf_hash``). Only records the
     exchange accepted are on the log, so their payloads are taken as valid.
 
     A deal is an order with a ``settlement.paid`` record (settled at its timestamp,
     for its ``amount``) and no ``access.revoked`` (an order whose access was
     revoked was not a deal honoured in full); the listing's terms are those at
-    settlement."""
+    settlement.
+
+    A version's grade (:attr:`grades`) is that of its current provider report
+    (:func:`ledger.protocol.quality.current_report`, as the listing shows it): a
+    ``quality.reported`` record signed by one of the listing's providers at the
+    time. An assessor's differing report and a ``quality.countersigned`` record do
+    not change it."""
 
     def __init__(self) -> None:
         self.listings: dict[str, _Listing] = {}
         self._orders: dict[str, _Order] = {}
         self._deals: dict[str, Deal] = {}
         self._revoked: set[str] = set()
+        self._reports: dict[tuple[str, int], list[_Report]] = {}
 
-    def add(self, record: Mapping[str, Any]) -> None:
+    def add(self, record: Mapping[str, Any], leaf_hash: str | None = None) -> None:
+        """Replay one record; ``leaf_hash`` (hex, the entry's) is needed for a
+        ``quality.reported`` record (``ValueError`` without it): equal report times
+        are ordered by it."""
         kind = record["type"]
         payload = record["payload"]
         if kind in ("listing.drafted", "listing.edited"):
@@ -474,6 +495,7 @@ class PublicRecords:
             listing.pricing = payload["pricing"]
             listing.update_frequency = payload["update_frequency"]
             listing.cost_basis = payload.get("cost_basis")
+            listing.providers = frozenset(str(p["key_id"]) for p in payload["providers"])
         elif kind == "listing.version_added":
             listing = self.listings[payload["listing_id"]]
             listing.version = payload["version"]
@@ -488,6 +510,24 @@ class PublicRecords:
         elif kind == "access.revoked":
             self._revoked.add(payload["order_id"])
             self._deals.pop(payload["order_id"], None)
+        elif kind == "quality.reported":
+            if leaf_hash is None:
+                raise ValueError("a quality.reported record is replayed with its leaf hash")
+            self._reported(record, leaf_hash)
+
+    def _reported(self, record: Mapping[str, Any], leaf_hash: str) -> None:
+        payload = record["payload"]
+        listing = self.listings.get(payload["listing_id"])
+        if listing is None or record["actor"] not in listing.providers:
+            return  # an assessor's report: it does not set the grade
+        report = _Report(record["timestamp"], leaf_hash.lower(), payload["report"]["grade"])
+        self._reports.setdefault((payload["listing_id"], payload["version"]), []).append(report)
+
+    @property
+    def grades(self) -> dict[tuple[str, int], str]:
+        """The grade of each ``(listing_id, version)`` with a provider report."""
+        found = {key: current_report(reports) for key, reports in self._reports.items()}
+        return {key: report.grade for key, report in found.items() if report is not None}
 
     def _settled(self, order_id: str, amount: int, timestamp: int) -> None:
         order = self._orders.get(order_id)
@@ -527,10 +567,12 @@ class PublicRecords:
             cost_basis=listing.cost_basis,
         )
 
-    def reference_price(self, listing_id: str, as_of: AsOf, grades: GradeOf) -> dict[str, Any]:
+    def reference_price(self, listing_id: str, as_of: AsOf) -> dict[str, Any]:
+        """The answer over the records replayed (which must be the log's first
+        ``as_of.log_size``), with their :attr:`grades`."""
         subject = self.subject(listing_id)
         unit = pricing_unit(subject.pricing)
         comparables = (
             [] if unit is None else select_comparables(subject, unit[0], self.deals, as_of)
         )
-        return reference_price(subject, comparables, as_of, grades)
+        return reference_price(subject, comparables, as_of, self.grades)

@@ -7,13 +7,17 @@ listing shows of them. Writing them is :mod:`exchange.quality` (signed records).
 * ``quality_countersignature``: one row per ``quality.countersigned`` record: an
   assessor recomputed a provider's report and got the same bytes.
 
-A listing's quality (:func:`quality_summary`) is its current version's newest
-provider report: its grade, digest, signer, the assessors that countersigned that
-digest and those that signed a different report on the version.
+A listing's quality (:func:`quality_summary`) is its current version's current
+report (:func:`current_reports`: the newest provider report, by
+:func:`ledger.protocol.quality.current_report`, the rule the reference price's
+grades and their public replay use too): its grade, digest, signer, the
+assessors that countersigned that digest and those that signed a different
+report on the version.
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from enum import StrEnum
 from typing import Any
 
@@ -22,12 +26,16 @@ from pydantic import Field as PydanticField
 from sqlalchemy import JSON, BigInteger, UniqueConstraint, select
 from sqlmodel import Field, Session, SQLModel, col
 
+from exchange.log.models import LogEntry
+from ledger.protocol.quality import current_report as newest
+
 __all__ = [
     "QualityCountersignature",
     "QualityReportRow",
     "QualitySummary",
     "SignerRole",
     "current_report",
+    "current_reports",
     "quality_summary",
 ]
 
@@ -85,22 +93,44 @@ class QualitySummary(BaseModel):
     )
 
 
-def current_report(session: Session, listing_id: str, version: int) -> QualityReportRow | None:
-    """The newest provider report on ``version`` (``None``: none)."""
-    return (
-        session.execute(
-            select(QualityReportRow)
-            .where(
-                col(QualityReportRow.listing_id) == listing_id,
-                col(QualityReportRow.version) == version,
-                col(QualityReportRow.signer_role) == SignerRole.PROVIDER.value,
-            )
-            .order_by(col(QualityReportRow.reported_at).desc(), col(QualityReportRow.leaf_hash))
-            .limit(1)
-        )
-        .scalars()
-        .first()
+def current_reports(
+    session: Session, versions: Collection[tuple[str, int]], log_size: int | None = None
+) -> dict[tuple[str, int], QualityReportRow]:
+    """The current provider report of each ``(listing_id, version)`` that has one, by
+    :func:`ledger.protocol.quality.current_report` (the newest). With ``log_size``,
+    only reports whose record is within the log's first ``log_size`` entries count
+    (an answer computed as of that log size)."""
+    wanted = set(versions)
+    if not wanted:
+        return {}
+    query = select(QualityReportRow).where(
+        col(QualityReportRow.listing_id).in_(sorted({lid for lid, _ in wanted})),
+        col(QualityReportRow.signer_role) == SignerRole.PROVIDER.value,
     )
+    rows = [
+        row for row in session.execute(query).scalars() if (row.listing_id, row.version) in wanted
+    ]
+    if log_size is not None and rows:
+        logged = {
+            bytes(leaf).hex()
+            for leaf in session.execute(
+                select(col(LogEntry.leaf_hash)).where(
+                    col(LogEntry.leaf_hash).in_([bytes.fromhex(r.leaf_hash) for r in rows]),
+                    col(LogEntry.index) < log_size,
+                )
+            ).scalars()
+        }
+        rows = [row for row in rows if row.leaf_hash in logged]
+    by_version: dict[tuple[str, int], list[QualityReportRow]] = {}
+    for row in rows:
+        by_version.setdefault((row.listing_id, row.version), []).append(row)
+    found = {key: newest(reports) for key, reports in by_version.items()}
+    return {key: row for key, row in found.items() if row is not None}
+
+
+def current_report(session: Session, listing_id: str, version: int) -> QualityReportRow | None:
+    """The current provider report on ``version`` (``None``: none)."""
+    return current_reports(session, {(listing_id, version)}).get((listing_id, version))
 
 
 def countersigners(session: Session, listing_id: str, version: int, report_sm3: str) -> list[str]:

@@ -39,6 +39,7 @@ from exchange.listings.quality import (
     QualityReportRow,
     SignerRole,
     countersigners,
+    current_report,
     quality_summary,
 )
 from exchange.participants.models import ParticipantStatus, Principal, Role
@@ -50,6 +51,7 @@ from exchange.quality.schemas import (
 )
 from exchange.records import InvalidPayloadError, SignedAction, commit_with_record, log_receipt
 from ledger.protocol.quality import QualityCountersigned, QualityReport, QualityReported
+from ledger.protocol.quality import current_report as newest
 from ledger.records import RecordFormatError, canonical_json, thaw
 from ledger.sm2 import SM2PrivateKey
 from ledger.sm3 import sm3
@@ -233,7 +235,10 @@ def report(
     def stage() -> QualityReportRow:
         session.add(row)
         if role is SignerRole.PROVIDER and payload.version == listing.version:
-            search.set_grade(session, listing_id, payload.report.grade)
+            # the newest report (ledger's rule) may be an earlier one signed later
+            earlier = current_report(session, listing_id, payload.version)
+            shown = newest([row] if earlier is None else [row, earlier])
+            search.set_grade(session, listing_id, row.grade if shown is None else shown.grade)
         return row
 
     _, accepted = commit_with_record(session, action, log_key, stage)

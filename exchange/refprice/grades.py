@@ -1,11 +1,12 @@
 """Quality grades for the market method's quality adjustment: the one place that
 reads them.
 
-Quality reports (A/B/C/D per listing version, issue 13 item 2) are not on this
-branch yet, so no version has a grade and every quality adjustment is 10000 bp
-(no adjustment). When they land, this function reads each version's grade from
-them, and ``shancheng audit reference-price`` takes the same grades from the
-public quality records.
+A version's grade is the grade its listing shows
+(:func:`exchange.listings.quality.current_reports`: the newest provider report,
+by :func:`ledger.protocol.quality.current_report`), counting only the
+``quality.reported`` records within the answer's ``as_of.log_size``, so that
+``shancheng audit reference-price`` gets the same grades by replaying the same
+entries (``ledger.pricing_reference.PublicRecords``).
 """
 
 from __future__ import annotations
@@ -14,12 +15,14 @@ from collections.abc import Collection
 
 from sqlmodel import Session
 
+from exchange.listings.quality import current_reports
+from ledger.pricing_reference import AsOf
+
 __all__ = ["grades_of"]
 
 
 def grades_of(
-    session: Session, versions: Collection[tuple[str, int]]
+    session: Session, versions: Collection[tuple[str, int]], at: AsOf
 ) -> dict[tuple[str, int], str]:
-    """The quality grade of each ``(listing_id, version)`` that has one (none yet)."""
-    del session, versions
-    return {}
+    """The quality grade of each ``(listing_id, version)`` that had one as of ``at``."""
+    return {key: row.grade for key, row in current_reports(session, versions, at.log_size).items()}

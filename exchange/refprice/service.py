@@ -95,5 +95,6 @@ def listing_reference_price(
     grades = grades_of(
         session,
         {(subject.listing_id, subject.version)} | {(d.listing_id, d.version) for d in found},
+        at,
     )
     return reference_price(subject, found, at, grades)

@@ -29,8 +29,9 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, Protocol, TypeVar
 
 from ledger.protocol.reader import JSONObject
 from ledger.records import RecordFormatError, canonical_json, check_json_value
@@ -54,6 +55,7 @@ __all__ = [
     "QualityReported",
     "TableSchema",
     "Timeliness",
+    "current_report",
     "grade_of",
     "ratio_bps",
     "score_of",
@@ -573,3 +575,23 @@ class QualityCountersigned:
             "version": self.version,
             "report_sm3": self.report_sm3,
         }
+
+
+class _Signed(Protocol):
+    @property
+    def reported_at(self) -> int: ...
+    @property
+    def leaf_hash(self) -> str: ...
+
+
+_R = TypeVar("_R", bound=_Signed)
+
+
+def current_report(provider_reports: Iterable[_R]) -> _R | None:
+    """The version's current report among its providers' ``quality.reported``
+    records (``reported_at``: the record's timestamp, ``leaf_hash``: its hex leaf
+    hash): the newest, equal timestamps by the smallest leaf hash; ``None`` without
+    one. Its grade is the version's grade, for the listing view and the reference
+    price alike (docs/quality.md, docs/pricing.md); countersignatures and assessors'
+    differing reports do not change it."""
+    return min(provider_reports, key=lambda r: (-r.reported_at, r.leaf_hash), default=None)

@@ -65,9 +65,9 @@ def replayed(ex: Exchange, listing_id: str, as_of: dict[str, int]) -> dict[str, 
     last: dict[str, Any] = {}
     for index in range(as_of["log_size"]):
         last = ex.entry(index)
-        records.add(last["record"]["record"])
+        records.add(last["record"]["record"], last["leaf_hash"])
     assert last["promise"]["timestamp"] == as_of["timestamp"]
-    return records.reference_price(listing_id, AsOf(**as_of), {})
+    return records.reference_price(listing_id, AsOf(**as_of))
 
 
 def test_reference_price_from_settled_deals(ex: Exchange) -> None:

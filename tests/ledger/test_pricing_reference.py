@@ -33,6 +33,8 @@ from ledger.pricing_reference import (
 )
 
 NOW = 1_800_000_000_000
+PROVIDER = "p" * 64
+ASSESSOR = "a" * 64
 AT = AsOf(log_size=1000, timestamp=NOW)
 SUBJECT = Subject(
     listing_id="subject",
@@ -294,6 +296,7 @@ def _listing(listing_id: str, category: str = "transport", **kw: Any) -> dict[st
         "category": category,
         "pricing": {"model": "fixed", "price": 100},
         "update_frequency": "once",
+        "providers": [{"key_id": PROVIDER, "share_bps": 10_000}],
     }
     payload.update(kw)
     return _record("listing.drafted", NOW - 10 * DAY_MS, payload)
@@ -333,6 +336,78 @@ def test_replay_keeps_settled_deals_and_drops_revoked_and_unsettled() -> None:
         NOW - DAY_MS,
         "transport",
     )
-    answer = replay.reference_price("subject", AT, {})
+    answer = replay.reference_price("subject", AT)
     assert [c["order_id"] for c in answer["market"]["comparables"]] == ["settled"]
     assert answer["cost"]["low"] == 100
+
+
+def _reported(
+    listing_id: str, grade: str, timestamp: int, actor: str = PROVIDER, version: int = 1
+) -> dict[str, Any]:
+    payload = {"listing_id": listing_id, "version": version, "report": {"grade": grade}}
+    return {**_record("quality.reported", timestamp, payload), "actor": actor}
+
+
+def _graded_replay(*records: tuple[dict[str, Any], str]) -> PublicRecords:
+    replay = PublicRecords()
+    for record, leaf in records:
+        replay.add(record, leaf)
+    return replay
+
+
+def test_replay_grades_are_the_newest_provider_reports() -> None:
+    leaf = iter(f"{n:064x}" for n in range(100))
+    replay = _graded_replay(
+        (_listing("a"), next(leaf)),
+        (_listing("b"), next(leaf)),
+        (_reported("a", "D", NOW - 3), next(leaf)),
+        (_reported("a", "B", NOW - 1), next(leaf)),  # the newest provider report
+        (_reported("a", "C", NOW - 2), next(leaf)),  # logged later, signed earlier
+        (_reported("a", "A", NOW, actor=ASSESSOR), next(leaf)),  # an assessor's: no grade
+        (_reported("a", "A", NOW, version=2), next(leaf)),
+        (_record("quality.countersigned", NOW, {"listing_id": "b"}), next(leaf)),
+        (_reported("b", "C", NOW, actor=ASSESSOR), next(leaf)),
+        (_reported("zz", "A", NOW), next(leaf)),  # never drafted
+    )
+    assert replay.grades == {("a", 1): "B", ("a", 2): "A"}
+    # equal times: the smallest leaf hash, whatever the log order
+    tied = _graded_replay(
+        (_listing("a"), "0" * 64),
+        (_reported("a", "C", NOW), "f" * 64),
+        (_reported("a", "A", NOW), "E" * 64),
+        (_reported("a", "D", NOW), "e" * 63 + "f"),
+    )
+    assert tied.grades == {("a", 1): "A"}
+
+
+def test_replay_needs_the_leaf_hash_of_a_quality_report() -> None:
+    replay = PublicRecords()
+    replay.add(_listing("a"))
+    with pytest.raises(ValueError, match="leaf hash"):
+        replay.add(_reported("a", "A", NOW))
+    assert replay.grades == {}
+
+
+def test_replay_adjusts_comparables_by_their_grades() -> None:
+    leaf = iter(f"{n:064x}" for n in range(100))
+    records = [_listing("subject"), _listing("good"), _listing("poor")]
+    records += [_placed(f"g{i}", "good", 100) for i in range(3)]
+    records += [_placed(f"p{i}", "poor", 100) for i in range(3)]
+    records += [
+        _record("settlement.paid", NOW - DAY_MS, {"order_id": o, "amount": 100})
+        for o in ("g0", "g1", "g2", "p0", "p1", "p2")
+    ]
+    records += [
+        _reported("subject", "A", NOW - 10),
+        _reported("good", "A", NOW - 10),
+        _reported("poor", "D", NOW - 10),
+    ]
+    replay = _graded_replay(*((r, next(leaf)) for r in records))
+    answer = replay.reference_price("subject", AT)
+    assert answer["market"]["method"]["subject_grade"] == "A"
+    by_listing = {c["listing_id"]: c for c in answer["market"]["comparables"]}
+    assert by_listing["good"]["grade"] == "A"
+    assert by_listing["good"]["adjustments"]["quality_bp"] == 10_000
+    assert by_listing["poor"]["grade"] == "D"
+    assert by_listing["poor"]["adjustments"]["quality_bp"] == 16_429  # 11500 / 7000
+    assert answer["market"]["status"] == "ok"
