@@ -777,6 +777,8 @@ class Demo:
         self.tree_size = 0
         self.quality_grade = ""
         self.certificate_number = ""
+        self.paid_out = 0
+        """Fen provider A withdrew and the operator paid (the ``payout`` step)."""
         self.reference_price: dict[str, Any] = {}
 
     # ------------------------------------------------------------------ plumbing
@@ -1490,7 +1492,7 @@ class Demo:
         refused, naming the clause, and nothing moves"""
         buyer = self.client("buyer_1")
         before = buyer.account()
-        quote = buyer.quote(self.listing_id, rows=1_000)
+        quote = buyer.quote(self.listing_id, rows=min(1_000, self.rows))
         try:
             buyer.place_order(quote, purpose="marketing", region="CN")
         except APIError as exc:
@@ -1509,7 +1511,8 @@ class Demo:
         records the bank transfer paid"""
         provider, operator = self.client("provider_a"), self.client("operator")
         available = int(provider.account().available)
-        amount = available - available % 10_000  # whole hundreds of yuan
+        # whole hundreds of yuan when A earned that much (the story's own data), else all
+        amount = available - available % 10_000 or available
         if amount <= 0:
             raise DemoFailure("payout", f"provider A has {_yuan(available)} to withdraw")
         requested = provider.withdraw(
@@ -1528,6 +1531,7 @@ class Demo:
             idempotency_key=str(uuid.uuid4()),
         )
         self._record("payout", "withdrawal.paid", "operator", paid)
+        self.paid_out = amount
         after = provider.account()
         if (int(after.available), int(after.held)) != (available - amount, 0):
             raise DemoFailure("payout", f"after payment: {after.available} / {after.held}")

@@ -124,7 +124,10 @@ def test_the_story_settles_the_exact_split(story: tuple[Demo, DemoResult]) -> No
     assert result.balances["provider_b"] == total[b]
     assert result.balances["platform"] == fees
     assert result.settlement["amount"] == tier_price(count) + tier_price(ROWS)
-    assert demo.client("provider_a").account().available == total[a]
+    # then A withdrew part of it, which the operator paid out
+    assert 0 < demo.paid_out <= total[a]
+    account = demo.client("provider_a").account()
+    assert (account.available, account.held) == (total[a] - demo.paid_out, 0)
 
 
 def test_each_buyer_gets_exactly_the_rows_bought(story: tuple[Demo, DemoResult]) -> None:
@@ -487,7 +490,7 @@ def test_keep_running_leaves_the_story_running_until_ctrl_c(tmp_path: Path) -> N
         for field in ("exchange_url", "rpc_url", "registry", "participants", "listings", "orders"):
             assert story[field], field
         everyone = {"operator", "provider_a", "provider_b", "buyer_1", "buyer_2", "buyer_3"}
-        assert everyone | {"auditor"} == set(story["participants"])
+        assert everyone | {"auditor", "assessor"} == set(story["participants"])
         for participant in story["participants"].values():
             assert Path(participant["key_file"]).is_absolute()
             assert Path(participant["key_file"]).is_file()

@@ -21,6 +21,7 @@ from test_sdk_support import listing_content
 from typer.testing import CliRunner
 
 import clients.cli
+import clients.cli._common as cli_common
 from clients.sdk import APIError, AsyncExchangeClient, ExchangeClient
 from devnet.deploy import ensure_registry
 from devnet.launcher import Devnet
@@ -186,7 +187,9 @@ def _config(stack: Stack, cli: CliRunner, name: str, key: SM2PrivateKey) -> Path
 def test_the_cli_shows_and_walks_a_certificate(
     stack: Stack, cli: CliRunner, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("COLUMNS", "250")  # rich folds the tables to the terminal's width
+    # rich folds the tables to the terminal's width, which its console read when the
+    # CLI was first imported (COLUMNS set now would come too late in a full run)
+    monkeypatch.setattr(cli_common.stdout, "width", 250)
     provider, buyer, operator = _participants(stack)
     number = _published(provider, operator)
     assert provider.key is not None and buyer.key is not None

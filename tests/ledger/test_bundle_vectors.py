@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 import rfc8785
-from web3 import Web3
+from eth_utils import keccak
 
 from ledger.audit import (
     STEPS,
@@ -181,7 +181,8 @@ def test_statements() -> None:
 
 def test_selectors_are_the_registry_abi_hashed_with_keccak256() -> None:
     """The selector and topic the spec, the vectors and verify.js hard-code are
-    keccak256 of the ABI's signatures (computed here with web3)."""
+    keccak256 of the ABI's signatures (computed here with eth-utils, web3's own
+    hashing; only contracts/chain.py imports web3 itself)."""
     abi = json.loads(ARTIFACT.read_text(encoding="utf-8"))["abi"]
     by_name = {item["name"]: item for item in abi if "name" in item}
     record = by_name["anchorRecord"]
@@ -194,10 +195,8 @@ def test_selectors_are_the_registry_abi_hashed_with_keccak256() -> None:
         ("address", True),
         ("uint64", False),
     ]
-    selector = "0x" + Web3.keccak(text="anchorRecord(uint64)")[:4].hex().removeprefix("0x")
-    topic = "0x" + Web3.keccak(text="Anchored(uint64,bytes32,address,uint64)").hex().removeprefix(
-        "0x"
-    )
+    selector = "0x" + keccak(text="anchorRecord(uint64)")[:4].hex()
+    topic = "0x" + keccak(text="Anchored(uint64,bytes32,address,uint64)").hex()
     assert VECTORS["selectors"] == {
         "anchorRecord(uint64)": selector,
         "Anchored(uint64,bytes32,address,uint64)": topic,
