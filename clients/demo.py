@@ -1511,8 +1511,8 @@ class Demo:
         records the bank transfer paid"""
         provider, operator = self.client("provider_a"), self.client("operator")
         available = int(provider.account().available)
-        # whole hundreds of yuan when A earned that much (the story's own data), else all
-        amount = available - available % 10_000 or available
+        # whole hundreds of yuan when A earned that much (the story's own data), else half
+        amount = available - available % 10_000 or available // 2
         if amount <= 0:
             raise DemoFailure("payout", f"provider A has {_yuan(available)} to withdraw")
         requested = provider.withdraw(

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 import rfc8785
-from eth_utils import keccak
+from eth_utils.crypto import keccak
 
 from ledger.audit import (
     STEPS,
