@@ -620,10 +620,13 @@ def test_clawback_a_payee_cannot_cover_changes_nothing(ex: Exchange) -> None:
     assert shown["revoked_at"] is None and shown["state"] == "settled"
     assert_order_balances(ex, order_id)
     assert "clawback" not in assert_order_balances(ex, order_id)
-    # the partner's balance was changed by hand above: the books name exactly that
-    [tampered] = check_books(ex.app.state.engine)
+    # the partner's balance was changed by hand above: the books name exactly that, and
+    # the accounts no longer add up to the deposits (the reconciliation)
+    tampered, total = check_books(ex.app.state.engine)
     assert (tampered.kind, tampered.account) == ("available", m.partner.key_id())
     assert tampered.actual == 0 and tampered.expected > 0
+    assert total.kind == "reconciliation"
+    assert total.expected - total.actual == tampered.expected
 
 
 # --------------------------------------------------------------------------- renewal
