@@ -245,11 +245,16 @@ class ComputeEngine:
 
     def _execute(self, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
         """Run generated SQL under the time limit; at most ``max_groups`` rows."""
+        started = time.monotonic()
         self._watchdog.arm()
         try:
             cursor = self._con.execute(sql)
             names = [d[0] for d in cursor.description or ()]
             rows = cursor.fetchmany(self.limits.max_groups + 1)
+            # the watchdog's thread may not have been scheduled in time on a busy
+            # machine: a query that finished past its limit is out of time all the same
+            if time.monotonic() - started > self.limits.time_limit_s:
+                raise duckdb.InterruptException("finished past the time limit")
         except duckdb.InterruptException:
             raise QueryRefusedError("timeout", "the query ran out of time") from None
         except duckdb.OutOfMemoryException:

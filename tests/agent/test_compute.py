@@ -278,6 +278,23 @@ def test_an_expensive_query_is_killed_by_the_time_limit(tmp_path: Path) -> None:
     assert _watchdog_threads() == watchdogs  # closing the engine stops its watchdog
 
 
+def test_a_query_that_finished_past_its_limit_is_out_of_time(
+    weather_csv: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a busy machine the watchdog's thread may be scheduled only after the query
+    ended: the answer is refused all the same (here the watchdog never fires)."""
+    from agent import compute
+
+    monkeypatch.setattr(compute._Watchdog, "arm", lambda self: None)
+    limits = ComputeLimits(time_limit_s=1e-9, max_groups=100_000)
+    with (
+        ComputeEngine(weather_csv, OFFER, limits=limits) as engine,
+        pytest.raises(QueryRefusedError) as caught,
+    ):
+        engine.run("SELECT district, COUNT(*) AS n FROM weather GROUP BY district")
+    assert caught.value.reason == "timeout"
+
+
 def _watchdog_threads() -> int:
     return sum(t.name == "query-watchdog" for t in threading.enumerate())
 
