@@ -129,6 +129,37 @@ def _policy_file(path: Path | None) -> dict[str, Any] | None:
         raise CLIError(f"--policy {path}: {exc}", EXIT_USAGE) from None
 
 
+# Options both `create-listing` and `edit` take (one definition each).
+DescriptionOption = Annotated[str | None, typer.Option("--description")]
+CategoryOption = Annotated[str | None, typer.Option("--category")]
+PriceOption = Annotated[
+    str | None, typer.Option("--price", help="Fixed price in yuan, e.g. 199 or 199.50.")
+]
+FreeOption = Annotated[bool, typer.Option("--free", help="Free of charge.")]
+UpdateFrequencyOption = Annotated[
+    str | None, typer.Option("--update-frequency", help=", ".join(UPDATE_FREQUENCIES))
+]
+LicenceOption = Annotated[str | None, typer.Option("--licence")]
+UsageTermsOption = Annotated[str | None, typer.Option("--usage-terms")]
+ClassificationOption = Annotated[
+    str | None, typer.Option("--classification", help="一般 or 重要 (核心 is refused).")
+]
+PersonalInformationOption = Annotated[
+    bool | None,
+    typer.Option(
+        "--personal-information/--no-personal-information",
+        help="Does it hold personal information?",
+        show_default=False,
+    ),
+]
+PiLegalBasisOption = Annotated[str | None, typer.Option("--pi-legal-basis")]
+SourceLegalityOption = Annotated[str | None, typer.Option("--source-legality")]
+FieldsOption = Annotated[
+    Path | None,
+    typer.Option("--fields", help="JSON file of listing fields (flags override it)."),
+]
+
+
 PolicyOption = Annotated[
     Path | None,
     typer.Option(
@@ -144,35 +175,22 @@ def create_listing(
     inv: Invocation,
     file: Annotated[Path, typer.Argument(help="The dataset (CSV, TSV, JSON Lines, Parquet, …).")],
     title: Annotated[str | None, typer.Option("--title", help="Listing title.")] = None,
-    description: Annotated[str | None, typer.Option("--description")] = None,
-    category: Annotated[str | None, typer.Option("--category")] = None,
+    description: DescriptionOption = None,
+    category: CategoryOption = None,
     tag: Annotated[list[str] | None, typer.Option("--tag", help="Repeatable.")] = None,
-    price: Annotated[
-        str | None, typer.Option("--price", help="Fixed price in yuan, e.g. 199 or 199.50.")
-    ] = None,
-    free: Annotated[bool, typer.Option("--free", help="Free of charge.")] = False,
+    price: PriceOption = None,
+    free: FreeOption = False,
     pricing: Annotated[
         str | None,
         typer.Option("--pricing", help='Pricing JSON in fen, e.g. \'{"model": "tiers", …}\'.'),
     ] = None,
-    update_frequency: Annotated[
-        str | None, typer.Option("--update-frequency", help=", ".join(UPDATE_FREQUENCIES))
-    ] = None,
-    licence: Annotated[str | None, typer.Option("--licence")] = None,
-    usage_terms: Annotated[str | None, typer.Option("--usage-terms")] = None,
-    classification: Annotated[
-        str | None, typer.Option("--classification", help="一般 or 重要 (核心 is refused).")
-    ] = None,
-    personal_information: Annotated[
-        bool | None,
-        typer.Option(
-            "--personal-information/--no-personal-information",
-            help="Does it hold personal information?",
-            show_default=False,
-        ),
-    ] = None,
-    pi_legal_basis: Annotated[str | None, typer.Option("--pi-legal-basis")] = None,
-    source_legality: Annotated[str | None, typer.Option("--source-legality")] = None,
+    update_frequency: UpdateFrequencyOption = None,
+    licence: LicenceOption = None,
+    usage_terms: UsageTermsOption = None,
+    classification: ClassificationOption = None,
+    personal_information: PersonalInformationOption = None,
+    pi_legal_basis: PiLegalBasisOption = None,
+    source_legality: SourceLegalityOption = None,
     purpose: Annotated[
         list[str] | None, typer.Option("--purpose", help="Permitted purpose (repeatable).")
     ] = None,
@@ -182,10 +200,7 @@ def create_listing(
             "--provider", help="Co-provider KEY_ID:BASIS_POINTS (repeatable; default: you alone)."
         ),
     ] = None,
-    fields: Annotated[
-        Path | None,
-        typer.Option("--fields", help="JSON file of listing fields (flags override it)."),
-    ] = None,
+    fields: FieldsOption = None,
     file_format: Annotated[
         str | None,
         typer.Option("--format", help="csv, tsv, jsonl, parquet or binary (default: by suffix)."),

@@ -24,7 +24,18 @@ from clients.cli._runtime import EXIT_FAILED, EXIT_USAGE, Invocation, command
 from clients.cli._views import show_listing
 from clients.cli.provider_cmd import (
     CUSTODIES,
-    UPDATE_FREQUENCIES,
+    CategoryOption,
+    ClassificationOption,
+    DescriptionOption,
+    FieldsOption,
+    FreeOption,
+    LicenceOption,
+    PersonalInformationOption,
+    PiLegalBasisOption,
+    PriceOption,
+    SourceLegalityOption,
+    UpdateFrequencyOption,
+    UsageTermsOption,
     _describe,
     _fields_file,
     _file_fields,
@@ -83,36 +94,23 @@ def edit(
     inv: Invocation,
     listing: ListingArg,
     title: Annotated[str | None, typer.Option("--title")] = None,
-    description: Annotated[str | None, typer.Option("--description")] = None,
-    category: Annotated[str | None, typer.Option("--category")] = None,
+    description: DescriptionOption = None,
+    category: CategoryOption = None,
     tag: Annotated[
         list[str] | None, typer.Option("--tag", help="Repeatable; replaces the tags.")
     ] = None,
-    price: Annotated[
-        str | None, typer.Option("--price", help="Fixed price in yuan, e.g. 199 or 199.50.")
-    ] = None,
-    free: Annotated[bool, typer.Option("--free", help="Free of charge.")] = False,
+    price: PriceOption = None,
+    free: FreeOption = False,
     pricing: Annotated[
         str | None, typer.Option("--pricing", help="Pricing JSON, amounts in fen.")
     ] = None,
-    update_frequency: Annotated[
-        str | None, typer.Option("--update-frequency", help=", ".join(UPDATE_FREQUENCIES))
-    ] = None,
-    licence: Annotated[str | None, typer.Option("--licence")] = None,
-    usage_terms: Annotated[str | None, typer.Option("--usage-terms")] = None,
-    classification: Annotated[
-        str | None, typer.Option("--classification", help="一般 or 重要 (核心 is refused).")
-    ] = None,
-    personal_information: Annotated[
-        bool | None,
-        typer.Option(
-            "--personal-information/--no-personal-information",
-            help="Does it hold personal information?",
-            show_default=False,
-        ),
-    ] = None,
-    pi_legal_basis: Annotated[str | None, typer.Option("--pi-legal-basis")] = None,
-    source_legality: Annotated[str | None, typer.Option("--source-legality")] = None,
+    update_frequency: UpdateFrequencyOption = None,
+    licence: LicenceOption = None,
+    usage_terms: UsageTermsOption = None,
+    classification: ClassificationOption = None,
+    personal_information: PersonalInformationOption = None,
+    pi_legal_basis: PiLegalBasisOption = None,
+    source_legality: SourceLegalityOption = None,
     purpose: Annotated[
         list[str] | None,
         typer.Option("--purpose", help="Permitted purpose (repeatable; replaces them)."),
@@ -121,10 +119,7 @@ def edit(
         list[str] | None,
         typer.Option("--provider", help="Co-provider KEY_ID:BASIS_POINTS (replaces them)."),
     ] = None,
-    fields: Annotated[
-        Path | None,
-        typer.Option("--fields", help="JSON file of listing fields (flags override it)."),
-    ] = None,
+    fields: FieldsOption = None,
     data: Annotated[
         Path | None,
         typer.Option("--data", help="New content: digest, rows, columns, sample from FILE."),
