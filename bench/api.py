@@ -35,6 +35,12 @@ Parts (each a function ``part_<name>(ctx)`` that adds its figures with
   of the trivial endpoint is sent the same way just before as the ratio
   baseline: requests/s over the whole batch and the p50/p99 latency of its
   requests. Every order must answer 201 with the price in escrow.
+  ``order_vs_sm2_limit`` is orders/s against the SM2 limit (single-thread
+  verifications/s ÷ verifications per order); ``trivial_vs_sm2_limit`` is the
+  trivial endpoint's rate against the same limit: the ceiling any endpoint of
+  this server stack can reach here. ``server_cpu_ms_per_order`` and
+  ``server_cpu_ms_per_trivial`` are the server processes' CPU time (user +
+  system, from ``/proc``, every worker included) over each batch ÷ its requests.
 
 The server is one uvicorn process (one worker) on 127.0.0.1, started in a
 child process and stopped at the end; the database is a temporary SQLite file
@@ -129,10 +135,42 @@ def _free_port() -> int:
         return port
 
 
+def server_cpu_s(pid: int) -> float | None:
+    """CPU seconds (user + system) used so far by process ``pid`` and every process
+    under it (uvicorn's workers); ``None`` where there is no Linux ``/proc``."""
+    stats: dict[int, tuple[int, float]] = {}  # pid -> (parent pid, CPU seconds)
+    tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    try:
+        entries = [e for e in os.listdir("/proc") if e.isdigit()]
+    except OSError:
+        return None
+    for entry in entries:
+        try:
+            text = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue  # (the process ended meanwhile)
+        fields = text[text.rindex(")") + 2 :].split()  # after "pid (comm) "
+        stats[int(entry)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / tick)
+    if pid not in stats:
+        return None
+    total, todo = 0.0, [pid]
+    while todo:
+        current = todo.pop()
+        total += stats[current][1]
+        todo.extend(child for child, (parent, _) in stats.items() if parent == current)
+    return total
+
+
+@dataclass(frozen=True)
+class Server:
+    url: str
+    pid: int
+
+
 @contextmanager
 def running_server(
     settings_kw: dict[str, Any], plain_search: bool = False, workers: int = 1
-) -> Iterator[str]:
+) -> Iterator[Server]:
     port = _free_port()
     process = multiprocessing.get_context("spawn").Process(
         target=_serve, args=(settings_kw, port, plain_search, workers), daemon=workers == 1
@@ -152,7 +190,8 @@ def running_server(
             if not process.is_alive() or time.monotonic() > deadline:
                 raise RuntimeError("the server did not start")
             time.sleep(0.1)
-        yield url
+        assert process.pid is not None
+        yield Server(url, process.pid)
     finally:
         process.terminate()
         process.join(timeout=20)
@@ -214,7 +253,7 @@ def measure(url: str, path: str, params: dict[str, Any], seconds: float, clients
 class Context:
     args: argparse.Namespace
     engine: Engine
-    url: str
+    server: Server
     operator: SM2PrivateKey  # configured as the exchange's operator
     settings: dict[str, Any] = field(default_factory=dict)  # the server's Settings(**...)
     figures: list[tuple[str, float, str]] = field(default_factory=list)
@@ -223,6 +262,10 @@ class Context:
 
     def figure(self, name: str, value: float, unit: str) -> None:
         self.figures.append((name, value, unit))
+
+    @property
+    def url(self) -> str:
+        return self.server.url
 
 
 # ---------------------------------------------------------------- search
@@ -438,7 +481,7 @@ def part_search(ctx: Context) -> None:
     with contextlib.ExitStack() as stack:
         urls = {"plans": ctx.url}
         if args.compare_plain:
-            urls["plain"] = stack.enter_context(running_server(ctx.settings, plain_search=True))
+            urls["plain"] = stack.enter_context(running_server(ctx.settings, plain_search=True)).url
         _search_sizes(ctx, providers, prefix, urls, p50)
     if len(args.sizes) > 1:
         small, large = args.sizes[0], args.sizes[-1]
@@ -713,8 +756,11 @@ def part_orders(ctx: Context) -> None:
         warm = send_batch(ctx.url, orders[:warmup], args.order_clients, 201)
         orders = orders[warmup:]
         trivial_requests = [httpx.Request("GET", ctx.url + TRIVIAL) for _ in orders]
+        cpu_before = server_cpu_s(ctx.server.pid)
         trivial = send_batch(ctx.url, trivial_requests, args.order_clients, 200)
+        cpu_between = server_cpu_s(ctx.server.pid)
         placed = send_batch(ctx.url, orders, args.order_clients, 201)
+        cpu_after = server_cpu_s(ctx.server.pid)
     finally:
         for actor in (operator, provider, *buyers):
             actor.close()
@@ -750,6 +796,15 @@ def part_orders(ctx: Context) -> None:
         f"  SM2 verify on one thread: {verify_rate:.0f}/s; at "
         f"{SM2_VERIFICATIONS_PER_ORDER} verifications per order the limit is {limit:.0f} orders/s"
     )
+    cpu_ms: dict[str, float] = {}  # server CPU per request
+    if cpu_before is not None and cpu_between is not None and cpu_after is not None:
+        cpu_ms["trivial"] = (cpu_between - cpu_before) * 1000 / len(orders)
+        cpu_ms["order"] = (cpu_after - cpu_between) * 1000 / len(orders)
+        print(
+            f"  server CPU per request: {cpu_ms['trivial']:.2f} ms (trivial), "
+            f"{cpu_ms['order']:.2f} ms (order); at half the limit one process has "
+            f"{1000 / (limit / 2):.2f} ms per order for all of it (one GIL)"
+        )
     ctx.figure("order_rps", placed.measured.rps, "req/s")
     ctx.figure("order_p50_ms", placed.measured.p50_ms, "ms")
     ctx.figure("order_p99_ms", placed.measured.p99_ms, "ms")
@@ -757,6 +812,10 @@ def part_orders(ctx: Context) -> None:
     ctx.figure("sm2_verify_per_s", verify_rate, "verify/s")
     ctx.figure("order_vs_sm2_limit", placed.measured.rps / limit, "ratio")
     ctx.figure("order_p99_over_p50", placed.measured.p99_ms / placed.measured.p50_ms, "ratio")
+    # the ceiling this server stack sets: a request that does nothing, against the same limit
+    ctx.figure("trivial_vs_sm2_limit", trivial.measured.rps / limit, "ratio")
+    for name, value in cpu_ms.items():
+        ctx.figure(f"server_cpu_ms_per_{name}", value, "ms")
 
 
 SM2_VERIFICATIONS_PER_ORDER = 2
@@ -825,25 +884,25 @@ def main() -> None:
             "operator_public_keys": [operator.public_key().to_pem().decode()],
         }
         print(f"database: {url.split('@')[-1]}; the server is one uvicorn worker on 127.0.0.1")
-        with running_server(settings_kw) as base_url:  # creates the tables on start
+        with running_server(settings_kw) as server:  # creates the tables on start
             engine = make_engine(url)
             try:
                 ctx = Context(
-                    args=args, engine=engine, url=base_url, operator=operator, settings=settings_kw
+                    args=args, engine=engine, server=server, operator=operator, settings=settings_kw
                 )
                 for name in args.parts.split(","):
                     PARTS[name](ctx)
             finally:
                 engine.dispose()
         if args.workers > 1 and "orders" in args.parts.split(","):
-            with running_server(settings_kw, workers=args.workers) as base_url:
+            with running_server(settings_kw, workers=args.workers) as server:
                 print(f"\nthe same orders on {args.workers} uvicorn worker processes:")
                 engine = make_engine(url)
                 try:
                     extra = Context(
                         args=args,
                         engine=engine,
-                        url=base_url,
+                        server=server,
                         operator=operator,
                         settings=settings_kw,
                         quiet=True,
