@@ -4,9 +4,9 @@ The records of an order are the log's event records (:data:`exchange.events.kind
 ``order.placed``, ``delivery.issued``, ``order.accepted``, ``settlement.paid``,
 ``order.disputed``, ``dispute.resolved``, ``access.revoked``, ``delivery.overdue``,
 ``computation.*``) whose payload names the order (``order_id``), as the event feed
-reads them. None can precede the order's ``order.placed``, so the scan starts at
-its index and reads only entries of those types (``record_type`` is indexed),
-a page at a time. Each record comes with the anchor that covers it
+reads them: the log stores that name with each entry (``LogEntry.order_id``,
+indexed with the entry's index), so they are read without a scan of the log.
+Each record comes with the anchor that covers it
 (:func:`exchange.anchoring.coverage.anchor_states`): ``pending`` until an anchor
 on chain holds it (its receipt is not ready yet), then ``anchored`` and ``final``.
 """
@@ -14,7 +14,6 @@ on chain holds it (its receipt is not ready yet), then ``anchored`` and ``final`
 from __future__ import annotations
 
 import json
-from typing import Any
 
 from pydantic import BaseModel, Field
 from sqlalchemy import select
@@ -26,9 +25,6 @@ from exchange.log.models import LogEntry
 from exchange.orders.models import Order
 
 __all__ = ["OrderRecord", "OrderRecords", "RecordAnchor", "order_records"]
-
-SCAN_PAGE = 1000
-"""Log entries read per query while looking for an order's records."""
 
 
 class RecordAnchor(BaseModel):
@@ -57,19 +53,6 @@ class OrderRecords(BaseModel):
     items: list[OrderRecord] = Field(description="In log order.")
 
 
-def _placed_index(session: Session, order: Order) -> int:
-    found = session.execute(
-        select(col(LogEntry.index)).where(
-            col(LogEntry.leaf_hash) == bytes.fromhex(order.placed_leaf_hash)
-        )
-    ).scalar_one_or_none()
-    return 0 if found is None else int(found)
-
-
-def _names(payload: Any, order_id: str) -> bool:
-    return isinstance(payload, dict) and payload.get("order_id") == order_id
-
-
 def _anchor(found: EntryAnchor) -> RecordAnchor:
     return RecordAnchor(
         state=found.state,
@@ -82,23 +65,18 @@ def _anchor(found: EntryAnchor) -> RecordAnchor:
 
 def order_records(session: Session, order: Order) -> OrderRecords:
     """The records of ``order`` (visibility is the caller's concern), in log order."""
-    types = list(RECORD_EVENTS)
-    found: list[tuple[int, bytes, dict[str, Any]]] = []
-    start = _placed_index(session, order)
-    while True:
-        rows = session.execute(
-            select(col(LogEntry.index), col(LogEntry.leaf_hash), col(LogEntry.leaf))
-            .where(col(LogEntry.index) >= start, col(LogEntry.record_type).in_(types))
-            .order_by(col(LogEntry.index))
-            .limit(SCAN_PAGE)
-        ).all()
-        for index, leaf_hash, leaf in rows:
-            record = json.loads(bytes(leaf))["record"]
-            if _names(record.get("payload"), order.id):
-                found.append((int(index), bytes(leaf_hash), record))
-        if len(rows) < SCAN_PAGE:
-            break
-        start = int(rows[-1][0]) + 1
+    rows = session.execute(
+        select(col(LogEntry.index), col(LogEntry.leaf_hash), col(LogEntry.leaf))
+        .where(
+            col(LogEntry.order_id) == order.id,
+            col(LogEntry.record_type).in_(list(RECORD_EVENTS)),
+        )
+        .order_by(col(LogEntry.index))
+    ).all()
+    found = [
+        (int(index), bytes(leaf_hash), json.loads(bytes(leaf))["record"])
+        for index, leaf_hash, leaf in rows
+    ]
     anchors = anchor_states(session, [index for index, _, _ in found])
     items = [
         OrderRecord(

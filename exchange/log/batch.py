@@ -55,7 +55,7 @@ from sqlmodel import Session
 from exchange.errors import ConflictError, ExchangeError
 from exchange.log.errors import DuplicateRecordError
 from exchange.log.locking import LogLock, exclusive_transaction
-from exchange.log.models import MAX_PROMISE_BATCH, LogEntry
+from exchange.log.models import MAX_ORDER_ID, MAX_PROMISE_BATCH, LogEntry
 from ledger.checkpoint import Promise, PromiseBatch, sign_promise_batch
 from ledger.sm2 import SM2PrivateKey
 
@@ -273,6 +273,7 @@ def _stage_and_insert(
             s.signed.record.actor,
             s.public_key_pem,
             promises[i].batch_first_index,
+            _order_named(s),
         )
         for i, s in enumerate(leaves)
     ]
@@ -366,9 +367,17 @@ _ENTRY_COLUMNS = (
     "actor_key_id",
     "actor_public_key",
     "batch_first_index",
+    "order_id",
 )
 _MAX_PARAMETERS = 999
 """Bound parameters per INSERT statement (SQLite's historical limit; PostgreSQL's is 65535)."""
+
+
+def _order_named(submission: Submission) -> str | None:
+    """The ``order_id`` a record's payload names (``LogEntry.order_id``)."""
+    payload = submission.signed.record.payload
+    order_id = payload.get("order_id") if isinstance(payload, Mapping) else None
+    return order_id if isinstance(order_id, str) and len(order_id) <= MAX_ORDER_ID else None
 
 
 def _batch_row(batch: PromiseBatch) -> tuple[Any, ...]:

@@ -8,7 +8,7 @@ it is the rowid).
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Integer
+from sqlalchemy import BigInteger, Index, Integer
 from sqlmodel import Field, SQLModel
 
 _ROWID = BigInteger().with_variant(Integer(), "sqlite")
@@ -19,6 +19,10 @@ MAX_PROMISE_BATCH = 1024
 """Most entries one promise batch covers: one append transaction signs one batch
 per (up to) this many entries, so that serving a promise, which recomputes its
 batch proof from the batch's stored leaf hashes, reads at most this many."""
+
+
+MAX_ORDER_ID = 200
+"""Longest ``payload.order_id`` kept in ``LogEntry.order_id`` (orders' ids are UUIDs)."""
 
 
 class PromiseBatchRow(SQLModel, table=True):
@@ -46,6 +50,7 @@ class LogEntry(SQLModel, table=True):
     batch's leaf hashes (see ``exchange.log.queries.promise_of``)."""
 
     __tablename__ = "log_entry"
+    __table_args__ = (Index("ix_log_entry_order", "order_id", "index"),)
 
     index: int = Field(sa_type=_ROWID, primary_key=True, sa_column_kwargs=_NO_AUTOINCREMENT)
     leaf_hash: bytes = Field(index=True, unique=True)
@@ -57,6 +62,9 @@ class LogEntry(SQLModel, table=True):
     """PEM of the actor's SM2 public key, as it was when the record was accepted."""
     batch_first_index: int = Field(sa_type=BigInteger, foreign_key="promise_batch.first_index")
     """The promise batch that covers this entry (its ``first_index``)."""
+    order_id: str | None = Field(default=None, max_length=MAX_ORDER_ID)
+    """The order the record's payload names (a string ``payload.order_id``), if any:
+    an order's records are read through this index instead of a scan of the log."""
 
 
 class TreeNode(SQLModel, table=True):

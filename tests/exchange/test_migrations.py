@@ -7,6 +7,7 @@ fresh database to head, autogenerate must find nothing to do.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -297,3 +298,46 @@ def test_cli_errors_are_one_line(args: list[str], tmp_path: Path) -> None:
     assert "Traceback" not in failed.stderr
     lines = failed.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), failed.stderr
+
+
+def test_0013_names_the_order_of_existing_log_entries(engine: Engine) -> None:
+    """Entries logged before 0013 get ``order_id`` from their leaves: a string
+    ``payload.order_id`` only (not a number, not a missing one, not one too long)."""
+    migrations.upgrade(engine, "0012")
+    payloads = [
+        {"order_id": "0b9e0b5c-1111-4d2e-9a57-2c1e3f0a9b10", "reason": "x"},
+        {"order_id": 7},
+        {"listing_id": "L"},
+        {"order_id": "o" * 201},
+        "not an object",
+    ]
+    with engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO promise_batch (first_index, size, batch_root, timestamp, "
+                "log_key_id, signature) VALUES (0, 5, :b, 1, 'k', :b)"
+            ),
+            {"b": b"\x00" * 32},
+        )
+        for index, payload in enumerate(payloads):
+            leaf = json.dumps({"record": {"type": "t", "payload": payload}}).encode()
+            connection.execute(
+                text(
+                    'INSERT INTO log_entry ("index", leaf_hash, leaf, record_type, '
+                    "actor_key_id, actor_public_key, batch_first_index) "
+                    "VALUES (:i, :h, :leaf, 't', 'a', 'p', 0)"
+                ),
+                {"i": index, "h": bytes([index]) * 32, "leaf": leaf},
+            )
+    migrations.upgrade(engine)
+    with engine.connect() as connection:
+        named = connection.execute(
+            text('SELECT "index", order_id FROM log_entry ORDER BY "index"')
+        ).all()
+    assert named == [
+        (0, "0b9e0b5c-1111-4d2e-9a57-2c1e3f0a9b10"),
+        (1, None),
+        (2, None),
+        (3, None),
+        (4, None),
+    ]
