@@ -1,6 +1,7 @@
-"""One active anchoring worker per database.
+"""One active anchoring worker per database (per schema on PostgreSQL).
 
-* PostgreSQL: a session-level advisory lock (``pg_try_advisory_lock``) held on a
+* PostgreSQL: a session-level advisory lock (``pg_try_advisory_lock``, its key
+  derived from the lock's name and the schema) held on a
   dedicated connection for the worker's life; it vanishes with the session, so a
   killed worker never leaves it behind.
 * SQLite file: an OS file lock (``filelock``, ``flock`` on Linux) on
@@ -19,10 +20,10 @@ from filelock import FileLock, Timeout
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import SQLAlchemyError
 
-from ledger.sm3 import sm3
-
-ADVISORY_LOCK_KEY: Final = int.from_bytes(sm3(b"shancheng/anchor-worker")[:8], "big", signed=True)
-"""The 64-bit key of the PostgreSQL advisory lock (first 8 bytes of an SM3, signed)."""
+_SCHEMA_KEY = "hashtextextended(:name || '@' || current_schema(), 0)"
+"""The 64-bit advisory lock key of a lock name in the connection's schema: advisory
+locks belong to the whole database, and exchanges in two schemas of one database
+must not elect one anchoring worker between them."""
 
 
 class LockLostError(RuntimeError):
@@ -75,10 +76,10 @@ class FileWorkerLock(WorkerLock):
 
 
 class AdvisoryWorkerLock(WorkerLock):
-    def __init__(self, engine: Engine, key: int = ADVISORY_LOCK_KEY) -> None:
+    def __init__(self, engine: Engine, name: str = "shancheng/anchor-worker") -> None:
         self.engine = engine
-        self.key = key
-        self.description = f"PostgreSQL advisory lock {key}"
+        self.name = name
+        self.description = f"PostgreSQL advisory lock {name}"
         self._conn: Connection | None = None
 
     def try_acquire(self) -> bool:
@@ -87,7 +88,9 @@ class AdvisoryWorkerLock(WorkerLock):
         conn = self.engine.connect()
         try:
             got = bool(
-                conn.execute(text("SELECT pg_try_advisory_lock(:key)"), {"key": self.key}).scalar()
+                conn.execute(
+                    text(f"SELECT pg_try_advisory_lock({_SCHEMA_KEY})"), {"name": self.name}
+                ).scalar()
             )
             conn.commit()  # the lock is session-level: it outlives the transaction
         except BaseException:
@@ -104,7 +107,7 @@ class AdvisoryWorkerLock(WorkerLock):
         if conn is None:
             return
         try:
-            conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": self.key})
+            conn.execute(text(f"SELECT pg_advisory_unlock({_SCHEMA_KEY})"), {"name": self.name})
             conn.commit()
         except SQLAlchemyError:
             conn.invalidate()  # the session is gone, and the lock with it
@@ -151,8 +154,7 @@ def worker_lock(engine: Engine, role: str = "anchor-worker") -> WorkerLock:
     url = engine.url
     backend = url.get_backend_name()
     if backend == "postgresql":
-        key = int.from_bytes(sm3(f"shancheng/{role}".encode())[:8], "big", signed=True)
-        return AdvisoryWorkerLock(engine, key)
+        return AdvisoryWorkerLock(engine, f"shancheng/{role}")
     if backend == "sqlite":
         database = url.database or ""
         if database in ("", ":memory:") or database.startswith("file:"):

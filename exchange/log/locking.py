@@ -14,19 +14,20 @@ Several API worker processes may share one database; the log's invariants
   later commits are durable too), which spares the group-committing appender
   two statements per transaction.
 * PostgreSQL: ``pg_advisory_xact_lock(key)`` inside the transaction, one key
-  per purpose, so appends and sequencing do not wait on each other. Under
-  READ COMMITTED every statement after the lock sees what the previous holder
-  committed.
+  per purpose and schema (advisory locks belong to the whole database: two
+  exchanges in two schemas of one database do not wait on each other), so
+  appends and sequencing do not wait on each other. Under READ COMMITTED every
+  statement after the lock sees what the previous holder committed.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from enum import IntEnum
+from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 from sqlmodel import Session
 
@@ -35,11 +36,15 @@ from exchange.errors import ExchangeError
 __all__ = ["LogBusyError", "LogLock", "exclusive_transaction"]
 
 
-class LogLock(IntEnum):
-    """PostgreSQL advisory lock keys (``"Shanchen"`` in ASCII, plus a purpose)."""
+class LogLock(StrEnum):
+    """The log's locks: on PostgreSQL, advisory locks whose key is a hash of this
+    name and the schema (computed by the database, in the locking statement)."""
 
-    APPEND = 0x5368_616E_6368_0001
-    SEQUENCE = 0x5368_616E_6368_0002
+    APPEND = "shancheng/log-append"
+    SEQUENCE = "shancheng/log-sequence"
+
+
+_LOCK = text("SELECT pg_advisory_xact_lock(hashtextextended(:name || '@' || current_schema(), 0))")
 
 
 class LogBusyError(ExchangeError):
@@ -78,7 +83,7 @@ def exclusive_transaction(session: Session, lock: LogLock) -> Iterator[None]:
             # no_autoflush: changes a caller staged (exchange.records) must be
             # written after the lock is held, not before, as on SQLite.
             with session.no_autoflush:
-                session.execute(select(func.pg_advisory_xact_lock(int(lock))))
+                session.execute(_LOCK, {"name": lock.value})
         except OperationalError as exc:
             session.rollback()
             raise LogBusyError(f"the log database is busy: {exc.orig}") from None

@@ -17,6 +17,7 @@ from typing import IO
 
 import pytest
 from sqlalchemy import Engine, text
+from sqlmodel import Session
 from test_anchoring_support import (
     add_checkpoint,
     anchored_sizes,
@@ -40,6 +41,7 @@ from exchange.anchoring.lock import (
 )
 from exchange.anchoring.models import AnchorState
 from exchange.db import make_engine
+from exchange.log.locking import LogBusyError, LogLock, exclusive_transaction
 from exchange.log.testing import postgres_schema
 from exchange.settings import Settings
 
@@ -350,6 +352,59 @@ def test_the_advisory_lock_admits_one_holder(pg_engine: Engine) -> None:
     second.release()
 
 
+@pytest.fixture
+def other_pg_engine(pg_engine: Engine) -> Iterator[Engine]:
+    """An engine on a second fresh schema of the same database as ``pg_engine``."""
+    url = os.environ["TEST_POSTGRES_URL"]
+    with postgres_schema(url, "anchor_other_") as schema_url:
+        engine = make_engine(schema_url)
+        try:
+            yield engine
+        finally:
+            engine.dispose()
+
+
+@pytest.mark.postgres
+def test_exchanges_in_two_schemas_each_elect_their_own_worker(
+    pg_engine: Engine, other_pg_engine: Engine
+) -> None:
+    """Advisory locks belong to the whole database: the key includes the schema."""
+    here, there, also_here = (
+        worker_lock(pg_engine),
+        worker_lock(other_pg_engine),
+        worker_lock(pg_engine),
+    )
+    assert here.try_acquire()
+    try:
+        assert there.try_acquire()
+        there.release()
+        assert not also_here.try_acquire()
+    finally:
+        here.release()
+
+
+@pytest.mark.postgres
+def test_the_log_lock_of_one_schema_does_not_hold_up_another(
+    pg_engine: Engine, other_pg_engine: Engine
+) -> None:
+    for engine in (pg_engine, other_pg_engine):
+        migrations.upgrade(engine)
+    with Session(pg_engine) as holder, exclusive_transaction(holder, LogLock.APPEND):
+        for engine, free in ((other_pg_engine, True), (pg_engine, False)):
+            with Session(engine) as session:
+                session.execute(text("SET lock_timeout = '300ms'"))
+                session.commit()
+                if free:
+                    with exclusive_transaction(session, LogLock.APPEND):
+                        pass
+                else:
+                    with (
+                        pytest.raises(LogBusyError),
+                        exclusive_transaction(session, LogLock.APPEND),
+                    ):
+                        pass
+
+
 @pytest.mark.postgres
 def test_a_lost_session_is_noticed(pg_engine: Engine) -> None:
     lock = AdvisoryWorkerLock(pg_engine)
@@ -371,6 +426,7 @@ _HOLD_PG_LOCK = """
 import sys, time
 from exchange.anchoring.lock import worker_lock
 from exchange.db import make_engine
+from exchange.log.locking import LogBusyError, LogLock, exclusive_transaction
 from exchange.log.testing import postgres_schema
 lock = worker_lock(make_engine(sys.argv[1]))
 assert lock.try_acquire()
