@@ -14,11 +14,11 @@ from sqlalchemy import select
 from sqlmodel import Session, col
 
 from exchange.listings.models import Listing, ListingState
-from exchange.listings.schemas import ListingPublic
 from exchange.listings.service import listing_public
 from exchange.participants.models import Participant, ParticipantStatus, Role
-from exchange.participants.schemas import ParticipantPublic
 from exchange.participants.service import profile
+from ledger.protocol import listing as listing_wire
+from ledger.protocol import participant as participant_wire
 
 __all__ = ["AWAITING_REVIEW", "ReviewQueue", "review_queue"]
 
@@ -26,10 +26,10 @@ AWAITING_REVIEW = (ListingState.SUBMITTED, ListingState.UNDER_REVIEW)
 
 
 class ReviewQueue(BaseModel):
-    listings: list[ListingPublic] = Field(
+    listings: list[listing_wire.Listing] = Field(
         description="Listings submitted or under review, longest waiting first."
     )
-    participants: list[ParticipantPublic] = Field(
+    participants: list[participant_wire.Participant] = Field(
         description="Providers awaiting approval (unverified), in the order they registered."
     )
     more_listings: bool = Field(description="More listings wait than `limit` shows.")

@@ -1,7 +1,8 @@
 """Typed answers of the reads that follow a participant's work: a page of listings
-(``GET /listings``), an order's records with their anchor state
-(``GET /orders/{id}/records``) and the operators' queue (``GET /operator/queue``).
-Parsed strictly, like :mod:`clients.sdk.market_models`."""
+(``GET /listings``: :class:`ledger.protocol.listing.ListingPage`), an order's
+records with their anchor state (``GET /orders/{id}/records``) and the operators'
+queue (``GET /operator/queue``). Parsed strictly, like
+:mod:`clients.sdk.market_models`."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from clients.sdk.market_models import Listing, Participant
+from ledger.protocol.listing import ListingPage
 from ledger.protocol.reader import JSONObject
 from ledger.records import RecordFormatError
 
@@ -16,22 +18,6 @@ __all__ = ["ANCHOR_STATES", "ListingPage", "OrderRecord", "OrderRecords", "Revie
 
 ANCHOR_STATES = ("pending", "anchored", "final")
 """How far a record is on its way to the chain (``pending``: its receipt is not ready)."""
-
-
-@dataclass(frozen=True, slots=True)
-class ListingPage:
-    """Listings the caller may see, newest first; ``next_offset`` is ``None`` at the end."""
-
-    items: tuple[Listing, ...]
-    next_offset: int | None
-
-    @classmethod
-    def from_dict(cls, data: Any) -> ListingPage:
-        o = JSONObject(data, "")
-        return cls(
-            items=o.items("items", lambda item, where: Listing.from_dict(item, path=where)),
-            next_offset=o.opt_integer("next_offset"),
-        )
 
 
 @dataclass(frozen=True, slots=True)
