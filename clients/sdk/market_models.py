@@ -83,9 +83,6 @@ class _Obj(JSONObject):
     def log(self, key: str = "log") -> Appended | None:
         return Appended.from_dict(self.data[key], path=self.path(key)) if self.has(key) else None
 
-    def opt_hex64(self, key: str) -> str | None:
-        return self.hex64(key) if self.has(key) else None
-
 
 # --------------------------------------------------------------------------- participants
 

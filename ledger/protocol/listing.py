@@ -43,13 +43,14 @@ __all__ = [
     "ListingVersion",
     "ProviderShare",
     "VersionAdded",
+    "checked_offer",
 ]
 
 DEFAULT_DELIVERY_WINDOW_S: Final = 86_400
 """Seconds a provider has to deliver a paid order unless its listing says otherwise."""
 
 
-def _offer(o: JSONObject) -> dict[str, Any] | None:
+def checked_offer(o: JSONObject) -> dict[str, Any] | None:
     """The ``computation`` offer's JSON, checked to be one (``None``: none)."""
     if not o.has("computation"):
         return None
@@ -63,10 +64,6 @@ def _policy(o: JSONObject) -> dict[str, Any] | None:
         return None
     Policy.from_dict(o.raw("policy"), o.path("policy"))
     return o.mapping("policy")
-
-
-def _opt_hex64(o: JSONObject, key: str) -> str | None:
-    return o.hex64(key) if o.has(key) else None
 
 
 def _object(item: Any, where: str) -> dict[str, Any]:
@@ -142,8 +139,8 @@ class ListingVersion:
             row_count=o.integer("row_count"),
             byte_size=o.integer("byte_size"),
             format=o.text("format"),
-            computation=_offer(o),
-            row_root=_opt_hex64(o, "row_root"),
+            computation=checked_offer(o),
+            row_root=o.opt_hex64("row_root"),
             policy=_policy(o),
             created_at=o.integer("created_at"),
             log_leaf_hash=o.hex64("log_leaf_hash"),
@@ -292,18 +289,18 @@ class Listing:
             usage_terms=o.text("usage_terms"),
             pricing=o.mapping("pricing"),
             declarations=o.mapping("declarations"),
-            computation=_offer(o),
+            computation=checked_offer(o),
             custody=o.opt_text("custody") or "exchange",
             delivery_window_s=DEFAULT_DELIVERY_WINDOW_S
             if delivery_window_s is None
             else delivery_window_s,
             cost_basis=o.mapping("cost_basis") if o.has("cost_basis") else None,
-            row_root=_opt_hex64(o, "row_root"),
+            row_root=o.opt_hex64("row_root"),
             quality=QualitySummary.from_dict(o.raw("quality"), o.path("quality"))
             if o.has("quality")
             else None,
             policy=policy,
-            policy_digest=_opt_hex64(o, "policy_digest") or Policy.from_dict(policy).digest(),
+            policy_digest=o.opt_hex64("policy_digest") or Policy.from_dict(policy).digest(),
             rejection_reason=o.opt_text("rejection_reason"),
             delisting_reason=o.opt_text("delisting_reason"),
             created_at=o.integer("created_at"),

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Final
 
 from ledger.computation.offer import ComputationOffer
+from ledger.protocol.listing import checked_offer
 from ledger.protocol.reader import JSONObject
 
 __all__ = ["SUMMARY_CHARS", "FacetCount", "Facets", "SearchHit", "SearchPage"]
@@ -135,10 +136,6 @@ class SearchHit:
     def from_dict(cls, data: Any, where: str = "") -> SearchHit:
         """Parse a hit (``custody`` absent, as from an older exchange: ``exchange``)."""
         o = JSONObject(data, where)
-        computation = None
-        if o.has("computation"):
-            ComputationOffer.from_dict(o.raw("computation"), o.path("computation"))
-            computation = o.mapping("computation")
         return cls(
             id=o.text("id"),
             title=o.text("title"),
@@ -160,7 +157,7 @@ class SearchHit:
             published_at=o.integer("published_at"),
             custody=o.opt_text("custody") or "exchange",
             score=o.opt_integer("score"),
-            computation=computation,
+            computation=checked_offer(o),
         )
 
 
