@@ -194,7 +194,7 @@ class Answerer:
         offer = self._offer(computation.listing_id, computation.version)
         if offer is None:
             raise _Refusal("not_a_computation", "the version offers no computation")
-        buyer = self.client.participant(computation.buyer).public_key
+        buyer = self.client.participant(computation.buyer).sm2_public_key
         try:
             sql = requested_sql(computation, buyer)
         except ComputationCheckError as exc:
@@ -241,7 +241,7 @@ class Answerer:
         if key not in self._offers:
             versions = self.client.versions(listing_id)
             found = [v for v in versions if v.version == version]
-            self._offers[key] = found[0].computation if found else None
+            self._offers[key] = found[0].computation_offer if found else None
         return self._offers[key]
 
     def _finish(self, computation_id: str, progress: dict[str, Any]) -> None:

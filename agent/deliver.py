@@ -129,7 +129,7 @@ class Deliverer:
         if step in ("delivered", "closed"):
             return "delivered" if step == "delivered" else "closed"
         if step == "new" or not self.state.sealed_path(order.id).exists():
-            progress = self.seal(order, self.client.participant(order.buyer).public_key)
+            progress = self.seal(order, self.client.participant(order.buyer).sm2_public_key)
         try:
             if progress["step"] == "sealed":
                 progress = self.upload(order, progress)

@@ -4,36 +4,24 @@
   reject), longest waiting first (by the time of their last change);
 * providers ``unverified`` (to approve), in the order they registered.
 
-Each part holds at most ``limit`` items; ``more`` says whether others wait.
+Each part holds at most ``limit`` items; ``more`` says whether others wait. The
+answer's shape is :class:`ledger.protocol.review_queue.ReviewQueue`.
 """
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
 from sqlalchemy import select
 from sqlmodel import Session, col
 
 from exchange.listings.models import Listing, ListingState
-from exchange.listings.schemas import ListingPublic
 from exchange.listings.service import listing_public
 from exchange.participants.models import Participant, ParticipantStatus, Role
-from exchange.participants.schemas import ParticipantPublic
 from exchange.participants.service import profile
+from ledger.protocol.review_queue import ReviewQueue
 
-__all__ = ["AWAITING_REVIEW", "ReviewQueue", "review_queue"]
+__all__ = ["AWAITING_REVIEW", "review_queue"]
 
 AWAITING_REVIEW = (ListingState.SUBMITTED, ListingState.UNDER_REVIEW)
-
-
-class ReviewQueue(BaseModel):
-    listings: list[ListingPublic] = Field(
-        description="Listings submitted or under review, longest waiting first."
-    )
-    participants: list[ParticipantPublic] = Field(
-        description="Providers awaiting approval (unverified), in the order they registered."
-    )
-    more_listings: bool = Field(description="More listings wait than `limit` shows.")
-    more_participants: bool = Field(description="More providers wait than `limit` shows.")
 
 
 def review_queue(session: Session, limit: int) -> ReviewQueue:
@@ -61,8 +49,8 @@ def review_queue(session: Session, limit: int) -> ReviewQueue:
         .all()
     )
     return ReviewQueue(
-        listings=[listing_public(session, row) for row in listings[:limit]],
-        participants=[profile(row) for row in waiting[:limit]],
+        listings=tuple(listing_public(session, row) for row in listings[:limit]),
+        participants=tuple(profile(row) for row in waiting[:limit]),
         more_listings=len(listings) > limit,
         more_participants=len(waiting) > limit,
     )

@@ -553,7 +553,7 @@ class AsyncExchangeClient(PayoutCalls, CertificateCalls, WorkflowCalls, QualityC
         signer = await self.participant(job.signer_key_id(delivery))
         entry = await self._integrated_entry(delivery.log_index, log_wait)
         version = await self._signed_version(job, log_wait)
-        payload = job.check_record(delivery, entry.signed_record, signer.public_key, version)
+        payload = job.check_record(delivery, entry.signed_record, signer.sm2_public_key, version)
         await self.download(
             order_id, job.ciphertext, progress, expected_size=payload.ciphertext_size
         )
@@ -698,7 +698,7 @@ class AsyncExchangeClient(PayoutCalls, CertificateCalls, WorkflowCalls, QualityC
         answer = computation.answer_record()
         signer = answer.record.record.actor if answer is not None else ""
         providers = (
-            {signer: (await self.participant(signer)).public_key}
+            {signer: (await self.participant(signer)).sm2_public_key}
             if signer in listing.provider_keys()
             else {}
         )

@@ -655,7 +655,7 @@ class ExchangeClient(PayoutCalls, CertificateCalls, WorkflowCalls, QualityCalls)
         signer = self.participant(job.signer_key_id(delivery))
         entry = self._integrated_entry(delivery.log_index, log_wait)
         version = self._signed_version(job, log_wait)
-        payload = job.check_record(delivery, entry.signed_record, signer.public_key, version)
+        payload = job.check_record(delivery, entry.signed_record, signer.sm2_public_key, version)
         self.download(order_id, job.ciphertext, progress, expected_size=payload.ciphertext_size)
         return job.open(payload, version)
 
@@ -836,7 +836,7 @@ class ExchangeClient(PayoutCalls, CertificateCalls, WorkflowCalls, QualityCalls)
         answer = computation.answer_record()
         signer = answer.record.record.actor if answer is not None else ""
         providers = (
-            {signer: self.participant(signer).public_key}
+            {signer: self.participant(signer).sm2_public_key}
             if signer in listing.provider_keys()
             else {}
         )

@@ -1,6 +1,11 @@
 """Typed answers of the marketplace API (participants, listings, search, quotes,
 orders, accounts, delivery): frozen dataclasses with ``from_dict``.
 
+Participants, listings and search answers are :mod:`ledger.protocol.participant`,
+:mod:`ledger.protocol.listing` and :mod:`ledger.protocol.search`, the classes the
+exchange serves: :class:`Participant` and :class:`Listing` derive from them only to
+carry ``log`` (and a listing's ``added_version``).
+
 Parsing is strict about what the SDK relies on (a missing field or a wrong
 type raises :class:`ledger.records.RecordFormatError`, which the client turns
 into :class:`clients.sdk.errors.ResponseFormatError`) and ignores fields it
@@ -24,20 +29,21 @@ from pathlib import Path
 from typing import Any
 
 from clients.sdk.models import Appended
-from ledger.computation.offer import ComputationOffer
-from ledger.errors import KeyFormatError
+from ledger.protocol import listing as listing_wire
+from ledger.protocol import participant as participant_wire
 from ledger.protocol.accounts import PLATFORM_ACCOUNT, Balance
 from ledger.protocol.delivery import ProviderDelivery, RowRange
-from ledger.protocol.policy import DEFAULT_POLICY, Declaration, Policy
+from ledger.protocol.listing import Column, ListingVersion, ProviderShare
+from ledger.protocol.policy import Declaration
 from ledger.protocol.quote import QUOTE_KIND, Quote
 from ledger.protocol.reader import JSONObject
+from ledger.protocol.search import FacetCount, Facets, SearchHit, SearchPage
 from ledger.records import (
     MAX_SAFE_INTEGER,
     RecordFormatError,
     SignedRecord,
     thaw,
 )
-from ledger.sm2 import SM2PublicKey
 
 __all__ = [
     "PLATFORM_ACCOUNT",
@@ -77,73 +83,25 @@ class _Obj(JSONObject):
     def log(self, key: str = "log") -> Appended | None:
         return Appended.from_dict(self.data[key], path=self.path(key)) if self.has(key) else None
 
-    def opt_hex64(self, key: str) -> str | None:
-        return self.hex64(key) if self.has(key) else None
-
-
-def _offer(o: _Obj) -> ComputationOffer | None:
-    """The ``computation`` offer of a listing or version (strictly parsed)."""
-    if not o.has("computation"):
-        return None
-    return ComputationOffer.from_dict(o.raw("computation"), o.path("computation"))
-
-
-def _policy(o: _Obj) -> Policy:
-    """The ``policy`` of a listing or version (strictly parsed; absent: the default)."""
-    if not o.has("policy"):
-        return DEFAULT_POLICY
-    return Policy.from_dict(o.raw("policy"), o.path("policy"))
-
-
-def _objects(item: Any, where: str) -> dict[str, Any]:
-    return _Obj(item, where).data
-
 
 # --------------------------------------------------------------------------- participants
 
 
-@dataclass(frozen=True, slots=True)
-class Participant:
-    """A participant's public profile; ``status`` is ``unverified``, ``active`` or
-    ``suspended``. ``public_key`` is checked to be the key of ``key_id``."""
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Participant(participant_wire.Participant):
+    """A participant's public profile (:class:`ledger.protocol.participant.Participant`:
+    ``status`` is ``unverified``, ``active`` or ``suspended``; ``sm2_public_key`` is
+    the key, checked to be the key of ``key_id``) and, after a registration,
+    approval or suspension, the ``log`` of its record."""
 
-    key_id: str
-    display_name: str
-    role: str
-    status: str
-    public_key: SM2PublicKey
-    registered_at: int | None
     log: Appended | None = None
-
-    @classmethod
-    def from_dict(cls, data: Any, *, path: str = "", log: Appended | None = None) -> Participant:
-        o = _Obj(data, path)
-        key_id = o.hex64("key_id")
-        try:
-            public_key = SM2PublicKey.from_pem(o.text("public_key"))
-        except KeyFormatError as exc:
-            raise RecordFormatError(
-                f"not an SM2 public key: {exc}", path=o.path("public_key")
-            ) from None
-        if public_key.key_id() != key_id:
-            raise RecordFormatError(
-                "the public key is not the key of key_id", path=o.path("key_id")
-            )
-        return cls(
-            key_id=key_id,
-            display_name=o.text("display_name"),
-            role=o.text("role"),
-            status=o.text("status"),
-            public_key=public_key,
-            registered_at=o.opt_integer("registered_at"),
-            log=log,
-        )
 
     @classmethod
     def from_changed(cls, data: Any) -> Participant:
         """``{"participant": …, "log": …}`` (a registration, approval, suspension)."""
         o = _Obj(data, "")
-        return cls.from_dict(o.raw("participant"), path="participant", log=_required_log(o))
+        participant = cls.from_dict(o.raw("participant"), path="participant")
+        return replace(participant, log=_required_log(o))
 
 
 def _required_log(o: _Obj) -> Appended:
@@ -156,202 +114,17 @@ def _required_log(o: _Obj) -> Appended:
 # --------------------------------------------------------------------------- listings
 
 
-@dataclass(frozen=True, slots=True)
-class ProviderShare:
-    key_id: str
-    share_bps: int
-
-    @classmethod
-    def from_dict(cls, data: Any, where: str) -> ProviderShare:
-        o = _Obj(data, where)
-        return cls(o.hex64("key_id"), o.integer("share_bps"))
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"key_id": self.key_id, "share_bps": self.share_bps}
-
-
-@dataclass(frozen=True, slots=True)
-class Column:
-    name: str
-    type: str
-
-    @classmethod
-    def from_dict(cls, data: Any, where: str) -> Column:
-        o = _Obj(data, where)
-        return cls(o.text("name"), o.text("type"))
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "type": self.type}
-
-
-@dataclass(frozen=True, slots=True)
-class ListingVersion:
-    """One content version of a listing, as committed by its ``listing.version_added``
-    (or ``listing.drafted``) record, whose leaf hash is ``log_leaf_hash``.
-    ``row_root`` is the SM3 root over its rows (``None`` when none was declared)."""
-
-    version: int
-    content_digest: str
-    row_count: int
-    byte_size: int
-    format: str
-    created_at: int
-    log_leaf_hash: str
-    row_root: str | None = None
-    computation: ComputationOffer | None = None
-    """The computation offer the provider signed for this version (``None``: none)."""
-    policy: Policy = DEFAULT_POLICY
-    """The version's usage policy (docs/policies.md)."""
-
-    @classmethod
-    def from_dict(cls, data: Any, where: str = "") -> ListingVersion:
-        o = _Obj(data, where)
-        return cls(
-            version=o.integer("version", minimum=1),
-            content_digest=o.hex64("content_digest"),
-            row_count=o.integer("row_count"),
-            byte_size=o.integer("byte_size"),
-            format=o.text("format"),
-            created_at=o.integer("created_at"),
-            log_leaf_hash=o.hex64("log_leaf_hash"),
-            row_root=o.opt_hex64("row_root"),
-            computation=_offer(o),
-            policy=_policy(o),
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class Listing:
-    """A listing (``state``: draft, submitted, under_review, published, rejected,
-    delisted). ``version``/``content_digest``/``row_root`` are the current content's.
-    ``custody``: ``provider`` (the provider's agent keeps the data and delivers
-    it encrypted to each buyer) or ``exchange`` (the exchange stores the content);
-    ``delivery_window_s``: how long the provider has to deliver a paid order.
-    ``policy``: the current version's usage policy (ledger.protocol.policy; every
-    order is checked against it). After
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Listing(listing_wire.Listing):
+    """A listing (:class:`ledger.protocol.listing.Listing`: its state, content,
+    custody, ``usage_policy``, ``computation_offer``, …) and, after a listing
+    action, the ``log`` of its record. After
     :meth:`~clients.sdk.ExchangeClient.new_version`, ``added_version`` is the
-    version just declared."""
+    version just declared. :meth:`content_fields` gives the editable content to
+    change and pass to :meth:`~clients.sdk.ExchangeClient.update_listing`."""
 
-    id: str
-    state: str
-    owner: str
-    title: str
-    description: str
-    category: str
-    tags: tuple[str, ...]
-    providers: tuple[ProviderShare, ...]
-    columns: tuple[Column, ...]
-    sample_rows: tuple[dict[str, Any], ...]
-    row_count: int
-    byte_size: int
-    content_digest: str
-    format: str
-    update_frequency: str
-    version: int
-    licence: str | None
-    usage_terms: str
-    pricing: dict[str, Any]
-    declarations: dict[str, Any]
-    rejection_reason: str | None
-    delisting_reason: str | None
-    created_at: int
-    updated_at: int
-    published_at: int | None
-    custody: str = "exchange"
-    delivery_window_s: int | None = None
-    row_root: str | None = None
-    computation: ComputationOffer | None = None
-    cost_basis: dict[str, Any] | None = None
-    """The current version's declared costs (reference price's cost method)."""
-    policy: Policy = DEFAULT_POLICY
-    certificate: str | None = None
-    """Number of the current version's registration certificate (null before publication)."""
     log: Appended | None = None
     added_version: ListingVersion | None = None
-
-    def provider_keys(self) -> frozenset[str]:
-        """Key ids of the listing's providers (the owner and its co-providers)."""
-        return frozenset({self.owner, *(p.key_id for p in self.providers)})
-
-    def content_fields(self) -> dict[str, Any]:
-        """The listing's editable content as the API takes it (``listing.edited``
-        replaces the whole content): change what you need and pass it to
-        :meth:`~clients.sdk.ExchangeClient.update_listing`."""
-        return {
-            "title": self.title,
-            "description": self.description,
-            "category": self.category,
-            "tags": list(self.tags),
-            "providers": [p.to_dict() for p in self.providers],
-            "columns": [c.to_dict() for c in self.columns],
-            "sample_rows": [dict(r) for r in self.sample_rows],
-            "row_count": self.row_count,
-            "byte_size": self.byte_size,
-            "content_digest": self.content_digest,
-            "format": self.format,
-            "update_frequency": self.update_frequency,
-            "licence": self.licence,
-            "usage_terms": self.usage_terms,
-            "pricing": dict(self.pricing),
-            "declarations": dict(self.declarations),
-            "custody": self.custody,
-            "row_root": self.row_root,
-            "computation": None if self.computation is None else self.computation.to_dict(),
-            **({} if self.cost_basis is None else {"cost_basis": dict(self.cost_basis)}),
-            "policy": self.policy.to_dict(),
-            **(
-                {}
-                if self.delivery_window_s is None
-                else {"delivery_window_s": self.delivery_window_s}
-            ),
-        }
-
-    @classmethod
-    def from_dict(
-        cls,
-        data: Any,
-        *,
-        path: str = "",
-        log: Appended | None = None,
-        added_version: ListingVersion | None = None,
-    ) -> Listing:
-        o = _Obj(data, path)
-        return cls(
-            id=o.text("id"),
-            state=o.text("state"),
-            owner=o.hex64("owner"),
-            title=o.text("title"),
-            description=o.text("description"),
-            category=o.text("category"),
-            tags=o.strings("tags"),
-            providers=o.items("providers", ProviderShare.from_dict),
-            columns=o.items("columns", Column.from_dict),
-            sample_rows=o.items("sample_rows", _objects),
-            row_count=o.integer("row_count"),
-            byte_size=o.integer("byte_size"),
-            content_digest=o.hex64("content_digest"),
-            format=o.text("format"),
-            update_frequency=o.text("update_frequency"),
-            version=o.integer("version", minimum=1),
-            licence=o.opt_text("licence"),
-            usage_terms=o.text("usage_terms"),
-            pricing=o.mapping("pricing"),
-            declarations=o.mapping("declarations"),
-            rejection_reason=o.opt_text("rejection_reason"),
-            delisting_reason=o.opt_text("delisting_reason"),
-            created_at=o.integer("created_at"),
-            updated_at=o.integer("updated_at"),
-            published_at=o.opt_integer("published_at"),
-            custody=o.opt_text("custody") or "exchange",
-            delivery_window_s=o.opt_integer("delivery_window_s"),
-            row_root=o.opt_hex64("row_root"),
-            computation=_offer(o),
-            cost_basis=o.mapping("cost_basis") if o.has("cost_basis") else None,
-            policy=_policy(o),
-            certificate=o.opt_text("certificate"),
-            log=log,
-            added_version=added_version,
-        )
 
     @classmethod
     def from_changed(cls, data: Any) -> Listing:
@@ -360,115 +133,8 @@ class Listing:
         added = (
             ListingVersion.from_dict(o.raw("version"), "version") if "version" in o.data else None
         )
-        return cls.from_dict(
-            o.raw("listing"), path="listing", log=_required_log(o), added_version=added
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class FacetCount:
-    value: str
-    count: int
-
-    @classmethod
-    def from_dict(cls, data: Any, where: str) -> FacetCount:
-        o = _Obj(data, where)
-        return cls(o.text("value"), o.integer("count"))
-
-
-@dataclass(frozen=True, slots=True)
-class Facets:
-    """Counts over every listing matching the query (not only the page)."""
-
-    category: tuple[FacetCount, ...]
-    classification: tuple[FacetCount, ...]
-    pricing_model: tuple[FacetCount, ...]
-    tags: tuple[FacetCount, ...]
-
-    @classmethod
-    def from_dict(cls, data: Any, where: str = "facets") -> Facets:
-        o = _Obj(data, where)
-        return cls(
-            category=o.items("category", FacetCount.from_dict),
-            classification=o.items("classification", FacetCount.from_dict),
-            pricing_model=o.items("pricing_model", FacetCount.from_dict),
-            tags=o.items("tags", FacetCount.from_dict),
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class SearchHit:
-    """A published listing as search shows it (``listing(id)`` has the rest)."""
-
-    id: str
-    title: str
-    summary: str
-    category: str
-    tags: tuple[str, ...]
-    classification: str | None
-    owner: str
-    providers: tuple[str, ...]
-    pricing: dict[str, Any]
-    price_fen: int
-    format: str
-    row_count: int
-    byte_size: int
-    version: int
-    update_frequency: str
-    published_at: int
-    score: int | None
-    custody: str | None = None
-    provider_name: str = ""
-    """The owner's display name."""
-    price_unit: str = ""
-    """What ``price_fen`` buys: ``free``, ``one-off``, ``per 1,000 rows``, ``per N days``."""
-
-    @classmethod
-    def from_dict(cls, data: Any, where: str) -> SearchHit:
-        o = _Obj(data, where)
-        return cls(
-            id=o.text("id"),
-            title=o.text("title"),
-            summary=o.text("summary"),
-            category=o.text("category"),
-            tags=o.strings("tags"),
-            classification=o.opt_text("classification"),
-            owner=o.hex64("owner"),
-            providers=o.strings("providers"),
-            pricing=o.mapping("pricing"),
-            price_fen=o.integer("price_fen"),
-            format=o.text("format"),
-            row_count=o.integer("row_count"),
-            byte_size=o.integer("byte_size"),
-            version=o.integer("version", minimum=1),
-            update_frequency=o.text("update_frequency"),
-            published_at=o.integer("published_at"),
-            score=o.opt_integer("score"),
-            custody=o.opt_text("custody"),
-            provider_name=o.opt_text("provider_name") or "",
-            price_unit=o.opt_text("price_unit") or "",
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class SearchPage:
-    """One page of search results; pass ``next_cursor`` as ``cursor=`` for the next
-    (``None`` at the end). ``facets`` is ``None`` when asked with ``facets=False``."""
-
-    items: tuple[SearchHit, ...]
-    facets: Facets | None
-    next_cursor: str | None
-    total: int
-
-    @classmethod
-    def from_dict(cls, data: Any) -> SearchPage:
-        o = _Obj(data, "")
-        return cls(
-            items=o.items("items", SearchHit.from_dict),
-            facets=Facets.from_dict(o.raw("facets")) if o.has("facets") else None,
-            next_cursor=o.opt_text("next_cursor"),
-            total=o.integer("total"),
-        )
+        listing = cls.from_dict(o.raw("listing"), path="listing")
+        return replace(listing, log=_required_log(o), added_version=added)
 
 
 # --------------------------------------------------------------------------- accounts

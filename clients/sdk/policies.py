@@ -41,4 +41,4 @@ def check(
         assessment=None,
         requested_days=days,
     )
-    return evaluate(listing.policy, declaration, context)
+    return evaluate(listing.usage_policy, declaration, context)

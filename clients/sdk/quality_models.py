@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from clients.sdk.models import Appended
-from ledger.protocol.quality import QualityReport
+from ledger.protocol.quality import QualityReport, QualitySummary
 from ledger.protocol.reader import JSONObject
 from ledger.records import RecordFormatError
 
@@ -33,30 +33,6 @@ def _keys(o: JSONObject, key: str) -> tuple[str, ...]:
         return item
 
     return o.items(key, one)
-
-
-@dataclass(frozen=True, slots=True)
-class QualitySummary:
-    """What a listing shows: its current version's newest provider report."""
-
-    grade: str
-    score_bps: int
-    report_digest: str
-    signed_by: str
-    countersigned_by: tuple[str, ...]
-    disputed_by: tuple[str, ...]
-
-    @classmethod
-    def from_dict(cls, data: Any, where: str = "quality") -> QualitySummary:
-        o = _Obj(data, where)
-        return cls(
-            grade=o.text("grade"),
-            score_bps=o.integer("score_bps"),
-            report_digest=o.hex64("report_digest"),
-            signed_by=o.hex64("signed_by"),
-            countersigned_by=_keys(o, "countersigned_by"),
-            disputed_by=_keys(o, "disputed_by"),
-        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,37 +1,24 @@
 """Typed answers of the reads that follow a participant's work: a page of listings
-(``GET /listings``), an order's records with their anchor state
-(``GET /orders/{id}/records``) and the operators' queue (``GET /operator/queue``).
-Parsed strictly, like :mod:`clients.sdk.market_models`."""
+(``GET /listings``: :class:`ledger.protocol.listing.ListingPage`), an order's
+records with their anchor state (``GET /orders/{id}/records``) and the operators'
+queue (``GET /operator/queue``: :class:`ledger.protocol.review_queue.ReviewQueue`).
+Parsed strictly, like
+:mod:`clients.sdk.market_models`."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
 
-from clients.sdk.market_models import Listing, Participant
+from ledger.protocol.listing import ListingPage
 from ledger.protocol.reader import JSONObject
+from ledger.protocol.review_queue import ReviewQueue
 from ledger.records import RecordFormatError
 
 __all__ = ["ANCHOR_STATES", "ListingPage", "OrderRecord", "OrderRecords", "ReviewQueue"]
 
 ANCHOR_STATES = ("pending", "anchored", "final")
 """How far a record is on its way to the chain (``pending``: its receipt is not ready)."""
-
-
-@dataclass(frozen=True, slots=True)
-class ListingPage:
-    """Listings the caller may see, newest first; ``next_offset`` is ``None`` at the end."""
-
-    items: tuple[Listing, ...]
-    next_offset: int | None
-
-    @classmethod
-    def from_dict(cls, data: Any) -> ListingPage:
-        o = JSONObject(data, "")
-        return cls(
-            items=o.items("items", lambda item, where: Listing.from_dict(item, path=where)),
-            next_offset=o.opt_integer("next_offset"),
-        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,26 +78,3 @@ class OrderRecords:
     def from_dict(cls, data: Any) -> OrderRecords:
         o = JSONObject(data, "")
         return cls(order_id=o.text("order_id"), items=o.items("items", OrderRecord.from_dict))
-
-
-@dataclass(frozen=True, slots=True)
-class ReviewQueue:
-    """What awaits the operators: listings ``submitted`` or ``under_review`` (longest
-    waiting first) and providers awaiting approval (``unverified``)."""
-
-    listings: tuple[Listing, ...]
-    participants: tuple[Participant, ...]
-    more_listings: bool
-    more_participants: bool
-
-    @classmethod
-    def from_dict(cls, data: Any) -> ReviewQueue:
-        o = JSONObject(data, "")
-        return cls(
-            listings=o.items("listings", lambda item, where: Listing.from_dict(item, path=where)),
-            participants=o.items(
-                "participants", lambda item, where: Participant.from_dict(item, path=where)
-            ),
-            more_listings=o.boolean("more_listings"),
-            more_participants=o.boolean("more_participants"),
-        )

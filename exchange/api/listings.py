@@ -29,18 +29,18 @@ from exchange.api.responses import error_responses
 from exchange.auth.verifier import Authenticator
 from exchange.listings import search, service
 from exchange.listings.models import ListingState
-from exchange.listings.schemas import (
-    ListingChanged,
-    ListingPage,
-    ListingPublic,
-    ListingVersionPublic,
-    VersionAdded,
-)
-from exchange.listings.search import SearchPage
 from exchange.participants.models import Principal, Role
 from exchange.pricing import MAX_AMOUNT_FEN
 from exchange.records import ActionRequest, log_receipt
 from exchange.settings import Settings
+from ledger.protocol.listing import (
+    Listing,
+    ListingChanged,
+    ListingPage,
+    ListingVersion,
+    VersionAdded,
+)
+from ledger.protocol.search import SearchPage
 from ledger.sm2 import SM2PrivateKey, SM2PublicKey
 
 __all__ = ["router"]
@@ -113,7 +113,7 @@ def _ctx(signing: _Signing, session: SessionDep, principal: Principal) -> servic
     )
 
 
-def _changed(result: tuple[ListingPublic, Any]) -> ListingChanged:
+def _changed(result: tuple[Listing, Any]) -> ListingChanged:
     listing, accepted = result
     return ListingChanged(listing=listing, log=log_receipt(accepted))
 
@@ -400,25 +400,25 @@ def search_listings(
 
 @router.get(
     "/{listing_id}/versions",
-    response_model=list[ListingVersionPublic],
+    response_model=list[ListingVersion],
     summary="A listing's content versions",
     responses={**ok(200, "list_versions"), **error_responses(_READ_ERRORS)},
 )
 def list_versions(
     listing_id: ListingIdPath, principal: OptionalParticipant, session: SessionDep
-) -> list[ListingVersionPublic]:
+) -> list[ListingVersion]:
     return service.versions(session, listing_id, principal)
 
 
 @router.get(
     "/{listing_id}",
-    response_model=ListingPublic,
+    response_model=Listing,
     summary="A listing (public when published or delisted)",
     responses={**ok(200, "get_listing"), **error_responses(_READ_ERRORS)},
 )
 def get_listing(
     listing_id: ListingIdPath, principal: OptionalParticipant, session: SessionDep
-) -> ListingPublic:
+) -> Listing:
     """Drafts and listings under review are visible to their providers and operators
     only (a signed request); anyone else gets 404."""
     return service.get(session, listing_id, principal)
@@ -444,4 +444,4 @@ def list_listings(
     items, next_offset = service.search(
         session, principal, provider=provider, state=state, limit=limit, offset=offset
     )
-    return ListingPage(items=items, next_offset=next_offset)
+    return ListingPage(items=tuple(items), next_offset=next_offset)

@@ -20,8 +20,8 @@ from exchange.api.examples import json_body, ok
 from exchange.api.responses import error_responses
 from exchange.participants import service
 from exchange.participants.models import Principal, Role
-from exchange.participants.schemas import ParticipantChanged, ParticipantPublic
 from exchange.records import ActionRequest, log_receipt
+from ledger.protocol.participant import Participant, ParticipantChanged
 
 __all__ = ["router"]
 
@@ -82,31 +82,27 @@ def register(
 
 @router.get(
     "/me",
-    response_model=ParticipantPublic,
+    response_model=Participant,
     summary="The authenticated participant",
     responses={
         **ok(200, "me"),
         **errors({401: _AUTH_ERRORS[401], 403: "participant_suspended"}),
     },
 )
-def me(
-    principal: CurrentParticipant, session: SessionDep, operators: OperatorsDep
-) -> ParticipantPublic:
+def me(principal: CurrentParticipant, session: SessionDep, operators: OperatorsDep) -> Participant:
     return service.public_profile(session, operators, principal.key_id)
 
 
 @router.get(
     "/{key_id}",
-    response_model=ParticipantPublic,
+    response_model=Participant,
     summary="A participant's public profile",
     responses={
         **ok(200, "get_participant"),
         **errors({404: "participant_not_found", 422: "invalid_request"}),
     },
 )
-def get_participant(
-    key_id: KeyIdPath, session: SessionDep, operators: OperatorsDep
-) -> ParticipantPublic:
+def get_participant(key_id: KeyIdPath, session: SessionDep, operators: OperatorsDep) -> Participant:
     """Public: anyone may read a key's display name, role and status."""
     return service.public_profile(session, operators, key_id)
 

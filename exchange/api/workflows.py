@@ -16,7 +16,8 @@ from exchange.events.order_records import OrderRecords, order_records
 from exchange.orders.models import Order
 from exchange.orders.service import get_order
 from exchange.participants.models import Principal, Role
-from exchange.review_queue import ReviewQueue, review_queue
+from exchange.review_queue import review_queue
+from ledger.protocol.review_queue import ReviewQueue
 
 __all__ = ["router"]
 

@@ -21,12 +21,11 @@ from collections.abc import Collection
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel
-from pydantic import Field as PydanticField
 from sqlalchemy import JSON, BigInteger, UniqueConstraint, select
 from sqlmodel import Field, Session, SQLModel, col
 
 from exchange.log.models import LogEntry
+from ledger.protocol.quality import QualitySummary
 from ledger.protocol.quality import current_report as newest
 
 __all__ = [
@@ -76,21 +75,6 @@ class QualityCountersignature(SQLModel, table=True):
     leaf_hash: str = Field(max_length=64)
     """Hex leaf hash of the ``quality.countersigned`` record."""
     countersigned_at: int = Field(sa_type=BigInteger)
-
-
-class QualitySummary(BaseModel):
-    """What a listing shows of its current version's quality."""
-
-    grade: str = PydanticField(examples=["A"], description="A, B, C or D (docs/quality.md).")
-    score_bps: int = PydanticField(description="The weighted score, basis points.")
-    report_digest: str = PydanticField(description="Hex SM3 of the report's canonical bytes.")
-    signed_by: str = PydanticField(description="Key id of the provider that signed it.")
-    countersigned_by: list[str] = PydanticField(
-        description="Assessors that recomputed it and countersigned the same digest."
-    )
-    disputed_by: list[str] = PydanticField(
-        description="Assessors that signed a different report on the same version."
-    )
 
 
 def current_reports(
@@ -167,6 +151,6 @@ def quality_summary(session: Session, listing_id: str, version: int) -> QualityS
         score_bps=current.score_bps,
         report_digest=current.report_sm3,
         signed_by=current.signer_key_id,
-        countersigned_by=countersigners(session, listing_id, version, current.report_sm3),
-        disputed_by=list(dict.fromkeys(disputed)),
+        countersigned_by=tuple(countersigners(session, listing_id, version, current.report_sm3)),
+        disputed_by=tuple(dict.fromkeys(disputed)),
     )

@@ -1,4 +1,6 @@
-"""Payload schemas of the listing records and the API's JSON shapes.
+"""Payload schemas of the listing records. What the API answers (a listing, its
+versions, the action answers, a page) is :mod:`ledger.protocol.listing`, which the
+SDK parses.
 
 Payloads are validated strictly (no coercion: ``"5"`` is not 5, floats never
 pass; the record layer already refuses floats). Record types and payloads:
@@ -39,8 +41,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StringConstraints
 
-from exchange.listings.quality import QualitySummary
-from ledger.protocol.log import Appended
+from ledger.protocol.listing import DEFAULT_DELIVERY_WINDOW_S
 
 ListingId = Annotated[
     str,
@@ -63,7 +64,6 @@ UpdateFrequency = Literal[
 SampleValue = str | StrictInt | StrictBool | None
 
 MAX_SAMPLE_ROWS = 100
-DEFAULT_DELIVERY_WINDOW_S = 86_400
 MIN_DELIVERY_WINDOW_S = 60
 MAX_DELIVERY_WINDOW_S = 30 * 86_400
 
@@ -193,92 +193,3 @@ class VersionPayload(_Strict):
         default=None,
         description="The new version's usage policy; null: the current version's policy.",
     )
-
-
-class ListingVersionPublic(BaseModel):
-    version: int
-    content_digest: str
-    row_count: int
-    byte_size: int
-    format: str
-    computation: dict[str, Any] | None = Field(
-        default=None, description="The version's computation offer (null: none)."
-    )
-    row_root: str | None = Field(default=None, description="SM3 row-tree root of the version.")
-    policy: dict[str, Any] | None = Field(
-        default=None, description="The version's usage policy (null: the default policy)."
-    )
-    created_at: int
-    log_leaf_hash: str
-
-
-class ListingPublic(BaseModel):
-    id: str
-    state: str = Field(examples=["published"])
-    owner: str = Field(description="Key id of the provider that drafted it.")
-    title: str
-    description: str
-    category: str
-    tags: list[str]
-    providers: list[dict[str, Any]]
-    columns: list[dict[str, Any]]
-    sample_rows: list[dict[str, Any]]
-    row_count: int
-    byte_size: int
-    content_digest: str
-    format: str
-    update_frequency: str
-    version: int
-    licence: str | None
-    usage_terms: str
-    pricing: dict[str, Any]
-    declarations: dict[str, Any]
-    computation: dict[str, Any] | None = Field(
-        default=None, description="The current version's computation offer (null: none)."
-    )
-    custody: str = Field(
-        examples=["provider"], description="provider: only the provider can read the data."
-    )
-    delivery_window_s: int
-    cost_basis: dict[str, Any] | None = Field(
-        default=None, description="The current version's declared costs (docs/pricing.md)."
-    )
-    row_root: str | None = Field(description="Row-tree root of the current version.")
-    quality: QualitySummary | None = Field(
-        default=None,
-        description="The current version's quality report: grade, digest, signer and "
-        "countersigning assessors (docs/quality.md); null: none.",
-    )
-    policy: dict[str, Any] = Field(
-        description="The current version's usage policy (the default one when none was "
-        "given; docs/policies.md)."
-    )
-    policy_digest: str = Field(
-        description="Hex SM3 of the policy's RFC 8785 form: what quotes and orders name."
-    )
-    rejection_reason: str | None
-    delisting_reason: str | None
-    created_at: int
-    updated_at: int
-    published_at: int | None
-    certificate: str | None = Field(
-        default=None,
-        description="Number of the registration certificate of the current version "
-        "(GET /certificates/{number}); null before publication.",
-    )
-
-
-class ListingChanged(BaseModel):
-    listing: ListingPublic
-    log: Appended
-
-
-class VersionAdded(BaseModel):
-    listing: ListingPublic
-    version: ListingVersionPublic
-    log: Appended
-
-
-class ListingPage(BaseModel):
-    items: list[ListingPublic]
-    next_offset: int | None

@@ -48,8 +48,6 @@ from exchange.listings.schemas import (
     MAX_SAMPLE_ROWS,
     DraftPayload,
     ListingContent,
-    ListingPublic,
-    ListingVersionPublic,
     ReasonPayload,
     TargetPayload,
     VersionPayload,
@@ -68,6 +66,7 @@ from exchange.records import (
 )
 from ledger.computation.offer import ComputationOffer, OfferFormatError
 from ledger.pricing_reference import CostBasis, CostBasisError
+from ledger.protocol import listing as wire
 from ledger.protocol.policy import Policy, PolicyFormatError, policy_of
 from ledger.records import canonical_json
 from ledger.sm2 import SM2PrivateKey, SM2PublicKey
@@ -166,23 +165,22 @@ def _providers(session: Session, listing_id: str) -> list[ListingProvider]:
     )
 
 
-def listing_public(session: Session, row: Listing) -> ListingPublic:
+def listing_public(session: Session, row: Listing) -> wire.Listing:
     current = session.get(ListingVersion, (row.id, row.version))
     policy = policy_of(row.policy)
-    return ListingPublic(
+    return wire.Listing(
         id=row.id,
         state=row.state,
         owner=row.owner_key_id,
         title=row.title,
         description=row.description,
         category=row.category,
-        tags=row.tags,
-        providers=[
-            {"key_id": p.provider_key_id, "share_bps": p.share_bps}
-            for p in _providers(session, row.id)
-        ],
-        columns=row.columns,
-        sample_rows=row.sample_rows,
+        tags=tuple(row.tags),
+        providers=tuple(
+            wire.ProviderShare(p.provider_key_id, p.share_bps) for p in _providers(session, row.id)
+        ),
+        columns=tuple(wire.Column(c["name"], c["type"]) for c in row.columns),
+        sample_rows=tuple(row.sample_rows),
         row_count=row.row_count,
         byte_size=row.byte_size,
         content_digest=row.content_digest,
@@ -240,13 +238,13 @@ def load_visible(session: Session, listing_id: str, principal: Principal | None)
     return _load(session, listing_id, principal)
 
 
-def get(session: Session, listing_id: str, principal: Principal | None) -> ListingPublic:
+def get(session: Session, listing_id: str, principal: Principal | None) -> wire.Listing:
     return listing_public(session, _load(session, listing_id, principal))
 
 
 def versions(
     session: Session, listing_id: str, principal: Principal | None
-) -> list[ListingVersionPublic]:
+) -> list[wire.ListingVersion]:
     _load(session, listing_id, principal)
     rows = (
         session.execute(
@@ -257,7 +255,22 @@ def versions(
         .scalars()
         .all()
     )
-    return [ListingVersionPublic(**row.model_dump()) for row in rows]
+    return [version_public(row) for row in rows]
+
+
+def version_public(row: ListingVersion) -> wire.ListingVersion:
+    return wire.ListingVersion(
+        version=row.version,
+        content_digest=row.content_digest,
+        row_count=row.row_count,
+        byte_size=row.byte_size,
+        format=row.format,
+        computation=row.computation,
+        row_root=row.row_root,
+        policy=row.policy,
+        created_at=row.created_at,
+        log_leaf_hash=row.log_leaf_hash,
+    )
 
 
 def search(
@@ -268,7 +281,7 @@ def search(
     state: ListingState | None,
     limit: int,
     offset: int,
-) -> tuple[list[ListingPublic], int | None]:
+) -> tuple[list[wire.Listing], int | None]:
     """Listings the caller may see, newest first, filtered by provider and state."""
     query = select(Listing)
     if principal is None:
@@ -488,7 +501,7 @@ def _require_declarations(row: Listing, what: str) -> None:
 # --------------------------------------------------------------------------- changes
 
 
-def draft(ctx: ListingContext, body: ActionRequest) -> tuple[ListingPublic, Accepted]:
+def draft(ctx: ListingContext, body: ActionRequest) -> tuple[wire.Listing, Accepted]:
     action, payload = _action(ctx, body, "listing.drafted", DraftPayload)
     pricing = _check_content(ctx, payload)
     offer = _computation_offer(payload.computation, payload.custody)
@@ -548,7 +561,7 @@ def draft(ctx: ListingContext, body: ActionRequest) -> tuple[ListingPublic, Acce
 
 def edit(
     ctx: ListingContext, listing_id: str, body: ActionRequest
-) -> tuple[ListingPublic, Accepted]:
+) -> tuple[wire.Listing, Accepted]:
     row = _load(ctx.session, listing_id, ctx.principal)
     action, payload = _action(ctx, body, "listing.edited", DraftPayload)
     _check_target(payload.listing_id, listing_id)
@@ -596,7 +609,7 @@ def _transition(
     change: Callable[[Listing, SignedAction, BaseModel], None],
     model: type[BaseModel] = TargetPayload,
     certify: bool = False,
-) -> tuple[ListingPublic, Accepted]:
+) -> tuple[wire.Listing, Accepted]:
     row = _load(ctx.session, listing_id, ctx.principal)
     action, payload = _action(ctx, body, record_type, model)
     _check_target(getattr(payload, "listing_id", ""), listing_id)
@@ -616,7 +629,7 @@ def _transition(
 
 def submit(
     ctx: ListingContext, listing_id: str, body: ActionRequest
-) -> tuple[ListingPublic, Accepted]:
+) -> tuple[wire.Listing, Accepted]:
     def check(row: Listing) -> None:
         _require_owner(row, ctx.principal)
         if ctx.principal.status is not ParticipantStatus.ACTIVE:
@@ -632,7 +645,7 @@ def submit(
 
 def start_review(
     ctx: ListingContext, listing_id: str, body: ActionRequest
-) -> tuple[ListingPublic, Accepted]:
+) -> tuple[wire.Listing, Accepted]:
     def check(row: Listing) -> None:
         _require_state(row, ListingState.SUBMITTED)
 
@@ -644,7 +657,7 @@ def start_review(
 
 def publish(
     ctx: ListingContext, listing_id: str, body: ActionRequest
-) -> tuple[ListingPublic, Accepted]:
+) -> tuple[wire.Listing, Accepted]:
     def check(row: Listing) -> None:
         _require_state(row, ListingState.UNDER_REVIEW)
         _require_declarations(row, "publish")
@@ -660,7 +673,7 @@ def publish(
 
 def reject(
     ctx: ListingContext, listing_id: str, body: ActionRequest
-) -> tuple[ListingPublic, Accepted]:
+) -> tuple[wire.Listing, Accepted]:
     def check(row: Listing) -> None:
         _require_state(row, ListingState.UNDER_REVIEW)
 
@@ -674,7 +687,7 @@ def reject(
 
 def delist(
     ctx: ListingContext, listing_id: str, body: ActionRequest
-) -> tuple[ListingPublic, Accepted]:
+) -> tuple[wire.Listing, Accepted]:
     def check(row: Listing) -> None:
         if not ctx.principal.is_operator:
             _require_owner(row, ctx.principal)
@@ -690,7 +703,7 @@ def delist(
 
 def add_version(
     ctx: ListingContext, listing_id: str, body: ActionRequest
-) -> tuple[ListingPublic, ListingVersionPublic, Accepted]:
+) -> tuple[wire.Listing, wire.ListingVersion, Accepted]:
     """``listing.version_added``: a new digest under the next version number; the
     earlier versions stay (orders reference the version they bought). The new
     version gets its own certificate, issued with it."""
@@ -699,7 +712,7 @@ def add_version(
 
 def _add_version(
     ctx: ListingContext, listing_id: str, body: ActionRequest
-) -> tuple[ListingPublic, ListingVersionPublic, Accepted]:
+) -> tuple[wire.Listing, wire.ListingVersion, Accepted]:
     row = _load(ctx.session, listing_id, ctx.principal)
     action, payload = _action(ctx, body, "listing.version_added", VersionPayload)
     _check_target(payload.listing_id, listing_id)
@@ -748,7 +761,7 @@ def _add_version(
 
     listing, accepted = _commit(ctx, action, stage, issued)
     stored = ctx.session.get(ListingVersion, (listing_id, payload.version))
-    version = ListingVersionPublic(
+    version = wire.ListingVersion(
         version=payload.version,
         content_digest=payload.content_digest,
         row_count=payload.row_count,
@@ -795,7 +808,7 @@ def _commit(
     action: SignedAction,
     stage: Callable[[], Listing],
     issued: certificates.Issuance | None = None,
-) -> tuple[ListingPublic, Accepted]:
+) -> tuple[wire.Listing, Accepted]:
     """Store ``action`` with what ``stage`` stages (and the certificate ``issued``
     with it, its record next in the same batch item)."""
 

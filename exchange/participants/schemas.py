@@ -1,12 +1,12 @@
-"""Payload schemas of the participant records and the API's JSON shapes."""
+"""Payload schemas of the participant records. What the API answers (a profile, the
+answer of a participant action) is :mod:`ledger.protocol.participant`, which the SDK
+parses."""
 
 from __future__ import annotations
 
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
-
-from ledger.protocol.log import Appended
 
 KeyId = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
 
@@ -36,17 +36,3 @@ class SuspendedPayload(_Payload):
 
     participant: KeyId
     reason: Annotated[str, StringConstraints(min_length=1, max_length=2000)]
-
-
-class ParticipantPublic(BaseModel):
-    key_id: str
-    display_name: str
-    role: str = Field(examples=["provider"])
-    status: str = Field(examples=["active"], description="unverified, active or suspended.")
-    public_key: str
-    registered_at: int | None = Field(description="ms since the epoch; null for operators.")
-
-
-class ParticipantChanged(BaseModel):
-    participant: ParticipantPublic
-    log: Appended = Field(description="Where the signed record went in the log, and its promise.")

@@ -16,12 +16,7 @@ from exchange.participants.models import (
     Role,
 )
 from exchange.participants.operators import Operators
-from exchange.participants.schemas import (
-    ApprovedPayload,
-    ParticipantPublic,
-    RegisteredPayload,
-    SuspendedPayload,
-)
+from exchange.participants.schemas import ApprovedPayload, RegisteredPayload, SuspendedPayload
 from exchange.records import (
     ActionRequest,
     InvalidPayloadError,
@@ -33,6 +28,7 @@ from exchange.records import (
     payload_of,
 )
 from ledger.errors import KeyFormatError
+from ledger.protocol import participant as wire
 from ledger.records import RecordFormatError, SignedRecord
 from ledger.sm2 import SM2PrivateKey, SM2PublicKey
 
@@ -63,8 +59,8 @@ class TargetMismatchError(ExchangeError):
     code = "target_mismatch"
 
 
-def profile(row: Participant) -> ParticipantPublic:
-    return ParticipantPublic(
+def profile(row: Participant) -> wire.Participant:
+    return wire.Participant(
         key_id=row.key_id,
         display_name=row.display_name,
         role=row.role,
@@ -74,8 +70,8 @@ def profile(row: Participant) -> ParticipantPublic:
     )
 
 
-def principal_profile(principal: Principal) -> ParticipantPublic:
-    return ParticipantPublic(
+def principal_profile(principal: Principal) -> wire.Participant:
+    return wire.Participant(
         key_id=principal.key_id,
         display_name=principal.display_name,
         role=principal.role.value,
@@ -85,7 +81,7 @@ def principal_profile(principal: Principal) -> ParticipantPublic:
     )
 
 
-def public_profile(session: Session, operators: Operators, key_id: str) -> ParticipantPublic:
+def public_profile(session: Session, operators: Operators, key_id: str) -> wire.Participant:
     if key_id in operators:
         return principal_profile(operators.principal(key_id))
     row = session.get(Participant, key_id)
@@ -100,7 +96,7 @@ def register(
     operators: Operators,
     skew_s: int,
     log_key: SM2PrivateKey,
-) -> tuple[ParticipantPublic, Accepted]:
+) -> tuple[wire.Participant, Accepted]:
     """``participant.registered``: the record is signed by the key it registers
     (proof of possession). Providers and assessors start unverified, buyers and
     auditors active."""
@@ -195,7 +191,7 @@ def approve(
     operators: Operators,
     skew_s: int,
     log_key: SM2PrivateKey,
-) -> tuple[ParticipantPublic, Accepted]:
+) -> tuple[wire.Participant, Accepted]:
     """``participant.approved``: an unverified provider or assessor becomes active."""
     action, _, row = _operator_action(
         session, body, operator, target, "participant.approved", ApprovedPayload, operators, skew_s
@@ -223,7 +219,7 @@ def suspend(
     operators: Operators,
     skew_s: int,
     log_key: SM2PrivateKey,
-) -> tuple[ParticipantPublic, Accepted]:
+) -> tuple[wire.Participant, Accepted]:
     """``participant.suspended``: refused everywhere from now on (403)."""
     action, payload, row = _operator_action(
         session,

@@ -7,8 +7,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from exchange.listings.quality import QualitySummary
 from ledger.protocol.log import Appended
+from ledger.protocol.quality import QualitySummary
 
 
 class QualityReportPublic(BaseModel):

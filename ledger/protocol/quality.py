@@ -23,6 +23,9 @@ Records (payloads here, checked by the exchange):
   whose own recomputation differs from the provider's;
 * ``quality.countersigned`` (:class:`QualityCountersigned`): ``{listing_id,
   version, report_sm3}`` signed by an assessor: it recomputed the same bytes.
+
+What a listing shows of its current version's report is :class:`QualitySummary`
+(served by the exchange, parsed by the SDK).
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final, Protocol, TypeVar
 
 from ledger.protocol.reader import JSONObject
@@ -53,6 +56,7 @@ __all__ = [
     "QualityCountersigned",
     "QualityReport",
     "QualityReported",
+    "QualitySummary",
     "TableSchema",
     "Timeliness",
     "current_report",
@@ -595,3 +599,42 @@ def current_report(provider_reports: Iterable[_R]) -> _R | None:
     price alike (docs/quality.md, docs/pricing.md); countersignatures and assessors'
     differing reports do not change it."""
     return min(provider_reports, key=lambda r: (-r.reported_at, r.leaf_hash), default=None)
+
+
+def _key_ids(o: JSONObject, key: str) -> tuple[str, ...]:
+    def one(item: Any, where: str) -> str:
+        if not isinstance(item, str):
+            raise RecordFormatError("expected a key id", path=where)
+        return item
+
+    return o.items(key, one)
+
+
+@dataclass(frozen=True, slots=True)
+class QualitySummary:
+    """What a listing shows of its current version's quality."""
+
+    grade: str = field(
+        metadata={"examples": ["A"], "description": "A, B, C or D (docs/quality.md)."}
+    )
+    score_bps: int = field(metadata={"description": "The weighted score, basis points."})
+    report_digest: str = field(metadata={"description": "Hex SM3 of the report's canonical bytes."})
+    signed_by: str = field(metadata={"description": "Key id of the provider that signed it."})
+    countersigned_by: tuple[str, ...] = field(
+        metadata={"description": "Assessors that recomputed it and countersigned the same digest."}
+    )
+    disputed_by: tuple[str, ...] = field(
+        metadata={"description": "Assessors that signed a different report on the same version."}
+    )
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str = "quality") -> QualitySummary:
+        o = JSONObject(data, where)
+        return cls(
+            grade=o.text("grade"),
+            score_bps=o.integer("score_bps"),
+            report_digest=o.hex64("report_digest"),
+            signed_by=o.hex64("signed_by"),
+            countersigned_by=_key_ids(o, "countersigned_by"),
+            disputed_by=_key_ids(o, "disputed_by"),
+        )

@@ -81,6 +81,9 @@ class JSONObject:
             raise RecordFormatError("expected 64 lowercase hex digits", path=self.path(key))
         return value
 
+    def opt_hex64(self, key: str) -> str | None:
+        return self.hex64(key) if self.has(key) else None
+
     def mapping(self, key: str) -> dict[str, Any]:
         value = self.raw(key)
         if not isinstance(value, dict):

@@ -132,7 +132,7 @@ def test_provider_operator_buyer_round_trip(market: Market, tmp_path: Path) -> N
     provider = market.client()
     registered = provider.register("重庆数据有限公司", "provider")
     assert (registered.key_id, registered.status) == (provider.key_id, "unverified")
-    assert registered.log is not None and registered.public_key == provider.key.public_key()  # type: ignore[union-attr]
+    assert registered.log is not None and registered.sm2_public_key == provider.key.public_key()  # type: ignore[union-attr]
     approved = market.operator.approve_participant(registered.key_id)
     assert approved.status == "active" and approved.log is not None
     assert approved.log.index > registered.log.index

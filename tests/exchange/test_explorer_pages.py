@@ -9,6 +9,7 @@ import html
 import re
 import shutil
 from collections.abc import Iterator
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -33,10 +34,10 @@ from exchange.api.explorer.assets import DEFAULT_WEB_DIR
 from exchange.api.explorer.operator_page import Figure, get_operator_figures
 from exchange.app import create_app
 from exchange.listings import service as listings
-from exchange.listings.schemas import ListingPublic
 from exchange.local_exchange import free_port
 from exchange.log.testing import isolated_database
 from exchange.settings import Settings
+from ledger.protocol.listing import Listing
 
 pytestmark = pytest.mark.chain
 
@@ -200,15 +201,16 @@ def test_a_computation_offer_is_rendered(world: World) -> None:
 def test_fields_the_page_does_not_know_are_shown_as_they_come(
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    class Sealed(ListingPublic):  # (``certificate`` is a known field now: a number)
+    @dataclass(frozen=True, slots=True, kw_only=True)
+    class Sealed(Listing):  # (``certificate`` is a known field now: a number)
         seal: dict[str, Any]
 
     real = listings.get
 
-    def with_seal(*args: Any) -> ListingPublic:
+    def with_seal(*args: Any) -> Listing:
         listing = real(*args)
         return Sealed(
-            **listing.model_dump(),
+            **{f.name: getattr(listing, f.name) for f in fields(listing)},
             seal={"rights": ["hold", "use"], "issued_by": "重庆数据交易所"},
         )
 
@@ -226,16 +228,15 @@ def test_what_a_provider_wrote_is_shown_as_text_never_as_markup(
 ) -> None:
     real = listings.get
 
-    def hostile(*args: Any) -> ListingPublic:
+    def hostile(*args: Any) -> Listing:
         listing = real(*args)
-        return listing.model_copy(
-            update={
-                "title": HOSTILE,
-                "description": HOSTILE,
-                "tags": [HOSTILE],
-                "sample_rows": [{"stop_id": HOSTILE, HOSTILE: "x"}],
-                "usage_terms": HOSTILE,
-            }
+        return replace(
+            listing,
+            title=HOSTILE,
+            description=HOSTILE,
+            tags=(HOSTILE,),
+            sample_rows=({"stop_id": HOSTILE, HOSTILE: "x"},),
+            usage_terms=HOSTILE,
         )
 
     monkeypatch.setattr(listings, "get", hostile)

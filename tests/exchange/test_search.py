@@ -20,6 +20,7 @@ from test_auth_support import (
     running_exchange,
 )
 from test_computations_support import offer
+from test_search_support import page_dict
 
 from exchange.listings.models import Listing
 from exchange.listings.search import index as search_index
@@ -576,7 +577,7 @@ def test_query_plans_do_not_change_results(corpus: Corpus, monkeypatch: pytest.M
         with Session(corpus.exchange.app.state.engine) as session:
             for _ in range(6):
                 page = search(session, SearchParams(**params, cursor=cursor))
-                pages.append(page.model_dump())
+                pages.append(page_dict(page))
                 cursor = page.next_cursor
                 if cursor is None:
                     break

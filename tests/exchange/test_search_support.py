@@ -13,12 +13,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from pydantic import TypeAdapter
 from sqlalchemy import Engine, insert
 from sqlmodel import Session, SQLModel
 
 from exchange.listings.models import Listing
 from exchange.listings.search import SearchParams, index_values, search
 from exchange.log.testing import isolated_database
+from ledger.protocol.search import SearchPage
 
 POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL")
 NOW = 1_790_000_000_000
@@ -93,6 +95,15 @@ def seed(engine: Engine, rows: list[Listing]) -> None:
         connection.exec_driver_sql("ANALYZE")
 
 
+_PAGE = TypeAdapter(SearchPage)
+
+
+def page_dict(page: SearchPage) -> dict[str, Any]:
+    """A page as plain data (its JSON answer's form)."""
+    data: dict[str, Any] = _PAGE.dump_python(page)
+    return data
+
+
 def walk(engine: Engine, params: dict[str, Any], pages: int = 200) -> list[dict[str, Any]]:
     """Every page of a search, following the cursors (each page in its own session,
     as requests are)."""
@@ -101,7 +112,7 @@ def walk(engine: Engine, params: dict[str, Any], pages: int = 200) -> list[dict[
     for _ in range(pages):
         with Session(engine) as session:
             page = search(session, SearchParams(**params, cursor=cursor))
-        found.append(page.model_dump())
+        found.append(page_dict(page))
         cursor = page.next_cursor
         if cursor is None:
             break

@@ -8,15 +8,18 @@ to anyone unsigned."""
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import Any
 
 from fastapi import APIRouter
 from fastapi.responses import HTMLResponse
+from pydantic import TypeAdapter
 
 from exchange.api.deps import OperatorsDep, SessionDep
 from exchange.api.explorer.rendering import PageParamError, html_errors, render
 from exchange.listings import service
 from exchange.participants.directory import display_names
+from ledger.protocol.listing import Column, Listing
 
 __all__ = ["SHOWN_FIELDS", "router"]
 
@@ -61,8 +64,19 @@ SHOWN_FIELDS = frozenset(
 under its own name (quality reports, certificates, policies, as they come)."""
 
 
-def _sample_columns(rows: list[dict[str, Any]], columns: list[dict[str, Any]]) -> list[str]:
-    named = [str(c.get("name")) for c in columns]
+_ADAPTERS: dict[type[Listing], TypeAdapter[Listing]] = {}
+
+
+def _as_json(listing: Listing) -> dict[str, Any]:
+    """The listing's fields as its JSON answer has them."""
+    shape = type(listing)
+    adapter = _ADAPTERS.get(shape) or _ADAPTERS.setdefault(shape, TypeAdapter(shape))
+    data: dict[str, Any] = adapter.dump_python(listing, mode="json")
+    return data
+
+
+def _sample_columns(rows: Sequence[dict[str, Any]], columns: Sequence[Column]) -> list[str]:
+    named = [c.name for c in columns]
     extra = [k for row in rows for k in row if k not in named]
     return [n for n in named if any(n in row for row in rows)] + list(dict.fromkeys(extra))
 
@@ -74,9 +88,9 @@ def listing_page(listing_id: str, session: SessionDep, operators: OperatorsDep) 
         raise PageParamError("a listing id is a lower-case UUID")
     listing = service.get(session, listing_id, None)
     versions = service.versions(session, listing_id, None)
-    data = listing.model_dump()
+    data = _as_json(listing)
     extra = {name: value for name, value in data.items() if name not in SHOWN_FIELDS}
-    keys = {listing.owner, *(str(p["key_id"]) for p in listing.providers)}
+    keys = {listing.owner, *(p.key_id for p in listing.providers)}
     return render(
         "listing.html",
         page="listing",

@@ -35,7 +35,8 @@ The modules, each importing only the ones above it (never this package's
   (and the raw SQL of its full-text and facet indexes and triggers);
 * ``params``: the parameters, their checks, the sort orders, the cursor codec;
 * ``terms``: the query's terms and the SQL that matches them;
-* ``page``: the response (page, hits, facets);
+* ``page``: the response's hits and facets (its shape is
+  :mod:`ledger.protocol.search`);
 * ``query``: one search being run, the queries every plan is built from, the
   plain plan and the whole-index plan;
 * ``postgres`` / ``sqlite``: each backend's plans (SQLite's with the bitmap facets);
@@ -45,7 +46,6 @@ The modules, each importing only the ones above it (never this package's
 from __future__ import annotations
 
 from exchange.listings.search.index import index_values, set_grade, sync
-from exchange.listings.search.page import FacetCount, Facets, SearchHit, SearchPage
 from exchange.listings.search.params import (
     InvalidCursorError,
     InvalidQueryError,
@@ -59,16 +59,12 @@ from exchange.listings.search.params import (
 from exchange.listings.search.planner import search
 
 __all__ = [
-    "FacetCount",
-    "Facets",
     "InvalidCursorError",
     "InvalidQueryError",
     "PricingModel",
     "SearchClassification",
     "SearchCustody",
     "SearchGrade",
-    "SearchHit",
-    "SearchPage",
     "SearchParams",
     "Sort",
     "index_values",

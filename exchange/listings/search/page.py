@@ -1,146 +1,29 @@
-"""What a search answers: a page of hits, the total and the facets (the response
-models, the hits read from the listings, the top facet values)."""
+"""What a search answers, built from the index and the listings: the hits, the facet
+counts and their top values. The answer's shape (page, hits, facets) is
+:mod:`ledger.protocol.search`, which the SDK parses."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from pydantic import BaseModel, Field
 from sqlalchemy import select
 from sqlmodel import Session, col
 
 from exchange.listings.models import Listing, ListingProvider
 from exchange.listings.search.index import price_unit
 from exchange.participants.models import Participant
+from ledger.protocol.search import SUMMARY_CHARS, FacetCount, Facets, SearchHit
 
 __all__ = [
     "COLUMN_FACETS",
     "FACET_NAMES",
-    "SUMMARY_CHARS",
-    "FacetCount",
-    "Facets",
     "Row",
-    "SearchHit",
-    "SearchPage",
     "column_counts",
     "facets_of",
     "hits",
     "top",
 ]
-
-SUMMARY_CHARS = 300
-
-
-class FacetCount(BaseModel):
-    value: str
-    count: int
-
-
-class Facets(BaseModel):
-    category: list[FacetCount]
-    classification: list[FacetCount]
-    pricing_model: list[FacetCount]
-    custody: list[FacetCount] = Field(description="Who holds the data: provider or exchange.")
-    computation: list[FacetCount] = Field(
-        description="Whether the current version offers computations: true or false."
-    )
-    grade: list[FacetCount] = Field(
-        default_factory=list,
-        description="Quality grade of the current version (A to D; docs/quality.md); "
-        "listings without a report are not counted.",
-    )
-    tags: list[FacetCount]
-
-
-class SearchHit(BaseModel):
-    id: str
-    title: str
-    summary: str = Field(description=f"The description's first {SUMMARY_CHARS} characters.")
-    category: str
-    tags: list[str]
-    classification: str | None
-    owner: str
-    provider_name: str = Field(
-        default="", description="The owner's display name (as it registered)."
-    )
-    providers: list[str] = Field(description="Key ids of the listing's providers.")
-    pricing: dict[str, Any]
-    price_fen: int = Field(
-        description="The comparable price in fen: free 0, fixed price, subscription "
-        "price_per_period, tiers the price of the first 1,000 rows."
-    )
-    price_unit: str = Field(
-        default="",
-        description="What price_fen buys: free, one-off, per 1,000 rows (tiers: the first "
-        "tier's rate) or per N days (subscription).",
-        examples=["per 1,000 rows"],
-    )
-    format: str
-    row_count: int
-    byte_size: int
-    version: int
-    update_frequency: str
-    published_at: int
-    custody: str = Field(description="Who holds the data: provider (its agent) or exchange.")
-    score: int | None = Field(description="Relevance (with q): Σ 4·title + 2·tags + 1·description.")
-    computation: dict[str, Any] | None = Field(
-        default=None, description="The computation offer of the current version (null: none)."
-    )
-
-
-class SearchPage(BaseModel):
-    items: list[SearchHit]
-    next_cursor: str | None = Field(
-        description="Pass as `cursor` for the next page; null at the end."
-    )
-    total: int = Field(description="How many listings match the query and filters.")
-    facets: Facets | None
-
-    model_config = {
-        "json_schema_extra": {
-            "examples": [
-                {
-                    "items": [
-                        {
-                            "id": "0b7c6f0e-2f61-4a8e-9d4e-6b1f0a6a2c11",
-                            "title": "重庆交通流量数据",
-                            "summary": "Hourly vehicle counts at 120 junctions.",
-                            "category": "transport",
-                            "tags": ["traffic", "chongqing"],
-                            "classification": "一般",
-                            "owner": "9f" * 32,
-                            "providers": ["9f" * 32],
-                            "pricing": {"model": "fixed", "price": 19900},
-                            "price_fen": 19900,
-                            "format": "csv",
-                            "row_count": 1000000,
-                            "byte_size": 52000000,
-                            "version": 1,
-                            "update_frequency": "daily",
-                            "published_at": 1767225600000,
-                            "custody": "provider",
-                            "score": 4,
-                        }
-                    ],
-                    "next_cursor": "eyJ2IjoxLCJzIjoicmVsZXZhbmNlIn0",
-                    "total": 1,
-                    "facets": {
-                        "category": [{"value": "transport", "count": 1}],
-                        "classification": [{"value": "一般", "count": 1}],
-                        "pricing_model": [{"value": "fixed", "count": 1}],
-                        "custody": [{"value": "provider", "count": 1}],
-                        "computation": [{"value": "false", "count": 1}],
-                        "tags": [
-                            {"value": "chongqing", "count": 1},
-                            {"value": "traffic", "count": 1},
-                        ],
-                    },
-                }
-            ]
-        }
-    }
-
 
 Row = tuple[Any, ...]
 """A page row: (listing_id, score, price_fen, *sort key ending with the listing id)."""
@@ -214,11 +97,11 @@ def hits(session: Session, found: list[tuple[str, int | None, int]]) -> list[Sea
                 title=row.title,
                 summary=row.description[:SUMMARY_CHARS],
                 category=row.category,
-                tags=row.tags,
+                tags=tuple(row.tags),
                 classification=row.classification,
                 owner=row.owner_key_id,
                 provider_name=names.get(row.owner_key_id, ""),
-                providers=providers[listing_id],
+                providers=tuple(providers[listing_id]),
                 pricing=row.pricing,
                 price_fen=price_fen,
                 price_unit=price_unit(row.pricing),
@@ -237,7 +120,7 @@ def hits(session: Session, found: list[tuple[str, int | None, int]]) -> list[Sea
 
 
 def facets_of(tops: dict[str, list[FacetCount]]) -> Facets:
-    return Facets.model_construct(None, **{name: tops[name] for name in FACET_NAMES})
+    return Facets(**{name: tuple(tops[name]) for name in FACET_NAMES})
 
 
 def column_counts(
@@ -260,4 +143,4 @@ def column_counts(
 
 def top(counts: dict[str, int], limit: int) -> list[FacetCount]:
     ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
-    return [FacetCount.model_construct(value=value, count=count) for value, count in ranked[:limit]]
+    return [FacetCount(value, count) for value, count in ranked[:limit]]

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 from sqlmodel import Session
 
-from exchange.listings.search.page import SearchPage
 from exchange.listings.search.params import (
     SearchParams,
     checked_sort,
@@ -33,6 +32,7 @@ from exchange.listings.search.postgres import search_postgres
 from exchange.listings.search.query import Search, filters, search_everything, search_plain
 from exchange.listings.search.sqlite import connection_setup, search_matches
 from exchange.listings.search.terms import terms_of
+from ledger.protocol.search import SearchPage
 
 __all__ = ["PLAIN", "search"]
 

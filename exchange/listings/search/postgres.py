@@ -20,7 +20,6 @@ from sqlmodel import Session, col
 from exchange.listings.search.index import ListingSearch
 from exchange.listings.search.page import (
     COLUMN_FACETS,
-    SearchPage,
     column_counts,
     facets_of,
     top,
@@ -28,6 +27,7 @@ from exchange.listings.search.page import (
 from exchange.listings.search.params import ORDER_KEYS
 from exchange.listings.search.query import Search, page_query, result, sources_of
 from exchange.listings.search.terms import TRIGRAM, postgres_text
+from ledger.protocol.search import SearchPage
 
 __all__ = ["COMMON_GRAM", "POSTGRES_WORK_MEM", "search_postgres"]
 

@@ -30,10 +30,7 @@ from exchange.listings.search.index import ListingSearch, ListingSearchTag
 from exchange.listings.search.page import (
     COLUMN_FACETS,
     FACET_NAMES,
-    FacetCount,
-    Facets,
     Row,
-    SearchPage,
     column_counts,
     facets_of,
     hits,
@@ -41,6 +38,7 @@ from exchange.listings.search.page import (
 )
 from exchange.listings.search.params import ORDER_KEYS, SearchParams, clean, encode_cursor
 from exchange.listings.search.terms import plain_text, score
+from ledger.protocol.search import FacetCount, Facets, SearchPage
 
 __all__ = [
     "CAP",
@@ -198,7 +196,7 @@ def result(s: Search, rows: Sequence[Row], total: int, facets: Facets | None) ->
     next_cursor = None
     if more and rows:
         next_cursor = encode_cursor(s.sort, s.fingerprint, list(rows[-1][3:]))
-    return SearchPage(items=items, next_cursor=next_cursor, total=total, facets=facets)
+    return SearchPage(items=tuple(items), next_cursor=next_cursor, total=total, facets=facets)
 
 
 def grouped_facets(
@@ -292,7 +290,7 @@ def search_everything(s: Search) -> SearchPage:
     if s.params.facets:
         tops = {
             name: [
-                FacetCount.model_construct(value=value, count=int(count))
+                FacetCount(value, int(count))
                 for value, count in s.session.execute(
                     text(
                         "SELECT value, listings FROM listing_search_facet WHERE facet = :facet "

@@ -56,10 +56,7 @@ from sqlmodel import Session, SQLModel, col
 from exchange.listings.search.index import CHUNK_IDS, CHUNK_SHIFT, ListingSearch
 from exchange.listings.search.page import (
     FACET_NAMES,
-    FacetCount,
-    Facets,
     Row,
-    SearchPage,
     facets_of,
     top,
 )
@@ -80,6 +77,7 @@ from exchange.listings.search.terms import (
     position,
     score,
 )
+from ledger.protocol.search import FacetCount, Facets, SearchPage
 
 __all__ = [
     "BITMAP_BATCH",
