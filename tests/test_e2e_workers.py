@@ -291,7 +291,7 @@ def _race(client: Client, operator: SM2PrivateKey, log_pub: Any, db: LogDatabase
     for role in ("sequencer", "anchor-worker"):
         lock = worker_lock(db.engine, role)
         assert isinstance(lock, AdvisoryWorkerLock)
-        assert _holders(db, lock.key) == 1, role
+        assert _holders(db, lock.key()) == 1, role
     return loser
 
 

@@ -82,6 +82,12 @@ class AdvisoryWorkerLock(WorkerLock):
         self.description = f"PostgreSQL advisory lock {name}"
         self._conn: Connection | None = None
 
+    def key(self) -> int:
+        """The advisory lock's 64-bit key in the engine's schema (as ``pg_locks`` shows it)."""
+        with self.engine.connect() as conn:
+            key = conn.execute(text(f"SELECT {_SCHEMA_KEY}"), {"name": self.name}).scalar_one()
+        return int(key)
+
     def try_acquire(self) -> bool:
         if self._conn is not None:
             return True
