@@ -11,7 +11,6 @@ from typing import Any
 from clients.sdk.models import Appended
 from ledger.protocol.quality import QualityReport, QualitySummary
 from ledger.protocol.reader import JSONObject
-from ledger.records import RecordFormatError
 
 __all__ = [
     "Assessment",
@@ -24,15 +23,6 @@ __all__ = [
 
 class _Obj(JSONObject):
     __slots__ = ()
-
-
-def _keys(o: JSONObject, key: str) -> tuple[str, ...]:
-    def one(item: Any, where: str) -> str:
-        if not isinstance(item, str):
-            raise RecordFormatError("expected a key id", path=where)
-        return item
-
-    return o.items(key, one)
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,7 +55,7 @@ class QualityReportInfo:
             grade=o.text("grade"),
             reported_at=o.integer("reported_at"),
             leaf_hash=o.hex64("leaf_hash"),
-            countersigned_by=_keys(o, "countersigned_by"),
+            countersigned_by=o.strings("countersigned_by"),
             report=QualityReport.from_dict(o.raw("report"), o.path("report")),
             log=log,
         )

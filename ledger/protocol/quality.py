@@ -601,15 +601,6 @@ def current_report(provider_reports: Iterable[_R]) -> _R | None:
     return min(provider_reports, key=lambda r: (-r.reported_at, r.leaf_hash), default=None)
 
 
-def _key_ids(o: JSONObject, key: str) -> tuple[str, ...]:
-    def one(item: Any, where: str) -> str:
-        if not isinstance(item, str):
-            raise RecordFormatError("expected a key id", path=where)
-        return item
-
-    return o.items(key, one)
-
-
 @dataclass(frozen=True, slots=True)
 class QualitySummary:
     """What a listing shows of its current version's quality."""
@@ -635,6 +626,6 @@ class QualitySummary:
             score_bps=o.integer("score_bps"),
             report_digest=o.hex64("report_digest"),
             signed_by=o.hex64("signed_by"),
-            countersigned_by=_key_ids(o, "countersigned_by"),
-            disputed_by=_key_ids(o, "disputed_by"),
+            countersigned_by=o.strings("countersigned_by"),
+            disputed_by=o.strings("disputed_by"),
         )
