@@ -12,7 +12,8 @@ derives, for each record, the movements it must have caused (docs/money.md):
 * ``delivery.overdue``: its ``refund`` (the whole escrow) back to the buyer;
 * ``access.revoked``: the refund of :func:`exchange.orders.settle.revocation_refund`
   (from the escrow, or clawed back from the payees of a settled order);
-* ``withdrawal.requested``: the participant's available → held, the amount;
+* ``withdrawal.requested``: the participant's available → held, the amount (an
+  operator's, with ``account: platform``: the platform account's);
   ``withdrawal.paid``: that held amount leaves; ``withdrawal.rejected``: it
   returns to available (each withdrawal decided once, after its request).
 
@@ -389,10 +390,12 @@ class _Replay:
         withdrawal_id, amount = str(payload["withdrawal_id"]), _fen(payload["amount"])
         if withdrawal_id in self.withdrawals:
             raise _Unreadable(f"withdrawal {withdrawal_id} was requested before")
+        # an operator's withdrawal is of the platform's fees (exchange.payouts)
+        account = PLATFORM_ACCOUNT if payload.get("account") == PLATFORM_ACCOUNT else actor
         self.withdrawals[withdrawal_id] = _WithdrawalRow(
-            actor, amount, WithdrawalState.PENDING.value
+            account, amount, WithdrawalState.PENDING.value
         )
-        self._move(actor, MovementKind.WITHDRAW_HOLD, amount)
+        self._move(account, MovementKind.WITHDRAW_HOLD, amount)
 
     def _decide_withdrawal(
         self, payload: Mapping[str, Any], state: WithdrawalState, kind: MovementKind

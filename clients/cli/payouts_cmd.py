@@ -7,7 +7,8 @@ operator decides. ``operator payouts [--state pending]`` lists withdrawals (all 
 them, newest first), ``operator payouts pay ID --reference R`` records one paid
 (the outside transfer's reference) and ``operator payouts reject ID --reason R``
 rejects it (the amount is available again). Each decision is the operator's own
-signed record.
+signed record. ``operator payouts withdraw-fees AMOUNT_FEN --to REF`` withdraws the
+exchange's fees (the platform account), which another operator pays out.
 """
 
 from __future__ import annotations
@@ -136,6 +137,24 @@ def payouts(
             inv.out.result(page, lambda d: show_withdrawals(inv.out, d["items"]))
         finally:
             inv.close()
+
+
+@command(payouts_app, "withdraw-fees")
+def withdraw_fees(
+    inv: Invocation,
+    amount_fen: Annotated[
+        int, typer.Argument(help="Amount in fen (integer; 100 fen = ¥1.00).", min=1)
+    ],
+    to: Annotated[
+        str,
+        typer.Option("--to", help="Where the money goes: the exchange's bank account reference."),
+    ],
+    idempotency_key: IdempotencyOption = None,
+) -> None:
+    """Withdraw the exchange's fees (the platform account): held until another operator
+    pays it out."""
+    result = inv.client().withdraw(amount_fen, to, idempotency_key=idempotency_key, platform=True)
+    inv.out.result(result, lambda d: show_withdrawal(inv.out, d, action="fee withdrawal request"))
 
 
 @command(payouts_app, "pay")

@@ -1,10 +1,11 @@
 """Call builders of ``/withdrawals`` (payouts), shared by both clients (no I/O).
 
 A participant withdraws (``withdrawal.requested``: a new UUID, the amount in fen,
-where the money goes); an operator records the withdrawal paid (``withdrawal.paid``
-with the outside transfer's reference) or rejected (``withdrawal.rejected``). All
-three move money, so they carry an ``Idempotency-Key`` (generated unless given) and
-are retried safely; each answer's receipt is checked against the record signed.
+where the money goes; an operator withdraws the exchange's fees, with ``"account":
+"platform"``); an operator records the withdrawal paid (``withdrawal.paid`` with
+the outside transfer's reference) or rejected (``withdrawal.rejected``). All three
+move money, so they carry an ``Idempotency-Key`` (generated unless given) and are
+retried safely; each answer's receipt is checked against the record signed.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import uuid
 from clients.sdk._base import Call, _parsed
 from clients.sdk._events import EventCalls
 from clients.sdk.payout_models import WITHDRAWAL_STATES, Withdrawal, WithdrawalPage
+from ledger.protocol.accounts import PLATFORM_ACCOUNT
 
 __all__ = ["PayoutCalls"]
 
@@ -39,12 +41,16 @@ class PayoutCalls(EventCalls):
         destination: str,
         withdrawal_id: str | None,
         idempotency_key: str | None,
+        *,
+        platform: bool = False,
     ) -> Call[Withdrawal]:
         payload = {
             "withdrawal_id": withdrawal_id or str(uuid.uuid4()),
             "amount": _fen(amount_fen),
             "destination": destination,
         }
+        if platform:
+            payload["account"] = PLATFORM_ACCOUNT
         return self._action(
             "POST",
             "/withdrawals",

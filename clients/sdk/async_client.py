@@ -408,8 +408,11 @@ class AsyncExchangeClient(PayoutCalls, CertificateCalls, WorkflowCalls, QualityC
         *,
         withdrawal_id: str | None = None,
         idempotency_key: str | None = None,
+        platform: bool = False,
     ) -> Withdrawal:
-        call = self._withdraw_call(amount_fen, destination, withdrawal_id, idempotency_key)
+        call = self._withdraw_call(
+            amount_fen, destination, withdrawal_id, idempotency_key, platform=platform
+        )
         return await self._send(call)
 
     async def withdrawals(

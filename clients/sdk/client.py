@@ -473,11 +473,15 @@ class ExchangeClient(PayoutCalls, CertificateCalls, WorkflowCalls, QualityCalls)
         *,
         withdrawal_id: str | None = None,
         idempotency_key: str | None = None,
+        platform: bool = False,
     ) -> Withdrawal:
         """Withdraw ``amount_fen`` of your available balance to ``destination`` (where
         the money goes: your bank account reference); it is held until an operator
-        pays or rejects it. Retried safely with its Idempotency-Key."""
-        call = self._withdraw_call(amount_fen, destination, withdrawal_id, idempotency_key)
+        pays or rejects it. Retried safely with its Idempotency-Key. Operators withdraw
+        the exchange's fees (``platform=True``), which another operator pays out."""
+        call = self._withdraw_call(
+            amount_fen, destination, withdrawal_id, idempotency_key, platform=platform
+        )
         return self._send(call)
 
     def withdrawals(

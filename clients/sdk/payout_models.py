@@ -8,7 +8,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Final
 
 from clients.sdk.models import Appended
-from ledger.protocol.accounts import Balance
+from ledger.protocol.accounts import PLATFORM_ACCOUNT, Balance
 from ledger.protocol.reader import JSONObject
 from ledger.records import RecordFormatError
 
@@ -19,7 +19,8 @@ WITHDRAWAL_STATES: Final = frozenset({"pending", "paid", "rejected"})
 
 @dataclass(frozen=True, slots=True)
 class Withdrawal:
-    """A participant's withdrawal of ``amount`` fen to ``destination``: ``pending``
+    """A participant's withdrawal of ``amount`` fen to ``destination`` (``participant``
+    is ``platform`` for the exchange's fees, which operators withdraw): ``pending``
     (the amount held) until an operator records it ``paid`` (``transfer_reference``)
     or ``rejected`` (``reason``; the amount available again). After a writing call,
     ``account`` holds the withdrawer's balances right after it and ``log`` the
@@ -47,7 +48,11 @@ class Withdrawal:
         decision = o.opt_text("decision_leaf_hash")
         return cls(
             id=o.text("id"),
-            participant=o.hex64("participant"),
+            participant=(
+                PLATFORM_ACCOUNT
+                if o.data.get("participant") == PLATFORM_ACCOUNT
+                else o.hex64("participant")
+            ),
             amount=o.integer("amount", minimum=1),
             destination=o.text("destination"),
             state=o.text("state"),

@@ -223,6 +223,10 @@ _MESSAGES = {
     "withdrawal_not_found": "no withdrawal 5b0e8f3a-2c71-4d9e-9a41-7f3c2e1d0b6a",
     "withdrawal_exists": "withdrawal 5b0e8f3a-2c71-4d9e-9a41-7f3c2e1d0b6a already exists",
     "withdrawal_decided": "withdrawal 5b0e8f3a-2c71-4d9e-9a41-7f3c2e1d0b6a was already paid",
+    "platform_account": "operators withdraw the platform's fees (account: platform) and hold "
+    "no account of their own; only operators withdraw from the platform account",
+    "same_operator": "the exchange's fees are paid out by another operator than the one who "
+    "asked for the withdrawal",
     # events and webhooks
     "invalid_webhook_url": "url must be an http or https URL",
     "too_many_webhooks": "you have 20 webhooks, the most one participant may register; "

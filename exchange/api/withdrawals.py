@@ -42,8 +42,8 @@ __all__ = ["router"]
 
 router = APIRouter(prefix="/withdrawals", tags=["withdrawals"])
 
-Participant = Annotated[Principal, Depends(require_role(*REGISTRABLE_ROLES))]
-"""Any registered participant (not an operator: operators hold no account)."""
+Withdrawer = Annotated[Principal, Depends(require_role(*REGISTRABLE_ROLES, Role.OPERATOR))]
+"""A registered participant (from its own account) or an operator (the platform's fees)."""
 Operator = Annotated[Principal, Depends(require_role(Role.OPERATOR))]
 WithdrawalIdPath = Annotated[str, Path(pattern=UUID_PATTERN, description="The withdrawal's UUID.")]
 IdempotencyHeader = Annotated[
@@ -89,14 +89,14 @@ def _changed(
     status_code=201,
     response_model=WithdrawalChanged,
     summary="Withdraw available funds; the amount is held until an operator pays it "
-    "(registered participants)",
+    "(registered participants; operators: the platform's fees)",
     responses={
         **ok(201, "request_withdrawal"),
         **signed_errors(
             {
                 400: "invalid_record, invalid_signature",
                 402: "insufficient_funds",
-                403: "actor_mismatch",
+                403: "actor_mismatch, platform_account",
                 409: "withdrawal_exists, duplicate_record, concurrent_update",
                 422: _WRITE_422,
             }
@@ -106,7 +106,7 @@ def _changed(
 )
 def request_withdrawal(
     body: ActionRequest,
-    principal: Participant,
+    principal: Withdrawer,
     session: SessionDep,
     request: Request,
     authenticator: AuthenticatorDep,
@@ -117,7 +117,9 @@ def request_withdrawal(
     <new UUID>, "amount": fen ≥ 1, "destination": "<where the money goes: bank
     account reference>"}``. The amount moves from your available balance to held (402
     ``insufficient_funds`` if available does not cover it) until an operator records
-    it paid or rejected."""
+    it paid or rejected. An operator withdraws the exchange's fees with ``"account":
+    "platform"`` added (and only those: 403 ``platform_account`` otherwise); another
+    operator pays it out."""
     del idempotency_key  # read by Idempotent from the request (documented here)
 
     def effect(idempotent: Idempotent) -> WithdrawalChanged:
@@ -128,7 +130,7 @@ def request_withdrawal(
             signer=principal.key_id,
             skew_s=authenticator.skew_s,
         )
-        return service.request(session, action, log_key, idempotent)
+        return service.request(session, action, log_key, idempotent, principal)
 
     return _changed(session, request, principal, body, effect)
 
@@ -204,7 +206,10 @@ def _operator_action(
     "/{withdrawal_id}/paid",
     response_model=WithdrawalChanged,
     summary="Record a pending withdrawal paid out (operators)",
-    responses={**ok(200, "pay_withdrawal"), **signed_errors(_DECISION_ERRORS)},
+    responses={
+        **ok(200, "pay_withdrawal"),
+        **signed_errors({**_DECISION_ERRORS, 403: "actor_mismatch, same_operator"}),
+    },
     openapi_extra=json_body("pay_withdrawal"),
 )
 def pay_withdrawal(
@@ -220,7 +225,8 @@ def pay_withdrawal(
     """A ``withdrawal.paid`` record signed by an operator: ``{"withdrawal_id",
     "reference": "<the outside transfer's reference>"}``, once the money was sent.
     The held amount leaves the participant's account. A withdrawal is decided once
-    (409 ``withdrawal_decided``)."""
+    (409 ``withdrawal_decided``). The platform's fees are paid out by another operator
+    than the one who asked for them (403 ``same_operator``)."""
     del idempotency_key  # read by Idempotent from the request (documented here)
 
     def effect(idempotent: Idempotent) -> WithdrawalChanged:

@@ -1,7 +1,9 @@
 """Payloads of the withdrawal records and the JSON shapes of the withdrawals API.
 
 * ``withdrawal.requested`` (the participant): ``{"withdrawal_id": <new UUID>,
-  "amount": fen, "destination": "<where the money goes outside>"}``;
+  "amount": fen, "destination": "<where the money goes outside>"}``; an operator
+  withdraws the exchange's fees with ``"account": "platform"`` added (the
+  platform account is the only one an operator withdraws from);
 * ``withdrawal.paid`` (an operator): ``{"withdrawal_id", "reference": "<the
   outside transfer's reference>"}``;
 * ``withdrawal.rejected`` (an operator): ``{"withdrawal_id", "reason"}``.
@@ -9,7 +11,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Final
+from typing import Annotated, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
@@ -35,6 +37,8 @@ class WithdrawalRequested(BaseModel):
     withdrawal_id: WithdrawalId
     amount: Fen
     destination: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+    account: Literal["platform"] | None = None
+    """``"platform"``: an operator withdraws the exchange's fees; absent: the signer's own."""
 
 
 class WithdrawalPaid(BaseModel):
@@ -57,7 +61,9 @@ class WithdrawalRejected(BaseModel):
 
 class WithdrawalPublic(BaseModel):
     id: str
-    participant: str = Field(description="Key id of the participant who withdraws.")
+    participant: str = Field(
+        description="Key id of the participant who withdraws, or platform (the fees)."
+    )
     amount: int = Field(description="Fen.")
     destination: str
     state: str = Field(examples=["pending"], description="pending, paid or rejected.")
@@ -75,7 +81,7 @@ class WithdrawalPublic(BaseModel):
 class WithdrawalChanged(BaseModel):
     withdrawal: WithdrawalPublic
     account: AccountPublic = Field(
-        description="The withdrawing participant's balances right after this change."
+        description="The balances of the account withdrawn from right after this change."
     )
     log: Appended
 

@@ -10,6 +10,12 @@ change and its movement in ONE transaction (:func:`exchange.records.commit_with_
 * ``withdrawal.paid``: held −= amount (the money left the exchange); ``withdraw_paid``;
 * ``withdrawal.rejected``: held → available; ``withdraw_release``.
 
+An operator holds no account of its own: what an operator withdraws is the
+exchange's fees (``"account": "platform"`` in the request; anyone else is refused
+it, 403 ``platform_account``), and such a withdrawal is paid by another operator
+than the one who asked for it (403 ``same_operator``: four eyes on the
+exchange's own money; rejecting it is anyone's).
+
 A withdrawal is decided once: a decided one is refused (409 ``withdrawal_decided``),
 checked again inside the decision's transaction (so of two decisions racing, the
 one that commits second is refused the same way, with nothing stored; the row's
@@ -35,8 +41,9 @@ from exchange.accounts.service import (
     refund_held,
     release_held,
 )
-from exchange.errors import ConflictError, NotFoundError
+from exchange.errors import ConflictError, ForbiddenError, NotFoundError
 from exchange.idempotency import IdempotencyKey, Idempotent
+from exchange.log.models import LogEntry
 from exchange.participants.models import Principal
 from exchange.payouts.models import Withdrawal, WithdrawalState
 from exchange.payouts.schemas import (
@@ -48,9 +55,12 @@ from exchange.payouts.schemas import (
     WithdrawalRequested,
 )
 from exchange.records import SignedAction, commit_with_record, log_receipt, payload_of
+from ledger.protocol.accounts import PLATFORM_ACCOUNT
 from ledger.sm2 import SM2PrivateKey
 
 __all__ = [
+    "PlatformAccountError",
+    "SameOperatorError",
     "WithdrawalDecidedError",
     "WithdrawalExistsError",
     "WithdrawalNotFoundError",
@@ -76,6 +86,14 @@ class WithdrawalDecidedError(ConflictError):
     code = "withdrawal_decided"
 
 
+class PlatformAccountError(ForbiddenError):
+    code = "platform_account"
+
+
+class SameOperatorError(ForbiddenError):
+    code = "same_operator"
+
+
 def withdrawal_public(row: Withdrawal) -> WithdrawalPublic:
     return WithdrawalPublic(
         id=row.id,
@@ -94,11 +112,21 @@ def withdrawal_public(row: Withdrawal) -> WithdrawalPublic:
 
 
 def request(
-    session: Session, action: SignedAction, log_key: SM2PrivateKey, idempotent: Idempotent
+    session: Session,
+    action: SignedAction,
+    log_key: SM2PrivateKey,
+    idempotent: Idempotent,
+    principal: Principal,
 ) -> WithdrawalChanged:
-    """Apply a checked ``withdrawal.requested`` (the actor withdraws from its own account)."""
+    """Apply a checked ``withdrawal.requested`` signed by ``principal``: from its own
+    account, or, an operator's, from the platform's."""
     payload = payload_of(action, WithdrawalRequested)
-    key_id = action.signed.record.actor
+    if principal.is_operator != (payload.account == PLATFORM_ACCOUNT):
+        raise PlatformAccountError(
+            "operators withdraw the platform's fees (account: platform) and hold no "
+            "account of their own; only operators withdraw from the platform account"
+        )
+    key_id = PLATFORM_ACCOUNT if principal.is_operator else action.signed.record.actor
     if session.get(Withdrawal, payload.withdrawal_id) is not None:
         raise WithdrawalExistsError(f"withdrawal {payload.withdrawal_id} already exists")
     leaf_hash = action.submission.leaf_hash
@@ -140,6 +168,17 @@ def pay(
 ) -> WithdrawalChanged:
     """Apply a checked ``withdrawal.paid`` (an operator's): the held amount leaves."""
     payload = payload_of(action, WithdrawalPaid)
+    row = session.get(Withdrawal, payload.withdrawal_id)
+    if (
+        row is not None
+        and row.key_id == PLATFORM_ACCOUNT
+        and row.state == WithdrawalState.PENDING
+        and _requester(session, row) == action.signed.record.actor
+    ):
+        raise SameOperatorError(
+            "the exchange's fees are paid out by another operator than the one who "
+            "asked for the withdrawal"
+        )
 
     def decide(row: Withdrawal) -> None:
         row.state = WithdrawalState.PAID.value
@@ -177,6 +216,16 @@ def reject(
         MovementKind.WITHDRAW_RELEASE,
         refund_held,
     )
+
+
+def _requester(session: Session, row: Withdrawal) -> str:
+    """The signer of the withdrawal's ``withdrawal.requested`` record, as logged."""
+    actor = session.execute(
+        select(col(LogEntry.actor_key_id)).where(
+            col(LogEntry.leaf_hash) == bytes.fromhex(row.requested_leaf_hash)
+        )
+    ).scalar_one()
+    return str(actor)
 
 
 def _decide(

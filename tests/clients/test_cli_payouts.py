@@ -67,3 +67,13 @@ def test_amounts_are_whole_fen(market: Market, amount: Any) -> None:  # noqa: F8
     assert refused.exit_code == 2, refused
     assert "amount_fen" in refused.stderr
     assert provider.ok("operator", "payouts")["items"] == []
+
+
+def test_withdraw_fees_is_the_operators_and_needs_fees(market: Market) -> None:  # noqa: F811
+    message = market.operator.fails("operator", "payouts", "withdraw-fees", "100", "--to", "ICBC")
+    assert message.startswith("insufficient_funds:") and "(HTTP 402)" in message
+    provider, _ = market.participant("provider")
+    provider.ok("provider", "register")
+    message = provider.fails("operator", "payouts", "withdraw-fees", "100", "--to", "ICBC")
+    assert message.startswith("platform_account:") and "(HTTP 403)" in message
+    assert market.operator.ok("operator", "payouts")["items"] == []

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -17,6 +18,7 @@ from test_sdk_market import Market, exchange_app, market, refused  # noqa: F401
 
 from clients.sdk import (
     AsyncExchangeClient,
+    ExchangeClient,
     InsufficientFundsError,
     ResponseVerificationError,
     Withdrawal,
@@ -138,3 +140,35 @@ def test_the_async_twin(tmp_path: Path) -> None:
 
     with exchange_app(tmp_path) as (app, operator_key):
         asyncio.run(scenario(app, operator_key))
+
+
+def test_operators_withdraw_the_platform_fees(live_server: Any, tmp_path: Path) -> None:
+    """One operator withdraws the fees (``platform=True``), another pays them out;
+    the one who asked cannot (four eyes)."""
+    from test_auth_support import running_exchange
+    from test_lifecycle_support import mark_delivered
+    from test_order_lifecycle import accept
+    from test_order_lifecycle import market as order_market
+
+    second = SM2PrivateKey.generate()
+    with running_exchange(
+        live_server, tmp_path, other_operators=(second,), platform_fee_bp=500
+    ) as ex:
+        m = order_market(ex)
+        mark_delivered(ex.app, (order_id := m.buy()))
+        assert accept(ex, m.buyer, order_id).status_code == 200
+        with (
+            ExchangeClient(ex.url, key=ex.operator) as first_operator,
+            ExchangeClient(ex.url, key=second) as second_operator,
+        ):
+            fees = first_operator.account("platform").available
+            asked = first_operator.withdraw(fees, "工商银行 对公 0001", platform=True)
+            assert (asked.participant, asked.amount, asked.state) == ("platform", fees, "pending")
+            assert asked.account is not None and asked.account.held == fees
+            refused(lambda: first_operator.pay_withdrawal(asked.id, "self"), 403, "same_operator")
+            paid = second_operator.pay_withdrawal(asked.id, "ICBC 20261207-9")
+            assert (paid.state, paid.decided_by) == ("paid", second_operator.key_id)
+            assert first_operator.account("platform").held == 0
+            buyer = ExchangeClient(ex.url, key=m.buyer)
+            with buyer:
+                refused(lambda: buyer.withdraw(1, "bank", platform=True), 403, "platform_account")

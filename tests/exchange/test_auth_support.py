@@ -200,8 +200,14 @@ class Exchange:
 
 @contextmanager
 def running_exchange(
-    live_server: Any, tmp_path: Path, backend: str = "sqlite", **settings: Any
+    live_server: Any,
+    tmp_path: Path,
+    backend: str = "sqlite",
+    other_operators: tuple[SM2PrivateKey, ...] = (),
+    **settings: Any,
 ) -> Iterator[Exchange]:
+    """The exchange's operator is ``Exchange.operator``; ``other_operators`` are
+    configured as operators too."""
     operator = SM2PrivateKey.generate()
     postgres = POSTGRES_URL if backend == "postgresql" else None
     with isolated_database(postgres, tmp_path) as db:
@@ -210,7 +216,9 @@ def running_exchange(
                 data_dir=tmp_path / "data",
                 database_url=db.url,
                 sequencer_enabled=False,
-                operator_public_keys=[operator.public_key().to_pem().decode()],
+                operator_public_keys=[
+                    key.public_key().to_pem().decode() for key in (operator, *other_operators)
+                ],
                 **settings,
             )
         )

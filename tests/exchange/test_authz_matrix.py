@@ -786,7 +786,8 @@ MATRIX: dict[str, tuple[Callable[[World], Request], dict[str, tuple[int, str | N
     ),
     "request a withdrawal": (
         _request_withdrawal,
-        {**ANY_PARTICIPANT_CREATES, "operator": ROLE},  # operators hold no account
+        # operators hold no account: they withdraw only the platform's fees
+        {**ANY_PARTICIPANT_CREATES, "operator": (403, "platform_account")},
     ),
     "pay a withdrawal": (_decide_withdrawal("paid", reference="matrix"), OPERATORS_ONLY),
     "reject a withdrawal": (_decide_withdrawal("rejected", reason="matrix"), OPERATORS_ONLY),

@@ -306,8 +306,8 @@ def test_only_operators_decide(ex: Exchange) -> None:
     for who in (buyer, provider):
         for outcome in ("paid", "rejected"):
             error(decide(ex, withdrawal_id, outcome, signer=who), 403, "role_forbidden")
-    # an operator cannot withdraw: operators have no account
-    error(withdraw(ex, ex.operator, request_body(ex.operator, 1)), 403, "role_forbidden")
+    # an operator has no account of its own: it withdraws only the platform's fees
+    error(withdraw(ex, ex.operator, request_body(ex.operator, 1)), 403, "platform_account")
     assert database_state(ex) == before
     assert ex.log_size() == size
 
@@ -594,3 +594,104 @@ def test_a_replay_whose_response_was_not_stored_is_rebuilt(ex: Exchange) -> None
         path, json=signed_pay, headers={"Idempotency-Key": "crash-2"}
     )
     assert replayed.status_code == 200 and replayed.json() == paid.json()
+
+
+# -- the platform's fees ----------------------------------------------------------------
+
+
+@pytest.fixture(params=BACKENDS)
+def two_operators(
+    request: pytest.FixtureRequest, live_server: Any, tmp_path: Path
+) -> Iterator[tuple[Exchange, SM2PrivateKey]]:
+    """An exchange with two operators: ``Exchange.operator`` and the one returned."""
+    second = SM2PrivateKey.generate()
+    with running_exchange(
+        live_server,
+        tmp_path,
+        request.param,
+        other_operators=(second,),
+        auto_accept_interval_s=3600,
+        platform_fee_bp=500,
+    ) as exchange:
+        yield exchange, second
+
+
+def platform_balance(ex: Exchange) -> tuple[int, int]:
+    account = ex.http(ex.operator).get("/accounts/platform").json()["account"]
+    return account["available"], account["held"]
+
+
+def test_an_operator_withdraws_the_fees_and_another_pays_them_out(
+    two_operators: tuple[Exchange, SM2PrivateKey],
+) -> None:
+    ex, second = two_operators
+    m = market(ex)
+    mark_delivered(ex.app, (order_id := m.buy()))
+    assert accept(ex, m.buyer, order_id).status_code == 200
+    fee, held = platform_balance(ex)
+    assert fee > 0 and held == 0, order_id
+
+    response = withdraw(ex, ex.operator, request_body(ex.operator, fee, account="platform"))
+    assert response.status_code == 201, response.text
+    withdrawal = response.json()["withdrawal"]
+    assert withdrawal["participant"] == "platform"
+    assert response.json()["account"] == {"key_id": "platform", "available": 0, "held": fee}
+    ex.assert_logged(response, ex.operator, "withdrawal.requested")
+    # a participant does not see it; operators do
+    assert ex.http(m.buyer).get(f"/withdrawals/{withdrawal['id']}").status_code == 404
+    listed = ex.http(second).get("/withdrawals").json()["items"]
+    assert [w["id"] for w in listed] == [withdrawal["id"]]
+
+    before, size = database_state(ex), ex.log_size()
+    error(decide(ex, withdrawal["id"], "paid"), 403, "same_operator")  # four eyes
+    assert database_state(ex) == before and ex.log_size() == size
+
+    paid = decide(ex, withdrawal["id"], "paid", signer=second, reference="fees 2026-12")
+    assert paid.status_code == 200, paid.text
+    assert paid.json()["withdrawal"]["decided_by"] == second.key_id()
+    assert paid.json()["account"] == {"key_id": "platform", "available": 0, "held": 0}
+    assert platform_balance(ex) == (0, 0)
+    report = audit_books(ex.app.state.engine)
+    assert report.discrepancies == []
+    assert report.reconciliation.paid_withdrawals == fee
+
+
+def test_platform_withdrawals_refused_change_nothing(
+    two_operators: tuple[Exchange, SM2PrivateKey],
+) -> None:
+    ex, second = two_operators
+    buyer = ex.register("buyer")
+    assert deposit(ex, buyer, 10_000).status_code == 201
+    before, size = database_state(ex), ex.log_size()
+    # only operators withdraw from the platform account, and nothing else
+    error(withdraw(ex, buyer, request_body(buyer, 1, account="platform")), 403, "platform_account")
+    error(withdraw(ex, second, request_body(second, 1)), 403, "platform_account")
+    # no fees yet: nothing to withdraw
+    error(
+        withdraw(ex, second, request_body(second, 1, account="platform")), 402, "insufficient_funds"
+    )
+    # only "platform" names another account
+    error(
+        withdraw(ex, second, request_body(second, 1, account=buyer.key_id())),
+        422,
+        "invalid_payload",
+    )
+    assert database_state(ex) == before
+    assert ex.log_size() == size
+
+
+def test_the_requesting_operator_may_reject_its_own_fee_withdrawal(
+    two_operators: tuple[Exchange, SM2PrivateKey],
+) -> None:
+    ex, _ = two_operators
+    m = market(ex)
+    mark_delivered(ex.app, (order_id := m.buy()))
+    assert accept(ex, m.buyer, order_id).status_code == 200
+    fee, _ = platform_balance(ex)
+    withdrawal_id = withdraw(
+        ex, ex.operator, request_body(ex.operator, fee, account="platform")
+    ).json()["withdrawal"]["id"]
+    response = decide(ex, withdrawal_id, "rejected", reason="wrong destination")
+    assert response.status_code == 200, response.text
+    assert platform_balance(ex) == (fee, 0)
+    assert audit_books(ex.app.state.engine).discrepancies == []
