@@ -28,7 +28,7 @@ Checks, in order (a refusal stores nothing):
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import Connection, select
 from sqlmodel import Session, col
 
 from exchange.errors import ConflictError, ExchangeError, ForbiddenError, NotFoundError
@@ -39,9 +39,9 @@ from exchange.listings.quality import (
     QualityReportRow,
     SignerRole,
     countersigners,
-    current_report,
     quality_summary,
 )
+from exchange.log.batch import run_at_commit
 from exchange.participants.models import ParticipantStatus, Principal, Role
 from exchange.quality.schemas import (
     QualityCountersignedOut,
@@ -51,7 +51,6 @@ from exchange.quality.schemas import (
 )
 from exchange.records import InvalidPayloadError, SignedAction, commit_with_record, log_receipt
 from ledger.protocol.quality import QualityCountersigned, QualityReport, QualityReported
-from ledger.protocol.quality import current_report as newest
 from ledger.records import RecordFormatError, canonical_json, thaw
 from ledger.sm2 import SM2PrivateKey
 from ledger.sm3 import sm3
@@ -234,14 +233,18 @@ def report(
 
     def stage() -> QualityReportRow:
         session.add(row)
-        if role is SignerRole.PROVIDER and payload.version == listing.version:
-            # the newest report (ledger's rule) may be an earlier one signed later
-            earlier = current_report(session, listing_id, payload.version)
-            shown = newest([row] if earlier is None else [row, earlier])
-            search.set_grade(session, listing_id, row.grade if shown is None else shown.grade)
         return row
 
-    _, accepted = commit_with_record(session, action, log_key, stage)
+    def index_grade(connection: Connection) -> None:
+        # under the log's write lock: the reports committed before this one count,
+        # however many providers report at once (ledger's rule: the newest shows)
+        search.set_current_grade(connection, listing_id, payload.version, row)
+
+    if role is SignerRole.PROVIDER:
+        with run_at_commit(session, index_grade):
+            _, accepted = commit_with_record(session, action, log_key, stage)
+    else:
+        _, accepted = commit_with_record(session, action, log_key, stage)
     return QualityReportedOut(report=_public(session, row), log=log_receipt(accepted))
 
 

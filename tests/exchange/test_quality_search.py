@@ -4,6 +4,7 @@ matches), following the current version's newest provider report."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,8 @@ import pytest
 from test_auth_support import Exchange, running_exchange
 from test_orders import BACKENDS
 
+from exchange import records
+from exchange.log.batch import take_staged
 from ledger.protocol.quality import Indicator, QualityReport, TableSchema, Timeliness
 from ledger.sm2 import SM2PrivateKey
 
@@ -120,3 +123,50 @@ def test_a_bad_grade_is_refused(ex: Exchange) -> None:
     response = ex.http().get("/listings/search", params={"grade": "E"})
     assert response.status_code == 422
     assert response.json()["code"] == "invalid_request"
+
+
+def test_concurrent_reports_leave_search_on_the_listings_grade(
+    ex: Exchange, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An older report whose request passed its checks before a newer one committed
+    must not put its own grade in the index when it commits after it: the listing
+    shows the newest report's grade, and so does search."""
+    owner, partner = ex.provider("owner"), ex.provider("partner")
+    shares = [
+        {"key_id": owner.key_id(), "share_bps": 5_000},
+        {"key_id": partner.key_id(), "share_bps": 5_000},
+    ]
+    listing_id = ex.draft(owner, title="公交客流", providers=shares)
+    for key, action in ((owner, "submit"), (ex.operator, "review"), (ex.operator, "publish")):
+        assert ex.step(key, listing_id, action).status_code == 200
+
+    def body(who: SM2PrivateKey, result: QualityReport) -> Any:
+        payload = {
+            "listing_id": listing_id,
+            "version": 1,
+            "report": result.to_dict(),
+            "report_sm3": result.digest(),
+        }
+        return ex.signed_body(who, "quality.reported", payload)
+
+    older = body(owner, graded(10))  # signed first: grade A
+    time.sleep(0.01)
+    newer = body(partner, graded(0))  # signed later: grade D, the newest
+
+    real = take_staged  # (what exchange.records calls)
+    ran: list[int] = []
+
+    def meanwhile(*args: Any, **kwargs: Any) -> Any:
+        if not ran:  # the older report is staged; the newer one commits before it
+            ran.append(1)
+            path = f"/listings/{listing_id}/quality-reports"
+            assert ex.http(partner).post(path, json=newer).status_code == 201
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(records, "take_staged", meanwhile)
+    response = ex.http(owner).post(f"/listings/{listing_id}/quality-reports", json=older)
+    assert response.status_code == 201, response.text
+    assert ran == [1]
+    assert ex.http().get(f"/listings/{listing_id}").json()["quality"]["grade"] == "D"
+    assert [hit["id"] for hit in search(ex, grade="D")["items"]] == [listing_id]
+    assert grades(search(ex)) == {"D": 1}

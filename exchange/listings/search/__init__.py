@@ -45,7 +45,7 @@ The modules, each importing only the ones above it (never this package's
 
 from __future__ import annotations
 
-from exchange.listings.search.index import index_values, set_grade, sync
+from exchange.listings.search.index import index_values, set_current_grade, sync
 from exchange.listings.search.params import (
     InvalidCursorError,
     InvalidQueryError,
@@ -69,6 +69,6 @@ __all__ = [
     "Sort",
     "index_values",
     "search",
-    "set_grade",
+    "set_current_grade",
     "sync",
 ]

@@ -81,7 +81,7 @@ from __future__ import annotations
 import json
 import unicodedata
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import (
     JSON,
@@ -93,13 +93,15 @@ from sqlalchemy import (
     Text,
     select,
     text,
+    update,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, Session, SQLModel, col
 
 from exchange.listings.models import Listing, ListingState
-from exchange.listings.quality import current_report
+from exchange.listings.quality import QualityReportRow, SignerRole, current_report
 from exchange.pricing import FreePricing, TieredPricing, parse_pricing, price
+from ledger.protocol.quality import current_report as newest
 
 __all__ = [
     "CHUNK_DIGITS",
@@ -115,7 +117,7 @@ __all__ = [
     "price_fen",
     "price_unit",
     "rebuild_facet_index",
-    "set_grade",
+    "set_current_grade",
     "sync",
 ]
 
@@ -307,13 +309,41 @@ def sync(session: Session, row: Listing) -> None:
         session.add(ListingSearchTag(tag=tag, listing_id=row.id))
 
 
-def set_grade(session: Session, listing_id: str, grade: str) -> None:
-    """Stage the new grade of a published listing's index row (no row: not published)."""
-    current = session.execute(
-        select(ListingSearch).where(col(ListingSearch.listing_id) == listing_id)
-    ).scalar_one_or_none()
-    if current is not None:
-        current.grade = grade
+class _Graded(NamedTuple):
+    grade: str
+    reported_at: int
+    leaf_hash: str
+
+
+def set_current_grade(
+    connection: Connection, listing_id: str, version: int, new: QualityReportRow
+) -> None:
+    """Index the grade of the current report on ``version`` of a published listing,
+    if it is still its current version, on ``connection`` inside the transaction that
+    stores the provider's report ``new`` (not written yet): the newest of the
+    version's stored provider reports and ``new`` (ledger's rule)."""
+    stored = connection.execute(
+        select(
+            col(QualityReportRow.grade),
+            col(QualityReportRow.reported_at),
+            col(QualityReportRow.leaf_hash),
+        ).where(
+            col(QualityReportRow.listing_id) == listing_id,
+            col(QualityReportRow.version) == version,
+            col(QualityReportRow.signer_role) == SignerRole.PROVIDER.value,
+        )
+    ).all()
+    reports = [_Graded(*row) for row in stored]
+    shown = newest([*reports, _Graded(new.grade, new.reported_at, new.leaf_hash)])
+    assert shown is not None  # (new is among them)
+    current = select(col(Listing.id)).where(
+        col(Listing.id) == listing_id, col(Listing.version) == version
+    )
+    connection.execute(
+        update(ListingSearch)
+        .where(col(ListingSearch.listing_id) == listing_id, current.exists())
+        .values(grade=shown.grade)
+    )
 
 
 def facet_pairs(
