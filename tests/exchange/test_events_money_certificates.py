@@ -1,8 +1,9 @@
 """Withdrawal and certificate events on a real uvicorn, SQLite and PostgreSQL: a
-participant sees its own withdrawals and not another's, the providers and holders
-of a certificate (and a transfer's receiver, even when refused) see its records,
-an unrelated participant none of them, operators all; the ``types`` filter, the
-SSE stream and a webhook carry them like any other event."""
+participant sees its own withdrawals and not another's (nor the platform's fee
+withdrawals), the providers and holders of a certificate (and a transfer's
+receiver, even when refused) see its records, an unrelated participant none of
+them, operators all; a page reads their parties in a bounded number of queries;
+the ``types`` filter, the SSE stream and a webhook carry them like any other event."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from test_certificates import act, number_of
 from test_events_support import FAST_EVENTS, Market, make_market, wait_for, whole_feed
 from test_orders import BACKENDS, deposit
 from test_webhook_receiver import Receiver
-from test_withdrawals import decide, requested
+from test_withdrawals import decide, request_body, requested, withdraw
 
 from clients.sdk._sse import SSEParser
 from exchange.events.cursor import START
@@ -33,11 +34,20 @@ MONEY_AND_CERTIFICATES = ("withdrawal.", "certificate.")
 def market(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, live_server: Any
 ) -> Iterator[Market]:
-    """A's withdrawal paid, B's rejected; the co-provider offers B a share of the
-    listing's certificate, which an operator rejects."""
+    """The platform's fee withdrawal (of A's settled order) rejected; A's withdrawal
+    paid, B's rejected; the co-provider offers B a share of the listing's
+    certificate, which an operator rejects."""
     tmp: Path = tmp_path_factory.mktemp("events-money")
-    with running_exchange(live_server, tmp, request.param, **FAST_EVENTS) as ex:
+    with running_exchange(
+        live_server, tmp, request.param, platform_fee_bp=500, **FAST_EVENTS
+    ) as ex:
         m = make_market(ex)
+        m.accept_after_delivery(m.buyer_a, m.order(m.buyer_a, "A1"))
+        fee = ex.http(ex.operator).get("/accounts/platform").json()["account"]["available"]
+        response = withdraw(ex, ex.operator, request_body(ex.operator, fee, account="platform"))
+        assert response.status_code == 201, response.text
+        m.orders["fee"] = response.json()["withdrawal"]["id"]
+        assert decide(ex, m.orders["fee"], "rejected").status_code == 200
         for buyer in (m.buyer_a, m.buyer_b):
             assert deposit(ex, buyer, 5_000).status_code == 201
         m.orders["wA"] = requested(ex, m.buyer_a, 1_000)
@@ -73,6 +83,7 @@ def _story(m: Market, key: SM2PrivateKey, **params: Any) -> list[tuple[str, str]
     return [event for event in story if event[1] != "later"]
 
 
+FEE = [("withdrawal.requested", "fee"), ("withdrawal.rejected", "fee")]
 WITHDRAWAL_A = [("withdrawal.requested", "wA"), ("withdrawal.paid", "wA")]
 WITHDRAWAL_B = [("withdrawal.requested", "wB"), ("withdrawal.rejected", "wB")]
 ISSUED = [("certificate.issued", "certificate")]
@@ -101,7 +112,7 @@ def test_each_participant_sees_its_money_and_certificates(
 
 
 def test_an_operator_sees_them_all(market: Market) -> None:
-    expected = ISSUED + OTHER_ISSUED + WITHDRAWAL_A + WITHDRAWAL_B + TRANSFER
+    expected = ISSUED + OTHER_ISSUED + FEE + WITHDRAWAL_A + WITHDRAWAL_B + TRANSFER
     assert _story(market, market.ex.operator) == expected
 
 
