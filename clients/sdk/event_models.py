@@ -47,13 +47,18 @@ class Event:
     """One event of the feed. ``id`` is its log index (``"42"``) or ``"anchor:<tree
     size>"``: deduplicate by it, and pass it as ``after`` to resume after it.
     ``record`` is the signed record behind it (verify it with its actor's key),
-    ``None`` for ``anchor.final``, which has ``anchor``."""
+    ``None`` for ``anchor.final``, which has ``anchor``. What it is about:
+    ``order_id`` (order events), ``withdrawal_id`` (``withdrawal.*``),
+    ``certificate`` (the number, ``certificate.*``); ``listing_id`` is the order's
+    or the certificate's listing."""
 
     id: str
     type: str
     created_at: int
     order_id: str | None
     listing_id: str | None
+    withdrawal_id: str | None
+    certificate: str | None
     log_index: int | None
     leaf_hash: str | None
     record: SignedRecord | None
@@ -75,6 +80,8 @@ class Event:
             created_at=o.integer("created_at"),
             order_id=o.opt_text("order_id"),
             listing_id=o.opt_text("listing_id"),
+            withdrawal_id=o.opt_text("withdrawal_id"),
+            certificate=o.opt_text("certificate"),
             log_index=None if log is None else log.integer("index"),
             leaf_hash=None if log is None else log.hex64("leaf_hash"),
             record=record,

@@ -22,7 +22,7 @@ from sqlmodel import Session, col
 from exchange.events.cursor import START, InvalidCursorError, Position, parse_event_id
 from exchange.events.kinds import ANCHOR_FINAL, event_type_of, record_types_for
 from exchange.events.models import AnchorEvent
-from exchange.events.visibility import EVERYONE, Viewer, audience_of, order_parties
+from exchange.events.visibility import EVERYONE, Subject, Viewer, read_parties
 from exchange.log.models import LogEntry
 
 __all__ = ["Event", "Page", "feed_head", "read_page", "resolve_cursor"]
@@ -173,19 +173,15 @@ def _log_events(session: Session, viewer: Viewer, rows: list[Any]) -> Mapping[in
     parsed = []
     for index, leaf_hash, leaf, record_type in rows:
         signed = json.loads(bytes(leaf))
-        record = signed["record"]
-        payload = record.get("payload", {})
-        order_id = payload.get("order_id") if isinstance(payload, dict) else None
-        order_id = order_id if isinstance(order_id, str) else None
-        parsed.append((int(index), bytes(leaf_hash).hex(), record_type, signed, order_id))
-    parties = order_parties(session, {order_id for *_, order_id in parsed if order_id})
+        subject = Subject.of(record_type, bytes(leaf_hash).hex(), signed["record"])
+        parsed.append((int(index), signed, subject))
+    parties = read_parties(session, [subject for *_, subject in parsed])
     events: dict[int, Event] = {}
-    for index, leaf_hash, record_type, signed, order_id in parsed:
-        record = signed["record"]
-        order = parties.get(order_id) if order_id else None
-        if not audience_of(record["actor"], order).admits(viewer):
+    for index, signed, subject in parsed:
+        if not parties.audience(subject).admits(viewer):
             continue
-        event_type = event_type_of(record_type, record["payload"])
+        record = signed["record"]
+        event_type = event_type_of(subject.record_type, record["payload"])
         if event_type is None:  # pragma: no cover - the query asked for event types only
             continue
         position = Position(index, 0, 0)
@@ -196,9 +192,11 @@ def _log_events(session: Session, viewer: Viewer, rows: list[Any]) -> Mapping[in
                 "id": position.event_id,
                 "type": event_type,
                 "created_at": record["timestamp"],
-                "order_id": order_id,
-                "listing_id": order.listing_id if order else None,
-                "log": {"index": index, "leaf_hash": leaf_hash},
+                "order_id": subject.order_id,
+                "listing_id": parties.listing_of(subject),
+                "withdrawal_id": subject.withdrawal_id,
+                "certificate": subject.certificate,
+                "log": {"index": index, "leaf_hash": subject.leaf_hash},
                 "record": signed,
                 "anchor": None,
             },
@@ -217,6 +215,8 @@ def _anchor_event(row: AnchorEvent) -> Event:
             "created_at": row.recorded_at,
             "order_id": None,
             "listing_id": None,
+            "withdrawal_id": None,
+            "certificate": None,
             "log": None,
             "record": None,
             "anchor": {

@@ -3,8 +3,9 @@
 One row per record type: the event type is a function of the record (a dispute
 resolved with a refund is ``order.refunded``, with a release ``dispute.resolved``).
 Placing an order moves its price into escrow in the same record, so there is no
-separate "paid" record: ``order.placed`` is the paid order. ``anchor.final`` comes
-from the anchors, not from a record (:mod:`exchange.events.anchors`).
+separate "paid" record: ``order.placed`` is the paid order. Withdrawal and
+certificate records are events of their own name. ``anchor.final`` comes from the
+anchors, not from a record (:mod:`exchange.events.anchors`).
 """
 
 from __future__ import annotations
@@ -12,15 +13,27 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any, Final
 
+from exchange.certificates.lifecycle import ISSUED, TRANSITIONS
+
 __all__ = [
     "ANCHOR_FINAL",
+    "CERTIFICATE_RECORDS",
     "EVENT_TYPES",
     "RECORD_EVENTS",
+    "WITHDRAWAL_RECORDS",
     "event_type_of",
     "record_types_for",
 ]
 
 ANCHOR_FINAL: Final = "anchor.final"
+
+WITHDRAWAL_RECORDS: Final = ("withdrawal.requested", "withdrawal.paid", "withdrawal.rejected")
+"""Records about a withdrawal (``payload.withdrawal_id``), each the event of its name."""
+
+CERTIFICATE_RECORDS: Final = (ISSUED, *TRANSITIONS)
+"""Records about a certificate (``payload.number``), each the event of its name."""
+
+_OWN_NAME: Final = (*WITHDRAWAL_RECORDS, *CERTIFICATE_RECORDS)
 
 _Namer = Callable[[Mapping[str, Any]], str]
 
@@ -46,6 +59,7 @@ RECORD_EVENTS: Final[Mapping[str, _Namer]] = {
     "computation.completed": _fixed("computation.completed"),
     "computation.refused": _fixed("computation.refused"),
     "delivery.overdue": _fixed("delivery.overdue"),
+    **{record_type: _fixed(record_type) for record_type in _OWN_NAME},
 }
 """Record type → the event type of such a record (given its payload)."""
 
@@ -62,6 +76,7 @@ _TYPES_OF_RECORD: Final[Mapping[str, frozenset[str]]] = {
     "computation.completed": frozenset({"computation.completed"}),
     "computation.refused": frozenset({"computation.refused"}),
     "delivery.overdue": frozenset({"delivery.overdue"}),
+    **{record_type: frozenset({record_type}) for record_type in _OWN_NAME},
 }
 
 EVENT_TYPES: Final = tuple(

@@ -44,7 +44,16 @@ class EventPublic(BaseModel):
         description="The record's timestamp, or when the anchor was seen final (ms)."
     )
     order_id: str | None = Field(description="The order the event is about.")
-    listing_id: str | None = Field(description="That order's listing.")
+    listing_id: str | None = Field(
+        description="That order's listing, or that certificate's (the certificate.* events)."
+    )
+    withdrawal_id: str | None = Field(
+        description="The withdrawal the event is about (the withdrawal.* events)."
+    )
+    certificate: str | None = Field(
+        description="The number of the certificate the event is about (the certificate.* events).",
+        examples=["SC-2026-000001"],
+    )
     log: EventLogRef | None = Field(description="Where the record is in the log.")
     record: dict[str, Any] | None = Field(
         description='The signed record, `{"record": {...}, "signature": base64}` '

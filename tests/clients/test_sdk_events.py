@@ -36,7 +36,9 @@ from test_events_support import (  # noqa: E402
     wait_for,
     whole_feed,
 )
+from test_orders import deposit  # noqa: E402
 from test_webhook_receiver import Receiver  # noqa: E402
+from test_withdrawals import requested  # noqa: E402
 
 
 @pytest.fixture
@@ -61,7 +63,11 @@ def test_events_pages_are_the_feed(market: Market) -> None:
         assert [e.id for e in first.events] == [e["id"] for e in expected[:2]]
         rest = sdk.events(after=first.next)
         assert [e.id for e in first.events + rest.events] == [e["id"] for e in expected]
-        placed = first.events[0]
+        issued, placed = first.events
+        assert (issued.type, issued.listing_id) == ("certificate.issued", market.listing_id)
+        listing = market.ex.http().get(f"/listings/{market.listing_id}").json()
+        assert issued.certificate == listing["certificate"]
+        assert (issued.order_id, issued.withdrawal_id) == (None, None)
         assert (placed.type, placed.order_id) == ("order.placed", market.orders["A1"])
         assert placed.record is not None and placed.log_index == int(placed.id)
         placed.record.verify(market.buyer_a.public_key())
@@ -70,6 +76,19 @@ def test_events_pages_are_the_feed(market: Market) -> None:
         with pytest.raises(APIError) as refused:
             sdk.events(after="not-an-id")
         assert (refused.value.status_code, refused.value.code) == (400, "invalid_cursor")
+
+
+def test_withdrawal_events_through_the_sdk(market: Market) -> None:
+    assert deposit(market.ex, market.buyer_a, 500).status_code == 201
+    withdrawal_id = requested(market.ex, market.buyer_a, 300)
+    with client(market, market.buyer_a) as sdk:
+        [event] = sdk.events(types=["withdrawal.requested"]).events
+        assert (event.type, event.withdrawal_id) == ("withdrawal.requested", withdrawal_id)
+        assert (event.order_id, event.listing_id, event.certificate) == (None, None, None)
+        assert event.record is not None
+        event.record.verify(market.buyer_a.public_key())
+    with client(market, market.buyer_b) as sdk:
+        assert sdk.events(types=["withdrawal.requested"]).events == ()
 
 
 def test_iter_events_follows_the_stream_across_reconnections(market: Market) -> None:

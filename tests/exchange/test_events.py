@@ -59,8 +59,16 @@ def _anchor_recorded(m: Market, tree_size: int) -> bool:
 
 def _story(events: list[dict[str, Any]], m: Market) -> list[tuple[str, str]]:
     names = {order_id: name for name, order_id in m.orders.items()}
+    listings = {m.listing_id: "L", m.other_listing_id: "other L"}
     return [
-        (e["type"], names[e["order_id"]] if e["order_id"] else e["id"].split(":")[0])
+        (
+            e["type"],
+            names[e["order_id"]]
+            if e["order_id"]
+            else listings[e["listing_id"]]
+            if e["certificate"]
+            else e["id"].split(":")[0],
+        )
         for e in events
     ]
 
@@ -78,6 +86,8 @@ B1 = [
     ("order.refunded", "B1"),
 ]
 TAIL = [("anchor.final", "anchor"), ("order.placed", "A2")]
+ISSUED = [("certificate.issued", "L")]
+OTHER_ISSUED = [("certificate.issued", "other L")]
 
 
 @pytest.mark.parametrize(
@@ -85,11 +95,11 @@ TAIL = [("anchor.final", "anchor"), ("order.placed", "A2")]
     [
         ("buyer_a", A1 + TAIL),
         ("buyer_b", [*B1, ("anchor.final", "anchor")]),
-        ("owner", A1 + B1 + TAIL),
-        ("co_provider", A1 + B1 + TAIL),
-        ("other_provider", [("anchor.final", "anchor")]),
+        ("owner", ISSUED + A1 + B1 + TAIL),
+        ("co_provider", ISSUED + A1 + B1 + TAIL),
+        ("other_provider", [*OTHER_ISSUED, ("anchor.final", "anchor")]),
         ("auditor", [("anchor.final", "anchor")]),
-        ("operator", A1 + B1 + TAIL),
+        ("operator", ISSUED + OTHER_ISSUED + A1 + B1 + TAIL),
     ],
 )
 def test_each_participant_sees_what_is_theirs(
@@ -131,7 +141,8 @@ def test_paging_one_by_one_matches_the_whole_feed_and_resumes_anywhere(market: M
     tree_size = int(ids[anchor].removeprefix("anchor:"))
     assert int(ids[anchor - 1]) < tree_size <= int(ids[anchor + 1])
     # a cursor from someone else's view is a cursor like any other
-    rest, _ = whole_feed(market.ex, market.buyer_a, after=ids[0])
+    a1_placed = next(e["id"] for e in everything if e["type"] == "order.placed")
+    rest, _ = whole_feed(market.ex, market.buyer_a, after=a1_placed)
     assert ("order.placed", "A1") not in _story(rest, market)
     assert last is not None
 
@@ -142,8 +153,10 @@ def test_a_page_moves_past_events_that_are_not_yours(market: Market) -> None:
     first = response.json()
     assert [e["type"] for e in first["events"]] == ["order.placed"]
     events, _ = whole_feed(market.ex, market.other_provider)
-    assert [e["type"] for e in events] == ["anchor.final"]
-    response = market.ex.http(market.other_provider).get("/events", params={"limit": 1})
+    assert [e["type"] for e in events] == ["certificate.issued", "anchor.final"]
+    response = market.ex.http(market.other_provider).get(
+        "/events", params={"limit": 1, "after": events[0]["id"]}
+    )
     page = response.json()
     assert page["events"][0]["type"] == "anchor.final"
     after = market.ex.http(market.other_provider).get("/events", params={"after": page["next"]})
