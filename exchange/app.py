@@ -17,9 +17,8 @@ which tests can swap with ``app.dependency_overrides``. No other module reads
 from __future__ import annotations
 
 import functools
-import gc
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from typing import Protocol
 
 import anyio
@@ -338,29 +337,6 @@ DEFAULT_SERVICES: tuple[ServiceStarter, ...] = (
 appender last: it commits the appends still queued before the app stops)."""
 
 
-GC_YOUNG_THRESHOLD = 20_000
-"""Allocations between young-generation collections (CPython's default: 700). A
-request allocates thousands of short-lived objects (ORM rows, pydantic models,
-JSON trees): at the default the collector ran several times per order and, with
-its older generations, took ~8 % of the server's time (bench/api.py)."""
-
-
-@contextmanager
-def _settled_heap() -> Iterator[None]:
-    """While the app serves: what was allocated before (modules, the app, compiled
-    statements) is out of the collector's sight, since it lives as long as the app,
-    and the young generation is collected less often. Undone when the app stops, so
-    that a process building many apps (tests) can still free them."""
-    threshold = gc.get_threshold()
-    gc.freeze()  # (no full collection first: in a test process it took ~0.2 s per app)
-    gc.set_threshold(GC_YOUNG_THRESHOLD, *threshold[1:])
-    try:
-        yield
-    finally:
-        gc.set_threshold(*threshold)
-        gc.unfreeze()
-
-
 @asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     engine: Engine = app.state.engine
@@ -370,8 +346,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
             service = starter(app)
             if service is not None:
                 started.append(service)
-        with _settled_heap():
-            yield
+        yield
     finally:
         for service in reversed(started):
             service.stop()
