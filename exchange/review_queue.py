@@ -14,7 +14,7 @@ from sqlalchemy import select
 from sqlmodel import Session, col
 
 from exchange.listings.models import Listing, ListingState
-from exchange.listings.service import listing_public
+from exchange.listings.service import listings_public
 from exchange.participants.models import Participant, ParticipantStatus, Role
 from exchange.participants.service import profile
 from ledger.protocol.review_queue import ReviewQueue
@@ -49,7 +49,7 @@ def review_queue(session: Session, limit: int) -> ReviewQueue:
         .all()
     )
     return ReviewQueue(
-        listings=tuple(listing_public(session, row) for row in listings[:limit]),
+        listings=tuple(listings_public(session, listings[:limit])),
         participants=tuple(profile(row) for row in waiting[:limit]),
         more_listings=len(listings) > limit,
         more_participants=len(waiting) > limit,

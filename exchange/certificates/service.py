@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import datetime
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -71,6 +71,7 @@ __all__ = [
     "Issuance",
     "check_orderable",
     "current_number",
+    "current_numbers",
     "issuance",
     "listing_certificates",
     "numbered",
@@ -352,12 +353,26 @@ def listing_certificates(session: Session, listing_id: str) -> list[CertificateP
 
 def current_number(session: Session, listing_id: str, version: int) -> str | None:
     """The number of the certificate of ``listing_id`` at ``version``, if any."""
-    value = session.execute(
-        select(col(Certificate.number))
-        .where(col(Certificate.listing_id) == listing_id)
-        .where(col(Certificate.version) == version)
-    ).scalar_one_or_none()
-    return None if value is None else str(value)
+    return current_numbers(session, [(listing_id, version)]).get((listing_id, version))
+
+
+def current_numbers(
+    session: Session, versions: Collection[tuple[str, int]]
+) -> dict[tuple[str, int], str]:
+    """:func:`current_number` of each ``(listing_id, version)`` that has one, in one query."""
+    wanted = set(versions)
+    if not wanted:
+        return {}
+    rows = session.execute(
+        select(
+            col(Certificate.listing_id), col(Certificate.version), col(Certificate.number)
+        ).where(col(Certificate.listing_id).in_(sorted({lid for lid, _ in wanted})))
+    ).all()
+    return {
+        (listing_id, version): str(number)
+        for listing_id, version, number in rows
+        if (listing_id, version) in wanted
+    }
 
 
 # --------------------------------------------------------------------------- lifecycle

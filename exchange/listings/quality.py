@@ -17,6 +17,7 @@ report on the version.
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Collection
 from enum import StrEnum
 from typing import Any
@@ -35,6 +36,7 @@ __all__ = [
     "SignerRole",
     "current_report",
     "current_reports",
+    "quality_summaries",
     "quality_summary",
 ]
 
@@ -133,24 +135,57 @@ def countersigners(session: Session, listing_id: str, version: int, report_sm3: 
 
 def quality_summary(session: Session, listing_id: str, version: int) -> QualitySummary | None:
     """The listing's quality as :class:`QualitySummary`, ``None`` without a provider report."""
-    current = current_report(session, listing_id, version)
-    if current is None:
-        return None
-    disputed = session.execute(
-        select(col(QualityReportRow.signer_key_id))
+    return quality_summaries(session, [(listing_id, version)]).get((listing_id, version))
+
+
+def quality_summaries(
+    session: Session, versions: Collection[tuple[str, int]]
+) -> dict[tuple[str, int], QualitySummary]:
+    """:func:`quality_summary` of each ``(listing_id, version)`` that has a provider
+    report, in three queries however many they are."""
+    currents = current_reports(session, versions)
+    if not currents:
+        return {}
+    listing_ids = sorted({listing_id for listing_id, _ in currents})
+    disputed: dict[tuple[str, int], list[str]] = defaultdict(list)
+    for listing_id, version, signer, digest in session.execute(
+        select(
+            col(QualityReportRow.listing_id),
+            col(QualityReportRow.version),
+            col(QualityReportRow.signer_key_id),
+            col(QualityReportRow.report_sm3),
+        )
         .where(
-            col(QualityReportRow.listing_id) == listing_id,
-            col(QualityReportRow.version) == version,
+            col(QualityReportRow.listing_id).in_(listing_ids),
             col(QualityReportRow.signer_role) == SignerRole.ASSESSOR.value,
-            col(QualityReportRow.report_sm3) != current.report_sm3,
         )
         .order_by(col(QualityReportRow.reported_at), col(QualityReportRow.signer_key_id))
-    ).scalars()
-    return QualitySummary(
-        grade=current.grade,
-        score_bps=current.score_bps,
-        report_digest=current.report_sm3,
-        signed_by=current.signer_key_id,
-        countersigned_by=tuple(countersigners(session, listing_id, version, current.report_sm3)),
-        disputed_by=tuple(dict.fromkeys(disputed)),
-    )
+    ):
+        current = currents.get((listing_id, version))
+        if current is not None and digest != current.report_sm3:
+            disputed[listing_id, version].append(signer)
+    countersigned: dict[tuple[str, int], list[str]] = defaultdict(list)
+    for listing_id, version, assessor, digest in session.execute(
+        select(
+            col(QualityCountersignature.listing_id),
+            col(QualityCountersignature.version),
+            col(QualityCountersignature.assessor_key_id),
+            col(QualityCountersignature.report_sm3),
+        )
+        .where(col(QualityCountersignature.listing_id).in_(listing_ids))
+        .order_by(col(QualityCountersignature.countersigned_at), "assessor_key_id")
+    ):
+        current = currents.get((listing_id, version))
+        if current is not None and digest == current.report_sm3:
+            countersigned[listing_id, version].append(assessor)
+    return {
+        key: QualitySummary(
+            grade=current.grade,
+            score_bps=current.score_bps,
+            report_digest=current.report_sm3,
+            signed_by=current.signer_key_id,
+            countersigned_by=tuple(countersigned[key]),
+            disputed_by=tuple(dict.fromkeys(disputed[key])),
+        )
+        for key, current in currents.items()
+    }

@@ -31,7 +31,8 @@ custody); 413 ``sample_too_large``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections import defaultdict
+from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import TypeVar
@@ -43,7 +44,7 @@ from sqlmodel import Session, col
 from exchange.certificates import service as certificates
 from exchange.errors import ConflictError, ExchangeError, ForbiddenError, NotFoundError
 from exchange.listings.models import Listing, ListingProvider, ListingState, ListingVersion
-from exchange.listings.quality import quality_summary
+from exchange.listings.quality import quality_summaries
 from exchange.listings.schemas import (
     MAX_SAMPLE_ROWS,
     DraftPayload,
@@ -68,10 +69,11 @@ from ledger.computation.offer import ComputationOffer, OfferFormatError
 from ledger.pricing_reference import CostBasis, CostBasisError
 from ledger.protocol import listing as wire
 from ledger.protocol.policy import Policy, PolicyFormatError, policy_of
+from ledger.protocol.quality import QualitySummary
 from ledger.records import canonical_json
 from ledger.sm2 import SM2PrivateKey, SM2PublicKey
 
-__all__ = ["ListingContext", "get", "listing_public", "search", "versions"]
+__all__ = ["ListingContext", "get", "listing_public", "listings_public", "search", "versions"]
 
 PUBLIC_STATES = (ListingState.PUBLISHED, ListingState.DELISTED)
 
@@ -166,7 +168,56 @@ def _providers(session: Session, listing_id: str) -> list[ListingProvider]:
 
 
 def listing_public(session: Session, row: Listing) -> wire.Listing:
-    current = session.get(ListingVersion, (row.id, row.version))
+    """The listing as the exchange shows it (:class:`ledger.protocol.listing.Listing`)."""
+    [public] = listings_public(session, [row])
+    return public
+
+
+def listings_public(session: Session, rows: Sequence[Listing]) -> list[wire.Listing]:
+    """:func:`listing_public` of each of ``rows``, in order, in a fixed number of
+    queries however many they are (a page of listings, the review queue)."""
+    if not rows:
+        return []
+    ids = sorted({row.id for row in rows})
+    current = {(row.id, row.version) for row in rows}
+    row_roots = {
+        (version.listing_id, version.version): version.row_root
+        for version in session.execute(
+            select(ListingVersion).where(col(ListingVersion.listing_id).in_(ids))
+        ).scalars()
+        if (version.listing_id, version.version) in current
+    }
+    providers: dict[str, list[wire.ProviderShare]] = defaultdict(list)
+    for provider in session.execute(
+        select(ListingProvider)
+        .where(col(ListingProvider.listing_id).in_(ids))
+        .order_by(col(ListingProvider.listing_id), col(ListingProvider.position))
+    ).scalars():
+        providers[provider.listing_id].append(
+            wire.ProviderShare(provider.provider_key_id, provider.share_bps)
+        )
+    qualities = quality_summaries(session, current)
+    numbers = certificates.current_numbers(session, current)
+    return [
+        _public(
+            row,
+            providers=providers[row.id],
+            row_root=row_roots.get((row.id, row.version)),
+            quality=qualities.get((row.id, row.version)),
+            certificate=numbers.get((row.id, row.version)),
+        )
+        for row in rows
+    ]
+
+
+def _public(
+    row: Listing,
+    *,
+    providers: Sequence[wire.ProviderShare],
+    row_root: str | None,
+    quality: QualitySummary | None,
+    certificate: str | None,
+) -> wire.Listing:
     policy = policy_of(row.policy)
     return wire.Listing(
         id=row.id,
@@ -176,9 +227,7 @@ def listing_public(session: Session, row: Listing) -> wire.Listing:
         description=row.description,
         category=row.category,
         tags=tuple(row.tags),
-        providers=tuple(
-            wire.ProviderShare(p.provider_key_id, p.share_bps) for p in _providers(session, row.id)
-        ),
+        providers=tuple(providers),
         columns=tuple(wire.Column(c["name"], c["type"]) for c in row.columns),
         sample_rows=tuple(row.sample_rows),
         row_count=row.row_count,
@@ -201,8 +250,8 @@ def listing_public(session: Session, row: Listing) -> wire.Listing:
         custody=row.custody,
         delivery_window_s=row.delivery_window_s,
         cost_basis=row.cost_basis,
-        row_root=None if current is None else current.row_root,
-        quality=quality_summary(session, row.id, row.version),
+        row_root=row_root,
+        quality=quality,
         policy=policy.to_dict(),
         policy_digest=policy.digest(),
         rejection_reason=row.rejection_reason,
@@ -210,7 +259,7 @@ def listing_public(session: Session, row: Listing) -> wire.Listing:
         created_at=row.created_at,
         updated_at=row.updated_at,
         published_at=row.published_at,
-        certificate=certificates.current_number(session, row.id, row.version),
+        certificate=certificate,
     )
 
 
@@ -305,7 +354,7 @@ def search(
         query = query.where(col(Listing.state) == state.value)
     query = query.order_by(col(Listing.created_at).desc(), col(Listing.id)).offset(offset)
     rows = session.execute(query.limit(limit + 1)).scalars().all()
-    items = [listing_public(session, row) for row in rows[:limit]]
+    items = listings_public(session, rows[:limit])
     return items, (offset + limit if len(rows) > limit else None)
 
 
