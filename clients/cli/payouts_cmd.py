@@ -98,15 +98,18 @@ def show_withdrawals(out: Output, items: Sequence[Mapping[str, Any]]) -> None:
     )
 
 
+AmountFenArg = Annotated[
+    int, typer.Argument(help="Amount in fen (integer; 100 fen = ¥1.00).", min=1)
+]
+ToOption = Annotated[
+    str, typer.Option("--to", help="Where the money goes: a bank account reference.")
+]
+
+
 def withdraw(
     inv: Invocation,
-    amount_fen: Annotated[
-        int, typer.Argument(help="Amount in fen (integer; 100 fen = ¥1.00).", min=1)
-    ],
-    to: Annotated[
-        str,
-        typer.Option("--to", help="Where the money goes: your bank account reference."),
-    ],
+    amount_fen: AmountFenArg,
+    to: ToOption,
     idempotency_key: IdempotencyOption = None,
 ) -> None:
     """Withdraw available funds: the amount is held until an operator pays it out."""
@@ -142,13 +145,8 @@ def payouts(
 @command(payouts_app, "withdraw-fees")
 def withdraw_fees(
     inv: Invocation,
-    amount_fen: Annotated[
-        int, typer.Argument(help="Amount in fen (integer; 100 fen = ¥1.00).", min=1)
-    ],
-    to: Annotated[
-        str,
-        typer.Option("--to", help="Where the money goes: the exchange's bank account reference."),
-    ],
+    amount_fen: AmountFenArg,
+    to: ToOption,
     idempotency_key: IdempotencyOption = None,
 ) -> None:
     """Withdraw the exchange's fees (the platform account): held until another operator
