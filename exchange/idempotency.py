@@ -24,7 +24,7 @@ import json
 import re
 import time
 from collections.abc import Callable
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 from fastapi import Request
 from fastapi.responses import JSONResponse
@@ -190,12 +190,15 @@ def _store(connection: Connection, values: dict[str, Any]) -> None:
     connection.execute(_STORE_RESPONSE, values)
 
 
+_Response = TypeVar("_Response", bound=BaseModel)
+
+
 def run(
     session: Session,
     idempotent: Idempotent,
-    rebuild: Callable[[IdempotencyKey], BaseModel],
-    effect: Callable[[], BaseModel],
-) -> BaseModel | JSONResponse:
+    rebuild: Callable[[IdempotencyKey], _Response],
+    effect: Callable[[], _Response],
+) -> _Response | JSONResponse:
     """Replay a stored response, or run ``effect`` (which stages the key with
     :meth:`Idempotent.stage`) and remember its response. A request that lost a
     race with the same key (refused with a conflict) gets the winner's response."""

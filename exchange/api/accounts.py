@@ -98,9 +98,7 @@ def credit_deposit(
         )
         return service.deposit(session, action, key_id, log_key, idempotent)
 
-    result = run(session, idempotent, lambda row: service.rebuild_deposit(session, row), effect)
-    assert isinstance(result, DepositCredited | JSONResponse)
-    return result
+    return run(session, idempotent, lambda row: service.rebuild_deposit(session, row), effect)
 
 
 @router.get(

@@ -111,9 +111,7 @@ def place_order(
         )
         return service.place(session, action, log_key, idempotent)
 
-    result = run(session, idempotent, lambda row: service.rebuild_placed(session, row), effect)
-    assert isinstance(result, OrderPlaced | JSONResponse)
-    return result
+    return run(session, idempotent, lambda row: service.rebuild_placed(session, row), effect)
 
 
 @router.get(
@@ -176,14 +174,12 @@ def _idempotent_change(
     effect: Callable[[Idempotent], OrderChanged],
 ) -> OrderChanged | JSONResponse:
     idempotent = Idempotent(request, principal.key_id, body)
-    result = run(
+    return run(
         session,
         idempotent,
         lambda row: lifecycle.rebuild_changed(session, row),
         lambda: effect(idempotent),
     )
-    assert isinstance(result, OrderChanged | JSONResponse)
-    return result
 
 
 _DECISION_409 = (

@@ -74,14 +74,12 @@ def _changed(
     effect: Callable[[Idempotent], WithdrawalChanged],
 ) -> WithdrawalChanged | JSONResponse:
     idempotent = Idempotent(request, principal.key_id, body)
-    result = run(
+    return run(
         session,
         idempotent,
         lambda row: service.rebuild_changed(session, row),
         lambda: effect(idempotent),
     )
-    assert isinstance(result, WithdrawalChanged | JSONResponse)
-    return result
 
 
 @router.post(
