@@ -29,13 +29,14 @@ from exchange.accounts.schemas import (
     DepositPayload,
     MovementPublic,
 )
-from exchange.errors import ExchangeError, NotFoundError
+from exchange.errors import ExchangeError
 from exchange.idempotency import IdempotencyKey, Idempotent
 from exchange.log.batch import run_at_commit
 from exchange.log.models import LogEntry
 from exchange.log.queries import promise_of
 from exchange.log.schemas import Appended, PromiseBody
 from exchange.participants.models import Participant
+from exchange.participants.service import ParticipantNotFoundError
 from exchange.records import SignedAction, commit_with_record, log_receipt, payload_of
 from ledger.sm2 import SM2PrivateKey
 
@@ -71,10 +72,6 @@ class EscrowMismatchError(ExchangeError):
 
     status = 409
     code = "escrow_mismatch"
-
-
-class ParticipantNotFoundError(NotFoundError):
-    code = "participant_not_found"
 
 
 class TargetMismatchError(ExchangeError):

@@ -66,6 +66,7 @@ from exchange.certificates.service import check_orderable
 from exchange.errors import ConflictError, ExchangeError, NotFoundError
 from exchange.idempotency import IdempotencyKey, Idempotent
 from exchange.listings.models import Listing, ListingProvider, ListingState
+from exchange.listings.service import ListingNotFoundError
 from exchange.orders.assessment import is_assessment
 from exchange.orders.models import OfferSeats, Order, OrderState, UsedQuote
 from exchange.orders.schemas import (
@@ -97,10 +98,6 @@ from ledger.sm2 import SM2PrivateKey
 __all__ = ["get_order", "issue", "list_orders", "place", "rebuild_placed"]
 
 DAY_MS = 86_400_000
-
-
-class ListingNotFoundError(NotFoundError):
-    code = "listing_not_found"
 
 
 class ListingNotPublishedError(ConflictError):

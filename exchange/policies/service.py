@@ -24,9 +24,11 @@ from dataclasses import dataclass
 from sqlalchemy import Connection, select
 from sqlmodel import Session, col
 
-from exchange.errors import ExchangeError, NotFoundError
+from exchange.errors import ExchangeError
 from exchange.listings.models import Listing, ListingProvider
+from exchange.listings.service import ListingNotFoundError
 from exchange.participants.models import Participant, Principal, Role
+from exchange.participants.service import ParticipantNotFoundError
 from exchange.policies.models import CrossBorderAssessment
 from exchange.policies.schemas import (
     AssessmentPage,
@@ -71,14 +73,6 @@ class PolicyViolationError(ExchangeError):
 
     def details(self) -> dict[str, str]:
         return {"clause": self.violations[0].clause}
-
-
-class ListingNotFoundError(NotFoundError):
-    code = "listing_not_found"
-
-
-class ParticipantNotFoundError(NotFoundError):
-    code = "participant_not_found"
 
 
 @dataclass(frozen=True, slots=True)
