@@ -9,19 +9,15 @@ from __future__ import annotations
 
 import json
 import os
-import socket
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from test_e2e_workers import served
 
 from exchange.log.testing import isolated_database
 
@@ -34,53 +30,6 @@ pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(POSTGRES_URL is None, reason="TEST_POSTGRES_URL is not set"),
 ]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-@contextmanager
-def _served(data_dir: Path, database_url: str, stderr: Path) -> Iterator[str]:
-    port = _free_port()
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("SHANCHENG_")},
-        "SHANCHENG_DATA_DIR": str(data_dir),
-        "SHANCHENG_DATABASE_URL": database_url,
-    }
-    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-    command = [sys.executable, "-m", "exchange.cli", "serve", "--port", str(port)]
-    with stderr.open("wb") as err:
-        process = subprocess.Popen(
-            [*command, "--workers", "2"],
-            cwd=REPO,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=err,
-        )
-        url = f"http://127.0.0.1:{port}"
-        try:
-            deadline = time.monotonic() + 120
-            while True:
-                try:
-                    if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                assert process.poll() is None, "the server exited"
-                assert time.monotonic() < deadline, "the server did not start"
-                time.sleep(0.2)
-            yield url
-        finally:
-            process.terminate()
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
 
 
 def _lines(stderr: Path) -> list[dict[str, Any]]:
@@ -114,7 +63,7 @@ def test_two_workers_count_into_one_exposition(tmp_path: Path) -> None:
     stderr = tmp_path / "serve.stderr"
     with (
         isolated_database(POSTGRES_URL, tmp_path) as db,
-        _served(data_dir, db.url, stderr) as url,
+        served({"data_dir": str(data_dir), "database_url": db.url}, 2, stderr) as url,
     ):
         with ThreadPoolExecutor(8) as pool:
             answers = list(

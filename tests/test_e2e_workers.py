@@ -6,6 +6,7 @@ processes, and every entry's receipt verifies against the chain."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -55,20 +56,27 @@ def _free_port() -> int:
 
 
 @contextmanager
-def _served(settings: dict[str, Any], workers: int) -> Iterator[str]:
-    """``shancheng serve --workers N`` in a child process, configured by SHANCHENG_*."""
+def served(settings: dict[str, Any], workers: int, stderr: Path | None = None) -> Iterator[str]:
+    """``shancheng serve --workers N`` in a child process, configured by SHANCHENG_*
+    (none inherited from this process), its standard error written to ``stderr``."""
     port = _free_port()
-    env = {**os.environ, **{f"SHANCHENG_{k.upper()}": v for k, v in settings.items()}}
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("SHANCHENG_")},
+        **{f"SHANCHENG_{k.upper()}": v for k, v in settings.items()},
+    }
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     command = [sys.executable, "-m", "exchange.cli", "serve", "--port", str(port)]
-    process = subprocess.Popen(
-        [*command, "--workers", str(workers)],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
+    with contextlib.ExitStack() as stack:
+        err = stack.enter_context(stderr.open("wb")) if stderr else subprocess.DEVNULL
+        process = subprocess.Popen(
+            [*command, "--workers", str(workers)],
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+        )
+        stack.callback(_stop, process)
+        url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 120
         while True:
             try:
@@ -80,13 +88,15 @@ def _served(settings: dict[str, Any], workers: int) -> Iterator[str]:
             assert time.monotonic() < deadline, "the server did not start"
             time.sleep(0.2)
         yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 class Client:
@@ -181,7 +191,7 @@ def test_two_workers_sell_the_last_seat_once_and_every_receipt_verifies(
         prepared = create_app(Settings(**{**settings, "operator_public_keys": keys}))
         log_pub = prepared.state.log_key.public_key()
         prepared.state.engine.dispose()
-        with _served(settings, workers=2) as url:
+        with served(settings, workers=2) as url:
             client = Client(url)
             try:
                 loser = _race(client, operator, log_pub, db)
