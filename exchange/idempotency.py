@@ -45,6 +45,7 @@ __all__ = [
     "Idempotent",
     "InvalidIdempotencyKeyError",
     "run",
+    "run_keyed",
 ]
 
 HEADER: Final = "Idempotency-Key"
@@ -216,3 +217,17 @@ def run(
         raise
     idempotent.remember(session, result)
     return result
+
+
+def run_keyed(
+    session: Session,
+    request: Request,
+    key_id: str,
+    body: BaseModel,
+    rebuild: Callable[[Session, IdempotencyKey], _Response],
+    effect: Callable[[Idempotent], _Response],
+) -> _Response | JSONResponse:
+    """:func:`run` for ``request`` (whose ``body`` ``key_id`` signed) under its
+    Idempotency-Key, if it has one: ``effect`` gets the request's :class:`Idempotent`."""
+    idempotent = Idempotent(request, key_id, body)
+    return run(session, idempotent, lambda row: rebuild(session, row), lambda: effect(idempotent))

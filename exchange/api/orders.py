@@ -4,7 +4,6 @@ resolve (operators), revoke (providers)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Header, Query, Request
@@ -23,7 +22,7 @@ from exchange.api.params import OrderIdPath
 from exchange.api.responses import signed_errors
 from exchange.auth.verifier import Authenticator
 from exchange.errors import ExchangeError
-from exchange.idempotency import Idempotent, run
+from exchange.idempotency import Idempotent, run, run_keyed
 from exchange.orders import lifecycle, service
 from exchange.orders.schemas import OrderChanged, OrderPage, OrderPlaced, OrderPublic
 from exchange.participants.models import Principal, Role
@@ -166,22 +165,6 @@ def _action(
     )
 
 
-def _idempotent_change(
-    session: SessionDep,
-    request: Request,
-    principal: Principal,
-    body: ActionRequest,
-    effect: Callable[[Idempotent], OrderChanged],
-) -> OrderChanged | JSONResponse:
-    idempotent = Idempotent(request, principal.key_id, body)
-    return run(
-        session,
-        idempotent,
-        lambda row: lifecycle.rebuild_changed(session, row),
-        lambda: effect(idempotent),
-    )
-
-
 _DECISION_409 = (
     "not_delivered, acceptance_closed, order_not_open, duplicate_record, concurrent_update"
 )
@@ -229,7 +212,7 @@ def accept_order(
         _check_target(action, order_id)
         return lifecycle.accept(session, action, log_key, settings, idempotent)
 
-    return _idempotent_change(session, request, principal, body, effect)
+    return run_keyed(session, request, principal.key_id, body, lifecycle.rebuild_changed, effect)
 
 
 @router.post(
@@ -311,7 +294,7 @@ def resolve_dispute(
         _check_target(action, order_id)
         return lifecycle.resolve(session, action, log_key, settings, idempotent)
 
-    return _idempotent_change(session, request, principal, body, effect)
+    return run_keyed(session, request, principal.key_id, body, lifecycle.rebuild_changed, effect)
 
 
 @router.post(
@@ -357,7 +340,7 @@ def revoke_access(
         _check_target(action, order_id)
         return lifecycle.revoke(session, action, log_key, idempotent)
 
-    return _idempotent_change(session, request, principal, body, effect)
+    return run_keyed(session, request, principal.key_id, body, lifecycle.rebuild_changed, effect)
 
 
 def _check_target(action: SignedAction, order_id: str) -> None:

@@ -6,7 +6,6 @@ funds (``withdrawal.requested``, the amount held); an operator records it paid
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request
@@ -23,7 +22,7 @@ from exchange.api.examples import json_body, ok
 from exchange.api.params import UUID_PATTERN
 from exchange.api.responses import signed_errors
 from exchange.errors import ExchangeError
-from exchange.idempotency import Idempotent, run
+from exchange.idempotency import Idempotent, run_keyed
 from exchange.participants.models import REGISTRABLE_ROLES, Principal, Role
 from exchange.payouts import service
 from exchange.payouts.models import WithdrawalState
@@ -64,22 +63,6 @@ _WRITE_422 = (
     "invalid_request, wrong_record_type, stale_record, invalid_payload, "
     "invalid_idempotency_key, idempotency_key_reused"
 )
-
-
-def _changed(
-    session: SessionDep,
-    request: Request,
-    principal: Principal,
-    body: ActionRequest,
-    effect: Callable[[Idempotent], WithdrawalChanged],
-) -> WithdrawalChanged | JSONResponse:
-    idempotent = Idempotent(request, principal.key_id, body)
-    return run(
-        session,
-        idempotent,
-        lambda row: service.rebuild_changed(session, row),
-        lambda: effect(idempotent),
-    )
 
 
 @router.post(
@@ -130,7 +113,7 @@ def request_withdrawal(
         )
         return service.request(session, action, log_key, idempotent, principal)
 
-    return _changed(session, request, principal, body, effect)
+    return run_keyed(session, request, principal.key_id, body, service.rebuild_changed, effect)
 
 
 @router.get(
@@ -231,7 +214,7 @@ def pay_withdrawal(
         action = _operator_action(body, principal, authenticator, WITHDRAWAL_PAID, withdrawal_id)
         return service.pay(session, action, log_key, idempotent)
 
-    return _changed(session, request, principal, body, effect)
+    return run_keyed(session, request, principal.key_id, body, service.rebuild_changed, effect)
 
 
 @router.post(
@@ -262,4 +245,4 @@ def reject_withdrawal(
         )
         return service.reject(session, action, log_key, idempotent)
 
-    return _changed(session, request, principal, body, effect)
+    return run_keyed(session, request, principal.key_id, body, service.rebuild_changed, effect)
